@@ -1,0 +1,3 @@
+from hyre_engine.cli import main
+
+raise SystemExit(main())
