@@ -1,0 +1,232 @@
+"""Which pair to ask about next: named scorers under the current weights, then ranking.
+
+Every scorer has the signature ``scorer(preds, w, *, rng=None) -> (n_items,)`` and scores
+with the *current* head weights w (after reweighting, a uniform average would ask about
+disagreements among heads the labels have already ruled out). Higher means more worth
+labelling. ``select`` ranks scores separately; ``PoolScorer`` caches what does not
+depend on w so that scoring a whole pool after each label is two matrix-vector products.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from hyre_engine.reweight import _as_finite, _sigmoid, validate_weights
+
+# Smallest positive float32: log of it is finite, so 0 * log(max(p, tiny)) is exactly 0.
+_TINY = np.finfo(np.float32).tiny
+
+
+# Cached probabilities, entropies and weights below this are set to 0: a product of two
+# such float32 values stays above the subnormal range (~1.2e-38), where the CPU's
+# arithmetic is ~10x slower. After a few dozen labels most weights are far below it; a
+# change of 1e-18 in a probability or a weight is invisible in any score.
+_FLUSH_BELOW = np.float32(1e-18)
+
+
+def _flush_tiny(x: np.ndarray) -> np.ndarray:
+    """Set |x| < _FLUSH_BELOW to 0, in place; returns x."""
+    x[np.abs(x) < _FLUSH_BELOW] = 0.0
+    return x
+
+
+def _binary_entropy(q: np.ndarray) -> np.ndarray:
+    """Binary entropy in nats of probabilities q (any shape), 0 log 0 = 0; keeps q's dtype."""
+    q = np.clip(q, 0.0, 1.0)  # a weighted mean can overshoot 1 by a rounding error
+    r = 1.0 - q
+    return -(q * np.log(np.maximum(q, _TINY)) + r * np.log(np.maximum(r, _TINY)))
+
+
+def _entropy_from_logits(z: np.ndarray) -> np.ndarray:
+    """Binary entropy in nats of sigmoid(z), accurate in the tails; keeps z's dtype."""
+    a = np.abs(z)  # entropy is symmetric in z
+    e = np.exp(-a)
+    return np.log1p(e) + a * e / (1.0 + e)
+
+
+def _check_probs_weights(preds, w) -> tuple[np.ndarray, np.ndarray]:
+    p = _as_finite("preds", preds, ndim=2)
+    if not np.issubdtype(p.dtype, np.floating):
+        p = p.astype(np.float64)
+    if p.size and (p.min() < 0 or p.max() > 1):
+        raise ValueError("preds must be probabilities in [0, 1] for this scorer")
+    return p, validate_weights(w, p.shape[1])
+
+
+def entropy(preds, w, *, rng=None) -> np.ndarray:
+    """Entropy of the weighted prediction H(sum_k w_k p_ik), (n_items,).
+
+    preds: (n_items, n_heads) probabilities that A is preferred; w: (n_heads,).
+    """
+    p, w = _check_probs_weights(preds, w)
+    return _binary_entropy(p @ w)
+
+
+def bald(preds, w, *, rng=None) -> np.ndarray:
+    """BALD: H(sum_k w_k p_ik) - sum_k w_k H(p_ik), (n_items,); the heads' disagreement.
+
+    preds: (n_items, n_heads) probabilities that A is preferred; w: (n_heads,).
+    """
+    p, w = _check_probs_weights(preds, w)
+    return _binary_entropy(p @ w) - _binary_entropy(p) @ w
+
+
+def variance(preds, w, *, rng=None) -> np.ndarray:
+    """Weighted variance of the heads' values sum_k w_k (v_ik - mean_w_i)^2, (n_items,).
+
+    preds: (n_items, n_heads) regression values; w: (n_heads,).
+    """
+    v = _as_finite("preds", preds, ndim=2)
+    if not np.issubdtype(v.dtype, np.floating):
+        v = v.astype(np.float64)
+    w = validate_weights(w, v.shape[1])
+    d = v - (v @ w)[:, None]
+    return (d * d) @ w
+
+
+def _generator(rng) -> np.random.Generator:
+    if rng is None:
+        raise ValueError("the random scorer needs rng (a np.random.Generator or an int seed)")
+    return np.random.default_rng(rng)
+
+
+def random(preds, w, *, rng=None) -> np.ndarray:
+    """Uniform random scores (n_items,): the passive baseline. Needs rng (Generator or seed)."""
+    p = np.asarray(preds)
+    if p.ndim != 2:
+        raise ValueError(f"preds must be 2-D (n_items, n_heads), got shape {p.shape}")
+    validate_weights(w, p.shape[1])
+    return _generator(rng).random(p.shape[0])
+
+
+Scorer = Callable[..., np.ndarray]
+
+# Registered query criteria by name (the paper compares random, entropy and BALD).
+SCORERS: dict[str, Scorer] = {
+    "entropy": entropy,
+    "bald": bald,
+    "variance": variance,
+    "random": random,
+}
+
+
+def get_scorer(name: str) -> Scorer:
+    """The scorer registered under ``name``; unknown names fail with the valid ones."""
+    try:
+        return SCORERS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown scorer {name!r}; valid scorers: {', '.join(sorted(SCORERS))}"
+        ) from None
+
+
+def _exclude_mask(exclude, n: int) -> np.ndarray:
+    mask = np.ones(n, dtype=bool)
+    ex = np.asarray(exclude)
+    if ex.dtype == np.bool_:
+        if ex.shape != (n,):
+            raise ValueError(f"a boolean exclude must have shape ({n},), got {ex.shape}")
+        mask &= ~ex
+        return mask
+    ex = ex.reshape(-1)
+    if ex.size == 0:
+        return mask
+    if not np.issubdtype(ex.dtype, np.integer):
+        raise ValueError(f"exclude must hold integer indices, got dtype {ex.dtype}")
+    if ex.min() < 0 or ex.max() >= n:
+        raise ValueError(f"exclude has indices outside [0, {n})")
+    mask[ex] = False
+    return mask
+
+
+def select(scores, k: int = 1, *, exclude=None, seed=None) -> np.ndarray:
+    """Indices (k,) of the k highest scores, best first.
+
+    Ties are broken at random, reproducibly for a given seed (int or Generator). NaN
+    counts as -inf: ranked last, yet still chosen when nothing else is left. Indices in
+    ``exclude`` (integer indices or a boolean mask over items) are never returned.
+    """
+    s = np.asarray(scores)
+    if s.ndim != 1:
+        raise ValueError(f"scores must be 1-D (n_items,), got shape {s.shape}")
+    if not (np.issubdtype(s.dtype, np.number) or s.dtype == np.bool_):
+        raise ValueError(f"scores must be numeric, got dtype {s.dtype}")
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
+        raise ValueError(f"k must be a non-negative integer, got {k!r}")
+    s = s.astype(np.float64, copy=False)
+    idx = None
+    if exclude is not None:
+        idx = np.flatnonzero(_exclude_mask(exclude, s.shape[0]))
+        s = s[idx]
+    n = s.shape[0]
+    if k > n:
+        raise ValueError(f"asked for k={k} items but only {n} are eligible")
+    if k == 0:
+        return np.empty(0, dtype=np.intp)
+    s = np.where(np.isnan(s), -np.inf, s)
+    rng = np.random.default_rng(seed)
+    kth = np.partition(s, n - k)[n - k]  # the k-th largest score
+    above = np.flatnonzero(s > kth)
+    ties = np.flatnonzero(s == kth)
+    chosen = np.concatenate([above, rng.choice(ties, k - above.size, replace=False)])
+    # Best first; equal scores in random order.
+    order = np.lexsort((rng.random(k), -s[chosen]))
+    chosen = chosen[order]
+    return chosen if idx is None else idx[chosen]
+
+
+class PoolScorer:
+    """Scores a fixed pool for any weights, fast: what does not depend on w is cached.
+
+    Built once from cached logits Z (n_items, n_heads). For preferences p = sigmoid(Z) and
+    the per-head entropies H(p) are kept as float32, so entropy needs p @ w and BALD also
+    H @ w. "variance" treats Z as regression values.
+    """
+
+    def __init__(self, logits) -> None:
+        z = _as_finite("logits", logits, ndim=2)
+        n_items, n_heads = z.shape
+        if n_items == 0 or n_heads == 0:
+            raise ValueError(f"logits must be non-empty, got shape {z.shape}")
+        self._z = np.ascontiguousarray(z, dtype=np.float32)
+        self.n_items, self.n_heads = n_items, n_heads
+        self._p = _flush_tiny(_sigmoid(self._z))
+        self._h = _flush_tiny(_entropy_from_logits(self._z))
+        self._centred: np.ndarray | None = None  # built on the first variance query
+        # Reused outputs of the matrix-vector products: no (n_items,) allocations per query.
+        self._pw = np.empty(n_items, dtype=np.float32)
+        self._hw = np.empty(n_items, dtype=np.float32)
+
+    def _weights(self, w) -> np.ndarray:
+        return _flush_tiny(validate_weights(w, self.n_heads).astype(np.float32))
+
+    def probabilities(self, w) -> np.ndarray:
+        """Weighted P(A preferred) (n_items,) float32 = sigmoid(Z) @ w."""
+        np.dot(self._p, self._weights(w), out=self._pw)
+        return self._pw.copy()
+
+    def score(self, strategy: str, w, *, rng=None) -> np.ndarray:
+        """Scores (n_items,) float32 of the named strategy under weights w (n_heads,)."""
+        get_scorer(strategy)  # unknown names fail with the list of valid ones
+        w32 = self._weights(w)
+        if strategy == "random":
+            return _generator(rng).random(self.n_items, dtype=np.float32)
+        if strategy == "variance":
+            return self._variance(w32)
+        np.dot(self._p, w32, out=self._pw)
+        out = _binary_entropy(self._pw)
+        if strategy == "bald":
+            np.dot(self._h, w32, out=self._hw)
+            out -= self._hw
+        return out
+
+    def _variance(self, w32: np.ndarray) -> np.ndarray:
+        if self._centred is None:
+            # Centring each item on its uniform mean keeps E[v^2] - E[v]^2 from cancelling.
+            c = self._z - self._z.mean(axis=1, keepdims=True)
+            self._centred = np.stack([c, c * c])  # (2, n_items, n_heads)
+        c, c2 = self._centred
+        m = c @ w32
+        return np.maximum(c2 @ w32 - m * m, 0.0)
