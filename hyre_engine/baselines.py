@@ -1,0 +1,232 @@
+"""Static and fitted alternatives to HyRe's reweighting, for comparison.
+
+Inputs follow docs/engine.md: ``Z`` is (n_items, n_heads) logits that A is preferred
+(reward margins r(a) - r(b)), ``y`` is (n_items,) with 1 when A is preferred.
+Every combiner returns P(A preferred) per item, shape (n_items,).
+
+Static combiners need no labels (``uniform_*``, ``majority_vote``,
+``confidence_weighted``, ``entropy_weighted``); ``fit_convex_weights`` and
+``finetune_heads`` learn from the target's adaptation labels; the two
+``*_oracle`` functions are fitted on the evaluation data itself and are upper
+bounds, not methods.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import expit, log_expit
+
+from hyre_engine import ensemble as ens
+
+# Shrinkage of convex weights towards uniform (penalty l2 * ||w - 1/K||^2): with a handful
+# of labels many weightings fit equally well; this picks the one closest to uniform and
+# stays small next to a log loss of ~0.69 per item.
+DEFAULT_CONVEX_L2 = 1e-2
+DEFAULT_CONVEX_MAX_ITER = 200
+# Probabilities are clipped this far from 0 and 1 before taking logs.
+PROB_EPS = 1e-7
+
+# Fine-tuning on a few labels: full-batch Adam; 100 steps at lr 1e-3 fit 1-10 pairs
+# without moving the heads far from the trained ensemble.
+DEFAULT_FINETUNE_STEPS = 100
+DEFAULT_FINETUNE_LR = 1e-3
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_logits(Z, name: str = "Z") -> np.ndarray:
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.ndim != 2 or Z.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (n_items, n_heads), got {Z.shape}")
+    if not np.isfinite(Z).all():
+        raise ValueError(f"{name} contains non-finite values")
+    return Z
+
+
+def _check_labels(y, n_items: int, name: str = "y") -> np.ndarray:
+    y = np.asarray(y, dtype=np.float64)
+    if y.shape != (n_items,):
+        raise ValueError(f"{name} must have shape ({n_items},) to match the items, got {y.shape}")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError(f"{name} must hold 0 (B preferred) or 1 (A preferred)")
+    return y
+
+
+def accuracy(prob_a, y) -> float:
+    """Fraction of items whose more probable side is the preferred one; P(A) = 0.5 counts half.
+
+    prob_a: (n,) P(A preferred); y: (n,) labels. NaN for n = 0.
+    """
+    p = np.asarray(prob_a, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"prob_a must have shape (n,), got {p.shape}")
+    y = _check_labels(y, len(p))
+    if len(p) == 0:
+        return float("nan")
+    correct = np.where(y == 1, p > 0.5, p < 0.5).astype(np.float64)
+    correct[p == 0.5] = 0.5
+    return float(correct.mean())
+
+
+# --------------------------------------------------------------------------- static combiners
+
+
+def uniform_probability(Z) -> np.ndarray:
+    """Mean over heads of each head's probability: (n, K) -> (n,)."""
+    return expit(_check_logits(Z)).mean(axis=1)
+
+
+def uniform_logit(Z) -> np.ndarray:
+    """Sigmoid of the mean logit (mean reward margin): (n, K) -> (n,)."""
+    return expit(_check_logits(Z).mean(axis=1))
+
+
+def majority_vote(Z) -> np.ndarray:
+    """Fraction of heads voting A (logit > 0; a logit of exactly 0 is half a vote)."""
+    Z = _check_logits(Z)
+    return ((Z > 0) + 0.5 * (Z == 0)).mean(axis=1)
+
+
+def _weighted_mean(P: np.ndarray, W: np.ndarray) -> np.ndarray:
+    total = W.sum(axis=1)
+    # an item where every head has weight 0 falls back to the plain mean
+    safe = np.where(total > 0, total, 1.0)
+    return np.where(total > 0, (W * P).sum(axis=1) / safe, P.mean(axis=1))
+
+
+def confidence_weighted(Z) -> np.ndarray:
+    """Per item, heads weighted by their confidence |p_ik - 0.5|: (n, K) -> (n,).
+
+    A head that is unsure about an item (p near 0.5) hardly counts for that item;
+    items where every head says exactly 0.5 get 0.5.
+    """
+    P = expit(_check_logits(Z))
+    return _weighted_mean(P, np.abs(P - 0.5))
+
+
+def entropy_weighted(Z) -> np.ndarray:
+    """Per item, heads weighted by exp(-H(p_ik)), H the binary entropy in nats: (n, K) -> (n,).
+
+    exp(-H) rather than 1/H: it stays finite for a fully confident head (H = 0) and
+    varies by at most a factor 2 (H <= ln 2), so no single confident head dominates.
+    """
+    Z = _check_logits(Z)
+    P = expit(Z)
+    # H(p) = -p log p - (1-p) log(1-p), computed from logits for stability
+    H = -(P * log_expit(Z) + (1 - P) * log_expit(-Z))
+    return _weighted_mean(P, np.exp(-H))
+
+
+# --------------------------------------------------------------------------- fitted weights
+
+
+def _convex_objective(w: np.ndarray, P: np.ndarray, y: np.ndarray, l2: float):
+    n, K = P.shape
+    p = np.clip(P @ w, PROB_EPS, 1 - PROB_EPS)
+    loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    dl_dp = (-(y / p) + (1 - y) / (1 - p)) / n
+    diff = w - 1.0 / K
+    return loss + l2 * diff @ diff, P.T @ dl_dp + 2 * l2 * diff
+
+
+def fit_convex_weights(
+    Z_adapt, y_adapt, *, l2: float = DEFAULT_CONVEX_L2, max_iter: int = DEFAULT_CONVEX_MAX_ITER
+) -> np.ndarray:
+    """Convex weights w (K,) on the simplex minimising the log loss of sum_k w_k p_ik.
+
+    Z_adapt: (n, K) logits on the adaptation items; y_adapt: (n,) labels. The ensemble
+    mixes probabilities, as in Shahhosseini et al. (2022)'s optimal ensemble weights;
+    solved with SLSQP (sum w = 1, 0 <= w_k <= 1) from uniform, plus
+    ``l2 * ||w - 1/K||^2``. No adaptation items: uniform weights.
+    """
+    Z = _check_logits(Z_adapt, "Z_adapt")
+    n, K = Z.shape
+    y = _check_labels(y_adapt, n, "y_adapt")
+    if l2 < 0:
+        raise ValueError(f"l2 must be >= 0, got {l2}")
+    uniform = np.full(K, 1.0 / K)
+    if n == 0 or K == 1:
+        return uniform
+    P = expit(Z)
+    result = minimize(
+        _convex_objective,
+        uniform,
+        args=(P, y, l2),
+        jac=True,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * K,
+        constraints=[
+            {"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}
+        ],
+        options={"maxiter": max_iter},
+    )
+    w = np.clip(result.x, 0.0, None)
+    total = w.sum()
+    return w / total if total > 0 else uniform
+
+
+def best_head_oracle(Z_eval, y_eval) -> tuple[int, float]:
+    """(index, accuracy) of the single head most accurate ON THE EVALUATION DATA.
+
+    An UPPER BOUND for picking one head, not a method: it looks at the test labels.
+    Ties go to the lowest index.
+    """
+    Z = _check_logits(Z_eval, "Z_eval")
+    y = _check_labels(y_eval, Z.shape[0], "y_eval")
+    if Z.shape[0] == 0:
+        raise ValueError("best_head_oracle needs at least one evaluation item")
+    accs = [accuracy(expit(Z[:, k]), y) for k in range(Z.shape[1])]
+    best = int(np.argmax(accs))
+    return best, accs[best]
+
+
+def best_weights_oracle(Z_eval, y_eval, *, l2: float = 0.0) -> np.ndarray:
+    """Convex weights (K,) fitted ON THE EVALUATION DATA itself (log loss, no shrinkage).
+
+    An UPPER BOUND on what any fixed convex weighting can reach, not a method.
+    """
+    return fit_convex_weights(Z_eval, y_eval, l2=l2)
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+def finetune_heads(
+    model: ens.Ensemble,
+    *,
+    task: str,
+    inputs,
+    targets,
+    steps: int = DEFAULT_FINETUNE_STEPS,
+    lr: float = DEFAULT_FINETUNE_LR,
+    seed: int = 0,
+    device=None,
+) -> ens.Ensemble:
+    """A copy of ``model`` whose learnable parameters are fine-tuned on the adaptation data.
+
+    The paper's comparison: fine-tune all heads (jointly, the ensemble's training loss)
+    on the target's few labels; frozen priors stay frozen. ``inputs`` / ``targets`` as
+    in ``ensemble.fit_ensemble`` (for preferences ``(xa, xb)`` each (n, D), y (n,)).
+    Full-batch steps. The original model is left untouched.
+    """
+    tuned = copy.deepcopy(model)
+    # Never re-estimate the input statistics from a handful of labels: keep the
+    # ensemble's own (identity ones if it never saw data), so the copy starts as the same function.
+    tuned.input_fitted.fill_(1)
+    n = int(np.asarray(targets).size)  # fit_ensemble checks the shape
+    ens.fit_ensemble(
+        tuned,
+        task=task,
+        inputs=inputs,
+        targets=targets,
+        steps=steps,
+        lr=lr,
+        batch_size=max(n, 1),
+        seed=seed,
+        device=device,
+    )
+    return tuned

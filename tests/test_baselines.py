@@ -1,0 +1,171 @@
+import numpy as np
+import pytest
+import torch
+from scipy.special import expit
+
+from hyre_engine import baselines as bl
+from hyre_engine import ensemble as ens
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    # Tiny models gain nothing from threads, and on a shared, oversubscribed CPU
+    # torch's spinning worker threads make these tests ~10x slower. Restored after.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def log_loss(p, y):
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+# ---------------------------------------------------------------- static combiners
+
+
+def test_static_combiners_known_answers():
+    Z = np.array([[2.0, -1.0, 3.0], [0.0, 0.0, 0.0], [-4.0, -4.0, 1.0]])
+    np.testing.assert_allclose(bl.majority_vote(Z), [2 / 3, 0.5, 1 / 3])
+    np.testing.assert_allclose(bl.uniform_probability(Z), expit(Z).mean(axis=1))
+    np.testing.assert_allclose(bl.uniform_logit(Z), expit([4 / 3, 0.0, -7 / 3]))
+    # mean of probabilities and sigmoid of mean logits differ when heads disagree
+    assert bl.uniform_probability(Z)[0] != pytest.approx(bl.uniform_logit(Z)[0])
+
+
+def test_confidence_weighted_known_answer():
+    # p = 0.9 (weight 0.4) and p = 0.6 (weight 0.1): (0.4*0.9 + 0.1*0.6) / 0.5 = 0.84
+    Z = np.log(np.array([[0.9 / 0.1, 0.6 / 0.4]]))
+    np.testing.assert_allclose(bl.confidence_weighted(Z), [0.84])
+    # all heads unsure: falls back to 0.5
+    np.testing.assert_allclose(bl.confidence_weighted(np.zeros((2, 3))), [0.5, 0.5])
+
+
+def test_entropy_weighted_known_answer_and_ordering():
+    p = np.array([0.99, 0.5])
+    Z = np.log(p / (1 - p))[None, :]
+    H = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+    w = np.exp(-H)
+    np.testing.assert_allclose(bl.entropy_weighted(Z), [(w * p).sum() / w.sum()])
+    # leans towards the confident head more than the plain mean does
+    assert bl.entropy_weighted(Z)[0] > bl.uniform_probability(Z)[0]
+    assert np.isfinite(bl.entropy_weighted(np.array([[60.0, -60.0, 0.0]]))).all()
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        bl.uniform_probability,
+        bl.uniform_logit,
+        bl.majority_vote,
+        bl.confidence_weighted,
+        bl.entropy_weighted,
+    ],
+)
+def test_static_combiners_reject_bad_shapes(fn):
+    with pytest.raises(ValueError, match=r"shape \(n_items, n_heads\).*\(3,\)"):
+        fn(np.zeros(3))
+    with pytest.raises(ValueError, match="non-finite"):
+        fn(np.array([[np.nan, 1.0]]))
+
+
+def test_accuracy_counts_ties_as_half():
+    assert bl.accuracy(np.array([0.9, 0.2, 0.5, 0.7]), np.array([1, 0, 1, 0])) == pytest.approx(
+        2.5 / 4
+    )
+    with pytest.raises(ValueError, match=r"y must have shape \(2,\)"):
+        bl.accuracy(np.array([0.1, 0.2]), np.array([1, 0, 1]))
+    with pytest.raises(ValueError, match="0 .*or 1"):
+        bl.accuracy(np.array([0.1, 0.2]), np.array([2, 0]))
+
+
+# ---------------------------------------------------------------- fitted weights and oracles
+
+
+def test_convex_weights_concentrate_on_the_head_that_is_right():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=12).astype(float)
+    right = np.where(y == 1, 3.0, -3.0)
+    Z = np.column_stack([-right, right, rng.normal(size=12), -right * 0.5])
+    w = bl.fit_convex_weights(Z, y)
+    assert w.shape == (4,)
+    assert w.min() >= 0 and w.sum() == pytest.approx(1.0)
+    assert np.argmax(w) == 1 and w[1] > 0.8
+    assert bl.accuracy(expit(Z) @ w, y) == 1.0
+
+
+def test_convex_weights_uniform_without_data_and_shrink_towards_uniform():
+    np.testing.assert_allclose(
+        bl.fit_convex_weights(np.zeros((0, 5)), np.zeros(0)), np.full(5, 0.2)
+    )
+    Z = np.array([[2.0, -2.0, 0.0]])
+    y = np.array([1.0])
+    light = bl.fit_convex_weights(Z, y, l2=0.0)
+    heavy = bl.fit_convex_weights(Z, y, l2=100.0)
+    assert light[0] > heavy[0] > 1 / 3
+    assert np.abs(heavy - 1 / 3).max() < 0.05
+    with pytest.raises(ValueError, match=r"y_adapt must have shape \(1,\)"):
+        bl.fit_convex_weights(Z, np.array([1.0, 0.0]))
+    with pytest.raises(ValueError, match=r"Z_adapt must have shape"):
+        bl.fit_convex_weights(np.zeros(4), np.zeros(4))
+
+
+def test_oracles_are_upper_bounds():
+    rng = np.random.default_rng(3)
+    n, K = 60, 6
+    y = rng.integers(0, 2, size=n).astype(float)
+    signal = np.where(y == 1, 1.0, -1.0)
+    Z = signal[:, None] * rng.uniform(0.0, 2.0, size=K) + rng.normal(scale=1.5, size=(n, K))
+    head, acc = bl.best_head_oracle(Z, y)
+    head_accs = [bl.accuracy(expit(Z[:, k]), y) for k in range(K)]
+    assert acc == max(head_accs) and head_accs[head] == acc
+    w = bl.best_weights_oracle(Z, y)
+    oracle_loss = log_loss(expit(Z) @ w, y)
+    assert oracle_loss <= log_loss(bl.uniform_probability(Z), y) + 1e-6
+    for k in range(K):  # every single head is a vertex of the simplex
+        assert oracle_loss <= log_loss(expit(Z[:, k]), y) + 1e-6
+    with pytest.raises(ValueError, match="at least one"):
+        bl.best_head_oracle(np.zeros((0, 3)), np.zeros(0))
+
+
+def test_best_head_oracle_known_answer():
+    Z = np.array([[1.0, -1.0, 1.0], [1.0, 1.0, -1.0], [-1.0, -1.0, -1.0]])
+    y = np.array([1, 1, 0])
+    assert bl.best_head_oracle(Z, y) == (0, 1.0)
+
+
+# ---------------------------------------------------------------- fine-tuning
+
+
+def test_finetune_heads_adapts_a_copy_and_leaves_the_original():
+    rng = np.random.default_rng(0)
+    cfg = ens.EnsembleConfig(kind="shared", input_dim=4, n_heads=8, hidden=16, seed=0)
+    model = ens.build_ensemble(cfg)
+    X = rng.normal(size=(40, 4)).astype(np.float32)
+    ens.fit_ensemble(
+        model,
+        task="classification",
+        inputs=X,
+        targets=(X[:, 0] > 0).astype(np.float32),
+        epochs=5,
+        device="cpu",
+    )
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    # the target person disagrees: they want feature 1
+    xa, xb = X[:6], X[6:12]
+    y = (xa[:, 1] > xb[:, 1]).astype(np.float32)
+    before = ens.predict_pairs(model, xa, xb)
+    tuned = bl.finetune_heads(
+        model, task="preference", inputs=(xa, xb), targets=y, steps=60, lr=1e-2, device="cpu"
+    )
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    tuned_state = tuned.state_dict()
+    for k in state:
+        if "prior" in k or k.startswith("input_"):
+            assert torch.equal(tuned_state[k], state[k]), k
+    after = ens.predict_pairs(tuned, xa, xb)
+    sign = 2 * y[:, None] - 1
+    assert np.logaddexp(0, -sign * after).mean() < np.logaddexp(0, -sign * before).mean()
+    assert ((after > 0) == (y[:, None] > 0.5)).mean() == 1.0
