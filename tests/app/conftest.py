@@ -1,0 +1,76 @@
+"""Fixtures of the app tests: a small demo database, built once per test session.
+
+The app reads $HYRE_DB (the contract between tests and app). The template is
+the demo pool cut to its first prompts, with a small ensemble (K = 20 heads,
+hidden = 32) trained on the crowd's labels, so building it takes seconds;
+each test gets its own copy, so sessions never leak between tests.
+tests/e2e/conftest.py loads `small_demo_once` from this file, so a full run builds it once.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hyre_engine.data import read_preferences
+from hyre_engine.demo import PAIRS_FILE
+from hyre_engine.pipeline import DEMO_POOL_NAME, DEMO_TRAIN_GROUPS, BuildConfig, build_pool
+from hyre_engine.store import DB_ENV_VAR, Store
+
+# 8 prompts x 15 pairs = 120 pairs over 48 texts: embedded in a few seconds on a CPU.
+SMALL_PROMPTS = 8
+# A small ensemble still shows every panel; K = 20 keeps training to a second or two.
+SMALL_CONFIG = dict(n_heads=20, hidden=32, train_groups=DEMO_TRAIN_GROUPS)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def build_small_demo(path: Path) -> dict:
+    """Write the small demo DuckDB at ``path``; returns {pool_id, ensemble_id, n_pairs, n_heads}."""
+    frame = read_preferences(PAIRS_FILE)
+    keep = frame["prompt_id"].isin(frame["prompt_id"].unique()[:SMALL_PROMPTS])
+    with Store(path) as store:
+        pool_id = store.add_pool(DEMO_POOL_NAME, frame[keep].reset_index(drop=True), source="tests")
+        report = build_pool(store, pool_id, BuildConfig(**SMALL_CONFIG))
+    return {
+        "pool_id": pool_id,
+        "ensemble_id": report.ensemble_id,
+        "n_pairs": report.n_pairs,
+        "n_heads": SMALL_CONFIG["n_heads"],
+    }
+
+
+def small_demo_once(tmp_path_factory) -> tuple[Path, dict]:
+    """The session's small demo template, built by whichever test directory asks first."""
+    folder = tmp_path_factory.getbasetemp() / "small-demo"
+    path, meta = folder / "template.duckdb", folder / "info.json"
+    if not meta.exists():
+        folder.mkdir(exist_ok=True)
+        info = build_small_demo(path)
+        meta.write_text(json.dumps(info))
+    return path, json.loads(meta.read_text())
+
+
+@pytest.fixture(scope="session")
+def small_demo_template(tmp_path_factory) -> tuple[Path, dict]:
+    return small_demo_once(tmp_path_factory)
+
+
+@pytest.fixture
+def app_db(small_demo_template, tmp_path, monkeypatch) -> tuple[Path, dict]:
+    """A private copy of the small demo DB, with $HYRE_DB pointing at it."""
+    template, info = small_demo_template
+    path = tmp_path / "hyre.duckdb"
+    shutil.copyfile(template, path)
+    monkeypatch.setenv(DB_ENV_VAR, str(path))
+    yield path, info
+    # The app caches one Store per file for the process: close it with the test's file.
+    from pages import common
+
+    common.get_store(str(path)).close()
+    common.get_store.clear()
+    common.pool_arrays.clear()
+    gc.collect()

@@ -1,0 +1,134 @@
+"""AppTest of the Label page on a small demo database (tests/app/conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from hyre_engine.store import Store
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+# First runs import torch and fit the PCA: generous, the machine may be shared.
+TIMEOUT = 120
+LIVE_KEY = "label_live"
+
+pytestmark = pytest.mark.slow
+
+
+def _app(user: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["user"] = user
+    return at.run()
+
+
+def _weights(at: AppTest) -> np.ndarray:
+    return at.session_state[LIVE_KEY].live.posterior.weights
+
+
+def _metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def _session_labels(path: Path, info: dict, user: str, mode: str = "human", persona=None):
+    with Store(path) as store:
+        sid = store.get_or_create_session(
+            user=user, pool_id=info["pool_id"], ensemble_id=info["ensemble_id"], mode=mode,
+            persona=persona,
+        )
+        return store.session_labels(sid)
+
+
+def test_label_undo_and_reload(app_db):
+    path, info = app_db
+    at = _app("alice")
+    assert not at.exception, at.exception
+    assert _metric(at, "Labels") == "0"
+    assert _metric(at, "Effective heads") == f"{info['n_heads']:.1f} / {info['n_heads']}"
+    start = _weights(at)
+    np.testing.assert_allclose(start, 1.0 / info["n_heads"])
+    # the sidebar says what the page works on
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "K = 20" in sidebar and "alice" in sidebar
+
+    history = [start]
+    for key in ("btn_a", "btn_b", "btn_a"):
+        at.button(key=key).click().run()
+        assert not at.exception, at.exception
+        history.append(_weights(at))
+    assert _metric(at, "Labels") == "3"
+    assert not np.allclose(history[-1], start), "three labels left the weights uniform"
+
+    stored = _session_labels(path, info, "alice")
+    assert stored["label"].tolist() == ["a", "b", "a"]
+    assert stored["row_index"].nunique() == 3  # three different pairs were asked
+
+    at.button(key="btn_undo").click().run()
+    assert not at.exception, at.exception
+    np.testing.assert_array_equal(_weights(at), history[2])
+    assert _metric(at, "Labels") == "2"
+    assert _session_labels(path, info, "alice")["label"].tolist() == ["a", "b"]
+
+    # a new browser session (reload) replays the stored labels: same weights
+    again = _app("alice")
+    np.testing.assert_array_equal(_weights(again), history[2])
+    assert _metric(again, "Labels") == "2"
+    # another user starts from scratch and never sees alice's labels
+    bob = _app("bob")
+    assert _metric(bob, "Labels") == "0"
+    np.testing.assert_allclose(_weights(bob), 1.0 / info["n_heads"])
+
+
+def test_skip_and_reset(app_db):
+    path, info = app_db
+    at = _app("carol")
+    at.button(key="btn_skip").click().run()
+    assert not at.exception, at.exception
+    assert _metric(at, "Labels") == "0"
+    np.testing.assert_allclose(_weights(at), 1.0 / info["n_heads"])
+    skipped = _session_labels(path, info, "carol")
+    assert skipped["label"].tolist() == ["skip"]
+    # the skipped pair is not asked again
+    at.button(key="btn_a").click().run()
+    labels = _session_labels(path, info, "carol")
+    assert labels["row_index"].iloc[1] != labels["row_index"].iloc[0]
+    # Advanced: reset deletes the session's labels and returns to uniform weights
+    at.button(key="btn_reset").click().run()
+    assert not at.exception, at.exception
+    assert _metric(at, "Labels") == "0"
+    np.testing.assert_allclose(_weights(at), 1.0 / info["n_heads"])
+    assert len(_session_labels(path, info, "carol")) == 0
+
+
+def test_persona_mode_advances(app_db):
+    path, info = app_db
+    at = _app("dave")
+    at.segmented_control(key="label_mode").set_value("persona").run()
+    assert not at.exception, at.exception
+    persona = at.selectbox(key="label_persona").value
+    assert persona and persona != "crowd"
+    assert _metric(at, "Labels") == "0"
+    held_out_start = _metric(at, "Held-out accuracy")
+
+    at.button(key="btn_step").click().run()
+    at.button(key="btn_step").click().run()
+    assert not at.exception, at.exception
+    assert _metric(at, "Labels") == "2"
+    # Play: each run of the timed fragment lets the persona label one more pair
+    at.button(key="btn_play").click().run()
+    assert not at.exception, at.exception
+    assert _metric(at, "Labels") == "3"
+    assert at.button(key="btn_play").label == "Pause"
+
+    stored = _session_labels(path, info, "dave", mode="persona", persona=persona)
+    assert len(stored) == 3
+    # the persona answers with its own labels from the pool
+    with Store(path) as store:
+        truth = store.pool_labels(info["pool_id"], groups=[persona])
+    by_row = dict(zip(truth["row_index"], truth["label"], strict=True))
+    assert [by_row[r] for r in stored["row_index"]] == stored["label"].tolist()
+    assert held_out_start.endswith("%")
+    # the human session of the same user is untouched
+    assert len(_session_labels(path, info, "dave")) == 0
