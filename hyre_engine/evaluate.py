@@ -20,7 +20,13 @@ import numpy as np
 
 from hyre_engine import baselines
 from hyre_engine.acquisition import PoolScorer, select
-from hyre_engine.reweight import DEFAULT_BETA, Posterior, effective_heads, weights_from_losses
+from hyre_engine.reweight import (
+    DEFAULT_BETA,
+    Posterior,
+    effective_heads,
+    weight_entropy,
+    weights_from_losses,
+)
 
 DEFAULT_N = (0, 1, 5, 10, 20)
 DEFAULT_SEEDS = 20
@@ -39,12 +45,15 @@ class GroupResult:
     n_examples: int
     methods: dict[str, dict[str, list[float]]]
     effective_heads: dict[str, list[float]] = field(default_factory=dict)
+    # Shannon entropy (nats) of HyRe's weights at each n: log K when uniform, 0 on one head.
+    weight_entropy: dict[str, list[float]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
             "n_examples": self.n_examples,
             "methods": self.methods,
             "effective_heads": self.effective_heads,
+            "weight_entropy": self.weight_entropy,
         }
 
 
@@ -119,6 +128,7 @@ def evaluate_group(
 
     acc = {m: np.full((seeds, len(n_values)), np.nan) for m in methods}
     eff = np.full((seeds, len(n_values)), np.nan)
+    ent = np.full((seeds, len(n_values)), np.nan)
     per_example = _example_losses(logits, y, loss)
     p_heads = baselines_sigmoid(logits)
     for seed in range(seeds):
@@ -131,6 +141,7 @@ def evaluate_group(
             y_rest = y[rest]
             w = weights_from_losses(per_example[adapt].sum(axis=0), beta=beta)
             eff[seed, j] = effective_heads(w)
+            ent[seed, j] = weight_entropy(w)
             for m in methods:
                 if m == "uniform":
                     prob = p_heads[rest].mean(axis=1)
@@ -156,6 +167,7 @@ def evaluate_group(
             for m, a in acc.items()
         },
         effective_heads={"mean": _round(eff.mean(axis=0)), "std": _round(eff.std(axis=0))},
+        weight_entropy={"mean": _round(ent.mean(axis=0)), "std": _round(ent.std(axis=0))},
     )
 
 
@@ -181,10 +193,12 @@ def format_table(result: dict, *, title: str = "") -> str:
     lines += [header, "-" * len(header)]
     for method, stats in result["summary"].items():
         lines.append(f"{method:<18}" + "".join(f"{v:>9.3f}" for v in stats["mean"]))
-    eff = [g["effective_heads"]["mean"] for g in result["groups"].values() if g.get("effective_heads")]
-    if eff:
-        mean_eff = np.mean(np.array(eff), axis=0)
-        lines.append(f"{'(effective heads)':<18}" + "".join(f"{v:>9.1f}" for v in mean_eff))
+    for key, label, fmt in (("effective_heads", "(effective heads)", ".1f"),
+                            ("weight_entropy", "(weight entropy)", ".2f")):
+        rows = [g[key]["mean"] for g in result["groups"].values() if g.get(key)]
+        if rows:
+            mean_row = np.mean(np.array(rows), axis=0)
+            lines.append(f"{label:<18}" + "".join(f"{v:>9{fmt}}" for v in mean_row))
     return "\n".join(lines)
 
 
@@ -233,23 +247,39 @@ def evaluate_pools(
     methods: Sequence[str] = ALL_METHODS,
     target_groups: Sequence[str] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    backbone=None,
 ) -> dict:
-    """Train (or reuse) the ensemble on ``train_pool``, then evaluate every target group."""
+    """Train (or reuse) the ensemble on ``train_pool``, then evaluate every target group.
+
+    ``beta=None`` uses the ensemble's stored beta (calibrated on held-out training
+    annotators when the build calibrated it); ``backbone`` defaults to ``config.backbone``.
+    """
     from hyre_engine import ensemble as ens
     from hyre_engine.backbone import load_backbone
-    from hyre_engine.pipeline import BuildConfig, build_pool, load_model, pair_embeddings, predict_pool
+    from hyre_engine.pipeline import (
+        BuildConfig,
+        build_pool,
+        load_model,
+        pair_embeddings,
+        predict_pool,
+    )
 
     config = config or BuildConfig()
-    backbone = load_backbone(config.backbone)
+    backbone = backbone or load_backbone(config.backbone)
     started = time.perf_counter()
     report = build_pool(store, train_pool, config, backbone=backbone, progress=progress)
     logits = predict_pool(store, report.ensemble_id, target_pool, backbone, progress=progress)
+    meta = store.get_ensemble(report.ensemble_id)["meta"]
+    beta_source = "given"
     if beta is None:
-        beta = float(store.get_ensemble(report.ensemble_id)["meta"].get("beta", DEFAULT_BETA))
+        beta = float(meta.get("beta", DEFAULT_BETA))
+        beta_source = "calibrated" if (meta.get("calibration") or {}).get("scores") else "default"
 
     single_logits = None
     if "single" in methods:
-        single_config = BuildConfig(**{**config.__dict__, "n_heads": 1, "annotator_fraction": None})
+        single_config = BuildConfig(
+            **{**config.__dict__, "n_heads": 1, "annotator_fraction": None, "calibrate": False}
+        )
         single_report = build_pool(store, train_pool, single_config, backbone=backbone)
         single_logits = predict_pool(store, single_report.ensemble_id, target_pool, backbone)[:, 0]
 
@@ -296,6 +326,8 @@ def evaluate_pools(
             "strategy": strategy,
             "loss": loss,
             "beta": beta,
+            "beta_source": beta_source,
+            "calibration": meta.get("calibration"),
             "seeds": seeds,
             "config": config.ensemble_settings(),
             "seconds": round(time.perf_counter() - started, 2),
@@ -329,6 +361,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--heads", type=int, default=ens.DEFAULT_HEADS)
     parser.add_argument("--prior-scale", type=float, default=ens.DEFAULT_PRIOR_SCALE)
     parser.add_argument("--annotator-fraction", type=float, default=DEFAULT_ANNOTATOR_FRACTION)
+    parser.add_argument(
+        "--no-calibrate", action="store_true",
+        help="do not calibrate beta on held-out training annotators (beta then defaults to 1)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.set_defaults(func=_run_cli)
@@ -350,12 +386,14 @@ def _run_cli(args: argparse.Namespace) -> int:
     config = BuildConfig(
         backbone=args.backbone, kind=args.kind, n_heads=args.heads,
         prior_scale=args.prior_scale, annotator_fraction=fraction, seed=args.seed,
+        calibrate=not args.no_calibrate,
     )
     result = evaluate_pools(
         store, train_pool, target_pool, config=config, n_values=n_values, seeds=args.seeds,
         strategy=args.strategy, loss=args.loss, beta=args.beta, methods=methods,
     )
-    print(format_table(result, title=f"{len(result['groups'])} target groups, {args.seeds} seeds, strategy {args.strategy}"))
+    print(format_table(result, title=f"{len(result['groups'])} target groups, {args.seeds} seeds, "
+                       f"strategy {args.strategy}, beta {result['beta']:g} ({result['beta_source']})"))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))

@@ -20,15 +20,39 @@ import numpy as np
 
 from hyre_engine import ensemble as ens
 from hyre_engine.backbone import Backbone, load_backbone
+from hyre_engine.reweight import DEFAULT_BETA
 from hyre_engine.store import Store
 
 # Annotator-aware heads: each head trains on the rows of this fraction of the
 # training annotators (at least one). None trains every head on every row.
-# Chosen by the POPQUORN / demo evaluation recorded in docs/results.md.
+# 0.2 measured on the demo (issue 7, docs/results.md): HyRe +10 points over uniform at
+# n = 10 on held-out personas; the issue's POPQUORN reference used 0.05 (the engine's
+# POPQUORN sweep is bench/eval_popquorn.py).
 DEFAULT_ANNOTATOR_FRACTION: float | None = 0.2
 
+# Beta calibration (issue 7): hold out this fraction of the training annotators
+# (at least CALIBRATION_MIN_HOLDOUT), train a calibration ensemble on the others
+# with the same settings, and pick the beta whose HyRe accuracy after
+# CALIBRATION_N labels is best on the held-out annotators' other rows.
+DEFAULT_CALIBRATE = True
+# Temperatures tried: 0.5-8 spans "one error barely moves a head" to "one error
+# all but removes it" (exp(-8) = 3e-4) for the 0-1 loss.
+DEFAULT_CALIBRATION_BETAS = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
+# The few-label regime HyRe is for, and the issue's target n = 10.
+DEFAULT_CALIBRATION_N = (5, 10)
+DEFAULT_CALIBRATION_HOLDOUT = 0.15
+CALIBRATION_MIN_HOLDOUT = 2
+# Fewer annotators than this: too few to both hold some out and train on the rest.
+CALIBRATION_MIN_ANNOTATORS = 5
+# Adaptation draws per held-out annotator: the per-beta scores average over
+# annotators x draws x n, which is plenty for choosing on a coarse grid.
+DEFAULT_CALIBRATION_SEEDS = 5
+# Offset of the holdout draw from the ensemble seed, so the held-out annotators
+# are not tied to the head x annotator mask drawn from the same seed.
+_HOLDOUT_SEED_OFFSET = 7919
+
 # A progress callback receives (stage, done, total); stages are "embed",
-# "train" and "predict".
+# "calibrate", "train" and "predict".
 Progress = Callable[[str, int, int], None]
 
 
@@ -44,15 +68,32 @@ class BuildConfig:
     train_groups: list[str] | None = None  # None: every labelled row trains
     annotator_fraction: float | None = DEFAULT_ANNOTATOR_FRACTION
     seed: int = 0
+    # Choose beta on held-out training annotators (needs CALIBRATION_MIN_ANNOTATORS).
+    calibrate: bool = DEFAULT_CALIBRATE
+    calibration_betas: tuple[float, ...] = DEFAULT_CALIBRATION_BETAS
+    calibration_n: tuple[int, ...] = DEFAULT_CALIBRATION_N
+    calibration_holdout: float = DEFAULT_CALIBRATION_HOLDOUT
+    calibration_seeds: int = DEFAULT_CALIBRATION_SEEDS
 
     def ensemble_settings(self) -> dict:
-        return {
+        settings = {
             "kind": self.kind,
             "n_heads": self.n_heads,
             "hidden": self.hidden,
             "prior_scale": self.prior_scale,
             "annotator_fraction": self.annotator_fraction,
             "seed": self.seed,
+        }
+        if self.calibrate:
+            settings["calibration"] = self.calibration_settings()
+        return settings
+
+    def calibration_settings(self) -> dict:
+        return {
+            "betas": [float(b) for b in self.calibration_betas],
+            "n": [int(n) for n in self.calibration_n],
+            "holdout": float(self.calibration_holdout),
+            "seeds": int(self.calibration_seeds),
         }
 
 
@@ -68,6 +109,8 @@ class BuildReport:
     embeddings_reused: int = 0
     trained: bool = False
     predicted: bool = False
+    beta: float = DEFAULT_BETA  # the ensemble's reweighting temperature (calibrated or default)
+    calibration: dict | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -79,6 +122,7 @@ class BuildReport:
             f"ensemble {self.ensemble_id}: "
             + ("trained" if self.trained else "reused")
             + f" ({self.seconds.get('train', 0.0):.1f} s)",
+            f"beta {self.beta:g}: " + _describe_calibration(self.calibration),
             "head predictions: "
             + ("computed" if self.predicted else "reused")
             + f" ({self.seconds.get('predict', 0.0):.1f} s)",
@@ -151,9 +195,14 @@ def build_pool(
     settings = config.ensemble_settings()
     ensemble_id = store.find_ensemble(pool_id, backbone.id, settings, fingerprint)
     if ensemble_id is None:
+        calibration = None
+        if config.calibrate:
+            cal_start = time.perf_counter()
+            calibration = calibrate_beta(store, backbone.id, pairs, labels, config, progress=progress)
+            report.seconds["calibrate"] = time.perf_counter() - cal_start
         model = train_on_rows(store, backbone.id, pairs, labels, config, progress=progress)
         weights, config_json = ens.ensemble_to_bytes(model)
-        ensemble_id = ens.fingerprint(model)
+        ensemble_id = ensemble_record_id(model, settings)
         store.put_ensemble(
             ensemble_id=ensemble_id,
             pool_id=pool_id,
@@ -161,10 +210,18 @@ def build_pool(
             config=settings,
             weights=weights,
             train_fingerprint=fingerprint,
-            meta={"model_config": json.loads(config_json), "train_groups": config.train_groups},
+            meta={
+                "model_config": json.loads(config_json),
+                "train_groups": config.train_groups,
+                "beta": DEFAULT_BETA if calibration is None else calibration["beta"],
+                "calibration": calibration,
+            },
         )
         report.trained = True
     report.ensemble_id = ensemble_id
+    meta = store.get_ensemble(ensemble_id)["meta"]
+    report.beta = float(meta.get("beta", DEFAULT_BETA))
+    report.calibration = meta.get("calibration")
     report.seconds["train"] = time.perf_counter() - start
 
     # 3. head predictions Z on every pair of the pool
@@ -234,7 +291,7 @@ def train_on_rows(store: Store, backbone_id: str, pairs, labels, config: BuildCo
     row_groups = None
     if config.annotator_fraction is not None and len(names) > 1:
         mask_groups = names
-        row_groups = annotators.map({name: i for i, name in enumerate(names)}).to_numpy()
+        row_groups = np.array(annotators.map({name: i for i, name in enumerate(names)}), dtype=np.int64)
     model_config = ens.EnsembleConfig(
         kind=config.kind,
         input_dim=xa.shape[1],
@@ -260,6 +317,102 @@ def train_on_rows(store: Store, backbone_id: str, pairs, labels, config: BuildCo
         progress=(lambda step, total, loss: progress("train", step, total)) if progress else None,
     )
     return model
+
+
+def ensemble_record_id(model, settings: dict) -> str:
+    """The store id of a trained ensemble: its fingerprint (config, weights, head mask),
+    mixed with the calibration settings when there are any, so a calibrated and an
+    uncalibrated record of the same weights do not overwrite each other."""
+    fp = ens.fingerprint(model)
+    if "calibration" not in settings:
+        return fp
+    extra = json.dumps(settings["calibration"], sort_keys=True)
+    return hashlib.sha256(f"{fp}\0{extra}".encode()).hexdigest()[:16]
+
+
+def holdout_annotators(names: list[str], *, fraction: float, seed: int) -> list[str]:
+    """The training annotators held out for calibration: a seeded subset, sorted.
+
+    At least CALIBRATION_MIN_HOLDOUT, and at least two annotators are left to train on.
+    """
+    names = sorted(set(map(str, names)))
+    if not 0 < fraction < 1:
+        raise ValueError(f"calibration holdout must be in (0, 1), got {fraction}")
+    if len(names) < CALIBRATION_MIN_ANNOTATORS:
+        raise ValueError(
+            f"calibration needs at least {CALIBRATION_MIN_ANNOTATORS} annotators, got {len(names)}"
+        )
+    count = min(max(CALIBRATION_MIN_HOLDOUT, round(fraction * len(names))), len(names) - 2)
+    rng = np.random.default_rng(seed + _HOLDOUT_SEED_OFFSET)
+    return sorted(names[i] for i in rng.choice(len(names), size=count, replace=False))
+
+
+def calibrate_beta(store: Store, backbone_id: str, pairs, labels, config: BuildConfig, *,
+                   progress: Progress | None = None) -> dict:
+    """Choose beta by simulating adaptation on held-out *training* annotators.
+
+    ``labels`` are the training rows only (``training_rows``): target rows never
+    reach this function. A calibration ensemble with ``config``'s settings is
+    trained on the other annotators; for each candidate beta, each held-out
+    annotator adapts with n labels (n in ``config.calibration_n``, random draws)
+    and HyRe's accuracy on its other rows is averaged. The best mean wins (ties:
+    the smaller beta). Returns a JSON-safe dict with the chosen ``beta``, the
+    per-beta ``scores`` and the held-out annotators; with too few annotators,
+    ``beta`` is DEFAULT_BETA and ``skipped`` says why.
+    """
+    from hyre_engine.evaluate import evaluate_group
+
+    betas = sorted({float(b) for b in config.calibration_betas})
+    if not betas or min(betas) <= 0:
+        raise ValueError(f"calibration betas must be positive, got {config.calibration_betas}")
+    annotators = labels["annotator"].astype(str)
+    names = sorted(annotators.unique())
+    out: dict = {"betas": betas, "n": [int(n) for n in config.calibration_n],
+                 "seeds": int(config.calibration_seeds)}
+    if len(names) < CALIBRATION_MIN_ANNOTATORS:
+        out.update(beta=DEFAULT_BETA, skipped=f"{len(names)} training annotators, "
+                   f"calibration needs {CALIBRATION_MIN_ANNOTATORS}")
+        return out
+    held = holdout_annotators(names, fraction=config.calibration_holdout, seed=config.seed)
+    is_held = annotators.isin(held).to_numpy()
+    if progress:
+        progress("calibrate", 0, len(held))
+    model = train_on_rows(store, backbone_id, pairs, labels[~is_held], config)
+    index = pd_index(pairs)
+    xa_all, xb_all = pair_embeddings(store, backbone_id, pairs)
+    scores = np.zeros((len(held), len(betas)))
+    uniform = np.zeros(len(held))
+    for i, name in enumerate(held):
+        rows = labels[(annotators == name).to_numpy()]
+        idx = rows["pair_id"].map(index).to_numpy()
+        y = (rows["label"] == "a").to_numpy().astype(np.float64)
+        logits = ens.predict_pairs(model, xa_all[idx], xb_all[idx])
+        for j, beta in enumerate(betas):
+            result = evaluate_group(logits, y, n_values=config.calibration_n,
+                                    seeds=config.calibration_seeds, methods=["uniform", "hyre"], beta=beta)
+            scores[i, j] = float(np.mean(result.methods["hyre"]["mean"]))
+            uniform[i] = float(np.mean(result.methods["uniform"]["mean"]))
+        if progress:
+            progress("calibrate", i + 1, len(held))
+    mean = scores.mean(axis=0)
+    best = int(np.flatnonzero(mean >= mean.max() - 1e-12)[0])
+    out.update(
+        beta=betas[best],
+        scores={f"{b:g}": round(float(v), 6) for b, v in zip(betas, mean, strict=True)},
+        uniform=round(float(uniform.mean()), 6),
+        holdout_annotators=held,
+        n_train_annotators=len(names) - len(held),
+    )
+    return out
+
+
+def _describe_calibration(calibration: dict | None) -> str:
+    if not calibration:
+        return "default (not calibrated)"
+    if "skipped" in calibration:
+        return f"default (calibration skipped: {calibration['skipped']})"
+    return (f"calibrated on {len(calibration['holdout_annotators'])} held-out training annotators "
+            f"(HyRe accuracy at n={calibration['n']} by beta: {calibration['scores']})")
 
 
 def pd_index(pairs) -> dict[str, int]:
@@ -299,6 +452,11 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_ANNOTATOR_FRACTION,
         help="fraction of training annotators each head sees (0 or less: all rows for every head)",
     )
+    parser.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="keep beta at its default instead of calibrating it on held-out training annotators",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(func=_run_cli)
 
@@ -329,6 +487,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         train_groups=args.train_groups.split(",") if args.train_groups else None,
         annotator_fraction=fraction,
         seed=args.seed,
+        calibrate=not args.no_calibrate,
     )
     bars: dict[str, tqdm] = {}
 

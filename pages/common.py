@@ -203,7 +203,12 @@ def clean_user(name: str | None) -> str:
 
 def current_user() -> str:
     """The user of this tab, from ?user= in the URL (kept there so a reload keeps it)."""
-    user = clean_user(st.query_params.get(USER_PARAM))
+    raw = st.query_params.get(USER_PARAM)
+    if raw is None:
+        # Switching pages clears the query string: this tab's name is still in
+        # its session state, so keep labelling as the same person.
+        raw = st.session_state.get(USER_INPUT_KEY)
+    user = clean_user(raw)
     if st.query_params.get(USER_PARAM) != user:
         st.query_params[USER_PARAM] = user
     return user

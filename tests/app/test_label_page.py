@@ -132,3 +132,4 @@ def test_persona_mode_advances(app_db):
     assert held_out_start.endswith("%")
     # the human session of the same user is untouched
     assert len(_session_labels(path, info, "dave")) == 0
+
