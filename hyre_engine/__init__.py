@@ -1,6 +1,137 @@
 """HyRe Studio engine: hypothesis reweighting for personalised reward models.
 
 A pure library: never imports streamlit. See docs/engine.md for the module map.
+
+The numpy core (posterior, query scorers, PCA, the live session) is imported
+eagerly. Everything that pulls torch, duckdb or pandas (ensembles, backbone,
+store, pipeline, evaluation, data files) is imported on first use of one of its
+names, so ``import hyre_engine`` stays fast and light:
+
+    import hyre_engine as he
+    w = he.weights_from_losses(losses)   # numpy only
+    store = he.Store("x.duckdb")         # imports duckdb now
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from hyre_engine.acquisition import SCORERS, PoolScorer, get_scorer, select
+from hyre_engine.live import LabelEvent, LiveSession, Panels
+from hyre_engine.pca import FunctionPCA
+from hyre_engine.reweight import (
+    DEFAULT_BETA,
+    Posterior,
+    effective_heads,
+    example_losses,
+    log_weights_from_losses,
+    validate_weights,
+    weight_entropy,
+    weighted_probability,
+    weighted_value,
+    weights_from_losses,
+)
+
 __version__ = "0.1.0"
+
+# name -> module that defines it, imported on first access (torch / duckdb / pandas inside).
+_LAZY: dict[str, str] = {
+    # ensemble.py (torch)
+    "Ensemble": "hyre_engine.ensemble",
+    "EnsembleConfig": "hyre_engine.ensemble",
+    "TrainReport": "hyre_engine.ensemble",
+    "build_ensemble": "hyre_engine.ensemble",
+    "fit_ensemble": "hyre_engine.ensemble",
+    "predict_pairs": "hyre_engine.ensemble",
+    "save_ensemble": "hyre_engine.ensemble",
+    "load_ensemble": "hyre_engine.ensemble",
+    "ensemble_to_bytes": "hyre_engine.ensemble",
+    "ensemble_from_bytes": "hyre_engine.ensemble",
+    "make_head_mask": "hyre_engine.ensemble",
+    "set_head_mask": "hyre_engine.ensemble",
+    # device.py (torch)
+    "pick_device": "hyre_engine.device",
+    # backbone.py (torch, sentence-transformers on load)
+    "Backbone": "hyre_engine.backbone",
+    "BackboneNotFoundError": "hyre_engine.backbone",
+    "load_backbone": "hyre_engine.backbone",
+    # baselines.py (scipy, torch for fine-tuning)
+    "fit_convex_weights": "hyre_engine.baselines",
+    "best_head_oracle": "hyre_engine.baselines",
+    "finetune_heads": "hyre_engine.baselines",
+    # data.py (pandas, pyarrow)
+    "DataError": "hyre_engine.data",
+    "read_preferences": "hyre_engine.data",
+    "read_preferences_bytes": "hyre_engine.data",
+    "preferences_from_records": "hyre_engine.data",
+    # store.py (duckdb)
+    "Store": "hyre_engine.store",
+    "StoreStats": "hyre_engine.store",
+    "text_hash": "hyre_engine.store",
+    # pipeline.py (torch, duckdb)
+    "BuildConfig": "hyre_engine.pipeline",
+    "BuildReport": "hyre_engine.pipeline",
+    "build_pool": "hyre_engine.pipeline",
+    "ensure_embeddings": "hyre_engine.pipeline",
+    "predict_pool": "hyre_engine.pipeline",
+    "ensure_demo": "hyre_engine.pipeline",
+    # evaluate.py (imports baselines, hence torch)
+    "GroupResult": "hyre_engine.evaluate",
+    "evaluate_group": "hyre_engine.evaluate",
+    "evaluate_pools": "hyre_engine.evaluate",
+    "summarise": "hyre_engine.evaluate",
+    "format_table": "hyre_engine.evaluate",
+    "import_file": "hyre_engine.evaluate",
+    # demo.py (numpy, but only the app and the demo-data command need it)
+    "Persona": "hyre_engine.demo",
+    "load_personas": "hyre_engine.demo",
+    "load_responses": "hyre_engine.demo",
+    "generate_pairs": "hyre_engine.demo",
+    # cli.py
+    "main": "hyre_engine.cli",
+}
+
+# Submodules reachable as attributes (hyre_engine.store, ...) without an explicit import.
+_SUBMODULES = frozenset(
+    {
+        "acquisition", "backbone", "baselines", "cli", "data", "demo", "device", "ensemble",
+        "evaluate", "live", "pca", "pipeline", "reweight", "store", "synthetic",
+    }
+)
+
+__all__ = [
+    "DEFAULT_BETA",
+    "SCORERS",
+    "FunctionPCA",
+    "LabelEvent",
+    "LiveSession",
+    "Panels",
+    "PoolScorer",
+    "Posterior",
+    "effective_heads",
+    "example_losses",
+    "get_scorer",
+    "log_weights_from_losses",
+    "select",
+    "validate_weights",
+    "weight_entropy",
+    "weighted_probability",
+    "weighted_value",
+    "weights_from_losses",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)

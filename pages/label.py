@@ -25,7 +25,7 @@ STRATEGIES = {
 # BALD by default: the paper's active querying is slightly better than random.
 DEFAULT_STRATEGY = "bald"
 # beta = 1 is the paper's temperature; the slider spans gentle to near-hard elimination.
-BETA_RANGE = (0.1, 5.0)
+BETA_RANGE = (0.1, 10.0)  # covers every calibration candidate (up to 8)
 # Seconds between two persona labels: slow enough to follow, fast enough to demo.
 PACES = (0.5, 1.0, 2.0, 3.0)
 DEFAULT_PACE = 1.0
@@ -51,7 +51,10 @@ def _session_settings(ctx: common.Context, session_id: str) -> tuple[str, float]
     strategy = settings.get("strategy", DEFAULT_STRATEGY)
     if strategy not in STRATEGIES:
         strategy = DEFAULT_STRATEGY
-    return strategy, float(settings.get("beta", DEFAULT_BETA))
+    # The ensemble's calibrated temperature (chosen on held-out training annotators)
+    # is the default; a session's own choice in the Advanced panel overrides it.
+    meta = ctx.ensemble.get("meta") or {}
+    return strategy, float(settings.get("beta", meta.get("beta", DEFAULT_BETA)))
 
 
 def _live_state(ctx: common.Context, session_id: str, persona: str | None) -> common.LiveState:
