@@ -1,0 +1,399 @@
+"""Data page: import preference files, build ensembles, manage the store.
+
+1. Import: a file by upload or by path (DESIGN format, HH-RLHF, LLMBar, per-user
+   ratings), validated by hyre_engine.data; errors name the file, row and
+   column, and nothing is written unless the whole file reads.
+2. Build: backbone, ensemble kind, K, prior scale, training groups; a progress
+   bar per stage (embedding, training, caching Z).
+3. Manage: the pools and ensembles in the store, each deletable after a confirm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+import streamlit as st
+
+from hyre_engine import ensemble as ens
+from hyre_engine.backbone import DEFAULT_BACKBONE, BackboneNotFoundError, load_backbone
+from hyre_engine.data import FORMATS, DataError
+from hyre_engine.pipeline import DEFAULT_ANNOTATOR_FRACTION, BuildConfig, build_pool
+from pages import _data_helpers as dh
+from pages import common
+
+FORMAT_TEXT = {
+    "auto": "Detect from the file",
+    "design": "HyRe format: prompt + response_a/response_b/label or chosen/rejected",
+    "hh-rlhf": "HH-RLHF transcripts: chosen / rejected",
+    "llmbar": "LLMBar: input, output_1, output_2, label 1 or 2",
+    "ratings": "Per-user ratings: user, item, rating, text",
+}
+KIND_TEXT = {
+    "shared": "Shared base with frozen random priors (recommended)",
+    "epinet": "Epinet: one base plus an index-fed network",
+    "vanilla": "Vanilla: K independent networks",
+}
+SOURCES = {"upload": "Upload a file", "path": "A path on this machine"}
+BACKBONES = {"embedded": f"Embedded {DEFAULT_BACKBONE}", "folder": "A local Hugging Face folder"}
+# Build stages in order, with what each bar says (pipeline.build_pool's progress stages).
+STAGES = {
+    "embed": "Embedding the texts",
+    "calibrate": "Calibrating beta",
+    "train": "Training the heads",
+    "predict": "Caching the head predictions",
+}
+# K and hidden: bounds that keep a CPU build in minutes; defaults are the paper's.
+MAX_HEADS = 500
+MAX_HIDDEN = 1024
+
+SOURCE_KEY = "data_source"
+UPLOAD_KEY = "data_upload"
+PATH_KEY = "data_path"
+FORMAT_KEY = "data_format"
+NAME_KEY = "data_pool_name"
+READ_KEY = "data_read"  # {"signature", "frame"} of the last file read, for the preview
+BUILD_POOL_KEY = "data_build_pool"
+LAST_BUILD_KEY = "data_last_build"
+NOTICE_KEY = "data_notice"
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _backbone(path: str | None):
+    return load_backbone(path)
+
+
+# ---------------------------------------------------------------- import
+
+
+def _source() -> tuple[tuple, Callable[[], pd.DataFrame]] | None:
+    """(signature, reader) of the chosen file, or None when none is chosen yet."""
+    fmt = st.session_state.get(FORMAT_KEY, "auto")
+    if st.session_state.get(SOURCE_KEY, "upload") == "upload":
+        upload = st.session_state.get(UPLOAD_KEY)
+        if upload is None:
+            return None
+
+        def read_upload():
+            message = dh.size_error(upload.name, upload.size, dh.MAX_UPLOAD_BYTES, upload=True)
+            if message:  # refused before reading a byte of it
+                raise DataError(message, path=upload.name)
+            return dh.read_upload(upload.getvalue(), upload.name, format=fmt)
+
+        return ("upload", upload.file_id, upload.name, upload.size, fmt), read_upload
+    path = (st.session_state.get(PATH_KEY) or "").strip()
+    if not path:
+        return None
+    return ("path", path, fmt), lambda: dh.read_path(path, format=fmt)
+
+
+def _read(signature: tuple, reader) -> pd.DataFrame | None:
+    """The parsed table (cached per signature), or None after showing why it could not be read."""
+    cached = st.session_state.get(READ_KEY)
+    if cached and cached["signature"] == signature:
+        return cached["frame"]
+    try:
+        frame = reader()
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        st.session_state.pop(READ_KEY, None)
+        st.error(f"**Nothing was imported.** {exc}", icon=":material/error:")
+        return None
+    st.session_state[READ_KEY] = {"signature": signature, "frame": frame}
+    return frame
+
+
+def _preview(frame: pd.DataFrame) -> None:
+    info = dh.summarize(frame)
+    cols = st.columns(5)
+    cols[0].metric("Judgements", f"{info.rows:,}")
+    cols[1].metric("Pairs", f"{info.pairs:,}")
+    cols[2].metric("Groups", f"{info.groups:,}")
+    cols[3].metric("Annotators", f"{info.annotators:,}")
+    cols[4].metric("Format", info.format)
+    left, right = st.columns([1, 3])
+    with left:
+        st.dataframe(dh.group_counts(frame), hide_index=True,
+                     column_config={"A preferred": st.column_config.NumberColumn(format="percent")})
+    with right:
+        st.dataframe(dh.preview_table(frame), hide_index=True, height=260)
+        st.caption(f"The first {min(dh.PREVIEW_ROWS, info.rows)} of {info.rows:,} judgements, as read.")
+
+
+def _import_section(db) -> None:
+    st.subheader("1 · Import a preference file")
+    st.segmented_control("Source", list(SOURCES), format_func=SOURCES.get, key=SOURCE_KEY,
+                         default="upload", required=True, label_visibility="collapsed")
+    left, right = st.columns(2)
+    with left:
+        if st.session_state.get(SOURCE_KEY, "upload") == "upload":
+            st.file_uploader(
+                "Preference file", type=dh.UPLOAD_TYPES, key=UPLOAD_KEY, max_upload_size=dh.MAX_UPLOAD_MB,
+                help=f"JSONL, JSON, CSV or Parquet (optionally .gz), up to {dh.MAX_UPLOAD_MB} MB.",
+            )
+        else:
+            st.text_input("File path", key=PATH_KEY, placeholder="/data/preferences.jsonl",
+                          help="A file on the machine running HyRe Studio. Larger files than an "
+                          f"upload allows are fine (up to {dh.MAX_PATH_BYTES // 2**20} MB).")
+    with right:
+        st.selectbox("Format", FORMATS, format_func=FORMAT_TEXT.get, key=FORMAT_KEY)
+        st.text_input("Pool name", key=NAME_KEY, placeholder="default: the file's name",
+                      help="The name the pool gets in the store (and in the sidebar).")
+    source = _source()
+    buttons = st.container(horizontal=True)
+    preview = buttons.button("Preview", icon=":material/visibility:", key="data_preview",
+                                disabled=source is None)
+    do_import = buttons.button("Import", type="primary", icon=":material/upload:", key="data_import",
+                                  disabled=source is None)
+    notice = st.session_state.pop(NOTICE_KEY, None)
+    if notice:
+        st.success(notice, icon=":material/check_circle:")
+    if source is None:
+        st.caption("Choose a file to preview and import it. Columns: `prompt` and either "
+                   "`response_a`, `response_b`, `label` (a or b) or `chosen`, `rejected`; optional "
+                   "`group`, `annotator`, `pair_id`.")
+        return
+    signature, reader = source
+    cached = st.session_state.get(READ_KEY)
+    shown = cached is not None and cached["signature"] == signature
+    if not (preview or do_import or shown):
+        return
+    frame = _read(signature, reader)
+    if frame is None:
+        return
+    if do_import:
+        name = (st.session_state.get(NAME_KEY) or "").strip() or dh.default_pool_name(signature[2] if signature[0] == "upload" else signature[1])
+        try:
+            pool_id = db.add_pool(name, frame, source=str(frame.attrs.get("source", "")))
+        except ValueError as exc:
+            st.error(f"**Nothing was imported.** {exc}", icon=":material/error:")
+            _preview(frame)
+            return
+        st.session_state.pop(READ_KEY, None)
+        st.session_state[BUILD_POOL_KEY] = pool_id
+        st.session_state[NOTICE_KEY] = (
+            f"Imported pool '{name}': {frame['pair_id'].nunique():,} pairs, {len(frame):,} judgements. "
+            "Build an ensemble for it below."
+        )
+        st.rerun()
+    _preview(frame)
+
+
+# ---------------------------------------------------------------- build
+
+
+def _build_section(db) -> None:
+    st.subheader("2 · Build an ensemble")
+    pools = db.list_pools()
+    if pools.empty:
+        st.info("Import a pool first.")
+        return
+    names = dict(zip(pools["pool_id"], pools["name"], strict=True))
+    sizes = dict(zip(pools["pool_id"], pools["n_pairs"], strict=True))
+    if st.session_state.get(BUILD_POOL_KEY) not in names:
+        st.session_state[BUILD_POOL_KEY] = pools["pool_id"].iloc[-1]
+    with st.container(border=True):
+        left, right = st.columns(2)
+        with left:
+            pool_id = st.selectbox("Pool", list(names), key=BUILD_POOL_KEY,
+                                   format_func=lambda p: f"{names[p]} · {sizes[p]:,} pairs")
+            groups = [str(g) for g in db.pool_groups(pool_id)["group"].dropna()]
+            default = [common.CROWD_GROUP] if common.CROWD_GROUP in groups else groups
+            train = st.multiselect(
+                "Train on the labels of", groups, default=default, key=f"data_train_{pool_id}",
+                help="The aggregate data the heads learn from. Leave the people you want to "
+                "personalise to out, so they are new to the ensemble.",
+            )
+            backbone_choice = st.radio("Backbone", list(BACKBONES), format_func=BACKBONES.get,
+                                       key="data_backbone", horizontal=True)
+            folder = None
+            if backbone_choice == "folder":
+                folder = st.text_input("Model folder", key="data_backbone_path",
+                                       placeholder="/models/my-encoder",
+                                       help="A sentence-transformers or Hugging Face folder on this "
+                                       "machine; nothing is ever downloaded.").strip() or None
+            kind = st.selectbox("Ensemble kind", ens.KINDS, format_func=KIND_TEXT.get, key="data_kind")
+        with right:
+            k = st.number_input("Heads (K)", min_value=2, max_value=MAX_HEADS, value=ens.DEFAULT_HEADS,
+                                step=10, key="data_heads", help="The paper uses 100.")
+            hidden = st.number_input("Hidden units per head", min_value=4, max_value=MAX_HIDDEN,
+                                     value=ens.DEFAULT_HIDDEN, step=16, key="data_hidden")
+            prior = st.number_input("Prior scale", min_value=0.0, max_value=100.0,
+                                    value=float(ens.DEFAULT_PRIOR_SCALE), step=0.5, key="data_prior",
+                                    help="Weight of each head's frozen random prior network: larger "
+                                    "keeps the heads more diverse away from the training data.")
+            fraction = st.slider(
+                "Annotator fraction", 0.0, 1.0, float(DEFAULT_ANNOTATOR_FRACTION or 0.0), step=0.05,
+                key="data_fraction",
+                help="Each head trains on the rows of this share of the training annotators, so "
+                "heads specialise; 0 trains every head on every row.",
+            )
+            extra = {}
+            if "calibrate" in dh.build_config_fields():
+                extra["calibrate"] = st.checkbox(
+                    "Calibrate beta on held-out training annotators", value=True, key="data_calibrate",
+                    help="Trains a second ensemble once to choose the reweighting temperature; "
+                    "needs at least 5 training annotators.",
+                )
+        start = st.button("Build", type="primary", icon=":material/construction:", key="data_build",
+                       disabled=not train or (backbone_choice == "folder" and folder is None))
+    if start:
+        config = BuildConfig(backbone=folder, kind=kind, n_heads=int(k), hidden=int(hidden),
+                             prior_scale=float(prior), train_groups=list(train),
+                             annotator_fraction=float(fraction) if fraction > 0 else None, **extra)
+        _build(db, pool_id, config)
+    last = st.session_state.get(LAST_BUILD_KEY)
+    if last and last["pool_id"] in names:
+        _built(last, names)
+
+
+def _build(db, pool_id: str, config: BuildConfig) -> None:
+    status = st.empty()
+    bars = {}
+    with st.container():
+        for stage, text in STAGES.items():
+            if stage == "calibrate" and not getattr(config, "calibrate", False):
+                continue
+            bars[stage] = st.progress(0.0, text=f"{text}: waiting")
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is not None:
+            bar.progress(min(1.0, done / total if total else 1.0),
+                         text=f"{STAGES[stage]}: {done:,} / {total:,}")
+
+    status.caption("Loading the backbone…")
+    try:
+        backbone = _backbone(config.backbone)
+        status.empty()
+        report = build_pool(db, pool_id, config, backbone=backbone, progress=progress)
+    except (BackboneNotFoundError, ValueError, OSError) as exc:
+        status.empty()
+        st.error(f"**The build stopped.** {exc}", icon=":material/error:")
+        return
+    for stage, bar in bars.items():
+        bar.progress(1.0, text=f"{STAGES[stage]}: done")
+    if config.backbone is not None:
+        # the Evaluate page needs the folder again to embed with this backbone
+        db.put_result(dh.BACKBONE_PATH_PREFIX + report.backbone_id, {"path": str(config.backbone)})
+    st.session_state[LAST_BUILD_KEY] = {
+        "pool_id": pool_id, "ensemble_id": report.ensemble_id, "summary": report.summary(),
+        "trained": report.trained,
+    }
+
+
+def _use(pool_id: str, ensemble_id: str) -> None:
+    st.session_state[common.POOL_KEY] = pool_id
+    st.session_state[common.ENSEMBLE_KEY] = ensemble_id
+    # the context of this run was resolved before the switch: resolve it again
+    st.session_state.pop(common.CONTEXT_KEY, None)
+
+
+def _built(last: dict, names: dict) -> None:
+    ctx = common.get_context()
+    in_use = ctx is not None and ctx.ensemble_id == last["ensemble_id"] and ctx.pool_id == last["pool_id"]
+    verb = "Built" if last["trained"] else "Already built (reused)"
+    st.success(f"{verb}: ensemble {last['ensemble_id']} for pool '{names[last['pool_id']]}'.",
+               icon=":material/check_circle:")
+    with st.expander("Build report"):
+        st.code(last["summary"], language=None)
+    if in_use:
+        st.caption("The pages work on this ensemble now: open Label or Explore.")
+    else:
+        st.button("Work on this ensemble", icon=":material/arrow_forward:", key="data_use",
+                  on_click=_use, args=(last["pool_id"], last["ensemble_id"]),
+                  help="Makes it the pool and ensemble the Label, Explore and Evaluate pages use.")
+
+
+# ---------------------------------------------------------------- manage
+
+
+def _delete_pool(pool_id: str) -> None:
+    db = common.store()
+    name = db.get_pool(pool_id)["name"]
+    db.delete_pool(pool_id)
+    _forget(pool_id=pool_id)
+    st.session_state[NOTICE_KEY + "_manage"] = f"Deleted pool '{name}' with its ensembles and sessions."
+
+
+def _delete_ensemble(ensemble_id: str) -> None:
+    common.store().delete_ensemble(ensemble_id)
+    _forget(ensemble_id=ensemble_id)
+    st.session_state[NOTICE_KEY + "_manage"] = f"Deleted ensemble {ensemble_id}."
+
+
+def _forget(*, pool_id: str | None = None, ensemble_id: str | None = None) -> None:
+    """Drop UI state that points at what was deleted, so the app picks something that exists."""
+    state = st.session_state
+    if pool_id is not None and state.get(common.POOL_KEY) == pool_id:
+        state.pop(common.POOL_KEY, None)
+        state.pop(common.ENSEMBLE_KEY, None)
+    if ensemble_id is not None and state.get(common.ENSEMBLE_KEY) == ensemble_id:
+        state.pop(common.ENSEMBLE_KEY, None)
+    last = state.get(LAST_BUILD_KEY)
+    if last and (last["pool_id"] == pool_id or last["ensemble_id"] == ensemble_id):
+        state.pop(LAST_BUILD_KEY, None)
+    state.pop(common.CONTEXT_KEY, None)
+
+
+def _manage_section(db) -> None:
+    st.subheader("3 · Pools and ensembles")
+    notice = st.session_state.pop(NOTICE_KEY + "_manage", None)
+    if notice:
+        st.success(notice, icon=":material/delete:")
+    ctx = common.get_context()
+    pools = db.list_pools()
+    ensembles = db.list_ensembles()
+    if pools.empty:
+        st.info("The store is empty.")
+        return
+    names = dict(zip(pools["pool_id"], pools["name"], strict=True))
+    st.markdown("**Pools**")
+    for row in pools.itertuples():
+        n_ens = int((ensembles["pool_id"] == row.pool_id).sum())
+        cols = st.columns([3, 2, 2, 2, 1], vertical_alignment="center")
+        current = " · in use" if ctx is not None and ctx.pool_id == row.pool_id else ""
+        cols[0].markdown(f"**{common.escape_markdown(str(row.name))}**{current}")
+        cols[1].caption(f"{row.n_pairs:,} pairs · {row.n_labels:,} labels")
+        cols[2].caption(f"{n_ens} ensemble{'s' if n_ens != 1 else ''}")
+        cols[3].caption(f"added {pd.Timestamp(row.created_at):%Y-%m-%d %H:%M}")
+        with cols[4].popover("Delete", icon=":material/delete:", key=f"data_del_pool_{row.pool_id}"):
+            st.markdown(f"Delete pool **{common.escape_markdown(str(row.name))}** with its "
+                        f"{n_ens} ensemble(s), sessions and profiles? This cannot be undone.")
+            st.button("Delete pool", type="primary", key=f"data_del_pool_ok_{row.pool_id}",
+                      on_click=_delete_pool, args=(row.pool_id,))
+    st.markdown("**Ensembles**")
+    if ensembles.empty:
+        st.caption("No ensembles yet: build one above.")
+        return
+    for row in ensembles.itertuples():
+        cfg, meta = row.config, row.meta
+        cols = st.columns([3, 2, 2, 2, 1], vertical_alignment="center")
+        current = " · in use" if ctx is not None and ctx.ensemble_id == row.ensemble_id else ""
+        what = "single model (baseline)" if cfg.get("n_heads") == 1 else cfg.get("kind", "?")
+        cols[0].markdown(f"**{what} · K = {cfg.get('n_heads')}**{current}  \n"
+                         f"`{row.ensemble_id}` on {common.escape_markdown(str(names.get(row.pool_id, '?')))}")
+        cols[1].caption(f"hidden {cfg.get('hidden')} · prior {cfg.get('prior_scale')} · "
+                        f"beta {float(meta.get('beta', 1.0)):g}")
+        cols[2].caption(f"{common.backbone_label(row.backbone_id)} · "
+                        f"trained on {', '.join(meta.get('train_groups') or ['all groups'])}")
+        cols[3].caption(f"{row.n_bytes / 2**20:.1f} MB · {pd.Timestamp(row.created_at):%Y-%m-%d %H:%M}")
+        with cols[4].popover("Delete", icon=":material/delete:", key=f"data_del_ens_{row.ensemble_id}"):
+            st.markdown(f"Delete ensemble `{row.ensemble_id}` with its cached predictions, sessions "
+                        "and profiles? This cannot be undone.")
+            st.button("Delete ensemble", type="primary", key=f"data_del_ens_ok_{row.ensemble_id}",
+                      on_click=_delete_ensemble, args=(row.ensemble_id,))
+
+
+def main() -> None:
+    db = common.store()
+    st.title("Data")
+    st.markdown("Bring your own preference data: import a file, build an ensemble of reward heads "
+                "on it, and manage what the store holds.")
+    _import_section(db)
+    st.divider()
+    _build_section(db)
+    st.divider()
+    _manage_section(db)
+
+
+main()

@@ -1,0 +1,231 @@
+"""The Data page: import by upload and by path, bad files refused with the store
+unchanged, building an ensemble, deleting; and its pure helpers (pages/_data_helpers.py)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import tomllib
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from hyre_engine.data import DataError
+from hyre_engine.store import Store
+from pages import _data_helpers as dh
+
+REPO = Path(__file__).resolve().parents[2]
+APP = str(REPO / "app.py")
+# First runs import torch and the app: generous, the machine may be shared.
+TIMEOUT = 120
+
+
+def design_csv(n_pairs: int = 12, groups: tuple[str, ...] = ("g1", "g2")) -> bytes:
+    """A DESIGN-format CSV: n_pairs pairs, each judged once per group (g1 prefers A, g2 B)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["prompt", "response_a", "response_b", "label", "group"])
+    for i in range(n_pairs):
+        for j, group in enumerate(groups):
+            writer.writerow([f"Question {i}?", f"A short answer {i}.", f"A long, detailed answer {i}.",
+                             "ab"[j % 2], group])
+    return out.getvalue().encode()
+
+
+def _data_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/data.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _pools(path: Path) -> list[tuple]:
+    with Store(path) as store:
+        pools = store.list_pools()
+    return sorted(zip(pools["pool_id"], pools["name"], pools["n_pairs"], pools["n_labels"], strict=True))
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def test_upload_limit_matches_server_config():
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == dh.MAX_UPLOAD_MB
+
+
+def test_read_upload_counts_and_errors():
+    frame = dh.read_upload(design_csv(), "prefs.csv", format="auto")
+    info = dh.summarize(frame)
+    assert (info.rows, info.pairs, info.groups, info.annotators, info.format) == (24, 12, 2, 2, "design")
+    counts = dh.group_counts(frame).set_index("group")
+    assert counts.loc["g1", "judgements"] == 12
+    # g1 prefers the short answer; the page shows the share of "A preferred" as read
+    assert 0 <= counts.loc["g1", "A preferred"] <= 1
+    assert list(dh.preview_table(frame, rows=5).columns[:4]) == ["prompt", "response_a", "response_b", "label"]
+    assert len(dh.preview_table(frame, rows=5)) == 5
+
+    with pytest.raises(DataError, match=r"wrong\.csv.*missing column 'label'") as err:
+        dh.read_upload(b"prompt,response_a,response_b\nq,x,y\n", "wrong.csv", format="auto")
+    assert err.value.column == "label"
+    with pytest.raises(DataError, match="not valid UTF-8") as err:
+        dh.read_upload(b"prompt,response_a,response_b,label\nq,\xff\xfe,y,a\n", "latin.csv", format="auto")
+    assert err.value.row == 2
+    with pytest.raises(DataError, match="empty"):
+        dh.read_upload(b"", "empty.jsonl", format="auto")
+    with pytest.raises(DataError, match=r"big\.csv is 0\.0 MB: uploads are limited"):
+        dh.read_upload(b"x" * 101, "big.csv", format="auto", max_bytes=100)
+
+
+def test_size_error_and_pool_name():
+    assert dh.size_error("a.csv", dh.MAX_UPLOAD_BYTES, dh.MAX_UPLOAD_BYTES, upload=True) is None
+    message = dh.size_error("a.csv", dh.MAX_UPLOAD_BYTES + 1, dh.MAX_UPLOAD_BYTES, upload=True)
+    assert "50 MB" in message and "maxUploadSize" in message
+    assert dh.default_pool_name("/x/prefs.jsonl.gz") == "prefs"
+
+
+def test_read_path_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        dh.read_path(str(tmp_path / "missing.csv"), format="auto")
+    with pytest.raises(FileNotFoundError, match="type the path"):
+        dh.read_path("  ", format="auto")
+    big = tmp_path / "big.csv"
+    big.write_bytes(design_csv())
+    with pytest.raises(DataError, match="files are limited"):
+        dh.read_path(str(big), format="auto", max_bytes=10)
+
+
+# ---------------------------------------------------------------- the page
+
+
+@pytest.mark.slow
+def test_upload_preview_import_and_delete(app_db):
+    path, _ = app_db
+    before = _pools(path)
+    at = _data_page()
+    at.file_uploader(key="data_upload").set_value(("prefs.csv", design_csv(), "text/csv")).run()
+    at.button(key="data_preview").click().run()
+    assert not at.exception, at.exception
+    metrics = _metrics(at)
+    assert (metrics["Judgements"], metrics["Pairs"], metrics["Groups"]) == ("24", "12", "2")
+    preview = at.dataframe[1].value
+    assert len(preview) == dh.PREVIEW_ROWS and preview["prompt"].iloc[0] == "Question 0?"
+    assert _pools(path) == before, "a preview wrote to the store"
+
+    at.text_input(key="data_pool_name").set_value("mine").run()
+    at.button(key="data_import").click().run()
+    assert not at.exception, at.exception
+    assert any("Imported pool 'mine'" in s.value for s in at.success)
+    after = {p[1]: p for p in _pools(path)}
+    assert set(after) == {p[1] for p in before} | {"mine"}
+    assert after["mine"][2:] == (12, 24)
+    # the build section now targets the new pool, training on both groups (no crowd)
+    assert at.selectbox(key="data_build_pool").value == after["mine"][0]
+    assert at.multiselect(key=f"data_train_{after['mine'][0]}").value == ["g1", "g2"]
+
+    # importing the same name again is refused, nothing changes
+    at.file_uploader(key="data_upload").set_value(("prefs.csv", design_csv(n_pairs=3), "text/csv"))
+    at.text_input(key="data_pool_name").set_value("mine").run()
+    at.button(key="data_import").click().run()
+    assert any("already exists" in e.value for e in at.error)
+    assert {p[1]: p for p in _pools(path)}["mine"][2:] == (12, 24)
+
+    at.button(key=f"data_del_pool_ok_{after['mine'][0]}").click().run()
+    assert not at.exception, at.exception
+    assert _pools(path) == before
+    assert any("Deleted pool 'mine'" in s.value for s in at.success)
+
+
+BAD_UPLOADS = [
+    ("wrong-columns.csv", b"question,answer_1,answer_2\nq,x,y\n", "missing column"),
+    ("empty.jsonl", b"", "empty"),
+    ("latin1.csv", "prompt,response_a,response_b,label\nq,caf\u00e9,y,a\n".encode("latin-1"), "not valid UTF-8"),
+    ("bad-label.jsonl", b'{"prompt": "q", "response_a": "x", "response_b": "y", "label": "c"}\n',
+     "line 1, column 'label'"),
+    ("too-large.csv", b"prompt,response_a,response_b,label\n" + b"q,x,y,a\n" * (dh.MAX_UPLOAD_BYTES // 8 + 1),
+     "uploads are limited to 50 MB"),
+]
+
+
+@pytest.mark.slow
+def test_bad_uploads_are_errors_and_write_nothing(app_db):
+    path, _ = app_db
+    before = _pools(path)
+    at = _data_page()
+    for name, data, message in BAD_UPLOADS:
+        at.file_uploader(key="data_upload").set_value((name, data, "application/octet-stream")).run()
+        at.button(key="data_import").click().run()
+        assert not at.exception, (name, at.exception)
+        errors = [e.value for e in at.error]
+        assert len(errors) == 1 and "Nothing was imported" in errors[0], (name, errors)
+        assert message in errors[0] and name in errors[0], (name, errors)
+        assert not at.metric, f"{name}: a preview was shown for a bad file"
+        assert _pools(path) == before, f"{name} changed the store"
+
+
+@pytest.mark.slow
+def test_path_import_of_ratings(app_db, tmp_path):
+    path, _ = app_db
+    ratings = tmp_path / "ratings.csv"
+    rows = ["user,item,rating,text"] + [f"u{u},i{i},{(i * (u + 1)) % 5},Text number {i}"
+                                        for u in range(3) for i in range(5)]
+    ratings.write_text("\n".join(rows) + "\n")
+    at = _data_page()
+    at.segmented_control(key="data_source").set_value("path").run()
+    at.text_input(key="data_path").set_value(str(tmp_path / "nope.csv")).run()
+    at.button(key="data_preview").click().run()
+    assert any("no such file" in e.value for e in at.error)
+
+    at.text_input(key="data_path").set_value(str(ratings))
+    at.selectbox(key="data_format").set_value("ratings").run()
+    at.button(key="data_import").click().run()
+    assert not at.exception, at.exception
+    pools = {p[1]: p for p in _pools(path)}
+    assert "ratings" in pools
+    with Store(path) as store:
+        groups = store.pool_groups(pools["ratings"][0])
+    assert sorted(groups["group"]) == ["u0", "u1", "u2"]
+
+
+@pytest.mark.slow
+def test_build_use_and_delete_ensemble(app_db):
+    path, info = app_db
+    at = _data_page()
+    at.file_uploader(key="data_upload").set_value(("tiny.csv", design_csv(n_pairs=6), "text/csv"))
+    at.text_input(key="data_pool_name").set_value("tiny").run()
+    at.button(key="data_import").click().run()
+    pool_id = {p[1]: p[0] for p in _pools(path)}["tiny"]
+    at.number_input(key="data_heads").set_value(8)
+    at.number_input(key="data_hidden").set_value(16)
+    at.checkbox(key="data_calibrate").uncheck()
+    at.multiselect(key=f"data_train_{pool_id}").set_value(["g1"]).run()
+    at.button(key="data_build").click().run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == []
+    bars = at.get("progress")
+    assert bars and all(b.value == 100 for b in bars)
+    with Store(path) as store:
+        built = store.list_ensembles(pool_id)
+        assert len(built) == 1 and built["config"].iloc[0]["n_heads"] == 8
+        assert built["meta"].iloc[0]["train_groups"] == ["g1"]
+        assert store.get_head_predictions(built["ensemble_id"].iloc[0], pool_id).shape == (6, 8)
+    ensemble_id = built["ensemble_id"].iloc[0]
+
+    at.button(key="data_use").click().run()
+    assert not at.exception, at.exception
+    in_use = [m.value for m in at.markdown if "in use" in m.value]
+    assert any("**tiny**" in m for m in in_use) and any("K = 8" in m for m in in_use), in_use
+
+    at.button(key=f"data_del_ens_ok_{ensemble_id}").click().run()
+    assert not at.exception, at.exception
+    with Store(path) as store:
+        assert store.list_ensembles(pool_id).empty
+        assert info["ensemble_id"] in set(store.list_ensembles()["ensemble_id"])
+    # the app fell back to the demo ensemble
+    in_use = [m.value for m in at.markdown if "in use" in m.value]
+    assert any("**demo**" in m for m in in_use) and any("K = 20" in m for m in in_use), in_use
