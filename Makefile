@@ -27,7 +27,8 @@ browser:
 	  || echo "warning: could not install chromium; browser tests will be skipped"; }
 
 run: setup
-	$(PY) -m streamlit run app.py
+	# app.py starts the server itself (see _launch in app.py)
+	$(PY) app.py
 
 test: setup browser
 	$(PY) -m pytest

@@ -27,6 +27,30 @@ import hyre_engine.pipeline  # noqa: E402, F401
 import hyre_engine.store  # noqa: E402, F401
 from pages import common  # noqa: E402
 
+
+
+def _launch() -> None:
+    """`python app.py [streamlit options]`: start the server with st.navigation in charge.
+
+    Streamlit treats a main script with a `pages/` folder beside it as an old-style
+    multipage app until the script has called st.navigation once: the first visitor
+    after a start would get an automatic menu of every file in pages/ (helpers
+    included) and a deep link would run a page without this script. Clearing the
+    flag before the server starts gives every session this file's navigation.
+    """
+    import sys
+
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.web import cli
+
+    PagesManager.uses_pages_directory = False
+    sys.argv = ["streamlit", "run", __file__, *sys.argv[1:]]
+    raise SystemExit(cli.main())
+
+
+if __name__ == "__main__" and not st.runtime.exists():
+    _launch()
+
 # The pages, in menu order; each file runs as its own page (st.Page).
 PAGES = [
     st.Page("pages/label.py", title="Label", icon=":material/thumbs_up_down:", default=True),

@@ -62,7 +62,7 @@ def chromium_path() -> str:
 
 @pytest.fixture
 def app_server(chromium_path, tmp_path_factory, tmp_path):
-    """The real app (`streamlit run app.py`) on a free port with its own $HYRE_DB; yields its URL."""
+    """The real app (`python app.py`, as `make run` starts it) on a free port with its own $HYRE_DB; yields its URL."""
     template, info = _app_conftest().small_demo_once(tmp_path_factory)
     db = tmp_path / "hyre.duckdb"
     shutil.copyfile(template, db)
@@ -71,7 +71,7 @@ def app_server(chromium_path, tmp_path_factory, tmp_path):
     env = {**os.environ, "HYRE_DB": str(db), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+            [sys.executable, "app.py", "--server.port", str(port),
              "--server.headless", "true", "--browser.gatherUsageStats", "false"],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
         )

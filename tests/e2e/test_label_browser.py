@@ -47,6 +47,10 @@ def test_keyboard_labelling_updates_weights_and_survives_reload(app_server, brow
     url = f"{app_server['url']}/?user=e2e-user"
     _open(page, url)
     assert page.locator(EXCEPTION).count() == 0
+    # The first visitor of a fresh server gets app.py's navigation, not an
+    # automatic menu of every file in pages/ (helpers included).
+    nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+    assert "Explore" in nav and "common" not in nav.lower() and "helpers" not in nav.lower(), nav
     assert page.evaluate(_METRIC, "Labels") == "0"
     first = page.evaluate(_WEIGHTS_HTML)
     assert first
@@ -88,3 +92,18 @@ def test_keyboard_labelling_updates_weights_and_survives_reload(app_server, brow
     _open(page, url)
     assert page.evaluate(_METRIC, "Labels") == str(N_LABELS)
 
+
+
+def test_first_visit_by_deep_link_gets_the_app_navigation(app_server, browser_page):
+    # A fresh server whose first visitor opens /explore directly: Streamlit's
+    # old pages/-folder mode would run that file alone, with a menu of every file.
+    page = browser_page
+    page.goto(f"{app_server['url']}/explore?user=deep-link")
+    page.wait_for_selector('[data-testid="stSidebarNav"]', timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => document.body.innerText.includes('Working on')", timeout=LOAD_TIMEOUT_MS
+    )
+    nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+    assert "Label" in nav and "Explore" in nav, nav
+    assert "common" not in nav.lower() and "helpers" not in nav.lower(), nav
+    assert page.locator(EXCEPTION).count() == 0
