@@ -219,6 +219,19 @@ def backbone_label(backbone_id: str) -> str:
     return backbone_id.split("@", 1)[0]
 
 
+def ensembles_for_pages(db: Store) -> pd.DataFrame:
+    """The ensembles the pages can work on: HyRe needs at least two heads.
+
+    An evaluation stores a one-head `single` baseline next to the real ensemble;
+    it is a reference model, never something to reweight.
+    """
+    ensembles = db.list_ensembles()
+    if ensembles.empty:
+        return ensembles
+    heads = ensembles["config"].map(lambda cfg: int((cfg or {}).get("n_heads", 0)))
+    return ensembles[heads >= 2]
+
+
 def _ready_ensemble(path: str, pool: dict[str, Any], ensembles: pd.DataFrame, wanted: str | None):
     """The wanted ensemble of the pool if its Z is cached, else the newest that has one."""
     rows = ensembles[ensembles["pool_id"] == pool["pool_id"]].iloc[::-1]
@@ -241,7 +254,7 @@ def resolve_context() -> Context | None:
     path = default_db_path()
     db = get_store(path)
     pools = db.list_pools()
-    ensembles = db.list_ensembles()
+    ensembles = ensembles_for_pages(db)
     with_ensembles = [p for p in pools["pool_id"] if p in set(ensembles["pool_id"])]
     if not with_ensembles:
         build_demo_with_progress(db, path)
@@ -292,7 +305,7 @@ def build_demo_with_progress(db: Store, path: str) -> None:
         )
 
     with _build_lock(path):
-        ensembles = db.list_ensembles()
+        ensembles = ensembles_for_pages(db)
         if len(ensembles) == 0 or _demo_needs_build(path, db, ensembles):
             report = ensure_demo(db, progress=progress)
             bar.progress(1.0, text=f"Ready: ensemble {report.ensemble_id} on {report.n_pairs} pairs")
@@ -330,7 +343,7 @@ def render_sidebar(ctx: Context) -> None:
             "(?user=...), so a reload or a bookmark brings you back to them.",
         )
         pools = db.list_pools()
-        ensembles = db.list_ensembles()
+        ensembles = ensembles_for_pages(db)
         usable = pools[pools["pool_id"].isin(set(ensembles["pool_id"]))]
         if len(usable) > 1:
             names = dict(zip(usable["pool_id"], usable["name"], strict=True))

@@ -133,3 +133,22 @@ def test_persona_mode_advances(app_db):
     # the human session of the same user is untouched
     assert len(_session_labels(path, info, "dave")) == 0
 
+
+
+def test_a_one_head_baseline_is_never_the_working_ensemble(app_db):
+    # `evaluate` stores a one-head `single` model beside the ensemble; being the
+    # newest must not make it the ensemble the pages reweight.
+    from hyre_engine.pipeline import BuildConfig, build_pool
+
+    path, info = app_db
+    with Store(path) as store:
+        single = build_pool(
+            store, info["pool_id"],
+            BuildConfig(n_heads=1, hidden=8, annotator_fraction=None, calibrate=False,
+                        train_groups=["crowd"]),
+        )
+        assert single.ensemble_id != info["ensemble_id"]
+    at = _app("dave")
+    assert not at.exception, at.exception
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert f"K = {info['n_heads']}" in sidebar
