@@ -28,7 +28,6 @@ import hyre_engine.store  # noqa: E402, F401
 from pages import common  # noqa: E402
 
 
-
 def _launch() -> None:
     """`python app.py [streamlit options]`: start the server with st.navigation in charge.
 

@@ -56,6 +56,9 @@ def _check_labels(y, n_items: int, name: str = "y") -> np.ndarray:
     return y
 
 
+# |P(A) - 0.5| at or below this is a tie (float rounding of weighted means).
+TIE_TOLERANCE = 1e-9
+
 def accuracy(prob_a, y) -> float:
     """Fraction of items whose more probable side is the preferred one; P(A) = 0.5 counts half.
 
@@ -68,7 +71,9 @@ def accuracy(prob_a, y) -> float:
     if len(p) == 0:
         return float("nan")
     correct = np.where(y == 1, p > 0.5, p < 0.5).astype(np.float64)
-    correct[p == 0.5] = 0.5
+    # A tie is a tie however it was reached: a weighted mean of heads that all sit
+    # at exactly 0.5 can land a rounding error away from it.
+    correct[np.abs(p - 0.5) <= TIE_TOLERANCE] = 0.5
     return float(correct.mean())
 
 

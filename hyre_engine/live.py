@@ -222,7 +222,7 @@ def _accuracy(prob_a: np.ndarray, y: np.ndarray) -> float:
     """Accuracy of P(A) against y in {0, 1}; a prediction of exactly 0.5 counts half."""
     if prob_a.size == 0:
         return float("nan")
-    correct = np.where(prob_a == 0.5, 0.5, ((prob_a > 0.5) == (y == 1.0)).astype(float))
+    correct = np.where(np.abs(prob_a - 0.5) <= 1e-9, 0.5, ((prob_a > 0.5) == (y == 1.0)).astype(float))
     return float(correct.mean())
 
 

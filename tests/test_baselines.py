@@ -169,3 +169,12 @@ def test_finetune_heads_adapts_a_copy_and_leaves_the_original():
     sign = 2 * y[:, None] - 1
     assert np.logaddexp(0, -sign * after).mean() < np.logaddexp(0, -sign * before).mean()
     assert ((after > 0) == (y[:, None] > 0.5)).mean() == 1.0
+
+
+def test_accuracy_counts_a_rounded_tie_as_half():
+    from hyre_engine.baselines import accuracy
+
+    # all heads at exactly 0.5, reweighted: the weighted mean is 0.5 up to rounding
+    w = np.random.default_rng(0).dirichlet(np.ones(7))
+    p = np.full((3, 7), 0.5) @ w + np.array([1e-16, -1e-16, 0.0])
+    assert accuracy(p, np.array([1.0, 0.0, 1.0])) == 0.5
