@@ -7,16 +7,6 @@ from hyre_engine import baselines as bl
 from hyre_engine import ensemble as ens
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # Tiny models gain nothing from threads, and on a shared, oversubscribed CPU
-    # torch's spinning worker threads make these tests ~10x slower. Restored after.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def log_loss(p, y):
     p = np.clip(p, 1e-12, 1 - 1e-12)
     return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from hyre_engine.cli import main
 from hyre_engine.evaluate import ALL_METHODS
@@ -26,15 +25,6 @@ TRAIN_PROMPTS = 3  # 18 texts, 45 pairs: embeds and trains in a few seconds
 TARGET_GROUPS = ("maya", "leo")  # two personas who want opposite depths
 SMALL_BUILD = ["--heads", "8", "--hidden", "16"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Tiny heads gain nothing from threads; on a shared CPU torch's spinning
-    # worker threads make training ~10x slower. Restored after the module.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,6 @@ from hyre_engine import ensemble as ens
 KINDS = ["shared", "epinet", "vanilla"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # Tiny models gain nothing from threads, and on a shared, oversubscribed CPU
-    # torch's spinning worker threads make these tests ~10x slower. Restored after.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny(kind="shared", **kw):
     base = dict(kind=kind, input_dim=5, n_heads=8, hidden=16, prior_scale=1.0, index_dim=4, seed=0)

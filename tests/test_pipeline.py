@@ -17,7 +17,6 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from hyre_engine.backbone import load_backbone
 from hyre_engine.data import read_preferences
@@ -41,15 +40,6 @@ REBUILD_SECONDS = 2.0
 TEXTS_PER_PROMPT, PAIRS_PER_PROMPT = 6, 15
 TRAIN_PROMPTS = 3  # prompts in the training subset: 18 texts, 45 pairs
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Tiny heads gain nothing from threads; on a shared CPU torch's spinning
-    # worker threads make training ~10x slower. Restored after the module.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
