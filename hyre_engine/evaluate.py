@@ -337,8 +337,7 @@ def evaluate_pools(
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    from hyre_engine import ensemble as ens
-    from hyre_engine.pipeline import DEFAULT_ANNOTATOR_FRACTION
+    from hyre_engine.pipeline import add_ensemble_arguments
 
     parser = subparsers.add_parser(
         "evaluate",
@@ -355,23 +354,13 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--loss", default="zero-one", choices=LOSSES, help="reweighting loss")
     parser.add_argument("--beta", type=float, help="reweighting temperature (default: the ensemble's)")
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
-    parser.add_argument("--db", help="DuckDB file (default: $HYRE_DB or data/hyre.duckdb)")
-    parser.add_argument("--backbone", help="local model folder (default: embedded all-MiniLM-L6-v2)")
-    parser.add_argument("--kind", default="shared", choices=["shared", "epinet", "vanilla"])
-    parser.add_argument("--heads", type=int, default=ens.DEFAULT_HEADS)
-    parser.add_argument("--prior-scale", type=float, default=ens.DEFAULT_PRIOR_SCALE)
-    parser.add_argument("--annotator-fraction", type=float, default=DEFAULT_ANNOTATOR_FRACTION)
-    parser.add_argument(
-        "--no-calibrate", action="store_true",
-        help="do not calibrate beta on held-out training annotators (beta then defaults to 1)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
+    add_ensemble_arguments(parser)
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.set_defaults(func=_run_cli)
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    from hyre_engine.pipeline import BuildConfig
+    from hyre_engine.pipeline import config_from_args
     from hyre_engine.store import DEFAULT_DB_PATH, Store
 
     n_values = [int(v) for v in args.n.split(",") if v.strip()]
@@ -382,12 +371,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     store = Store(args.db or DEFAULT_DB_PATH)
     train_pool = import_file(store, args.train, format=args.format)
     target_pool = import_file(store, args.target, format=args.format)
-    fraction = args.annotator_fraction if args.annotator_fraction and args.annotator_fraction > 0 else None
-    config = BuildConfig(
-        backbone=args.backbone, kind=args.kind, n_heads=args.heads,
-        prior_scale=args.prior_scale, annotator_fraction=fraction, seed=args.seed,
-        calibrate=not args.no_calibrate,
-    )
+    config = config_from_args(args)
     result = evaluate_pools(
         store, train_pool, target_pool, config=config, n_values=n_values, seeds=args.seeds,
         strategy=args.strategy, loss=args.loss, beta=args.beta, methods=methods,

@@ -427,25 +427,14 @@ def load_model(store: Store, ensemble_id: str):
 # -- command line ---------------------------------------------------------------
 
 
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "build",
-        help="import a preference file, embed it, train the ensemble and cache its predictions",
-        description="Import a preference file into the store (or reuse it), embed its texts, "
-        "train the ensemble on its training rows and cache the head predictions Z.",
-    )
-    parser.add_argument("--pool", required=True, type=Path, help="preference file (JSONL/CSV/Parquet)")
-    parser.add_argument("--name", help="pool name in the store (default: the file's stem)")
-    parser.add_argument("--format", default="auto", help="auto, design, hh-rlhf, llmbar, ratings")
+def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that say which store and which ensemble (shared by `build` and `evaluate`)."""
     parser.add_argument("--db", help="DuckDB file (default: $HYRE_DB or data/hyre.duckdb)")
     parser.add_argument("--backbone", help="local model folder (default: embedded all-MiniLM-L6-v2)")
-    parser.add_argument("--kind", default="shared", choices=["shared", "epinet", "vanilla"])
+    parser.add_argument("--kind", default="shared", choices=list(ens.KINDS))
     parser.add_argument("--heads", type=int, default=ens.DEFAULT_HEADS)
     parser.add_argument("--hidden", type=int, default=ens.DEFAULT_HIDDEN)
     parser.add_argument("--prior-scale", type=float, default=ens.DEFAULT_PRIOR_SCALE)
-    parser.add_argument(
-        "--train-groups", help="comma-separated groups whose rows train the ensemble (default: all)"
-    )
     parser.add_argument(
         "--annotator-fraction",
         type=float,
@@ -458,6 +447,38 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         help="keep beta at its default instead of calibrating it on held-out training annotators",
     )
     parser.add_argument("--seed", type=int, default=0)
+
+
+def config_from_args(args: argparse.Namespace, *, train_groups: list[str] | None = None) -> BuildConfig:
+    """The BuildConfig that `add_ensemble_arguments`' options describe."""
+    fraction = args.annotator_fraction
+    return BuildConfig(
+        backbone=args.backbone,
+        kind=args.kind,
+        n_heads=args.heads,
+        hidden=args.hidden,
+        prior_scale=args.prior_scale,
+        train_groups=train_groups,
+        annotator_fraction=fraction if fraction and fraction > 0 else None,
+        seed=args.seed,
+        calibrate=not args.no_calibrate,
+    )
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "build",
+        help="import a preference file, embed it, train the ensemble and cache its predictions",
+        description="Import a preference file into the store (or reuse it), embed its texts, "
+        "train the ensemble on its training rows and cache the head predictions Z.",
+    )
+    parser.add_argument("--pool", required=True, type=Path, help="preference file (JSONL/CSV/Parquet)")
+    parser.add_argument("--name", help="pool name in the store (default: the file's stem)")
+    parser.add_argument("--format", default="auto", help="auto, design, hh-rlhf, llmbar, ratings")
+    parser.add_argument(
+        "--train-groups", help="comma-separated groups whose rows train the ensemble (default: all)"
+    )
+    add_ensemble_arguments(parser)
     parser.set_defaults(func=_run_cli)
 
 
@@ -477,17 +498,8 @@ def _run_cli(args: argparse.Namespace) -> int:
         frame = read_preferences(args.pool, format=args.format)
         pool_id = store.add_pool(name, frame, source=str(args.pool))
         print(f"imported {len(frame)} rows from {args.pool} as pool '{name}'")
-    fraction = args.annotator_fraction if args.annotator_fraction and args.annotator_fraction > 0 else None
-    config = BuildConfig(
-        backbone=args.backbone,
-        kind=args.kind,
-        n_heads=args.heads,
-        hidden=args.hidden,
-        prior_scale=args.prior_scale,
-        train_groups=args.train_groups.split(",") if args.train_groups else None,
-        annotator_fraction=fraction,
-        seed=args.seed,
-        calibrate=not args.no_calibrate,
+    config = config_from_args(
+        args, train_groups=args.train_groups.split(",") if args.train_groups else None
     )
     bars: dict[str, tqdm] = {}
 
