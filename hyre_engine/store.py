@@ -331,6 +331,10 @@ def _strings(values: pd.Series | np.ndarray | Sequence[str | None]) -> pa.Array:
 # ---------------------------------------------------------------- Store
 
 
+class StoreLockedError(RuntimeError):
+    """The database file is open for writing in another process (DuckDB allows one)."""
+
+
 class Store:
     """The project's one database (a file, or ":memory:" for tests).
 
@@ -342,7 +346,16 @@ class Store:
         self.path = default_db_path() if path is None else str(path)
         if self.path != MEMORY:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(self.path)
+        try:
+            self._con = duckdb.connect(self.path)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            raise StoreLockedError(
+                f"the database {self.path} is in use by another process (DuckDB lets one "
+                "process open a file for writing): stop that process (the app, or a build "
+                "or evaluate command), or point this one at another file with HYRE_DB / --db"
+            ) from exc
         self._write_lock = threading.RLock()
         self._cursor_lock = threading.Lock()
         self._local = threading.local()

@@ -29,7 +29,7 @@ from hyre_engine.device import describe_device
 from hyre_engine.live import LabelEvent, LiveSession, Panels, function_pca
 from hyre_engine.pca import FunctionPCA
 from hyre_engine.pipeline import DEMO_POOL_NAME, ensure_demo
-from hyre_engine.store import Store, default_db_path
+from hyre_engine.store import Store, StoreLockedError, default_db_path
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 STYLE_FILE = ASSETS_DIR / "style.css"
@@ -252,7 +252,11 @@ def resolve_context() -> Context | None:
     Returns None when the page shows a build in progress or a problem instead.
     """
     path = default_db_path()
-    db = get_store(path)
+    try:
+        db = get_store(path)
+    except StoreLockedError as exc:
+        st.error(f"HyRe Studio cannot open its store: {exc}.", icon=":material/lock:")
+        return None
     pools = db.list_pools()
     ensembles = ensembles_for_pages(db)
     with_ensembles = [p for p in pools["pool_id"] if p in set(ensembles["pool_id"])]

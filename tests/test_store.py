@@ -646,3 +646,29 @@ def test_threads_share_one_store(store, session_setup):
     fresh.start()
     fresh.join()
     assert len(store._cursors) <= 2
+
+
+def test_a_file_held_by_another_process_is_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from hyre_engine.store import StoreLockedError
+
+    path = tmp_path / "held.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from hyre_engine.store import Store; s = Store(sys.argv[1]); "
+         "print('open', flush=True); time.sleep(60)", str(path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreLockedError, match="in use by another process.*HYRE_DB"):
+            Store(path)
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.2)
+    with Store(path) as store:  # free again once the other process is gone
+        assert store.list_pools().empty
