@@ -4,9 +4,6 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-export HF_HUB_OFFLINE := 1
-export TRANSFORMERS_OFFLINE := 1
-
 .PHONY: run test test-fast setup browser lint bench demo-data
 
 $(STAMP): requirements.txt constraints.txt

@@ -36,8 +36,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -46,8 +44,12 @@ from bench_store import N_HEADS, N_ITEMS, median_seconds  # noqa: E402
 
 from hyre_engine.backbone import load_backbone  # noqa: E402
 from hyre_engine.data import read_preferences  # noqa: E402
-from hyre_engine.demo import PAIRS_FILE  # noqa: E402
-from hyre_engine.pipeline import DEMO_TRAIN_GROUPS, ensure_demo, ensure_embeddings  # noqa: E402
+from hyre_engine.demo import (  # noqa: E402
+    DEMO_TRAIN_GROUPS,
+    PAIRS_FILE,  # noqa: E402
+    ensure_demo,
+)
+from hyre_engine.pipeline import ensure_embeddings  # noqa: E402
 from hyre_engine.store import MEMORY, Store  # noqa: E402
 
 # The targets.

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from hyre_engine.demo import load_personas  # noqa: E402
-from hyre_engine.evaluate import evaluate_pools, format_table  # noqa: E402
-from hyre_engine.pipeline import DEMO_TRAIN_GROUPS, BuildConfig, ensure_demo  # noqa: E402
+from hyre_engine.demo import (  # noqa: E402
+    DEMO_TRAIN_GROUPS,
+    ensure_demo,
+    load_personas,  # noqa: E402
+)
+from hyre_engine.evaluate import evaluate_pools  # noqa: E402
+from hyre_engine.pipeline import BuildConfig  # noqa: E402
+from hyre_engine.protocol import format_table  # noqa: E402
 from hyre_engine.store import Store  # noqa: E402
 
 

@@ -32,8 +32,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # One torch thread: on the shared, oversubscribed 2-core CPU the small matmuls of
 # training and fine-tuning 100 heads run faster without thread hand-offs.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -41,19 +39,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from hyre_engine import baselines  # noqa: E402
+from hyre_engine import baselines, training  # noqa: E402
 from hyre_engine import ensemble as ens  # noqa: E402
 from hyre_engine.backbone import load_backbone  # noqa: E402
 from hyre_engine.data import read_preferences  # noqa: E402
-from hyre_engine.evaluate import (  # noqa: E402
-    baselines_sigmoid,
-    evaluate_group,
-    evaluate_pools,
-    format_table,
-    import_file,
-    summarise,
-)
+from hyre_engine.evaluate import evaluate_pools, import_file  # noqa: E402
+from hyre_engine.numerics import sigmoid  # noqa: E402
 from hyre_engine.pipeline import BuildConfig, build_pool, load_model, pair_embeddings, predict_pool  # noqa: E402
+from hyre_engine.protocol import evaluate_group, format_table, summarise  # noqa: E402
 from hyre_engine.reweight import example_losses, weights_from_losses  # noqa: E402
 from hyre_engine.store import Store  # noqa: E402
 
@@ -217,7 +210,7 @@ def run_cross(args: argparse.Namespace) -> dict:
     rows = {g: labels[labels["group"] == g]["row_index"].to_numpy() for g in ("helpful-base", "harmless-base")}
     y = np.zeros(len(pairs))
     y[labels["row_index"].to_numpy()] = (labels["label"] == "a").to_numpy()
-    P = baselines_sigmoid(Z)
+    P = sigmoid(Z)
     per_example = example_losses(Z, y, loss="zero-one")
 
     def acc(prob: np.ndarray, idx: np.ndarray) -> float:
@@ -240,10 +233,10 @@ def run_cross(args: argparse.Namespace) -> dict:
                 scores["hyre"][source].append(acc(P @ w, held))
                 scores["hyre"][other].append(acc(P @ w, rows[other]))
                 if seed < args.finetune_seeds:
-                    tuned = baselines.finetune_heads(
+                    tuned = training.finetune_heads(
                         model, task="preference", inputs=(xa[adapt], xb[adapt]), targets=y[adapt], seed=seed
                     )
-                    Pt = baselines_sigmoid(ens.predict_pairs(tuned, xa, xb).astype(np.float64)).mean(axis=1)
+                    Pt = sigmoid(ens.predict_pairs(tuned, xa, xb).astype(np.float64)).mean(axis=1)
                     scores["finetune"][source].append(acc(Pt, held))
                     scores["finetune"][other].append(acc(Pt, rows[other]))
             for method, by_group in scores.items():
@@ -355,7 +348,7 @@ def run_features(args: argparse.Namespace) -> dict:
     config = ens.EnsembleConfig(kind="shared", input_dim=arrays["hh_train_a"].shape[1], seed=args.ensemble_seed)
     model = ens.build_ensemble(config)
     started = time.perf_counter()
-    ens.fit_ensemble(model, task="preference", inputs=(arrays["hh_train_a"], arrays["hh_train_b"]),
+    training.fit_ensemble(model, task="preference", inputs=(arrays["hh_train_a"], arrays["hh_train_b"]),
                      targets=y["hh_train"].astype(np.float32), seed=args.ensemble_seed)
     print(f"trained in {time.perf_counter() - started:.0f} s", flush=True)
     Z = ens.predict_pairs(model, arrays["hh_target_a"], arrays["hh_target_b"])

@@ -20,20 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
 from hyre_engine.data import read_preferences  # noqa: E402
-from hyre_engine.evaluate import evaluate_pools, format_table  # noqa: E402
+from hyre_engine.evaluate import evaluate_pools  # noqa: E402
 from hyre_engine.pipeline import BuildConfig  # noqa: E402
+from hyre_engine.protocol import format_table  # noqa: E402
 from hyre_engine.store import Store  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "popquorn" / "offensiveness_raw_data.csv.gz"

@@ -2,10 +2,10 @@
 
 A pure library: never imports streamlit. See docs/engine.md for the module map.
 
-The numpy core (posterior, query scorers, PCA, the live session) is imported
-eagerly. Everything that pulls torch, duckdb or pandas (ensembles, backbone,
-store, pipeline, evaluation, data files) is imported on first use of one of its
-names, so ``import hyre_engine`` stays fast and light:
+The numpy core (numerics, posterior, query scorers, PCA, the live session) is
+imported eagerly. Everything that pulls torch, duckdb, pandas or scipy (ensembles,
+training, backbone, store, pipeline, protocol, evaluation, data files) is imported
+on first use of one of its names, so ``import hyre_engine`` stays fast and light:
 
     import hyre_engine as he
     w = he.weights_from_losses(losses)   # numpy only
@@ -15,7 +15,14 @@ names, so ``import hyre_engine`` stays fast and light:
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# Never reach a model hub: every model this project loads is on disk. The one place
+# these flags are set: every entry point (app, command line, benchmarks) imports the
+# package first; an explicit setting in the environment wins.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from hyre_engine.acquisition import SCORERS, PoolScorer, get_scorer, select
 from hyre_engine.live import LabelEvent, LiveSession, Panels
@@ -40,9 +47,7 @@ _LAZY: dict[str, str] = {
     # ensemble.py (torch)
     "Ensemble": "hyre_engine.ensemble",
     "EnsembleConfig": "hyre_engine.ensemble",
-    "TrainReport": "hyre_engine.ensemble",
     "build_ensemble": "hyre_engine.ensemble",
-    "fit_ensemble": "hyre_engine.ensemble",
     "predict_pairs": "hyre_engine.ensemble",
     "save_ensemble": "hyre_engine.ensemble",
     "load_ensemble": "hyre_engine.ensemble",
@@ -50,16 +55,19 @@ _LAZY: dict[str, str] = {
     "ensemble_from_bytes": "hyre_engine.ensemble",
     "make_head_mask": "hyre_engine.ensemble",
     "set_head_mask": "hyre_engine.ensemble",
+    # training.py (torch)
+    "TrainReport": "hyre_engine.training",
+    "fit_ensemble": "hyre_engine.training",
+    "finetune_heads": "hyre_engine.training",
     # device.py (torch)
     "pick_device": "hyre_engine.device",
     # backbone.py (torch, sentence-transformers on load)
     "Backbone": "hyre_engine.backbone",
     "BackboneNotFoundError": "hyre_engine.backbone",
     "load_backbone": "hyre_engine.backbone",
-    # baselines.py (scipy, torch for fine-tuning)
+    # baselines.py (scipy)
     "fit_convex_weights": "hyre_engine.baselines",
     "best_head_oracle": "hyre_engine.baselines",
-    "finetune_heads": "hyre_engine.baselines",
     # data.py (pandas, pyarrow)
     "DataError": "hyre_engine.data",
     "read_preferences": "hyre_engine.data",
@@ -75,15 +83,17 @@ _LAZY: dict[str, str] = {
     "build_pool": "hyre_engine.pipeline",
     "ensure_embeddings": "hyre_engine.pipeline",
     "predict_pool": "hyre_engine.pipeline",
-    "ensure_demo": "hyre_engine.pipeline",
-    # evaluate.py (imports baselines, hence torch)
-    "GroupResult": "hyre_engine.evaluate",
-    "evaluate_group": "hyre_engine.evaluate",
+    # protocol.py (numpy, scipy)
+    "METHODS": "hyre_engine.protocol",
+    "GroupResult": "hyre_engine.protocol",
+    "evaluate_group": "hyre_engine.protocol",
+    "summarise": "hyre_engine.protocol",
+    "format_table": "hyre_engine.protocol",
+    # evaluate.py (torch, duckdb)
     "evaluate_pools": "hyre_engine.evaluate",
-    "summarise": "hyre_engine.evaluate",
-    "format_table": "hyre_engine.evaluate",
     "import_file": "hyre_engine.evaluate",
-    # demo.py (numpy, but only the app and the demo-data command need it)
+    # demo.py (numpy; ensure_demo imports the pipeline when called)
+    "ensure_demo": "hyre_engine.demo",
     "Persona": "hyre_engine.demo",
     "load_personas": "hyre_engine.demo",
     "load_responses": "hyre_engine.demo",
@@ -96,7 +106,8 @@ _LAZY: dict[str, str] = {
 _SUBMODULES = frozenset(
     {
         "acquisition", "backbone", "baselines", "cli", "data", "demo", "device", "ensemble",
-        "evaluate", "live", "pca", "pipeline", "reweight", "store", "synthetic",
+        "evaluate", "experiments", "live", "numerics", "pca", "pipeline", "profiles", "protocol",
+        "reweight", "store", "training",
     }
 )
 

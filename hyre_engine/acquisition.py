@@ -9,15 +9,18 @@ depend on w so that scoring a whole pool after each label is two matrix-vector p
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from hyre_engine.reweight import _as_finite, _sigmoid, validate_weights
-
-# Smallest positive float32: log of it is finite, so 0 * log(max(p, tiny)) is exactly 0.
-_TINY = np.finfo(np.float32).tiny
-
+from hyre_engine.numerics import (
+    as_finite,
+    binary_entropy,
+    entropy_from_logits,
+    finite_logits,
+    sigmoid,
+)
+from hyre_engine.reweight import Posterior, validate_weights
 
 # Cached probabilities, entropies and weights below this are set to 0: a product of two
 # such float32 values stays above the subnormal range (~1.2e-38), where the CPU's
@@ -32,24 +35,8 @@ def _flush_tiny(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _binary_entropy(q: np.ndarray) -> np.ndarray:
-    """Binary entropy in nats of probabilities q (any shape), 0 log 0 = 0; keeps q's dtype."""
-    q = np.clip(q, 0.0, 1.0)  # a weighted mean can overshoot 1 by a rounding error
-    r = 1.0 - q
-    return -(q * np.log(np.maximum(q, _TINY)) + r * np.log(np.maximum(r, _TINY)))
-
-
-def _entropy_from_logits(z: np.ndarray) -> np.ndarray:
-    """Binary entropy in nats of sigmoid(z), accurate in the tails; keeps z's dtype."""
-    a = np.abs(z)  # entropy is symmetric in z
-    e = np.exp(-a)
-    return np.log1p(e) + a * e / (1.0 + e)
-
-
 def _check_probs_weights(preds, w) -> tuple[np.ndarray, np.ndarray]:
-    p = _as_finite("preds", preds, ndim=2)
-    if not np.issubdtype(p.dtype, np.floating):
-        p = p.astype(np.float64)
+    p = finite_logits(preds, "preds")
     if p.size and (p.min() < 0 or p.max() > 1):
         raise ValueError("preds must be probabilities in [0, 1] for this scorer")
     return p, validate_weights(w, p.shape[1])
@@ -61,7 +48,7 @@ def entropy(preds, w, *, rng=None) -> np.ndarray:
     preds: (n_items, n_heads) probabilities that A is preferred; w: (n_heads,).
     """
     p, w = _check_probs_weights(preds, w)
-    return _binary_entropy(p @ w)
+    return binary_entropy(p @ w)
 
 
 def bald(preds, w, *, rng=None) -> np.ndarray:
@@ -70,7 +57,7 @@ def bald(preds, w, *, rng=None) -> np.ndarray:
     preds: (n_items, n_heads) probabilities that A is preferred; w: (n_heads,).
     """
     p, w = _check_probs_weights(preds, w)
-    return _binary_entropy(p @ w) - _binary_entropy(p) @ w
+    return binary_entropy(p @ w) - binary_entropy(p) @ w
 
 
 def variance(preds, w, *, rng=None) -> np.ndarray:
@@ -78,9 +65,7 @@ def variance(preds, w, *, rng=None) -> np.ndarray:
 
     preds: (n_items, n_heads) regression values; w: (n_heads,).
     """
-    v = _as_finite("preds", preds, ndim=2)
-    if not np.issubdtype(v.dtype, np.floating):
-        v = v.astype(np.float64)
+    v = finite_logits(preds, "preds")
     w = validate_weights(w, v.shape[1])
     d = v - (v @ w)[:, None]
     return (d * d) @ w
@@ -105,11 +90,15 @@ Scorer = Callable[..., np.ndarray]
 
 # Registered query criteria by name (the paper compares random, entropy and BALD).
 SCORERS: dict[str, Scorer] = {
+    "random": random,
     "entropy": entropy,
     "bald": bald,
     "variance": variance,
-    "random": random,
 }
+# Scorers that read the predictions as regression values, not as preference logits.
+REGRESSION_ONLY = frozenset({"variance"})
+# The strategies that choose preference pairs, in the registry's order.
+PREFERENCE_STRATEGIES = tuple(name for name in SCORERS if name not in REGRESSION_ONLY)
 
 
 def get_scorer(name: str) -> Scorer:
@@ -186,14 +175,14 @@ class PoolScorer:
     """
 
     def __init__(self, logits) -> None:
-        z = _as_finite("logits", logits, ndim=2)
+        z = as_finite("logits", logits, ndim=2)
         n_items, n_heads = z.shape
         if n_items == 0 or n_heads == 0:
             raise ValueError(f"logits must be non-empty, got shape {z.shape}")
         self._z = np.ascontiguousarray(z, dtype=np.float32)
         self.n_items, self.n_heads = n_items, n_heads
-        self._p = _flush_tiny(_sigmoid(self._z))
-        self._h = _flush_tiny(_entropy_from_logits(self._z))
+        self._p = _flush_tiny(sigmoid(self._z))
+        self._h = _flush_tiny(entropy_from_logits(self._z))
         self._centred: np.ndarray | None = None  # built on the first variance query
         # Reused outputs of the matrix-vector products: no (n_items,) allocations per query.
         self._pw = np.empty(n_items, dtype=np.float32)
@@ -216,7 +205,7 @@ class PoolScorer:
         if strategy == "variance":
             return self._variance(w32)
         np.dot(self._p, w32, out=self._pw)
-        out = _binary_entropy(self._pw)
+        out = binary_entropy(self._pw)
         if strategy == "bald":
             np.dot(self._h, w32, out=self._hw)
             out -= self._hw
@@ -230,3 +219,51 @@ class PoolScorer:
         c, c2 = self._centred
         m = c @ w32
         return np.maximum(c2 @ w32 - m * m, 0.0)
+
+
+# -- the adaptive loop: label, rescore, pick next ------------------------------------
+
+
+def next_query(
+    scorer: PoolScorer, w, *, strategy: str, exclude: Iterable[int] = (), rng=None, seed=None
+) -> int | None:
+    """The item to ask about next: the top ``strategy`` score under weights w (n_heads,),
+    among items not in ``exclude``; None when every item is excluded.
+
+    ``rng`` feeds the random scorer, ``seed`` (int or Generator) breaks ties.
+    """
+    excluded = np.fromiter(set(int(i) for i in exclude), dtype=np.int64)
+    if excluded.size >= scorer.n_items:
+        return None
+    scores = scorer.score(strategy, w, rng=rng)
+    return int(select(scores, 1, exclude=excluded, seed=seed)[0])
+
+
+def adaptive_order(
+    values, y, n_labels: int, *, posterior: Posterior, strategy: str, seed: int = 0,
+    scorer: PoolScorer | None = None,
+) -> np.ndarray:
+    """Label ``n_labels`` items one at a time, each the top ``strategy`` score under the
+    weights after the labels before it; returns the labelled indices in order.
+
+    values: (n_items, n_heads) logits (preferences) or values (regression), the
+    predictions ``posterior`` learns from; y: (n_items,) the answers the simulated
+    user gives. ``posterior`` is updated in place, so its weights after the call are
+    the weights after the last label.
+    """
+    z = finite_logits(values, "values")
+    n_items, n_heads = z.shape
+    y = np.asarray(y, dtype=np.float64)
+    if y.shape != (n_items,):
+        raise ValueError(f"y must have shape ({n_items},) to match values {z.shape}, got {y.shape}")
+    if not 0 <= n_labels <= n_items:
+        raise ValueError(f"n_labels must be in [0, {n_items}], got {n_labels}")
+    get_scorer(strategy)
+    scorer = scorer if scorer is not None else PoolScorer(z)
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for _ in range(n_labels):
+        item = next_query(scorer, posterior.weights, strategy=strategy, exclude=chosen, rng=rng, seed=rng)
+        chosen.append(item)
+        posterior.add(z[item], y[item])
+    return np.asarray(chosen, dtype=np.int64)

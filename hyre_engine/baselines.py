@@ -1,25 +1,28 @@
 """Static and fitted alternatives to HyRe's reweighting, for comparison.
 
-Inputs follow docs/engine.md: ``Z`` is (n_items, n_heads) logits that A is preferred
+Inputs: ``Z`` is (n_items, n_heads) logits that A is preferred
 (reward margins r(a) - r(b)), ``y`` is (n_items,) with 1 when A is preferred.
 Every combiner returns P(A preferred) per item, shape (n_items,).
 
 Static combiners need no labels (``uniform_*``, ``majority_vote``,
-``confidence_weighted``, ``entropy_weighted``); ``fit_convex_weights`` and
-``finetune_heads`` learn from the target's adaptation labels; the two
-``*_oracle`` functions are fitted on the evaluation data itself and are upper
-bounds, not methods.
+``confidence_weighted``, ``entropy_weighted``); ``fit_convex_weights`` learns from
+the target's adaptation labels; the two ``*_oracle`` functions are fitted on the
+evaluation data itself and are upper bounds, not methods. Numpy and scipy only:
+fine-tuning the heads, which needs torch, is ``training.finetune_heads``.
 """
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import expit, log_expit
 
-from hyre_engine import ensemble as ens
+from hyre_engine.numerics import (
+    accuracy,
+    binary_targets,
+    entropy_from_logits,
+    finite_logits,
+    sigmoid,
+)
 
 # Shrinkage of convex weights towards uniform (penalty l2 * ||w - 1/K||^2): with a handful
 # of labels many weightings fit equally well; this picks the one closest to uniform and
@@ -29,52 +32,9 @@ DEFAULT_CONVEX_MAX_ITER = 200
 # Probabilities are clipped this far from 0 and 1 before taking logs.
 PROB_EPS = 1e-7
 
-# Fine-tuning on a few labels: full-batch Adam; 100 steps at lr 1e-3 fit 1-10 pairs
-# without moving the heads far from the trained ensemble.
-DEFAULT_FINETUNE_STEPS = 100
-DEFAULT_FINETUNE_LR = 1e-3
-
-
-# --------------------------------------------------------------------------- checks
-
 
 def _check_logits(Z, name: str = "Z") -> np.ndarray:
-    Z = np.asarray(Z, dtype=np.float64)
-    if Z.ndim != 2 or Z.shape[1] < 1:
-        raise ValueError(f"{name} must have shape (n_items, n_heads), got {Z.shape}")
-    if not np.isfinite(Z).all():
-        raise ValueError(f"{name} contains non-finite values")
-    return Z
-
-
-def _check_labels(y, n_items: int, name: str = "y") -> np.ndarray:
-    y = np.asarray(y, dtype=np.float64)
-    if y.shape != (n_items,):
-        raise ValueError(f"{name} must have shape ({n_items},) to match the items, got {y.shape}")
-    if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError(f"{name} must hold 0 (B preferred) or 1 (A preferred)")
-    return y
-
-
-# |P(A) - 0.5| at or below this is a tie (float rounding of weighted means).
-TIE_TOLERANCE = 1e-9
-
-def accuracy(prob_a, y) -> float:
-    """Fraction of items whose more probable side is the preferred one; P(A) = 0.5 counts half.
-
-    prob_a: (n,) P(A preferred); y: (n,) labels. NaN for n = 0.
-    """
-    p = np.asarray(prob_a, dtype=np.float64)
-    if p.ndim != 1:
-        raise ValueError(f"prob_a must have shape (n,), got {p.shape}")
-    y = _check_labels(y, len(p))
-    if len(p) == 0:
-        return float("nan")
-    correct = np.where(y == 1, p > 0.5, p < 0.5).astype(np.float64)
-    # A tie is a tie however it was reached: a weighted mean of heads that all sit
-    # at exactly 0.5 can land a rounding error away from it.
-    correct[np.abs(p - 0.5) <= TIE_TOLERANCE] = 0.5
-    return float(correct.mean())
+    return finite_logits(Z, name, min_heads=1).astype(np.float64, copy=False)
 
 
 # --------------------------------------------------------------------------- static combiners
@@ -82,12 +42,12 @@ def accuracy(prob_a, y) -> float:
 
 def uniform_probability(Z) -> np.ndarray:
     """Mean over heads of each head's probability: (n, K) -> (n,)."""
-    return expit(_check_logits(Z)).mean(axis=1)
+    return sigmoid(_check_logits(Z)).mean(axis=1)
 
 
 def uniform_logit(Z) -> np.ndarray:
     """Sigmoid of the mean logit (mean reward margin): (n, K) -> (n,)."""
-    return expit(_check_logits(Z).mean(axis=1))
+    return sigmoid(_check_logits(Z).mean(axis=1))
 
 
 def majority_vote(Z) -> np.ndarray:
@@ -109,7 +69,7 @@ def confidence_weighted(Z) -> np.ndarray:
     A head that is unsure about an item (p near 0.5) hardly counts for that item;
     items where every head says exactly 0.5 get 0.5.
     """
-    P = expit(_check_logits(Z))
+    P = sigmoid(_check_logits(Z))
     return _weighted_mean(P, np.abs(P - 0.5))
 
 
@@ -120,10 +80,7 @@ def entropy_weighted(Z) -> np.ndarray:
     varies by at most a factor 2 (H <= ln 2), so no single confident head dominates.
     """
     Z = _check_logits(Z)
-    P = expit(Z)
-    # H(p) = -p log p - (1-p) log(1-p), computed from logits for stability
-    H = -(P * log_expit(Z) + (1 - P) * log_expit(-Z))
-    return _weighted_mean(P, np.exp(-H))
+    return _weighted_mean(sigmoid(Z), np.exp(-entropy_from_logits(Z)))
 
 
 # --------------------------------------------------------------------------- fitted weights
@@ -150,13 +107,13 @@ def fit_convex_weights(
     """
     Z = _check_logits(Z_adapt, "Z_adapt")
     n, K = Z.shape
-    y = _check_labels(y_adapt, n, "y_adapt")
+    y = binary_targets(y_adapt, n, "y_adapt")
     if l2 < 0:
         raise ValueError(f"l2 must be >= 0, got {l2}")
     uniform = np.full(K, 1.0 / K)
     if n == 0 or K == 1:
         return uniform
-    P = expit(Z)
+    P = sigmoid(Z)
     result = minimize(
         _convex_objective,
         uniform,
@@ -181,10 +138,10 @@ def best_head_oracle(Z_eval, y_eval) -> tuple[int, float]:
     Ties go to the lowest index.
     """
     Z = _check_logits(Z_eval, "Z_eval")
-    y = _check_labels(y_eval, Z.shape[0], "y_eval")
+    y = binary_targets(y_eval, Z.shape[0], "y_eval")
     if Z.shape[0] == 0:
         raise ValueError("best_head_oracle needs at least one evaluation item")
-    accs = [accuracy(expit(Z[:, k]), y) for k in range(Z.shape[1])]
+    accs = [accuracy(sigmoid(Z[:, k]), y) for k in range(Z.shape[1])]
     best = int(np.argmax(accs))
     return best, accs[best]
 
@@ -195,43 +152,3 @@ def best_weights_oracle(Z_eval, y_eval, *, l2: float = 0.0) -> np.ndarray:
     An UPPER BOUND on what any fixed convex weighting can reach, not a method.
     """
     return fit_convex_weights(Z_eval, y_eval, l2=l2)
-
-
-# --------------------------------------------------------------------------- fine-tuning
-
-
-def finetune_heads(
-    model: ens.Ensemble,
-    *,
-    task: str,
-    inputs,
-    targets,
-    steps: int = DEFAULT_FINETUNE_STEPS,
-    lr: float = DEFAULT_FINETUNE_LR,
-    seed: int = 0,
-    device=None,
-) -> ens.Ensemble:
-    """A copy of ``model`` whose learnable parameters are fine-tuned on the adaptation data.
-
-    The paper's comparison: fine-tune all heads (jointly, the ensemble's training loss)
-    on the target's few labels; frozen priors stay frozen. ``inputs`` / ``targets`` as
-    in ``ensemble.fit_ensemble`` (for preferences ``(xa, xb)`` each (n, D), y (n,)).
-    Full-batch steps. The original model is left untouched.
-    """
-    tuned = copy.deepcopy(model)
-    # Never re-estimate the input statistics from a handful of labels: keep the
-    # ensemble's own (identity ones if it never saw data), so the copy starts as the same function.
-    tuned.input_fitted.fill_(1)
-    n = int(np.asarray(targets).size)  # fit_ensemble checks the shape
-    ens.fit_ensemble(
-        tuned,
-        task=task,
-        inputs=inputs,
-        targets=targets,
-        steps=steps,
-        lr=lr,
-        batch_size=max(n, 1),
-        seed=seed,
-        device=device,
-    )
-    return tuned

@@ -1,43 +1,323 @@
-"""Command line: ``python -m hyre_engine <command> ...``.
+"""Command line: ``python -m hyre_engine <command> ...``; every argparse definition lives here.
 
-Each command lives in the module that owns the concept and exposes
-``register_cli(subparsers)``; the parser it adds sets ``func`` to the function
-that runs it and returns an exit code.
+Each command is a name, a one-line help, a function that adds its options and a
+function that runs it. Only the command being run has its options added, and
+each command imports the modules it needs when it runs: ``--help`` and a
+command's parser never pay for torch, duckdb or pandas they do not use.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
+import json
 import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 
-# Never reach a model hub: every model this project loads is on disk.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# -- shared options ---------------------------------------------------------------
 
-# command name -> module that registers it
-COMMAND_MODULES = {
-    "demo-data": "hyre_engine.demo",
-    "repro": "hyre_engine.synthetic",
-    "build": "hyre_engine.pipeline",
-    "evaluate": "hyre_engine.evaluate",
+
+def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that say which store and which ensemble (shared by `build` and `evaluate`)."""
+    from hyre_engine import ensemble as ens
+    from hyre_engine.pipeline import DEFAULT_ANNOTATOR_FRACTION
+
+    parser.add_argument("--db", help="DuckDB file (default: $HYRE_DB or data/hyre.duckdb)")
+    parser.add_argument("--backbone", help="local model folder (default: embedded all-MiniLM-L6-v2)")
+    parser.add_argument("--kind", default="shared", choices=list(ens.KINDS))
+    parser.add_argument("--heads", type=int, default=ens.DEFAULT_HEADS)
+    parser.add_argument("--hidden", type=int, default=ens.DEFAULT_HIDDEN)
+    parser.add_argument("--prior-scale", type=float, default=ens.DEFAULT_PRIOR_SCALE)
+    parser.add_argument(
+        "--annotator-fraction",
+        type=float,
+        default=DEFAULT_ANNOTATOR_FRACTION,
+        help="fraction of training annotators each head sees (0 or less: all rows for every head)",
+    )
+    parser.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="keep beta at its default instead of calibrating it on held-out training annotators",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def config_from_args(args: argparse.Namespace, *, train_groups: list[str] | None = None):
+    """The BuildConfig that `add_ensemble_arguments`' options describe."""
+    from hyre_engine.pipeline import BuildConfig
+
+    fraction = args.annotator_fraction
+    return BuildConfig(
+        backbone=args.backbone,
+        kind=args.kind,
+        n_heads=args.heads,
+        hidden=args.hidden,
+        prior_scale=args.prior_scale,
+        train_groups=train_groups,
+        annotator_fraction=fraction if fraction and fraction > 0 else None,
+        seed=args.seed,
+        calibrate=not args.no_calibrate,
+    )
+
+
+def _open_store(args: argparse.Namespace):
+    from hyre_engine.store import Store, default_db_path
+
+    return Store(args.db or default_db_path())
+
+
+def _write_json(path: Path | None, result: dict) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {path}")
+
+
+def _tqdm_progress():
+    """(progress callback drawing one tqdm bar per stage, close())."""
+    from tqdm import tqdm
+
+    bars: dict = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="it", leave=True)
+        bar.n = done
+        bar.refresh()
+
+    def close() -> None:
+        for bar in bars.values():
+            bar.close()
+
+    return progress, close
+
+
+# -- build ----------------------------------------------------------------------------
+
+
+def _build_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pool", required=True, type=Path, help="preference file (JSONL/CSV/Parquet)")
+    parser.add_argument("--name", help="pool name in the store (default: the file's stem)")
+    parser.add_argument("--format", default="auto", help="auto, design, hh-rlhf, llmbar, ratings")
+    parser.add_argument(
+        "--train-groups", help="comma-separated groups whose rows train the ensemble (default: all)"
+    )
+    add_ensemble_arguments(parser)
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from hyre_engine.data import read_preferences
+    from hyre_engine.pipeline import build_pool
+
+    store = _open_store(args)
+    name = args.name or args.pool.stem.split(".")[0]
+    if name in set(store.list_pools()["name"]):
+        pool_id = store.get_pool(name)["pool_id"]
+        print(f"pool '{name}' already in the store: reusing it")
+    else:
+        frame = read_preferences(args.pool, format=args.format)
+        pool_id = store.add_pool(name, frame, source=str(args.pool))
+        print(f"imported {len(frame)} rows from {args.pool} as pool '{name}'")
+    config = config_from_args(
+        args, train_groups=args.train_groups.split(",") if args.train_groups else None
+    )
+    progress, close = _tqdm_progress()
+    report = build_pool(store, pool_id, config, progress=progress)
+    close()
+    print(report.summary())
+    print(json.dumps({k: v for k, v in asdict(report).items() if k != "seconds"}))
+    return 0
+
+
+# -- evaluate -------------------------------------------------------------------------
+
+
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    from hyre_engine.protocol import ALL_METHODS, DEFAULT_N, DEFAULT_SEEDS, LOSSES, STRATEGIES
+
+    parser.add_argument("--train", required=True, type=Path)
+    parser.add_argument("--target", required=True, type=Path)
+    parser.add_argument("--format", default="auto", help="format of both files (auto, design, hh-rlhf, llmbar, ratings)")
+    parser.add_argument("--n", default=",".join(map(str, DEFAULT_N)), help="comma-separated numbers of labels")
+    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS)
+    parser.add_argument("--strategy", default="random", choices=STRATEGIES)
+    parser.add_argument("--loss", default="zero-one", choices=LOSSES, help="reweighting loss")
+    parser.add_argument("--beta", type=float, help="reweighting temperature (default: the ensemble's)")
+    parser.add_argument("--methods", default=",".join(ALL_METHODS))
+    add_ensemble_arguments(parser)
+    parser.add_argument("--json", type=Path, help="write the results here")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from hyre_engine.evaluate import evaluate_pools, import_file
+    from hyre_engine.protocol import check_methods, format_table
+
+    n_values = [int(v) for v in args.n.split(",") if v.strip()]
+    methods = check_methods([m.strip() for m in args.methods.split(",") if m.strip()])
+    store = _open_store(args)
+    train_pool = import_file(store, args.train, format=args.format)
+    target_pool = import_file(store, args.target, format=args.format)
+    result = evaluate_pools(
+        store, train_pool, target_pool, config=config_from_args(args), n_values=n_values,
+        seeds=args.seeds, strategy=args.strategy, loss=args.loss, beta=args.beta, methods=methods,
+    )
+    print(format_table(result, title=f"{len(result['groups'])} target groups, {args.seeds} seeds, "
+                       f"strategy {args.strategy}, beta {result['beta']:g} ({result['beta_source']})"))
+    _write_json(args.json, result)
+    return 0
+
+
+# -- repro ----------------------------------------------------------------------------
+
+
+def _repro_arguments(parser: argparse.ArgumentParser) -> None:
+    from hyre_engine.experiments import (
+        DEFAULT_SEEDS,
+        EXPERIMENTS,
+        REPRO_THREADS,
+        UCI_DEFAULT_SEEDS,
+        UCI_DIR_ENV_VAR,
+    )
+
+    parser.add_argument("name", choices=EXPERIMENTS)
+    parser.add_argument("--seeds", type=int, default=None,
+                        help=f"number of seeds (default {DEFAULT_SEEDS}; uci {UCI_DEFAULT_SEEDS})")
+    parser.add_argument("--json", type=Path, help="write the result as JSON here")
+    parser.add_argument("--html", type=Path,
+                        help="gp: the figure's path (default: next to --json, .html)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help=f"uci: folder with energy/, kin8nm/, power-plant/ (default: ${UCI_DIR_ENV_VAR})")
+    parser.add_argument("--quick", action="store_true", help="small sizes (tests, smoke runs)")
+    parser.add_argument("--verbose", action="store_true", help="progress lines on stderr")
+    parser.add_argument("--threads", type=int, default=REPRO_THREADS,
+                        help=f"torch CPU threads (default {REPRO_THREADS}; 0 leaves torch's choice)")
+
+
+def _run_repro(args: argparse.Namespace) -> int:
+    import time
+
+    from hyre_engine.experiments import format_table, run_experiment
+
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    html = args.html
+    if html is None and args.name == "gp" and args.json is not None:
+        html = args.json.with_suffix(".html")
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.verbose else None
+    t0 = time.perf_counter()
+    result = run_experiment(args.name, seeds=args.seeds, quick=args.quick, data_dir=args.data,
+                            html_path=html, log=log)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    print(format_table(result))
+    _write_json(args.json, result)
+    return 0
+
+
+# -- demo-data ------------------------------------------------------------------------
+
+
+def _demo_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--responses", default=None, help="default: the shipped demo responses")
+    parser.add_argument("--personas", default=None, help="default: the shipped demo personas")
+    parser.add_argument("--out", default=None, help="pairs file to write (default: the shipped pairs file)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if --out differs from what would be generated",
+    )
+    parser.add_argument(
+        "--matrix",
+        action="store_true",
+        help="also print the persona agreement matrix (markdown, percent)",
+    )
+
+
+def _run_demo_data(args: argparse.Namespace) -> int:
+    from hyre_engine import demo
+
+    out = demo.PAIRS_FILE if args.out is None else Path(args.out)
+    text = demo.build_pairs_text(responses_path=args.responses, personas_path=args.personas)
+    n_rows = text.count("\n")
+    if args.check:
+        current = out.read_text(encoding="utf-8") if out.exists() else None
+        if current != text:
+            print(f"{out} is out of date: run `python -m hyre_engine demo-data`", file=sys.stderr)
+            return 1
+        print(f"{out} is up to date ({n_rows} rows)")
+    else:
+        out.write_text(text, encoding="utf-8", newline="\n")
+        print(f"wrote {n_rows} rows to {out}")
+    if args.matrix:
+        rows = [json.loads(line) for line in text.splitlines()]
+        print(demo.format_agreement(*demo.agreement_matrix(rows)))
+    return 0
+
+
+# -- the commands ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: dict[str, Command] = {
+    "demo-data": Command(
+        "rebuild data/demo/pairs.jsonl from the demo responses and personas",
+        "Label every pair of demo responses per persona and by the crowd.",
+        _demo_data_arguments, _run_demo_data,
+    ),
+    "repro": Command(
+        "reproduce the paper's synthetic and UCI experiments",
+        "Reproduce one of the paper's experiments and print its table.",
+        _repro_arguments, _run_repro,
+    ),
+    "build": Command(
+        "import a preference file, embed it, train the ensemble and cache its predictions",
+        "Import a preference file into the store (or reuse it), embed its texts, "
+        "train the ensemble on its training rows and cache the head predictions Z.",
+        _build_arguments, _run_build,
+    ),
+    "evaluate": Command(
+        "accuracy vs number of labels for every group of a target file",
+        "Train the ensemble on --train (aggregate), then for every group of --target "
+        "adapt with n labels and measure accuracy on the group's other rows.",
+        _evaluate_arguments, _run_evaluate,
+    ),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the options of ``commands`` only (None: of every command)."""
     parser = argparse.ArgumentParser(
         prog="python -m hyre_engine",
         description="HyRe Studio engine: hypothesis reweighting for personalised reward models.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_name in COMMAND_MODULES.values():
-        importlib.import_module(module_name).register_cli(subparsers)
+    for name, cmd in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=cmd.help, description=cmd.description)
+        if commands is None or name in commands:
+            cmd.add_arguments(sub)
+        sub.set_defaults(func=cmd.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The top level has no options of its own, so the first word is the command.
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser([command] if command in COMMANDS else [])
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -1,4 +1,4 @@
-"""The demo pool and its simulated users (``demo-data`` command).
+"""The demo pool, its simulated users, and the bootstrap that builds it for the app.
 
 The pool (``data/demo/responses.jsonl``) answers each prompt six ways: three
 depths (child / newcomer / expert) x two styles (short / thorough). Personas
@@ -16,25 +16,28 @@ reproducible and independent of file order.
 once per persona (``group`` = persona id) and once by the training crowd
 (``group`` = ``"crowd"``, ``annotator`` = the persona drawn from the crowd's
 mixture for that pair). ``data/demo/pairs.jsonl`` is its committed output.
+
+The files are authored in ``data/demo`` and ship inside the package as
+``hyre_engine/demo_data`` (a link to that folder in the repository, real files in
+the wheel), so an installed package finds them without a source checkout.
+``ensure_demo`` imports the pool into a store and builds its ensemble.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
 import json
 import math
 import re
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-# data/demo at the repository root, found from this file so it works from any cwd.
-DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
+# Package data next to this file: found from any cwd, in a checkout or an installed wheel.
+DEMO_DIR = Path(__file__).resolve().parent / "demo_data"
 RESPONSES_FILE = DEMO_DIR / "responses.jsonl"
 PERSONAS_FILE = DEMO_DIR / "personas.json"
 PAIRS_FILE = DEMO_DIR / "pairs.jsonl"
@@ -462,19 +465,6 @@ def build_pairs_text(
     )
 
 
-def write_pairs(
-    path: str | Path | None = None,
-    *,
-    responses_path: str | Path | None = None,
-    personas_path: str | Path | None = None,
-) -> int:
-    """Regenerate the pairs file (default ``PAIRS_FILE``); returns the number of rows."""
-    path = PAIRS_FILE if path is None else Path(path)
-    text = build_pairs_text(responses_path=responses_path, personas_path=personas_path)
-    Path(path).write_text(text, encoding="utf-8", newline="\n")
-    return text.count("\n")
-
-
 # --------------------------------------------------------------------------- analysis
 
 
@@ -515,46 +505,30 @@ def format_agreement(ids: Sequence[str], matrix: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- command line
+# --------------------------------------------------------------------------- bootstrap
+
+DEMO_POOL_NAME = "demo"
+# The demo ensemble trains on the crowd's labels only: the personas held out of
+# the crowd are users it never saw on their own.
+DEMO_TRAIN_GROUPS = [CROWD_GROUP]
 
 
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``demo-data`` command: rebuild (or check) ``data/demo/pairs.jsonl``."""
-    parser = subparsers.add_parser(
-        "demo-data",
-        help="rebuild data/demo/pairs.jsonl from the demo responses and personas",
-        description="Label every pair of demo responses per persona and by the crowd.",
-    )
-    parser.add_argument("--responses", default=None, help=f"default: {RESPONSES_FILE}")
-    parser.add_argument("--personas", default=None, help=f"default: {PERSONAS_FILE}")
-    parser.add_argument("--out", default=None, help=f"pairs file to write (default: {PAIRS_FILE})")
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="write nothing; exit 1 if --out differs from what would be generated",
-    )
-    parser.add_argument(
-        "--matrix",
-        action="store_true",
-        help="also print the persona agreement matrix (markdown, percent)",
-    )
-    parser.set_defaults(func=_run_cli)
+def ensure_demo(store, *, config=None, backbone=None, pairs_path: Path | None = None, progress=None):
+    """Import the shipped demo pool if needed and build its ensemble and Z (cached).
 
+    Returns the ``pipeline.BuildReport``; ``config`` defaults to a BuildConfig that
+    trains on DEMO_TRAIN_GROUPS.
+    """
+    # The build stack (torch, duckdb) is imported here: the rest of this module is
+    # numpy only, for the app's persona panels and the demo-data command.
+    from hyre_engine.data import read_preferences
+    from hyre_engine.pipeline import BuildConfig, build_pool
 
-def _run_cli(args: argparse.Namespace) -> int:
-    out = PAIRS_FILE if args.out is None else Path(args.out)
-    text = build_pairs_text(responses_path=args.responses, personas_path=args.personas)
-    n_rows = text.count("\n")
-    if args.check:
-        current = out.read_text(encoding="utf-8") if out.exists() else None
-        if current != text:
-            print(f"{out} is out of date: run `python -m hyre_engine demo-data`", file=sys.stderr)
-            return 1
-        print(f"{out} is up to date ({n_rows} rows)")
+    pools = store.list_pools()
+    if len(pools) and DEMO_POOL_NAME in set(pools["name"]):
+        pool_id = store.get_pool(DEMO_POOL_NAME)["pool_id"]
     else:
-        out.write_text(text, encoding="utf-8", newline="\n")
-        print(f"wrote {n_rows} rows to {out}")
-    if args.matrix:
-        rows = [json.loads(line) for line in text.splitlines()]
-        print(format_agreement(*agreement_matrix(rows)))
-    return 0
+        path = pairs_path or PAIRS_FILE
+        pool_id = store.add_pool(DEMO_POOL_NAME, read_preferences(path), source=str(path))
+    config = config or BuildConfig(train_groups=DEMO_TRAIN_GROUPS)
+    return build_pool(store, pool_id, config, backbone=backbone, progress=progress)

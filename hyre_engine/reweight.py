@@ -10,35 +10,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from hyre_engine.numerics import as_finite, finite_logits, sigmoid
+
+# pca.py still imports the validator under its old private name; it moves to
+# hyre_engine.numerics.as_finite with the pages' half of the redesign.
+_as_finite = as_finite
+
 # Temperature of the posterior; the paper uses beta = 1 throughout.
 DEFAULT_BETA = 1.0
 
 # Reweighting losses: 0-1 for preferences/classification (the paper's default and its
 # best choice), cross-entropy (Bradley-Terry log loss, the paper's ablation), squared
 # error for regression.
-LOSSES = ("zero-one", "cross-entropy", "squared")
-
-# Losses whose labels are binary (1 = A preferred / positive class, 0 = B).
-_BINARY_LOSSES = ("zero-one", "cross-entropy")
+PREFERENCE_LOSSES = ("zero-one", "cross-entropy")
+LOSSES = (*PREFERENCE_LOSSES, "squared")
 
 # Weights must sum to one; float32 weights over ~1e4 heads drift by ~1e-6, so allow more.
 WEIGHT_SUM_TOL = 1e-4
 
 
-def _as_finite(name: str, x, *, ndim: int | None = None) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    return arr
-
-
 def validate_weights(w, n_heads: int | None = None) -> np.ndarray:
     """Check a weight vector (n_heads,): finite, non-negative, sums to 1. Returns it as an array."""
-    w = _as_finite("w", w, ndim=1)
+    w = as_finite("w", w, ndim=1)
     if n_heads is not None and w.shape[0] != n_heads:
         raise ValueError(f"w has length {w.shape[0]} but the predictions have {n_heads} heads")
     if w.shape[0] == 0:
@@ -71,8 +64,8 @@ def example_losses(preds, y, *, loss: str = "zero-one") -> np.ndarray:
     zero-one counts an exact tie (logit 0) as half an error.
     """
     _check_loss(loss)
-    z = _as_finite("preds", preds, ndim=2).astype(np.float64, copy=False)
-    y = _as_finite("y", y, ndim=1).astype(np.float64, copy=False)
+    z = as_finite("preds", preds, ndim=2).astype(np.float64, copy=False)
+    y = as_finite("y", y, ndim=1).astype(np.float64, copy=False)
     n_items, _n_heads = z.shape
     if y.shape[0] != n_items:
         raise ValueError(f"y has shape {y.shape} but preds has shape {z.shape}: need ({n_items},)")
@@ -108,7 +101,7 @@ def _check_log_prior(log_prior, n_heads: int) -> np.ndarray | None:
 
 def log_weights_from_losses(losses, *, beta: float = DEFAULT_BETA, log_prior=None) -> np.ndarray:
     """Normalised log weights (n_heads,) = log softmax(-beta * losses + log_prior)."""
-    L = _as_finite("losses", losses, ndim=1).astype(np.float64, copy=False)
+    L = as_finite("losses", losses, ndim=1).astype(np.float64, copy=False)
     if L.shape[0] == 0:
         raise ValueError("losses is empty: need at least one head")
     beta = _check_beta(beta)
@@ -145,16 +138,8 @@ def weight_entropy(w) -> float:
     return float(-(nz * np.log(nz)).sum())
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    # exp(-|z|) never overflows; keeps z's float dtype.
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
-
-
 def _check_preds_weights(name: str, preds, w) -> tuple[np.ndarray, np.ndarray]:
-    z = _as_finite(name, preds, ndim=2)
-    if not np.issubdtype(z.dtype, np.floating):
-        z = z.astype(np.float64)
+    z = finite_logits(preds, name)
     w = validate_weights(w, z.shape[1])
     return z, w
 
@@ -162,7 +147,7 @@ def _check_preds_weights(name: str, preds, w) -> tuple[np.ndarray, np.ndarray]:
 def weighted_probability(logits, w) -> np.ndarray:
     """P(A preferred) under the reweighted ensemble, (n_items,) = sum_k w_k sigmoid(logits[:, k])."""
     z, w = _check_preds_weights("logits", logits, w)
-    return _sigmoid(z) @ w
+    return sigmoid(z) @ w
 
 
 def weighted_value(values, w) -> np.ndarray:
@@ -262,3 +247,64 @@ class Posterior:
     @property
     def effective_heads(self) -> float:
         return effective_heads(self.weights)
+
+
+# -- calibrating beta on held-out training annotators -------------------------------
+
+# Hold out this fraction of the training annotators (at least CALIBRATION_MIN_HOLDOUT),
+# train a calibration ensemble on the others with the same settings, and pick the beta
+# whose HyRe accuracy after CALIBRATION_N labels is best on the held-out annotators'
+# other rows: a beta chosen without ever seeing a target user's labels.
+DEFAULT_CALIBRATE = True
+# Temperatures tried: 0.5-8 spans "one error barely moves a head" to "one error
+# all but removes it" (exp(-8) = 3e-4) for the 0-1 loss.
+DEFAULT_CALIBRATION_BETAS = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
+# The few-label regime HyRe is for, up to the n = 10 the app aims to personalise by.
+DEFAULT_CALIBRATION_N = (5, 10)
+DEFAULT_CALIBRATION_HOLDOUT = 0.15
+CALIBRATION_MIN_HOLDOUT = 2
+# Fewer annotators than this: too few to both hold some out and train on the rest.
+CALIBRATION_MIN_ANNOTATORS = 5
+# Adaptation draws per held-out annotator: the per-beta scores average over
+# annotators x draws x n, which is plenty for choosing on a coarse grid.
+DEFAULT_CALIBRATION_SEEDS = 5
+# Offset of the holdout draw from the ensemble seed, so the held-out annotators
+# are not tied to the head x annotator mask drawn from the same seed.
+_HOLDOUT_SEED_OFFSET = 7919
+# Scores within this of the best count as tied (the smaller beta wins a tie).
+_SCORE_TIE = 1e-12
+
+
+def holdout_annotators(names, *, fraction: float, seed: int) -> list[str]:
+    """The training annotators held out for calibration: a seeded subset, sorted.
+
+    At least CALIBRATION_MIN_HOLDOUT, and at least two annotators are left to train on.
+    """
+    names = sorted(set(map(str, names)))
+    if not 0 < fraction < 1:
+        raise ValueError(f"calibration holdout must be in (0, 1), got {fraction}")
+    if len(names) < CALIBRATION_MIN_ANNOTATORS:
+        raise ValueError(
+            f"calibration needs at least {CALIBRATION_MIN_ANNOTATORS} annotators, got {len(names)}"
+        )
+    count = min(max(CALIBRATION_MIN_HOLDOUT, round(fraction * len(names))), len(names) - 2)
+    rng = np.random.default_rng(seed + _HOLDOUT_SEED_OFFSET)
+    return sorted(names[i] for i in rng.choice(len(names), size=count, replace=False))
+
+
+def check_betas(betas) -> list[float]:
+    """Candidate betas, sorted and deduplicated; each must be positive."""
+    out = sorted({float(b) for b in betas})
+    if not out or min(out) <= 0:
+        raise ValueError(f"calibration betas must be positive, got {tuple(betas)}")
+    return out
+
+
+def choose_beta(betas, scores) -> int:
+    """Index of the best beta: scores (n_groups, n_betas) averaged over groups; the
+    first (smallest, for sorted betas) of the tied best wins."""
+    scores = as_finite("scores", scores, ndim=2)
+    if scores.shape[1] != len(betas):
+        raise ValueError(f"scores has shape {scores.shape} but there are {len(betas)} betas")
+    mean = scores.mean(axis=0)
+    return int(np.flatnonzero(mean >= mean.max() - _SCORE_TIE)[0])

@@ -1,8 +1,6 @@
 import os
 
-# Never reach a model hub from the tests: every model is on disk or built in the test.
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# (importing hyre_engine sets the model-hub offline flags)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

@@ -11,17 +11,17 @@ import pandas as pd
 import pytest
 
 from hyre_engine import ensemble as ens
-from hyre_engine.evaluate import evaluate_group, evaluate_pools
+from hyre_engine.evaluate import evaluate_pools
 from hyre_engine.pipeline import (
-    CALIBRATION_MIN_ANNOTATORS,
     BuildConfig,
     build_pool,
     calibrate_beta,
-    holdout_annotators,
     load_model,
     train_on_rows,
     training_rows,
 )
+from hyre_engine.protocol import evaluate_group
+from hyre_engine.reweight import CALIBRATION_MIN_ANNOTATORS, holdout_annotators
 from hyre_engine.store import Store
 
 DIM = 8

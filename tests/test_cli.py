@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from hyre_engine.cli import main
-from hyre_engine.evaluate import ALL_METHODS
+from hyre_engine.protocol import ALL_METHODS
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_PAIRS = REPO / "data" / "demo" / "pairs.jsonl"
@@ -179,7 +179,7 @@ def test_build_requires_a_pool(capsys):
 
 
 def _run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "hyre_engine", *args],
         capture_output=True, text=True, cwd=cwd, env=env, timeout=120,

@@ -1,4 +1,3 @@
-import argparse
 import dataclasses
 import random
 from collections import Counter
@@ -7,6 +6,7 @@ import numpy as np
 import pytest
 
 from hyre_engine import demo
+from hyre_engine.cli import build_parser
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -245,8 +245,7 @@ def test_cli_writes_then_checks(tmp_path, capsys):
     src = tmp_path / "responses.jsonl"
     src.write_text(demo.pairs_to_jsonl(_tiny_pool()), encoding="utf-8")
     out = tmp_path / "pairs.jsonl"
-    parser = argparse.ArgumentParser()
-    demo.register_cli(parser.add_subparsers(dest="command"))
+    parser = build_parser(["demo-data"])
 
     def run(*extra):
         args = parser.parse_args(["demo-data", "--responses", str(src), "--out", str(out), *extra])

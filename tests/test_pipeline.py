@@ -20,12 +20,10 @@ import pytest
 
 from hyre_engine.backbone import load_backbone
 from hyre_engine.data import read_preferences
+from hyre_engine.demo import DEMO_POOL_NAME, DEMO_TRAIN_GROUPS, ensure_demo
 from hyre_engine.pipeline import (
-    DEMO_POOL_NAME,
-    DEMO_TRAIN_GROUPS,
     BuildConfig,
     build_pool,
-    ensure_demo,
     ensure_embeddings,
     predict_pool,
 )

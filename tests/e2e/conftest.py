@@ -68,7 +68,7 @@ def app_server(chromium_path, tmp_path_factory, tmp_path):
     shutil.copyfile(template, db)
     port = _free_port()
     log = tmp_path / "server.log"
-    env = {**os.environ, "HYRE_DB": str(db), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {**os.environ, "HYRE_DB": str(db)}
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "app.py", "--server.port", str(port),

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from hyre_engine.evaluate import adaptation_order, evaluate_group, format_table, summarise
+from hyre_engine.protocol import adaptation_order, evaluate_group, format_table, summarise
 
 
 def _group(n_rows=120, n_heads=20, seed=0):

@@ -1,0 +1,289 @@
+"""The accuracy-vs-n protocol: adapt to each target group with n labels, score the rest.
+
+For every target group and seed, n adaptation rows are drawn (at random, or
+chosen one by one with an acquisition strategy under the current weights) and
+every method of ``METHODS`` is scored on the group's remaining rows.
+Everything here works on cached arrays (numpy and scipy only, never torch):
+the fine-tuning method receives its fine-tuned logits from a callable that the
+caller, who holds the model, supplies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hyre_engine import baselines
+from hyre_engine.acquisition import PREFERENCE_STRATEGIES, adaptive_order
+from hyre_engine.numerics import accuracy, finite_logits, sigmoid
+from hyre_engine.reweight import (
+    DEFAULT_BETA,
+    PREFERENCE_LOSSES,
+    Posterior,
+    effective_heads,
+    example_losses,
+    weight_entropy,
+    weights_from_losses,
+)
+
+# The paper's curve: no labels, one, a few, and the n = 10-20 where HyRe saturates.
+DEFAULT_N = (0, 1, 5, 10, 20)
+# Adaptation draws per group: enough for a standard error of ~1 point on 100-row groups.
+DEFAULT_SEEDS = 20
+STRATEGIES = PREFERENCE_STRATEGIES
+LOSSES = PREFERENCE_LOSSES
+
+# finetune(adapt_rows, seed) -> logits (n_rows, n_heads) of the fine-tuned heads on the group
+Finetune = Callable[[np.ndarray, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One (seed, n) split of a target group, as every method sees it.
+
+    logits: (n_rows, n_heads) float64; p_heads: sigmoid(logits); y: (n_rows,);
+    adapt / rest: row indices labelled / scored; weights: HyRe's (n_heads,) after
+    the adaptation labels.
+    """
+
+    logits: np.ndarray
+    p_heads: np.ndarray
+    y: np.ndarray
+    adapt: np.ndarray
+    rest: np.ndarray
+    weights: np.ndarray
+    seed: int
+    single: np.ndarray | None = None
+    finetune: Finetune | None = None
+
+
+def _uniform(f: Fold) -> float:
+    return accuracy(f.p_heads[f.rest].mean(axis=1), f.y[f.rest])
+
+
+def _hyre(f: Fold) -> float:
+    return accuracy(f.p_heads[f.rest] @ f.weights, f.y[f.rest])
+
+
+def _convex(f: Fold) -> float:
+    cw = baselines.fit_convex_weights(f.logits[f.adapt], f.y[f.adapt])
+    return accuracy(f.p_heads[f.rest] @ cw, f.y[f.rest])
+
+
+def _best_head_oracle(f: Fold) -> float:
+    return baselines.best_head_oracle(f.logits[f.rest], f.y[f.rest])[1]
+
+
+def _single(f: Fold) -> float:
+    return accuracy(sigmoid(f.single[f.rest]), f.y[f.rest])
+
+
+def _finetune(f: Fold) -> float:
+    # No labels: fine-tuning does nothing, so the untouched heads are its answer.
+    tuned = f.finetune(f.adapt, f.seed) if len(f.adapt) else f.logits
+    prob = sigmoid(np.asarray(tuned, dtype=np.float64)[f.rest]).mean(axis=1)
+    return accuracy(prob, f.y[f.rest])
+
+
+Method = Callable[[Fold], float]
+
+# Every method the protocol scores, by name: accuracy on the fold's rest rows.
+METHODS: dict[str, Method] = {
+    "single": _single,
+    "uniform": _uniform,
+    "hyre": _hyre,
+    "convex": _convex,
+    "finetune": _finetune,
+    "best_head_oracle": _best_head_oracle,
+}
+ALL_METHODS = tuple(METHODS)
+# Methods that need an input beyond the group's head predictions: the Fold field they read.
+METHOD_INPUTS = {"single": "single", "finetune": "finetune"}
+
+
+def check_methods(methods: Sequence[str]) -> list[str]:
+    """``methods`` as a list; unknown names fail with the valid ones."""
+    methods = list(methods)
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; valid: {', '.join(METHODS)}")
+    return methods
+
+
+@dataclass
+class GroupResult:
+    n_examples: int
+    methods: dict[str, dict[str, list[float]]]
+    effective_heads: dict[str, list[float]] = field(default_factory=dict)
+    # Shannon entropy (nats) of HyRe's weights at each n: log K when uniform, 0 on one head.
+    weight_entropy: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "n_examples": self.n_examples,
+            "methods": self.methods,
+            "effective_heads": self.effective_heads,
+            "weight_entropy": self.weight_entropy,
+        }
+
+
+def adaptation_order(
+    logits: np.ndarray,
+    y: np.ndarray,
+    n_max: int,
+    *,
+    strategy: str,
+    beta: float,
+    loss: str,
+    seed: int,
+) -> np.ndarray:
+    """The first ``n_max`` rows a user would label, in order.
+
+    Random draws them uniformly; an active strategy picks each next row by its
+    score under the weights after the previous labels (the paper's protocol).
+    """
+    n_rows, n_heads = logits.shape
+    n_max = min(n_max, n_rows - 1)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+    if strategy == "random" or n_max <= 0:
+        rng = np.random.default_rng(seed)
+        return rng.permutation(n_rows)[: max(n_max, 0)]
+    posterior = Posterior(n_heads, beta=beta, loss=loss)
+    return adaptive_order(logits, y, n_max, posterior=posterior, strategy=strategy, seed=seed)
+
+
+def _check_group(logits, y, n_values: Sequence[int], loss: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    logits = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if logits.ndim != 2 or y.shape != (logits.shape[0],):
+        raise ValueError(f"logits (n_rows, n_heads) and y (n_rows,) expected, got {logits.shape} and {y.shape}")
+    logits = finite_logits(logits)
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
+    n_values = [int(n) for n in n_values]
+    if min(n_values) < 0:
+        raise ValueError(f"n values must be >= 0, got {n_values}")
+    if logits.shape[0] < 2:
+        raise ValueError(f"a target group needs at least 2 rows, got {logits.shape[0]}")
+    return logits, y, n_values
+
+
+def evaluate_group(
+    logits: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_values: Sequence[int] = DEFAULT_N,
+    seeds: int = DEFAULT_SEEDS,
+    strategy: str = "random",
+    loss: str = "zero-one",
+    beta: float = DEFAULT_BETA,
+    single: np.ndarray | None = None,
+    finetune: Finetune | None = None,
+    methods: Sequence[str] = ALL_METHODS,
+) -> GroupResult:
+    """Accuracy of each method against n on one target group.
+
+    logits: (n_rows, n_heads) head margins on the group's rows; y: (n_rows,) in
+    {0, 1}; single: (n_rows,) a one-head model's margins (method ``single``);
+    finetune: returns fine-tuned heads' logits given the adaptation rows. Methods
+    whose input is not given are left out.
+    """
+    logits, y, n_values = _check_group(logits, y, n_values, loss)
+    given = {"single": single, "finetune": finetune}
+    methods = check_methods(
+        [m for m in methods if m not in METHOD_INPUTS or given[METHOD_INPUTS[m]] is not None]
+    )
+    n_rows = logits.shape[0]
+    acc = {m: np.full((seeds, len(n_values)), np.nan) for m in methods}
+    eff = np.full((seeds, len(n_values)), np.nan)
+    ent = np.full((seeds, len(n_values)), np.nan)
+    per_example = example_losses(logits, y, loss=loss)
+    p_heads = sigmoid(logits)
+    for seed in range(seeds):
+        order = adaptation_order(
+            logits, y, max(n_values), strategy=strategy, beta=beta, loss=loss, seed=seed
+        )
+        for j, n in enumerate(n_values):
+            adapt = order[: min(n, len(order))]
+            w = weights_from_losses(per_example[adapt].sum(axis=0), beta=beta)
+            fold = Fold(logits=logits, p_heads=p_heads, y=y, adapt=adapt,
+                        rest=np.setdiff1d(np.arange(n_rows), adapt), weights=w, seed=seed,
+                        single=single, finetune=finetune)
+            eff[seed, j] = effective_heads(w)
+            ent[seed, j] = weight_entropy(w)
+            for m in methods:
+                acc[m][seed, j] = METHODS[m](fold)
+    return GroupResult(
+        n_examples=n_rows,
+        methods={m: _stats(a, nan=True) for m, a in acc.items()},
+        effective_heads=_stats(eff),
+        weight_entropy=_stats(ent),
+    )
+
+
+def summarise(n_values: Sequence[int], groups: dict[str, GroupResult]) -> dict:
+    """The JSON contract: per-group results plus the mean over groups of each group's mean."""
+    methods = sorted({m for g in groups.values() for m in g.methods})
+    summary = {}
+    for m in methods:
+        means = np.array([g.methods[m]["mean"] for g in groups.values() if m in g.methods])
+        summary[m] = {"mean": _round(means.mean(axis=0)), "std_over_groups": _round(means.std(axis=0))}
+    return {
+        "n": list(n_values),
+        "groups": {name: g.to_json() for name, g in groups.items()},
+        "summary": summary,
+    }
+
+
+def format_table(result: dict, *, title: str = "") -> str:
+    """A readable table of the summary: one row per method, one column per n."""
+    n_values = result["n"]
+    lines = [title] if title else []
+    header = f"{'method':<18}" + "".join(f"{'n=' + str(n):>9}" for n in n_values)
+    lines += [header, "-" * len(header)]
+    for method, stats in result["summary"].items():
+        lines.append(f"{method:<18}" + "".join(f"{v:>9.3f}" for v in stats["mean"]))
+    for key, label, fmt in (("effective_heads", "(effective heads)", ".1f"),
+                            ("weight_entropy", "(weight entropy)", ".2f")):
+        rows = [g[key]["mean"] for g in result["groups"].values() if g.get(key)]
+        if rows:
+            mean_row = np.mean(np.array(rows), axis=0)
+            lines.append(f"{label:<18}" + "".join(f"{v:>9{fmt}}" for v in mean_row))
+    return "\n".join(lines)
+
+
+def _stats(a: np.ndarray, *, nan: bool = False) -> dict[str, list[float]]:
+    """{"mean", "std"} over seeds (axis 0); ``nan`` skips NaN entries."""
+    mean, std = (np.nanmean, np.nanstd) if nan else (np.mean, np.std)
+    return {"mean": _round(mean(a, axis=0)), "std": _round(std(a, axis=0))}
+
+
+def _round(values: np.ndarray) -> list[float]:
+    return [round(float(v), 6) for v in values]
+
+
+def beta_scores(
+    groups: Sequence[tuple[np.ndarray, np.ndarray]],
+    betas: Sequence[float],
+    *,
+    n_values: Sequence[int],
+    seeds: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What calibrating beta compares: HyRe's accuracy under each candidate beta.
+
+    groups: (logits (n_rows, n_heads), y (n_rows,)) per held-out annotator. Returns
+    (scores (n_groups, n_betas): HyRe's accuracy averaged over ``n_values`` after
+    random adaptation draws, uniform (n_groups,): the uniform ensemble's).
+    """
+    scores = np.zeros((len(groups), len(betas)))
+    uniform = np.zeros(len(groups))
+    for i, (logits, y) in enumerate(groups):
+        for j, beta in enumerate(betas):
+            result = evaluate_group(logits, y, n_values=n_values, seeds=seeds,
+                                    methods=["uniform", "hyre"], beta=beta)
+            scores[i, j] = float(np.mean(result.methods["hyre"]["mean"]))
+            uniform[i] = float(np.mean(result.methods["uniform"]["mean"]))
+    return scores, uniform
