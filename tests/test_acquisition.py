@@ -222,3 +222,33 @@ def test_pool_scorer_rejects_bad_input(pool):
         PoolScorer(np.zeros(4))
     with pytest.raises(ValueError, match="non-empty"):
         PoolScorer(np.zeros((0, 3)))
+
+
+def test_preference_strategies_come_from_the_registry():
+    from hyre_engine.acquisition import PREFERENCE_STRATEGIES, REGRESSION_ONLY
+
+    assert set(PREFERENCE_STRATEGIES) | REGRESSION_ONLY == set(SCORERS)
+    assert PREFERENCE_STRATEGIES == ("random", "entropy", "bald")
+
+
+def test_adaptive_order_is_the_step_repeated():
+    from hyre_engine.acquisition import adaptive_order, next_query
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(30, 6))
+    y = (z[:, 2] > 0).astype(float)
+    post = Posterior(6)
+    order = adaptive_order(z, y, 5, posterior=post, strategy="bald", seed=0)
+    assert len(set(order.tolist())) == 5
+    # the same loop by hand: one next_query per label
+    again, manual = [], Posterior(6)
+    scorer, gen = PoolScorer(z), np.random.default_rng(0)
+    for _ in range(5):
+        item = next_query(scorer, manual.weights, strategy="bald", exclude=again, rng=gen, seed=gen)
+        again.append(item)
+        manual.add(z[item], y[item])
+    assert order.tolist() == again
+    np.testing.assert_allclose(post.weights, manual.weights)
+    assert next_query(scorer, manual.weights, strategy="bald", exclude=range(30)) is None
+    with pytest.raises(ValueError, match="n_labels"):
+        adaptive_order(z, y, 31, posterior=Posterior(6), strategy="bald")

@@ -258,3 +258,25 @@ def test_ensure_demo_on_a_subset_builds_once_then_reuses_everything(
         assert not again.trained and not again.predicted
         assert (again.pool_id, again.ensemble_id) == (first.pool_id, first.ensemble_id)
         assert store.stats.as_dict() == before  # not even the pool was imported again
+
+
+def test_build_config_from_settings_inverts_ensemble_settings():
+    for config in (BuildConfig(), BuildConfig(kind="epinet", n_heads=7, hidden=9, calibrate=False,
+                                              annotator_fraction=None, seed=3),
+                   BuildConfig(calibration_betas=(2.0, 4.0), calibration_n=(3,), calibration_seeds=2)):
+        settings = config.ensemble_settings()
+        again = BuildConfig.from_settings(settings, backbone=config.backbone,
+                                          train_groups=config.train_groups)
+        assert again == config
+        assert again.reproduces(settings)
+    other = BuildConfig.from_settings({**BuildConfig().ensemble_settings(), "future_key": 1},
+                                      train_groups=["crowd"])
+    assert other.train_groups == ["crowd"] and not other.reproduces({"kind": "shared"})
+
+
+def test_build_stages_are_the_keys_a_build_reports():
+    from hyre_engine.evaluate import EVALUATE_STAGES
+    from hyre_engine.pipeline import BUILD_STAGES
+
+    assert BUILD_STAGES == ("embed", "calibrate", "train", "predict")
+    assert EVALUATE_STAGES[: len(BUILD_STAGES)] == BUILD_STAGES and EVALUATE_STAGES[-1] == "evaluate"

@@ -1,0 +1,127 @@
+"""Module boundaries: imports run one way, the light modules stay light."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "hyre_engine"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """hyre_engine modules that ``path`` imports anywhere (function-level imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name and name != "hyre_engine":
+                found.add(name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for p in PACKAGE.rglob("*.py") if "demo_data" not in p.parts}
+    modules = set(files)
+    return {name: _imports(path, modules) - {name} for name, path in files.items()}
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state and (cycle := visit(dep)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_package_imports_have_no_cycle():
+    graph = import_graph()
+    assert "hyre_engine.protocol" in graph and "hyre_engine.numerics" in graph
+    assert _find_cycle(graph) is None, " -> ".join(_find_cycle(graph))
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+@pytest.mark.parametrize(
+    "low, high",
+    [
+        ("hyre_engine.numerics", "hyre_engine.reweight"),
+        ("hyre_engine.reweight", "hyre_engine.protocol"),
+        ("hyre_engine.protocol", "hyre_engine.pipeline"),
+        ("hyre_engine.pipeline", "hyre_engine.evaluate"),
+        ("hyre_engine.evaluate", "hyre_engine.cli"),
+    ],
+)
+def test_dependencies_run_one_way(low, high):
+    """Nothing below imports what is above it, directly or through other modules."""
+    graph = import_graph()
+    seen, todo = set(), [low]
+    while todo:
+        node = todo.pop()
+        for dep in graph.get(node, ()):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    assert high not in seen
+
+
+def _fresh(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_protocol_and_baselines_import_no_torch():
+    code = ("import sys, hyre_engine.protocol, hyre_engine.baselines, hyre_engine.numerics; "
+            "print(sorted(m for m in ('torch', 'duckdb', 'pandas') if m in sys.modules))")
+    assert _fresh(code) == "[]"
+
+
+def test_numerics_imports_nothing_but_numpy():
+    code = ("import sys; before = set(sys.modules); import hyre_engine.numerics; "
+            "new = {m.split('.')[0] for m in set(sys.modules) - before}; "
+            "print(sorted(new - {'hyre_engine', 'numpy'}))")
+    out = _fresh(code)
+    assert "scipy" not in out and "torch" not in out
+
+
+def test_the_command_line_help_imports_no_heavy_module():
+    code = ("import sys; from hyre_engine.cli import build_parser; build_parser([]); "
+            "import hyre_engine.experiments; "
+            "print(sorted(m for m in ('torch', 'duckdb', 'pandas', 'scipy') if m in sys.modules))")
+    assert _fresh(code) == "[]"
+
+
+def test_training_is_where_torch_training_lives():
+    from hyre_engine import baselines, ensemble, training
+
+    assert not hasattr(ensemble, "fit_ensemble") and not hasattr(baselines, "finetune_heads")
+    assert callable(training.fit_ensemble) and callable(training.finetune_heads)
