@@ -24,8 +24,11 @@ import torch  # noqa: E402, F401
 
 import hyre_engine.live  # noqa: E402, F401
 import hyre_engine.pipeline  # noqa: E402, F401
+import hyre_engine.profiles  # noqa: E402, F401
 import hyre_engine.store  # noqa: E402, F401
-from pages import common  # noqa: E402
+from pages._shared import context as app_context  # noqa: E402
+from pages._shared.sidebar import render_sidebar  # noqa: E402
+from pages._shared.widgets import STYLE_FILE  # noqa: E402
 
 
 def _launch() -> None:
@@ -60,15 +63,15 @@ PAGES = [
 ]
 
 st.set_page_config(page_title="HyRe Studio", page_icon=":material/balance:", layout="wide")
-if common.STYLE_FILE.exists():
-    st.html(common.STYLE_FILE)
+if STYLE_FILE.exists():
+    st.html(STYLE_FILE)
 
 page = st.navigation(PAGES, position="sidebar")
-context = common.resolve_context()
-st.session_state[common.CONTEXT_KEY] = context
+context = app_context.resolve_context()
+st.session_state[app_context.CONTEXT_KEY] = context
 if context is not None:
     with st.sidebar:
         st.markdown("### HyRe Studio")
         st.caption("Personalise a reward model from a handful of your choices.")
-    common.render_sidebar(context)
+    render_sidebar(context)
     page.run()

@@ -5,8 +5,9 @@ Run: .venv/bin/python bench/bench_live.py [--labels 30] [--skip-large]
 For each pool it times what the page does between a keypress and having the
 data of all three panels: the stored session's settings and row count (the
 page's staleness check), the store write plus the LiveSession update
-(pages.common.record_label) and LiveSession.panels() (weights, PCA map, next
-pair, accuracy curves). Building the three plotly figures is timed apart.
+(hyre_engine.live.record_label) and LiveSession.snapshot() (weights, PCA map,
+next pair, accuracy curves). Building the three plotly figures
+(pages/_shared/charts.py) is timed apart. Nothing here imports streamlit.
 
 Pools: (1) the demo pool's real texts (data/demo/pairs.jsonl) with K = 100
 heads, target <= 150 ms; (2) a synthetic 100,000-pair pool with K = 100,
@@ -30,18 +31,16 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gc  # noqa: E402
-import logging  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import streamlit  # noqa: E402, F401  (configures its loggers, then we quiet one)
 
+from hyre_engine import live  # noqa: E402
 from hyre_engine.data import read_preferences  # noqa: E402
 from hyre_engine.demo import PAIRS_FILE  # noqa: E402
-
-# Outside `streamlit run` the caches fall back to memory, as intended here: say nothing.
-logging.getLogger("streamlit.runtime.caching.cache_data_api").setLevel(logging.ERROR)
-from pages import common  # noqa: E402
+from hyre_engine.pca import fit_pool_pca  # noqa: E402
+from hyre_engine.store import Store  # noqa: E402
+from pages._shared import charts  # noqa: E402
 
 # The targets, milliseconds from a label to the data of the three panels.
 TARGET_DEMO_MS = 150.0
@@ -68,7 +67,7 @@ def _pool_frame(n_synthetic: int | None) -> pd.DataFrame:
 
 def bench_pool(name: str, folder: Path, frame: pd.DataFrame, n_labels: int, target_ms: float) -> bool:
     path = str(folder / f"{name}.duckdb")
-    store = common.get_store(path)
+    store = Store(path)
     t0 = time.perf_counter()
     pool_id = store.add_pool(name, frame, source="bench")
     n_pairs = store.n_pairs(pool_id)
@@ -82,11 +81,13 @@ def bench_pool(name: str, folder: Path, frame: pd.DataFrame, n_labels: int, targ
     setup_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    arrays = common.pool_arrays(path, f"bench-{name}", pool_id, n_pairs)
-    pair_ids = common.pool_pairs(path, pool_id, n_pairs)["pair_id"].to_numpy(dtype=object)
+    # what the page's cached context reads once per (ensemble, pool): Z, its PCA, the pair ids
+    z = np.ascontiguousarray(store.get_head_predictions(f"bench-{name}", pool_id), dtype=np.float32)
+    pca = fit_pool_pca(z)
+    pair_ids = store.pool_pairs(pool_id, with_meta=False)["pair_id"].to_numpy(dtype=object)
     session_id = store.get_or_create_session(user="bench", pool_id=pool_id, ensemble_id=f"bench-{name}")
-    state = common.open_live(store, session_id, arrays, pair_ids, beta=1.0, strategy="bald")
-    panels = state.live.panels()
+    state = live.open_live(store, session_id, z, pair_ids, beta=1.0, strategy="bald", pca=pca)
+    panels = state.live.snapshot()
     open_s = time.perf_counter() - t0
 
     server_ms, figure_ms = [], []
@@ -94,11 +95,11 @@ def bench_pool(name: str, folder: Path, frame: pd.DataFrame, n_labels: int, targ
         item = panels.next_item
         start = time.perf_counter()
         store.get_session(session_id)  # the page reads the session's settings
-        assert common.stored_rows(store, session_id) == state.n_rows  # and checks staleness
-        common.record_label(store, state, item, "a" if i % 3 else "b")
-        panels = state.live.panels()
+        assert state.is_current(store, session_id, 1.0)  # and checks staleness
+        live.record_label(store, state, item, "a" if i % 3 else "b")
+        panels = state.live.snapshot()
         mid = time.perf_counter()
-        for build in (common.weights_figure, common.pca_figure, common.accuracy_figure):
+        for build in (charts.weights_figure, charts.pca_figure, charts.accuracy_figure):
             build(panels).to_json()
         end = time.perf_counter()
         server_ms.append((mid - start) * 1000)
@@ -126,11 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = bench_pool("demo", folder, _pool_frame(None), args.labels, TARGET_DEMO_MS)
         if not args.skip_large:
             ok &= bench_pool("large", folder, _pool_frame(N_LARGE), args.labels, TARGET_LARGE_MS)
-        # drop the cached stores before the files go (closed connections, no leaks at exit)
-        common.get_store.clear()
-        common.pool_arrays.clear()
-        common.pool_pairs.clear()
-        gc.collect()
+        gc.collect()  # the stores are closed: release them before the files go
     return 0 if ok else 1
 
 

@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from hyre_engine.acquisition import SCORERS, PoolScorer, get_scorer, select
-from hyre_engine.live import LabelEvent, LiveSession, Panels
+from hyre_engine.live import LabelEvent, LiveSession, LiveSnapshot
 from hyre_engine.pca import FunctionPCA
 from hyre_engine.reweight import (
     DEFAULT_BETA,
@@ -117,7 +117,7 @@ __all__ = [
     "FunctionPCA",
     "LabelEvent",
     "LiveSession",
-    "Panels",
+    "LiveSnapshot",
     "PoolScorer",
     "Posterior",
     "effective_heads",

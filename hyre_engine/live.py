@@ -1,66 +1,100 @@
-"""The live labelling loop: what the Label page computes after every label.
+"""The live labelling loop: a HyRe posterior over a cached pool, one label at a time.
 
-One `LiveSession` holds the cached head predictions Z of a pool and a HyRe
-posterior. After each label it yields everything the page draws: the weights
-(and which heads gained), the heads' place in the function-space PCA, the next
-pair to ask about, and the accuracy curves. Everything here is numpy on cached
-arrays, so an update costs a few matrix-vector products over Z.
+`LiveSession` holds the cached head predictions Z of a pool and a HyRe posterior.
+After each label, `snapshot()` says where the session stands: the weights (and
+which heads gained), the heads' place in the function-space PCA, the next pair to
+ask about, and the accuracy curves. Everything is numpy on cached arrays, so an
+update costs a few matrix-vector products over Z.
+
+`LiveState` binds a session to its stored labels: `open_live` replays them,
+`record_label` / `undo_label` / `persona_step` write the store first (the source
+of truth) and then update the posterior.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hyre_engine.acquisition import PoolScorer, select
-from hyre_engine.pca import FunctionPCA
+from hyre_engine.acquisition import PoolScorer, get_scorer, select
+from hyre_engine.numerics import (
+    LABEL_A,
+    PAIR_LABELS,
+    SKIP,
+    accuracy,
+    correct,
+    label_targets,
+    sigmoid,
+)
+from hyre_engine.pca import FunctionPCA, fit_pool_pca
 from hyre_engine.reweight import DEFAULT_BETA, Posterior, weight_entropy
 
-# The PCA map shows two components; computing a few more costs nothing and
-# lets the page report how much of the disagreement the plane captures.
-PCA_COMPONENTS = 5
-# Pools larger than this are subsampled (seeded) for the PCA fit: the head
-# coordinates are stable long before every item is used, and the fit stays fast.
-PCA_MAX_ITEMS = 20_000
+if TYPE_CHECKING:
+    from hyre_engine.store import Store
 
-LABELS = ("a", "b")
+# The values a label may take ("a" / "b"), and the stored value of a skipped pair.
+LABELS = PAIR_LABELS
+# Weight changes below this are float noise, not a gain.
+GAIN_TOL = 1e-12
+# BALD by default: the paper's active querying is slightly better than random.
+DEFAULT_STRATEGY = "bald"
 
 
 @dataclass(frozen=True)
 class LabelEvent:
-    """One answered pair, with what the models predicted just before it."""
+    """One answered pair, scored against what the models predicted just before it.
+
+    The scores are 1.0 when the model's P(label) was above one half, 0.0 when below,
+    and 0.5 on a tie (P = 0.5), the accuracy's one tie rule.
+    """
 
     item: int
     label: str  # "a" or "b"
-    hyre_correct: bool
-    uniform_correct: bool
+    hyre_correct: float
+    uniform_correct: float
 
 
-@dataclass
-class Panels:
-    """The data of the three live panels after the latest label."""
+@dataclass(frozen=True)
+class AccuracyCurves:
+    """Accuracy after 0, 1, ... labels (held-out) or over the first 1, 2, ... labels (running).
+
+    ``first_n`` is the number of labels of the first point. A point is None where
+    there is nothing left to score (every held-out pair labelled).
+    """
+
+    first_n: int
+    hyre: list[float | None]
+    uniform: list[float | None]
+    best_head_oracle: list[float | None] | None = None
+
+    @property
+    def n_values(self) -> list[int]:
+        return list(range(self.first_n, self.first_n + len(self.hyre)))
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    """Where a live session stands after its latest label."""
 
     weights: np.ndarray  # (n_heads,)
     weight_change: np.ndarray  # (n_heads,) weights minus those before the last label
+    gained: np.ndarray  # (n_heads,) bool: heads whose weight rose with the last label
+    heaviest_first: np.ndarray  # (n_heads,) head indices by decreasing weight (stable)
     effective_heads: float
-    entropy: float
+    entropy: float  # nats
+    max_entropy: float  # log K, the entropy of uniform weights
     head_coords: np.ndarray  # (n_heads, 2) PCA plane
     explained_variance_ratio: np.ndarray  # (n_components,)
     next_item: int | None
     n_labels: int
-    prequential: dict[str, list[float]] = field(default_factory=dict)
-    held_out: dict[str, list[float]] | None = None
+    running: AccuracyCurves  # prequential: predicted before each label was given
+    held_out: AccuracyCurves | None = None  # persona sessions: on its pairs not labelled yet
 
-
-def function_pca(logits: np.ndarray, *, seed: int = 0) -> FunctionPCA:
-    """Fit the function-space PCA of the heads on a pool, subsampling very large pools."""
-    n_items, n_heads = logits.shape
-    if n_items > PCA_MAX_ITEMS:
-        rows = np.sort(np.random.default_rng(seed).choice(n_items, PCA_MAX_ITEMS, replace=False))
-        logits = logits[rows]
-    n_components = min(PCA_COMPONENTS, n_heads, logits.shape[0])
-    return FunctionPCA(n_components=n_components).fit(logits)
+    @property
+    def n_heads(self) -> int:
+        return int(self.weights.size)
 
 
 class LiveSession:
@@ -77,7 +111,7 @@ class LiveSession:
         logits: np.ndarray,
         *,
         beta: float = DEFAULT_BETA,
-        strategy: str = "bald",
+        strategy: str = DEFAULT_STRATEGY,
         seed: int = 0,
         truth: np.ndarray | None = None,
         pca: FunctionPCA | None = None,
@@ -87,25 +121,32 @@ class LiveSession:
         self.n_items, self.n_heads = logits.shape
         self.logits = np.ascontiguousarray(logits, dtype=np.float32)
         self.scorer = PoolScorer(self.logits)
-        self.strategy = strategy
+        self.set_strategy(strategy)
         self.seed = seed
         self.beta = beta
         self.posterior = Posterior(self.n_heads, beta=beta, loss="zero-one")
-        self.pca = pca if pca is not None else function_pca(self.logits, seed=seed)
+        self.pca = pca if pca is not None else fit_pool_pca(self.logits, seed=seed)
         self.events: list[LabelEvent] = []
-        self.skipped: set[int] = set()
-        # weights after 0, 1, ..., n labels: the page highlights the last change
+        self._skipped: set[int] = set()
+        # weights after 0, 1, ..., n labels: the last change is highlighted
         self._weight_history: list[np.ndarray] = [self.posterior.weights]
         self._uniform = np.full(self.n_heads, 1.0 / self.n_heads)
-        self.truth_y: np.ndarray | None = None
+        self._truth: np.ndarray | None = None
         if truth is not None:
-            self.truth_y = _truth_to_float(truth, self.n_items)
-            uniform_p = self.scorer.probabilities(self._uniform)
-            known = ~np.isnan(self.truth_y)
-            self._uniform_held_out = _accuracy(uniform_p[known], self.truth_y[known])
-            head_right = (self.logits[known] > 0) == (self.truth_y[known][:, None] == 1)
-            self._best_head_held_out = float(head_right.mean(axis=0).max())
-            self._held_out: list[float] = [self._uniform_held_out]
+            self._truth = _check_truth(truth, self.n_items)
+            known = self._truth != None  # noqa: E711 (elementwise)
+            y = label_targets(self._truth[known])
+            self._uniform_held_out = _accuracy(self.scorer.probabilities(self._uniform)[known], y)
+            head_right = (self.logits[known] > 0) == (y[:, None] == 1.0)
+            self._best_head_held_out = float(head_right.mean(axis=0).max()) if known.any() else None
+            self._held_out: list[float | None] = [self._uniform_held_out]
+
+    # -- settings --------------------------------------------------------------
+
+    def set_strategy(self, strategy: str) -> None:
+        """Choose how the next pair is picked (a query scorer's name); ValueError when unknown."""
+        get_scorer(strategy)
+        self.strategy = strategy
 
     # -- labelling -------------------------------------------------------------
 
@@ -113,34 +154,49 @@ class LiveSession:
     def labelled(self) -> np.ndarray:
         return np.fromiter((e.item for e in self.events), dtype=np.int64, count=len(self.events))
 
+    @property
+    def weights(self) -> np.ndarray:
+        """(n_heads,) the current HyRe weights."""
+        return self.posterior.weights
+
+    @property
+    def has_truth(self) -> bool:
+        return self._truth is not None
+
+    def is_answered(self, item: int) -> bool:
+        """Whether ``item`` was labelled or skipped in this session."""
+        return item in self._skipped or any(e.item == item for e in self.events)
+
     def add_label(self, item: int, label: str) -> LabelEvent:
         """Record that the person prefers ``label`` ("a"/"b") on pair ``item``."""
         if label not in LABELS:
             raise ValueError(f"label must be one of {LABELS}, got {label!r}")
         if not 0 <= item < self.n_items:
             raise ValueError(f"item {item} is outside the pool of {self.n_items} pairs")
-        y = 1.0 if label == "a" else 0.0
+        y = np.array([1.0 if label == LABEL_A else 0.0])
         z = self.logits[item].astype(np.float64)
-        w = self.posterior.weights
-        hyre_p = float(w @ _sigmoid(z))
-        uniform_p = float(_sigmoid(z).mean())
+        p = sigmoid(z)
         event = LabelEvent(
             item=item,
             label=label,
-            hyre_correct=(hyre_p > 0.5) == (y == 1.0),
-            uniform_correct=(uniform_p > 0.5) == (y == 1.0),
+            hyre_correct=float(correct(np.array([self.posterior.weights @ p]), y)[0]),
+            uniform_correct=float(correct(np.array([p.mean()]), y)[0]),
         )
-        self.posterior.add(z[None, :], np.array([y]))
+        self.posterior.add(z[None, :], y)
         self._weight_history.append(self.posterior.weights)
         self.events.append(event)
-        self.skipped.discard(item)
-        if self.truth_y is not None:
+        self._skipped.discard(item)
+        if self._truth is not None:
             self._held_out.append(self._held_out_accuracy())
         return event
 
     def skip(self, item: int) -> None:
         """Do not ask about ``item`` again in this session (it is not a label)."""
-        self.skipped.add(item)
+        self._skipped.add(item)
+
+    def unskip(self, item: int) -> None:
+        """Undo a skip: ``item`` may be asked again."""
+        self._skipped.discard(item)
 
     def undo(self) -> LabelEvent | None:
         """Remove the last label; returns it, or None when there is none."""
@@ -148,7 +204,7 @@ class LiveSession:
             return None
         self.posterior.undo()
         event = self.events.pop()
-        if self.truth_y is not None:
+        if self._truth is not None:
             self._held_out.pop()
         self._weight_history.pop()
         return event
@@ -156,84 +212,185 @@ class LiveSession:
     def replay(self, labels: list[tuple[int, str]]) -> None:
         """Re-apply stored labels in order (a reloaded page continues its session)."""
         for item, label in labels:
-            if label == "skip":
+            if label == SKIP:
                 self.skip(item)
             else:
                 self.add_label(item, label)
+
+    def persona_label(self, item: int) -> str | None:
+        """The simulated persona's label ("a"/"b") on ``item``, None where it never judged it."""
+        if self._truth is None:
+            raise ValueError("this session has no persona labels (truth)")
+        return self._truth[item]
 
     # -- reading ---------------------------------------------------------------
 
     def next_item(self) -> int | None:
         """The pair to ask about next under the current weights, or None when all are done."""
-        exclude = set(self.labelled.tolist()) | self.skipped
+        exclude = set(self.labelled.tolist()) | self._skipped
         if len(exclude) >= self.n_items:
             return None
         rng = np.random.default_rng(self.seed + len(self.events))
         scores = self.scorer.score(self.strategy, self.posterior.weights, rng=rng)
         return int(select(scores, 1, exclude=np.fromiter(exclude, dtype=np.int64), seed=self.seed)[0])
 
-    def panels(self) -> Panels:
+    def snapshot(self) -> LiveSnapshot:
         w = self.posterior.weights
         n = len(self.events)
-        hyre_hits = np.cumsum([e.hyre_correct for e in self.events]) / np.arange(1, n + 1)
-        uniform_hits = np.cumsum([e.uniform_correct for e in self.events]) / np.arange(1, n + 1)
+        change = w - self._weight_history[-2] if n else np.zeros_like(w)
+        steps = np.arange(1, n + 1)
+        running = AccuracyCurves(
+            first_n=1,
+            hyre=(np.cumsum([e.hyre_correct for e in self.events]) / steps).tolist(),
+            uniform=(np.cumsum([e.uniform_correct for e in self.events]) / steps).tolist(),
+        )
         held_out = None
-        if self.truth_y is not None:
-            held_out = {
-                "hyre": list(self._held_out),
-                "uniform": [self._uniform_held_out] * (n + 1),
-                "best_head_oracle": [self._best_head_held_out] * (n + 1),
-            }
-        return Panels(
+        if self._truth is not None:
+            held_out = AccuracyCurves(
+                first_n=0,
+                hyre=list(self._held_out),
+                uniform=[self._uniform_held_out] * (n + 1),
+                best_head_oracle=[self._best_head_held_out] * (n + 1),
+            )
+        return LiveSnapshot(
             weights=w,
-            weight_change=w - self._weight_history[-2] if n else np.zeros_like(w),
+            weight_change=change,
+            gained=change > GAIN_TOL,
+            heaviest_first=np.argsort(-w, kind="stable"),
             effective_heads=self.posterior.effective_heads,
             entropy=weight_entropy(w),
+            max_entropy=float(np.log(self.n_heads)),
             head_coords=self.pca.head_coords_[:, :2],
             explained_variance_ratio=self.pca.explained_variance_ratio_,
             next_item=self.next_item(),
             n_labels=n,
-            prequential={"hyre": hyre_hits.tolist(), "uniform": uniform_hits.tolist()},
+            running=running,
             held_out=held_out,
         )
 
-    def predicted_probability(self, item: int) -> tuple[float, float]:
-        """(HyRe, uniform) probability that A is preferred on ``item``."""
-        p = _sigmoid(self.logits[item].astype(np.float64))
-        return float(self.posterior.weights @ p), float(p.mean())
-
     # -- helpers ---------------------------------------------------------------
 
-    def _held_out_accuracy(self) -> float:
-        assert self.truth_y is not None
-        known = ~np.isnan(self.truth_y)
+    def _held_out_accuracy(self) -> float | None:
+        assert self._truth is not None
+        known = self._truth != None  # noqa: E711 (elementwise)
         known[self.labelled] = False
         if not known.any():
-            return float("nan")
+            return None
         p = self.scorer.probabilities(self.posterior.weights)
-        return _accuracy(p[known], self.truth_y[known])
+        return _accuracy(p[known], label_targets(self._truth[known]))
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
+def _accuracy(prob_a: np.ndarray, y: np.ndarray) -> float | None:
+    """numerics.accuracy (a tie counts half), None when there is nothing to score."""
+    return accuracy(prob_a, y) if len(prob_a) else None
 
 
-def _accuracy(prob_a: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy of P(A) against y in {0, 1}; a prediction of exactly 0.5 counts half."""
-    if prob_a.size == 0:
-        return float("nan")
-    correct = np.where(np.abs(prob_a - 0.5) <= 1e-9, 0.5, ((prob_a > 0.5) == (y == 1.0)).astype(float))
-    return float(correct.mean())
-
-
-def _truth_to_float(truth: np.ndarray, n_items: int) -> np.ndarray:
+def _check_truth(truth: np.ndarray, n_items: int) -> np.ndarray:
     truth = np.asarray(truth, dtype=object)
     if truth.shape != (n_items,):
         raise ValueError(f"truth must have shape ({n_items},), got {truth.shape}")
-    out = np.full(n_items, np.nan)
-    for value, mark in (("a", 1.0), ("b", 0.0)):
-        out[truth == value] = mark
-    bad = set(truth[(truth != "a") & (truth != "b") & (truth != None)].tolist())  # noqa: E711
+    bad = {str(t) for t in truth.tolist() if t is not None and t not in LABELS}
     if bad:
-        raise ValueError(f"truth labels must be 'a', 'b' or None, got {sorted(map(str, bad))}")
-    return out
+        raise ValueError(f"truth labels must be 'a', 'b' or None, got {sorted(bad)}")
+    return truth.copy()
+
+
+# ---------------------------------------------------------------- bound to the store
+
+
+def group_truth(store: Store, pool_id: str, group: str, n_pairs: int) -> np.ndarray:
+    """(n_pairs,) object array: the group's label "a"/"b" per row_index, None where it has none."""
+    labels = store.pool_labels(pool_id, groups=[group])
+    truth = np.full(n_pairs, None, dtype=object)
+    # the last label of a row wins, as in the order the file listed them
+    truth[labels["row_index"].to_numpy(dtype=np.int64)] = labels["label"].to_numpy(dtype=object)
+    return truth
+
+
+@dataclass
+class LiveState:
+    """A LiveSession bound to a stored session; ``n_rows`` counts its stored rows (labels and skips)."""
+
+    session_id: str
+    live: LiveSession
+    pair_ids: np.ndarray  # (n_items,) pair_id per row_index, to write labels
+    n_rows: int
+    beta: float
+    last_event: LabelEvent | None = None
+    last_item: int | None = None
+    last_label: str | None = None
+
+    @property
+    def strategy(self) -> str:
+        return self.live.strategy
+
+    def is_current(self, store: Store, session_id: str, beta: float) -> bool:
+        """Whether this state still mirrors the stored session (same id, beta and row count)."""
+        return self.session_id == session_id and self.beta == beta and self.n_rows == stored_rows(store, session_id)
+
+
+def stored_rows(store: Store, session_id: str) -> int:
+    """How many rows (labels and skips) the store holds for the session."""
+    return len(store.session_labels(session_id))
+
+
+def open_live(
+    store: Store,
+    session_id: str,
+    logits: np.ndarray,
+    pair_ids: np.ndarray,
+    *,
+    beta: float,
+    strategy: str,
+    truth: np.ndarray | None = None,
+    pca: FunctionPCA | None = None,
+) -> LiveState:
+    """A LiveSession with the session's stored labels replayed in order."""
+    rows = store.session_labels(session_id)
+    live = LiveSession(logits, beta=beta, strategy=strategy, truth=truth, pca=pca)
+    live.replay(list(zip(rows["row_index"].astype(int).tolist(), rows["label"].tolist(), strict=True)))
+    state = LiveState(session_id, live, np.asarray(pair_ids, dtype=object), len(rows), beta)
+    if len(rows):
+        state.last_item = int(rows["row_index"].iloc[-1])
+        state.last_label = str(rows["label"].iloc[-1])
+    return state
+
+
+def record_label(store: Store, state: LiveState, item: int, label: str) -> LabelEvent | None:
+    """Store first (the source of truth), then update the live posterior; None for a skip."""
+    store.add_session_label(state.session_id, row_index=item, pair_id=str(state.pair_ids[item]), label=label)
+    state.n_rows += 1
+    state.last_item, state.last_label = item, label
+    if label == SKIP:
+        state.live.skip(item)
+        state.last_event = None
+        return None
+    state.last_event = state.live.add_label(item, label)
+    return state.last_event
+
+
+def undo_label(store: Store, state: LiveState) -> dict | None:
+    """Remove the session's last row (label or skip) from the store and the posterior."""
+    row = store.undo_session_label(state.session_id)
+    if row is None:
+        return None
+    state.n_rows -= 1
+    if row["label"] == SKIP:
+        state.live.unskip(int(row["row_index"]))
+    else:
+        state.live.undo()
+    state.last_event, state.last_item, state.last_label = None, None, None
+    return row
+
+
+def persona_step(store: Store, state: LiveState) -> bool:
+    """The persona answers the pair the strategy picks (a skip where it never judged it).
+
+    False when no pair is left.
+    """
+    item = state.live.next_item()
+    if item is None:
+        return False
+    label = state.live.persona_label(item)
+    record_label(store, state, item, SKIP if label is None else label)
+    return True

@@ -3,13 +3,21 @@
 Each head is a function, known through its predictions on the n_items of a pool; the
 analysis is on the (n_heads, n_items) matrix F = Z.T centred across heads. A component
 has item loadings (which items it is about) and head coordinates (where each head sits).
+
+Besides the estimator: fitting it on a pool (`fit_pool_pca`), the strongest pairs of a
+component (`component_pairs`), what the heads at each end of it predict
+(`end_probabilities`) and what each end favours in the responses (`axis_profile`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
-from hyre_engine.reweight import _as_finite
+from hyre_engine.numerics import as_finite, sigmoid
 
 
 def _svd_flip(u: np.ndarray, vt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +41,7 @@ class FunctionPCA:
         self.n_components = n_components
 
     def fit(self, Z) -> FunctionPCA:
-        z = _as_finite("Z", Z, ndim=2).astype(np.float64, copy=False)
+        z = as_finite("Z", Z, ndim=2).astype(np.float64, copy=False)
         n_items, n_heads = z.shape
         if n_heads < 2 or n_items < 1:
             raise ValueError(f"Z must have at least 1 item and 2 heads, got shape {z.shape}")
@@ -71,7 +79,7 @@ class FunctionPCA:
     def transform(self, Z_heads) -> np.ndarray:
         """Coordinates (m_heads, n_components) of other heads' predictions (n_items, m_heads)."""
         self._check_fitted()
-        z = _as_finite("Z_heads", Z_heads, ndim=2)
+        z = as_finite("Z_heads", Z_heads, ndim=2)
         if z.shape[0] != self.n_items_:
             raise ValueError(
                 f"Z_heads has shape {z.shape} but the PCA was fitted on {self.n_items_} items"
@@ -102,3 +110,128 @@ class FunctionPCA:
         z = np.random.default_rng(seed).standard_normal((self.n_components_, n))
         scaled = np.sqrt(self.explained_variance_)[:, None] * z
         return self.mean_[:, None] + self.components_.T @ scaled
+
+
+# ---------------------------------------------------------------- on a pool
+
+# The live map shows two components; a few more cost nothing and tell how much of the
+# disagreement the plane captures (and give the Explore page a 3-D view).
+PCA_COMPONENTS = 5
+# Pools larger than this are subsampled (seeded) for the fit: the head coordinates are
+# stable long before every item is used, and the fit stays fast.
+PCA_MAX_ITEMS = 20_000
+# Each end of a component is its outer quarter of heads: a group, not one extreme head.
+END_SHARE = 0.25
+
+
+def fit_pool_pca(logits: np.ndarray, *, seed: int = 0) -> FunctionPCA:
+    """The function-space PCA of the heads on a pool Z (n_items, n_heads), subsampling very large pools."""
+    z = np.asarray(logits)
+    if z.ndim != 2:
+        raise ValueError(f"logits must be (n_items, n_heads), got shape {z.shape}")
+    n_items, n_heads = z.shape
+    if n_items > PCA_MAX_ITEMS:
+        rows = np.sort(np.random.default_rng(seed).choice(n_items, PCA_MAX_ITEMS, replace=False))
+        z = z[rows]
+    n_components = min(PCA_COMPONENTS, n_heads, z.shape[0])
+    return FunctionPCA(n_components=n_components).fit(z)
+
+
+def cumulative_variance_ratio(pca: FunctionPCA) -> np.ndarray:
+    """(n_components,) share of the disagreement captured by components 1..p, for each p."""
+    pca._check_fitted()
+    return np.cumsum(pca.explained_variance_ratio_)
+
+
+def component_pairs(pca: FunctionPCA, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Item indices of the n most positive and n most negative loadings of each component.
+
+    Returns (top, bottom), each (n_components, min(n, n_items)); `top` descending, `bottom` ascending.
+    """
+    pca._check_fitted()
+    comps = np.asarray(pca.components_)
+    n = min(int(n), comps.shape[1])
+    order = np.argsort(-comps, axis=1, kind="stable")
+    return order[:, :n], order[:, ::-1][:, :n]
+
+
+def end_probabilities(
+    logits: np.ndarray, pca: FunctionPCA, component: int, items, *, share: float = END_SHARE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean P(A preferred) on items of the heads at the + end and at the - end of a component.
+
+    The ends are the `share` of heads with the largest and the smallest coordinates
+    (at least one head each). logits: Z (n_items, n_heads); returns two (len(items),) arrays.
+    """
+    n_items, n_heads = logits.shape
+    coords = pca.head_coords_[:, component]
+    if coords.shape != (n_heads,):
+        raise ValueError(f"the PCA has {coords.shape[0]} heads but Z has shape {logits.shape}")
+    k = max(1, int(round(share * n_heads)))
+    order = np.argsort(coords, kind="stable")
+    p = sigmoid(np.asarray(logits[np.asarray(items, dtype=np.int64)], dtype=np.float64))
+    return p[:, order[-k:]].mean(axis=1), p[:, order[:k]].mean(axis=1)
+
+
+def side_meta(meta: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{"depth": (depth_a, depth_b), ...} for meta keys present for both responses ("<x>_a", "<x>_b")."""
+    out = {}
+    for key in meta:
+        if key.endswith("_a"):
+            base = key[:-2]
+            if base and f"{base}_b" in meta:
+                out[base] = (meta[key], meta[f"{base}_b"])
+    return out
+
+
+def word_count(text: str) -> int:
+    return len(str(text).split())
+
+
+@dataclass(frozen=True)
+class EndContrast:
+    """What the responses favoured by the + and - ends of a component have, for one attribute.
+
+    For a meta attribute: (value, count) pairs, most frequent first. For the word count
+    (`attribute == WORDS`): one (mean, n) pair per end.
+    """
+
+    attribute: str
+    plus: tuple[tuple[Any, float], ...]
+    minus: tuple[tuple[Any, float], ...]
+
+
+WORDS = "words"
+
+
+def axis_profile(pairs, top, bottom) -> list[EndContrast]:
+    """What the + end of a component prefers over the - end, from its strongest pairs.
+
+    On a pair with a positive loading the + end likes A more than the - end does; on a
+    negative one it likes B more. Counts each side attribute (meta "<x>_a"/"<x>_b") and
+    the mean word count of the response each end favours. ``pairs`` is the pool's pairs
+    (row_index order, columns response_a, response_b and optionally meta); ``top`` and
+    ``bottom`` are item indices (most positive and most negative loadings).
+    """
+    favoured: dict[str, dict[str, list]] = {"+": {}, "-": {}}
+    for items, plus_side in ((top, "a"), (bottom, "b")):
+        minus_side = "b" if plus_side == "a" else "a"
+        for i in np.asarray(items, dtype=np.int64).tolist():
+            row = pairs.iloc[i]
+            for end, side in (("+", plus_side), ("-", minus_side)):
+                favoured[end].setdefault(WORDS, []).append(word_count(row[f"response_{side}"]))
+                for name, values in side_meta(row.get("meta") or {}).items():
+                    favoured[end].setdefault(name, []).append(values[0 if side == "a" else 1])
+    out = []
+    for name, plus in favoured["+"].items():
+        minus = favoured["-"].get(name, [])
+        if name == WORDS:
+            out.append(EndContrast(name, ((float(np.mean(plus)), len(plus)),), ((float(np.mean(minus)), len(minus)),)))
+        else:
+            out.append(EndContrast(name, _tally(plus), _tally(minus)))
+    return out
+
+
+def _tally(values: list) -> tuple[tuple[str, int], ...]:
+    # most frequent first; equal counts keep the order of first appearance
+    return tuple(Counter(str(v) for v in values).most_common())

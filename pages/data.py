@@ -18,31 +18,22 @@ import streamlit as st
 from hyre_engine import ensemble as ens
 from hyre_engine.backbone import DEFAULT_BACKBONE, BackboneNotFoundError, load_backbone
 from hyre_engine.data import FORMATS, DataError
-from hyre_engine.pipeline import DEFAULT_ANNOTATOR_FRACTION, BuildConfig, build_pool
-from pages import _data_helpers as dh
-from pages import common
+from hyre_engine.demo import CROWD_GROUP
+from hyre_engine.pipeline import BUILD_STAGES, DEFAULT_ANNOTATOR_FRACTION, BuildConfig, build_pool
+from pages._shared import data_io
+from pages._shared.context import (
+    ENSEMBLE_KEY,
+    POOL_KEY,
+    forget_context,
+    get_context,
+    store,
+)
+from pages._shared.evaluation import BACKBONE_PATH_PREFIX
+from pages._shared.labels import FORMAT_TEXT, KIND_TEXT, STAGE_TEXT
+from pages._shared.manage import LAST_BUILD_KEY, manage_section
 
-FORMAT_TEXT = {
-    "auto": "Detect from the file",
-    "design": "HyRe format: prompt + response_a/response_b/label or chosen/rejected",
-    "hh-rlhf": "HH-RLHF transcripts: chosen / rejected",
-    "llmbar": "LLMBar: input, output_1, output_2, label 1 or 2",
-    "ratings": "Per-user ratings: user, item, rating, text",
-}
-KIND_TEXT = {
-    "shared": "Shared base with frozen random priors (recommended)",
-    "epinet": "Epinet: one base plus an index-fed network",
-    "vanilla": "Vanilla: K independent networks",
-}
 SOURCES = {"upload": "Upload a file", "path": "A path on this machine"}
 BACKBONES = {"embedded": f"Embedded {DEFAULT_BACKBONE}", "folder": "A local Hugging Face folder"}
-# Build stages in order, with what each bar says (pipeline.build_pool's progress stages).
-STAGES = {
-    "embed": "Embedding the texts",
-    "calibrate": "Calibrating beta",
-    "train": "Training the heads",
-    "predict": "Caching the head predictions",
-}
 # K and hidden: bounds that keep a CPU build in minutes; defaults are the paper's.
 MAX_HEADS = 500
 MAX_HIDDEN = 1024
@@ -54,7 +45,6 @@ FORMAT_KEY = "data_format"
 NAME_KEY = "data_pool_name"
 READ_KEY = "data_read"  # {"signature", "frame"} of the last file read, for the preview
 BUILD_POOL_KEY = "data_build_pool"
-LAST_BUILD_KEY = "data_last_build"
 NOTICE_KEY = "data_notice"
 
 
@@ -75,16 +65,16 @@ def _source() -> tuple[tuple, Callable[[], pd.DataFrame]] | None:
             return None
 
         def read_upload():
-            message = dh.size_error(upload.name, upload.size, dh.MAX_UPLOAD_BYTES, upload=True)
+            message = data_io.size_error(upload.name, upload.size, data_io.MAX_UPLOAD_BYTES, upload=True)
             if message:  # refused before reading a byte of it
                 raise DataError(message, path=upload.name)
-            return dh.read_upload(upload.getvalue(), upload.name, format=fmt)
+            return data_io.read_upload(upload.getvalue(), upload.name, format=fmt)
 
         return ("upload", upload.file_id, upload.name, upload.size, fmt), read_upload
     path = (st.session_state.get(PATH_KEY) or "").strip()
     if not path:
         return None
-    return ("path", path, fmt), lambda: dh.read_path(path, format=fmt)
+    return ("path", path, fmt), lambda: data_io.read_path(path, format=fmt)
 
 
 def _read(signature: tuple, reader) -> pd.DataFrame | None:
@@ -103,7 +93,7 @@ def _read(signature: tuple, reader) -> pd.DataFrame | None:
 
 
 def _preview(frame: pd.DataFrame) -> None:
-    info = dh.summarize(frame)
+    info = data_io.summarize(frame)
     cols = st.columns(5)
     cols[0].metric("Judgements", f"{info.rows:,}")
     cols[1].metric("Pairs", f"{info.pairs:,}")
@@ -112,11 +102,11 @@ def _preview(frame: pd.DataFrame) -> None:
     cols[4].metric("Format", info.format)
     left, right = st.columns([1, 3])
     with left:
-        st.dataframe(dh.group_counts(frame), hide_index=True,
+        st.dataframe(data_io.group_counts(frame), hide_index=True,
                      column_config={"A preferred": st.column_config.NumberColumn(format="percent")})
     with right:
-        st.dataframe(dh.preview_table(frame), hide_index=True, height=260)
-        st.caption(f"The first {min(dh.PREVIEW_ROWS, info.rows)} of {info.rows:,} judgements, as read.")
+        st.dataframe(data_io.preview_table(frame), hide_index=True, height=260)
+        st.caption(f"The first {min(data_io.PREVIEW_ROWS, info.rows)} of {info.rows:,} judgements, as read.")
 
 
 def _import_section(db) -> None:
@@ -127,13 +117,13 @@ def _import_section(db) -> None:
     with left:
         if st.session_state.get(SOURCE_KEY, "upload") == "upload":
             st.file_uploader(
-                "Preference file", type=dh.UPLOAD_TYPES, key=UPLOAD_KEY, max_upload_size=dh.MAX_UPLOAD_MB,
-                help=f"JSONL, JSON, CSV or Parquet (optionally .gz), up to {dh.MAX_UPLOAD_MB} MB.",
+                "Preference file", type=data_io.UPLOAD_TYPES, key=UPLOAD_KEY, max_upload_size=data_io.MAX_UPLOAD_MB,
+                help=f"JSONL, JSON, CSV or Parquet (optionally .gz), up to {data_io.MAX_UPLOAD_MB} MB.",
             )
         else:
             st.text_input("File path", key=PATH_KEY, placeholder="/data/preferences.jsonl",
                           help="A file on the machine running HyRe Studio. Larger files than an "
-                          f"upload allows are fine (up to {dh.MAX_PATH_BYTES // 2**20} MB).")
+                          f"upload allows are fine (up to {data_io.MAX_PATH_BYTES // 2**20} MB).")
     with right:
         st.selectbox("Format", FORMATS, format_func=FORMAT_TEXT.get, key=FORMAT_KEY)
         st.text_input("Pool name", key=NAME_KEY, placeholder="default: the file's name",
@@ -161,7 +151,7 @@ def _import_section(db) -> None:
     if frame is None:
         return
     if do_import:
-        name = (st.session_state.get(NAME_KEY) or "").strip() or dh.default_pool_name(signature[2] if signature[0] == "upload" else signature[1])
+        name = (st.session_state.get(NAME_KEY) or "").strip() or data_io.default_pool_name(signature[2] if signature[0] == "upload" else signature[1])
         try:
             pool_id = db.add_pool(name, frame, source=str(frame.attrs.get("source", "")))
         except ValueError as exc:
@@ -197,7 +187,7 @@ def _build_section(db) -> None:
             pool_id = st.selectbox("Pool", list(names), key=BUILD_POOL_KEY,
                                    format_func=lambda p: f"{names[p]} · {sizes[p]:,} pairs")
             groups = [str(g) for g in db.pool_groups(pool_id)["group"].dropna()]
-            default = [common.CROWD_GROUP] if common.CROWD_GROUP in groups else groups
+            default = [CROWD_GROUP] if CROWD_GROUP in groups else groups
             train = st.multiselect(
                 "Train on the labels of", groups, default=default, key=f"data_train_{pool_id}",
                 help="The aggregate data the heads learn from. Leave the people you want to "
@@ -227,19 +217,17 @@ def _build_section(db) -> None:
                 help="Each head trains on the rows of this share of the training annotators, so "
                 "heads specialise; 0 trains every head on every row.",
             )
-            extra = {}
-            if "calibrate" in dh.build_config_fields():
-                extra["calibrate"] = st.checkbox(
-                    "Calibrate beta on held-out training annotators", value=True, key="data_calibrate",
-                    help="Trains a second ensemble once to choose the reweighting temperature; "
-                    "needs at least 5 training annotators.",
-                )
+            calibrate = st.checkbox(
+                "Calibrate beta on held-out training annotators", value=True, key="data_calibrate",
+                help="Trains a second ensemble once to choose the reweighting temperature; "
+                "needs at least 5 training annotators.",
+            )
         start = st.button("Build", type="primary", icon=":material/construction:", key="data_build",
                        disabled=not train or (backbone_choice == "folder" and folder is None))
     if start:
         config = BuildConfig(backbone=folder, kind=kind, n_heads=int(k), hidden=int(hidden),
                              prior_scale=float(prior), train_groups=list(train),
-                             annotator_fraction=float(fraction) if fraction > 0 else None, **extra)
+                             annotator_fraction=float(fraction) if fraction > 0 else None, calibrate=calibrate)
         _build(db, pool_id, config)
     last = st.session_state.get(LAST_BUILD_KEY)
     if last and last["pool_id"] in names:
@@ -250,16 +238,16 @@ def _build(db, pool_id: str, config: BuildConfig) -> None:
     status = st.empty()
     bars = {}
     with st.container():
-        for stage, text in STAGES.items():
-            if stage == "calibrate" and not getattr(config, "calibrate", False):
+        for stage in BUILD_STAGES:
+            if stage == "calibrate" and not config.calibrate:
                 continue
-            bars[stage] = st.progress(0.0, text=f"{text}: waiting")
+            bars[stage] = st.progress(0.0, text=f"{STAGE_TEXT[stage]}: waiting")
 
     def progress(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage)
         if bar is not None:
             bar.progress(min(1.0, done / total if total else 1.0),
-                         text=f"{STAGES[stage]}: {done:,} / {total:,}")
+                         text=f"{STAGE_TEXT[stage]}: {done:,} / {total:,}")
 
     status.caption("Loading the backbone…")
     try:
@@ -271,10 +259,10 @@ def _build(db, pool_id: str, config: BuildConfig) -> None:
         st.error(f"**The build stopped.** {exc}", icon=":material/error:")
         return
     for stage, bar in bars.items():
-        bar.progress(1.0, text=f"{STAGES[stage]}: done")
+        bar.progress(1.0, text=f"{STAGE_TEXT[stage]}: done")
     if config.backbone is not None:
         # the Evaluate page needs the folder again to embed with this backbone
-        db.put_result(dh.BACKBONE_PATH_PREFIX + report.backbone_id, {"path": str(config.backbone)})
+        db.put_result(BACKBONE_PATH_PREFIX + report.backbone_id, {"path": str(config.backbone)})
     st.session_state[LAST_BUILD_KEY] = {
         "pool_id": pool_id, "ensemble_id": report.ensemble_id, "summary": report.summary(),
         "trained": report.trained,
@@ -282,14 +270,14 @@ def _build(db, pool_id: str, config: BuildConfig) -> None:
 
 
 def _use(pool_id: str, ensemble_id: str) -> None:
-    st.session_state[common.POOL_KEY] = pool_id
-    st.session_state[common.ENSEMBLE_KEY] = ensemble_id
+    st.session_state[POOL_KEY] = pool_id
+    st.session_state[ENSEMBLE_KEY] = ensemble_id
     # the context of this run was resolved before the switch: resolve it again
-    st.session_state.pop(common.CONTEXT_KEY, None)
+    forget_context()
 
 
 def _built(last: dict, names: dict) -> None:
-    ctx = common.get_context()
+    ctx = get_context()
     in_use = ctx is not None and ctx.ensemble_id == last["ensemble_id"] and ctx.pool_id == last["pool_id"]
     verb = "Built" if last["trained"] else "Already built (reused)"
     st.success(f"{verb}: ensemble {last['ensemble_id']} for pool '{names[last['pool_id']]}'.",
@@ -304,88 +292,8 @@ def _built(last: dict, names: dict) -> None:
                   help="Makes it the pool and ensemble the Label, Explore and Evaluate pages use.")
 
 
-# ---------------------------------------------------------------- manage
-
-
-def _delete_pool(pool_id: str) -> None:
-    db = common.store()
-    name = db.get_pool(pool_id)["name"]
-    db.delete_pool(pool_id)
-    _forget(pool_id=pool_id)
-    st.session_state[NOTICE_KEY + "_manage"] = f"Deleted pool '{name}' with its ensembles and sessions."
-
-
-def _delete_ensemble(ensemble_id: str) -> None:
-    common.store().delete_ensemble(ensemble_id)
-    _forget(ensemble_id=ensemble_id)
-    st.session_state[NOTICE_KEY + "_manage"] = f"Deleted ensemble {ensemble_id}."
-
-
-def _forget(*, pool_id: str | None = None, ensemble_id: str | None = None) -> None:
-    """Drop UI state that points at what was deleted, so the app picks something that exists."""
-    state = st.session_state
-    if pool_id is not None and state.get(common.POOL_KEY) == pool_id:
-        state.pop(common.POOL_KEY, None)
-        state.pop(common.ENSEMBLE_KEY, None)
-    if ensemble_id is not None and state.get(common.ENSEMBLE_KEY) == ensemble_id:
-        state.pop(common.ENSEMBLE_KEY, None)
-    last = state.get(LAST_BUILD_KEY)
-    if last and (last["pool_id"] == pool_id or last["ensemble_id"] == ensemble_id):
-        state.pop(LAST_BUILD_KEY, None)
-    state.pop(common.CONTEXT_KEY, None)
-
-
-def _manage_section(db) -> None:
-    st.subheader("3 · Pools and ensembles")
-    notice = st.session_state.pop(NOTICE_KEY + "_manage", None)
-    if notice:
-        st.success(notice, icon=":material/delete:")
-    ctx = common.get_context()
-    pools = db.list_pools()
-    ensembles = db.list_ensembles()
-    if pools.empty:
-        st.info("The store is empty.")
-        return
-    names = dict(zip(pools["pool_id"], pools["name"], strict=True))
-    st.markdown("**Pools**")
-    for row in pools.itertuples():
-        n_ens = int((ensembles["pool_id"] == row.pool_id).sum())
-        cols = st.columns([3, 2, 2, 2, 1], vertical_alignment="center")
-        current = " · in use" if ctx is not None and ctx.pool_id == row.pool_id else ""
-        cols[0].markdown(f"**{common.escape_markdown(str(row.name))}**{current}")
-        cols[1].caption(f"{row.n_pairs:,} pairs · {row.n_labels:,} labels")
-        cols[2].caption(f"{n_ens} ensemble{'s' if n_ens != 1 else ''}")
-        cols[3].caption(f"added {pd.Timestamp(row.created_at):%Y-%m-%d %H:%M}")
-        with cols[4].popover("Delete", icon=":material/delete:", key=f"data_del_pool_{row.pool_id}"):
-            st.markdown(f"Delete pool **{common.escape_markdown(str(row.name))}** with its "
-                        f"{n_ens} ensemble(s), sessions and profiles? This cannot be undone.")
-            st.button("Delete pool", type="primary", key=f"data_del_pool_ok_{row.pool_id}",
-                      on_click=_delete_pool, args=(row.pool_id,))
-    st.markdown("**Ensembles**")
-    if ensembles.empty:
-        st.caption("No ensembles yet: build one above.")
-        return
-    for row in ensembles.itertuples():
-        cfg, meta = row.config, row.meta
-        cols = st.columns([3, 2, 2, 2, 1], vertical_alignment="center")
-        current = " · in use" if ctx is not None and ctx.ensemble_id == row.ensemble_id else ""
-        what = "single model (baseline)" if cfg.get("n_heads") == 1 else cfg.get("kind", "?")
-        cols[0].markdown(f"**{what} · K = {cfg.get('n_heads')}**{current}  \n"
-                         f"`{row.ensemble_id}` on {common.escape_markdown(str(names.get(row.pool_id, '?')))}")
-        cols[1].caption(f"hidden {cfg.get('hidden')} · prior {cfg.get('prior_scale')} · "
-                        f"beta {float(meta.get('beta', 1.0)):g}")
-        cols[2].caption(f"{common.backbone_label(row.backbone_id)} · "
-                        f"trained on {', '.join(meta.get('train_groups') or ['all groups'])}")
-        cols[3].caption(f"{row.n_bytes / 2**20:.1f} MB · {pd.Timestamp(row.created_at):%Y-%m-%d %H:%M}")
-        with cols[4].popover("Delete", icon=":material/delete:", key=f"data_del_ens_{row.ensemble_id}"):
-            st.markdown(f"Delete ensemble `{row.ensemble_id}` with its cached predictions, sessions "
-                        "and profiles? This cannot be undone.")
-            st.button("Delete ensemble", type="primary", key=f"data_del_ens_ok_{row.ensemble_id}",
-                      on_click=_delete_ensemble, args=(row.ensemble_id,))
-
-
 def main() -> None:
-    db = common.store()
+    db = store()
     st.title("Data")
     st.markdown("Bring your own preference data: import a file, build an ensemble of reward heads "
                 "on it, and manage what the store holds.")
@@ -393,7 +301,7 @@ def main() -> None:
     st.divider()
     _build_section(db)
     st.divider()
-    _manage_section(db)
+    manage_section(db)
 
 
 main()

@@ -10,12 +10,27 @@ that changes them, so a revisit shows them at once.
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from hyre_engine.backbone import BackboneNotFoundError
-from hyre_engine.evaluate import ALL_METHODS, LOSSES, STRATEGIES, evaluate_pools
-from pages import _data_helpers as dh
-from pages import common
+from hyre_engine.demo import CROWD_GROUP
+from hyre_engine.evaluate import evaluate_pools
+from hyre_engine.pipeline import BuildConfig
+from hyre_engine.protocol import ALL_METHODS, LOSSES, STRATEGIES
+from pages._shared import charts
+from pages._shared.context import Context, backbone_label, get_context
+from pages._shared.evaluation import (
+    BACKBONE_PATH_PREFIX,
+    Options,
+    is_embedded_backbone,
+    parse_n_values,
+    result_csv,
+    result_key,
+    summary_table,
+)
+from pages._shared.labels import EVAL_STRATEGY_TEXT, LOSS_TEXT, METHOD_TEXT, STAGE_TEXT
 
 # Few seeds keep a page run to seconds; the `evaluate` command defaults to 20.
 DEFAULT_SEEDS = 5
@@ -24,50 +39,38 @@ MAX_SEEDS = 50
 DEFAULT_N_TEXT = "0, 1, 5, 10, 20"
 # Fine-tuning trains every head once per (group, seed, n): minutes, so opt-in.
 DEFAULT_METHODS = [m for m in ALL_METHODS if m != "finetune"]
-STRATEGY_TEXT = {
-    "random": "Random: the n labels are drawn at random (the paper's main protocol)",
-    "entropy": "Entropy: each next label is where the weighted model is least sure",
-    "bald": "BALD: each next label is where the heads disagree most",
-}
-LOSS_TEXT = {"zero-one": "0-1 error (the paper's choice)", "cross-entropy": "cross-entropy"}
-# Stage -> what the progress bar says (stages of build_pool and evaluate_pools).
-STAGE_TEXT = {
-    "embed": "Embedding texts",
-    "calibrate": "Calibrating beta",
-    "train": "Training the heads",
-    "predict": "Caching head predictions",
-    "evaluate": "Evaluating groups",
-}
 # Charts per row in the per-group grid.
 GRID_COLUMNS = 2
 
 
-def _backbone_path(ctx: common.Context) -> str | None:
+def _backbone_path(ctx: Context) -> str | None:
     """None for the embedded backbone, else the folder the Data page recorded (or one typed here)."""
-    backbone_id = ctx.ensemble["backbone_id"]
-    if dh.is_embedded_backbone(backbone_id):
+    backbone_id = ctx.backbone_id
+    if is_embedded_backbone(backbone_id):
         return None
-    known = ctx.store.get_result(dh.BACKBONE_PATH_PREFIX + backbone_id) or {}
+    known = ctx.store.get_result(BACKBONE_PATH_PREFIX + backbone_id) or {}
     return st.text_input(
         "Backbone folder",
         value=known.get("path", ""),
         key="eval_backbone_path",
-        help=f"This ensemble was trained on {common.backbone_label(backbone_id)}, a local model "
+        help=f"This ensemble was trained on {backbone_label(backbone_id)}, a local model "
         "folder: give its path so the evaluation can embed with it.",
     ).strip() or None
 
 
-def _options(ctx: common.Context, groups: list[str]) -> dict | None:
-    """The form of evaluation settings; None while they are incomplete."""
-    trained_on = ctx.ensemble["meta"].get("train_groups")
-    if trained_on:
-        default_train = [g for g in trained_on if g in groups]
-    else:
-        default_train = [common.CROWD_GROUP] if common.CROWD_GROUP in groups else list(groups)
+def _default_train(ctx: Context, groups: list[str]) -> list[str]:
+    if ctx.train_groups:
+        return [g for g in ctx.train_groups if g in groups]
+    return [CROWD_GROUP] if CROWD_GROUP in groups else list(groups)
+
+
+def _group_fields(ctx: Context, groups: list[str]) -> dict[str, Any]:
+    """The two columns of the form: who trains and who is adapted to, n, seeds, strategy, loss."""
+    trained_on = ctx.train_groups
     left, right = st.columns(2)
     with left:
         train = st.multiselect(
-            "Train groups", groups, default=default_train, key="eval_train",
+            "Train groups", groups, default=_default_train(ctx, groups), key="eval_train",
             help="The groups whose labels train the ensemble (the aggregate data). "
             "The current ensemble was trained on "
             + (", ".join(trained_on) if trained_on else "every group") + ".",
@@ -78,7 +81,7 @@ def _options(ctx: common.Context, groups: list[str]) -> dict | None:
             "its other pairs.",
         )
         strategy = st.selectbox(
-            "How the n labels are chosen", STRATEGIES, format_func=STRATEGY_TEXT.get, key="eval_strategy"
+            "How the n labels are chosen", STRATEGIES, format_func=EVAL_STRATEGY_TEXT.get, key="eval_strategy"
         )
     with right:
         targets = st.multiselect(
@@ -93,8 +96,13 @@ def _options(ctx: common.Context, groups: list[str]) -> dict | None:
             "The `evaluate` command uses 20.",
         )
         loss = st.selectbox("Reweighting loss", LOSSES, format_func=LOSS_TEXT.get, key="eval_loss")
+    return {"train": train, "n_text": n_text, "strategy": strategy, "targets": targets,
+            "seeds": seeds, "loss": loss}
+
+
+def _method_fields(ctx: Context) -> tuple[list[str], float | None]:
     methods = st.multiselect(
-        "Methods", ALL_METHODS, default=DEFAULT_METHODS, format_func=lambda m: dh.METHOD_LABELS.get(m, m),
+        "Methods", ALL_METHODS, default=DEFAULT_METHODS, format_func=lambda m: METHOD_TEXT.get(m, m),
         key="eval_methods",
         help="Single model: one head trained on the same data. Convex fit: weights fitted to the n "
         "labels. Best head (oracle): the best single head chosen on the test labels, an upper "
@@ -102,64 +110,70 @@ def _options(ctx: common.Context, groups: list[str]) -> dict | None:
     )
     beta = st.number_input(
         "Beta (reweighting temperature)", min_value=0.01, max_value=100.0, value=None, step=0.5,
-        key="eval_beta", placeholder=f"the ensemble's: {float(ctx.ensemble['meta'].get('beta', 1.0)):g}",
+        key="eval_beta", placeholder=f"the ensemble's: {ctx.beta:g}",
         help="Empty: the ensemble's own beta (calibrated on held-out training annotators when the "
         "build did so, else the paper's 1).",
     )
     if "finetune" in methods:
         st.caption(":material/schedule: Fine-tuning trains the heads again for every group, seed and "
                    "n: expect minutes rather than seconds.")
-    backbone = _backbone_path(ctx)
+    return methods, beta
 
+
+def _problems(ctx: Context, fields: dict[str, Any], methods: list[str], backbone: str | None) -> tuple[list[str], list[int]]:
+    """What keeps the form from running (as sentences), and the parsed n values."""
     problems = []
     try:
-        n_values = dh.parse_n_values(n_text)
+        n_values = parse_n_values(fields["n_text"])
     except ValueError as exc:
         problems.append(f"Numbers of labels: {exc}.")
         n_values = []
-    if not train:
+    if not fields["train"]:
         problems.append("Choose at least one train group.")
-    if not targets:
+    if not fields["targets"]:
         problems.append("Choose at least one target group.")
     if not methods:
         problems.append("Choose at least one method.")
-    if not dh.is_embedded_backbone(ctx.ensemble["backbone_id"]) and backbone is None:
+    if not is_embedded_backbone(ctx.backbone_id) and backbone is None:
         problems.append("Give the backbone folder of this ensemble.")
+    return problems, n_values
+
+
+def _options(ctx: Context, groups: list[str]) -> Options | None:
+    """The form of evaluation settings; None while they are incomplete."""
+    fields = _group_fields(ctx, groups)
+    methods, beta = _method_fields(ctx)
+    backbone = _backbone_path(ctx)
+    problems, n_values = _problems(ctx, fields, methods, backbone)
     for problem in problems:
         st.warning(problem)
     if problems:
         return None
+    train, targets = list(fields["train"]), fields["targets"]
     overlap = sorted(set(train) & set(targets))
     if overlap:
         st.info(f"Target groups {', '.join(overlap)} also train the ensemble: their accuracy is "
                 "measured on labels it has seen.", icon=":material/info:")
-    config = dh.config_for_ensemble(ctx.ensemble, backbone=backbone, train_groups=list(train))
-    if sorted(train) != sorted(trained_on or groups) or not dh.settings_match(config, ctx.ensemble):
+    config = BuildConfig.from_settings(ctx.config, backbone=backbone, train_groups=train)
+    if sorted(train) != sorted(ctx.train_groups or groups) or not config.reproduces(ctx.config):
         st.info("No ensemble of these settings on these train groups yet: running will train one "
                 "(with the current ensemble's settings) and add it to the pool.", icon=":material/info:")
-    return {
-        "config": config,
-        "train": list(train),
-        "targets": [g for g in groups if g in targets],
-        "n_values": n_values,
-        "seeds": int(seeds),
-        "strategy": strategy,
-        "loss": loss,
-        "beta": beta,
-        "methods": [m for m in ALL_METHODS if m in methods],
-    }
-
-
-def _key(ctx: common.Context, opts: dict) -> str:
-    pool = ctx.pool
-    return dh.result_key(
-        pool_id=pool["pool_id"], n_pairs=pool["n_pairs"], n_labels=pool["n_labels"],
-        backbone=ctx.ensemble["backbone_id"], settings=opts["config"].ensemble_settings(),
-        **{k: v for k, v in opts.items() if k != "config"},
+    return Options(
+        config=config, train=train, targets=[g for g in groups if g in targets], n_values=n_values,
+        seeds=int(fields["seeds"]), strategy=fields["strategy"], loss=fields["loss"], beta=beta,
+        methods=[m for m in ALL_METHODS if m in methods],
     )
 
 
-def _run(ctx: common.Context, opts: dict, key: str) -> dict | None:
+def _key(ctx: Context, opts: Options) -> str:
+    pool = ctx.pool
+    return result_key(
+        pool_id=pool["pool_id"], n_pairs=pool["n_pairs"], n_labels=pool["n_labels"],
+        backbone=ctx.backbone_id, settings=opts.config.ensemble_settings(), **opts.key_parts(),
+    )
+
+
+def _run(ctx: Context, opts: Options, key: str) -> dict | None:
     bar = st.progress(0.0, text="Loading the backbone…")
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -168,9 +182,9 @@ def _run(ctx: common.Context, opts: dict, key: str) -> dict | None:
 
     try:
         result = evaluate_pools(
-            ctx.store, ctx.pool_id, ctx.pool_id, config=opts["config"], n_values=opts["n_values"],
-            seeds=opts["seeds"], strategy=opts["strategy"], loss=opts["loss"], beta=opts["beta"],
-            methods=opts["methods"], target_groups=opts["targets"], progress=progress,
+            ctx.store, ctx.pool_id, ctx.pool_id, config=opts.config, n_values=opts.n_values,
+            seeds=opts.seeds, strategy=opts.strategy, loss=opts.loss, beta=opts.beta,
+            methods=opts.methods, target_groups=opts.targets, progress=progress,
         )
     except (BackboneNotFoundError, ValueError) as exc:
         bar.empty()
@@ -180,8 +194,8 @@ def _run(ctx: common.Context, opts: dict, key: str) -> dict | None:
     if not result["groups"]:
         st.warning("No target group has two labelled pairs: nothing to evaluate.")
         return None
-    result["pool_name"] = ctx.pool["name"]
-    result["train_groups"] = opts["train"]
+    result["pool_name"] = ctx.pool_name
+    result["train_groups"] = opts.train
     ctx.store.put_result(key, result)
     return result
 
@@ -197,11 +211,11 @@ def _show(result: dict, *, cached: bool) -> None:
 
     st.subheader("Mean over target groups")
     st.plotly_chart(
-        dh.curves_figure(result["n"], result["summary"], std_key="std_over_groups"),
-        config=common.PLOTLY_CONFIG, key="eval_summary_chart",
+        charts.curves_figure(result["n"], result["summary"], std_key="std_over_groups"),
+        config=charts.PLOTLY_CONFIG, key="eval_summary_chart",
     )
     st.caption("Bands: ± one standard deviation over the target groups (people differ, so they are wide).")
-    summary = dh.summary_table(result)
+    summary = summary_table(result)
     st.dataframe(
         summary * 100,
         column_config={c: st.column_config.NumberColumn(c, format="%.1f%%") for c in summary.columns},
@@ -211,7 +225,7 @@ def _show(result: dict, *, cached: bool) -> None:
         st.caption("Effective heads of HyRe's weights (1 / Σw²): "
                    + " · ".join(f"n={n}: {v:.1f}" for n, v in zip(result["n"], eff, strict=True)))
     st.download_button(
-        "Download CSV", dh.result_csv(result),
+        "Download CSV", result_csv(result),
         file_name=f"hyre-evaluation-{result.get('pool_name', 'pool')}.csv",
         mime="text/csv", icon=":material/download:", key="eval_download",
         help="Every group, method and n with the mean and standard deviation.",
@@ -225,14 +239,14 @@ def _show(result: dict, *, cached: bool) -> None:
             group = result["groups"][name]
             with col:
                 st.plotly_chart(
-                    dh.curves_figure(result["n"], group["methods"],
+                    charts.curves_figure(result["n"], group["methods"],
                                      title=f"{name} · {group['n_examples']} labelled pairs"),
-                    config=common.PLOTLY_CONFIG, key=f"eval_chart_{name}",
+                    config=charts.PLOTLY_CONFIG, key=f"eval_chart_{name}",
                 )
 
 
 def main() -> None:
-    ctx = common.get_context()
+    ctx = get_context()
     if ctx is None:
         return
     st.title("Evaluate")

@@ -12,14 +12,29 @@ from __future__ import annotations
 import hashlib
 import json
 
-import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from hyre_engine.reweight import effective_heads
-from pages import _explore_helpers as hx
-from pages import common
+from hyre_engine import profiles as prof
+from hyre_engine.profiles import (
+    PERSONA_LABELS,
+    Profile,
+    ProfileError,
+    Ranking,
+    Weights,
+    WeightSource,
+)
+from pages._shared import charts
+from pages._shared.charts import COLOR_MOVED_ROW
+from pages._shared.context import (
+    Context,
+    ensemble_fingerprint,
+    ensemble_model,
+    get_context,
+    scoring_backbone,
+)
+from pages._shared.labels import LABEL_TEXT, MEASURE_TEXT
+from pages._shared.widgets import escape_markdown, snippet, source_picker
 
 # The heatmap stays readable up to about this many rows; later sources are left out.
 MAX_COMPARE = 30
@@ -28,7 +43,6 @@ CANDIDATE_RANGE = (2, 8)
 DEFAULT_CANDIDATES = 3
 # Labels listed under a profile (the newest last); the export holds all of them.
 SHOWN_LABELS = 50
-SNIPPET_CHARS = 90
 
 VIEW_SOURCE_KEY = "profiles_view_source"
 COMPARE_KEY = "profiles_compare_measure"
@@ -39,76 +53,31 @@ SCORE_SOURCE_KEY = "profiles_score_source"
 N_CANDIDATES_KEY = "profiles_n_candidates"
 PROMPT_KEY = "profiles_prompt"
 SCORES_KEY = "profiles_scores"
-MEASURES = {
-    "cosine": "Similarity of weights (cosine)",
-    "agreement": "Same choice on pool pairs",
-}
-
-
-def _snippet(text: str) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…"
 
 
 def _candidate_key(i: int) -> str:
     return f"profiles_candidate_{i}"
 
 
-# ---------------------------------------------------------------- figures (no streamlit)
-
-
-def profile_weights_figure(w: np.ndarray) -> go.Figure:
-    """All K weights, heaviest first, with the uniform 1/K line."""
-    order = np.argsort(-w, kind="stable")
-    fig = go.Figure(
-        go.Bar(
-            x=np.arange(w.size), y=w[order], marker_color=common.COLOR_HEAD, customdata=order,
-            hovertemplate="head %{customdata}<br>weight %{y:.4f}<extra></extra>",
-        )
-    )
-    fig.add_hline(y=1.0 / w.size, line_dash="dot", line_color=common.COLOR_UNIFORM,
-                  annotation_text="uniform", annotation_position="top right")
-    fig.update_xaxes(showticklabels=False, title=f"{w.size} heads, heaviest first")
-    fig.update_yaxes(title="weight", rangemode="tozero")
-    fig.update_layout(height=common.CHART_HEIGHT, margin={"l": 10, "r": 10, "t": 10, "b": 10})
-    return fig
-
-
-def similarity_figure(names: list[str], matrix: np.ndarray, measure: str) -> go.Figure:
-    fig = go.Figure(
-        go.Heatmap(
-            z=matrix, x=names, y=names, zmin=0, zmax=1,
-            colorscale=[[0, "#FFFFFF"], [1, common.COLOR_HEAD]],
-            text=np.round(matrix * 100).astype(int), texttemplate="%{text}",
-            hovertemplate="%{y} vs %{x}: %{z:.2f}<extra></extra>",
-            colorbar={"title": {"text": "cosine" if measure == "cosine" else "agree"}, "thickness": 12},
-        )
-    )
-    size = max(320, 28 * len(names) + 140)
-    fig.update_layout(height=size, margin={"l": 10, "r": 10, "t": 10, "b": 10})
-    fig.update_yaxes(autorange="reversed")
-    return fig
-
-
 # ---------------------------------------------------------------- sections
 
 
-def _users_section(ctx: common.Context) -> None:
+def _users_section(ctx: Context) -> None:
     st.caption(
         "A user's weights come from replaying their labelling session (with its β) through HyRe, "
-        f"or from a saved profile; a persona's from its labels on the first {hx.PERSONA_LABELS} "
+        f"or from a saved profile; a persona's from its labels on the first {PERSONA_LABELS} "
         "pool pairs it judged."
     )
-    chosen = hx.source_picker(ctx, "Whose weights", key=VIEW_SOURCE_KEY, width=420)
+    chosen = source_picker(ctx, "Whose weights", key=VIEW_SOURCE_KEY, width=420)
     w = chosen.weights
     m = st.columns(4)
     m[0].metric("Labels", len(chosen.labels))
-    m[1].metric("Effective heads", f"{effective_heads(w):.1f} / {w.size}")
-    m[2].metric("Heaviest head", f"{int(np.argmax(w))}", help=f"weight {w.max():.3f}")
+    m[1].metric("Effective heads", f"{chosen.effective_heads:.1f} / {w.size}")
+    m[2].metric("Heaviest head", f"{chosen.heaviest}", help=f"weight {w[chosen.heaviest]:.3f}")
     m[3].metric("β", f"{chosen.beta:g}", help="The temperature of w_k ∝ exp(-β · errors_k).")
     cols = st.columns([3, 2], gap="large")
     with cols[0]:
-        st.plotly_chart(profile_weights_figure(w), key="profiles_weights_chart", config=common.PLOTLY_CONFIG)
+        st.plotly_chart(charts.profile_weights_figure(w), key="profiles_weights_chart", config=charts.PLOTLY_CONFIG)
     with cols[1]:
         if chosen.labels:
             pairs = ctx.pairs()
@@ -118,25 +87,25 @@ def _users_section(ctx: common.Context) -> None:
                 {
                     "pair": [int(index.get(r["pair_id"], -1)) + 1 for r in rows],
                     "prompt": [
-                        _snippet(pairs.iloc[index[r["pair_id"]]]["prompt"]) if r["pair_id"] in index else "?"
+                        snippet(pairs.iloc[index[r["pair_id"]]]["prompt"]) if r["pair_id"] in index else "?"
                         for r in rows
                     ],
-                    "preferred": [r["label"].upper() for r in rows],
+                    "preferred": [LABEL_TEXT.get(r["label"], r["label"]) for r in rows],
                 }
             )
             st.markdown(f"**Labels** ({len(chosen.labels)})")
-            st.dataframe(table, hide_index=True, key="profiles_labels_table", height=common.CHART_HEIGHT)
+            st.dataframe(table, hide_index=True, key="profiles_labels_table", height=charts.CHART_HEIGHT)
         else:
             st.info("No labels: these are the uniform weights.")
 
 
-def _compare_section(ctx: common.Context) -> None:
-    sources = [s for s in hx.list_sources(ctx) if s.kind != "uniform"][:MAX_COMPARE]
+def _compare_section(ctx: Context) -> None:
+    sources = [s for s in ctx.sources() if s.kind != prof.UNIFORM_KEY][:MAX_COMPARE]
     if len(sources) < 2:
         st.info("Comparing needs at least two users, profiles or personas.")
         return
     measure = st.segmented_control(
-        "Compare by", list(MEASURES), format_func=MEASURES.get, default="cosine", required=True,
+        "Compare by", list(MEASURE_TEXT), format_func=MEASURE_TEXT.get, default="cosine", required=True,
         key=COMPARE_KEY,
     )
     st.caption(
@@ -144,33 +113,23 @@ def _compare_section(ctx: common.Context) -> None:
         "Same choice: the share of pool pairs on which the two personalised models prefer the "
         "same response."
     )
-    weights = np.stack([hx.source_weights(ctx, s).weights for s in sources])
     names = _unique_names(sources)
-    if measure == "agreement":
-        matrix = hx.agreement_matrix(ctx.arrays().logits, weights)
-    else:
-        matrix = hx.similarity_matrix(weights)
+    matrix = prof.compare(measure, [ctx.weights_of(s).weights for s in sources], ctx.arrays().logits)
     cols = st.columns([3, 2], gap="large")
     with cols[0]:
-        st.plotly_chart(similarity_figure(names, matrix, measure), key="profiles_similarity_chart",
-                        config=common.PLOTLY_CONFIG)
+        st.plotly_chart(charts.similarity_figure(names, matrix, measure), key="profiles_similarity_chart",
+                        config=charts.PLOTLY_CONFIG)
     with cols[1]:
-        others = matrix.copy()
-        np.fill_diagonal(others, -np.inf)
-        nearest = others.argmax(axis=1)
+        nearest, score = prof.most_alike(matrix)
         table = pd.DataFrame(
-            {
-                "who": names,
-                "most alike": [names[j] for j in nearest],
-                "score": [float(matrix[i, j]) for i, j in enumerate(nearest)],
-            }
+            {"who": names, "most alike": [names[j] for j in nearest.tolist()], "score": score}
         ).sort_values("score", ascending=False, kind="stable")
         st.markdown("**Who is most alike**")
         st.dataframe(table, hide_index=True, key="profiles_alike_table",
                      column_config={"score": st.column_config.NumberColumn(format="%.2f")})
 
 
-def _unique_names(sources: list[hx.WeightSource]) -> list[str]:
+def _unique_names(sources: list[WeightSource]) -> list[str]:
     names, seen = [], {}
     for s in sources:
         base = f"{s.name} · {s.kind}"
@@ -179,14 +138,14 @@ def _unique_names(sources: list[hx.WeightSource]) -> list[str]:
     return names
 
 
-def _save_profile(ctx: common.Context, user: str, chosen: hx.Weights) -> None:
+def _save_profile(ctx: Context, user: str, chosen: Weights) -> None:
     ctx.store.save_profile(
         user=user, ensemble_id=ctx.ensemble_id, weights=chosen.weights, labels=chosen.labels,
         meta={"beta": chosen.beta, "from": chosen.source.key},
     )
 
 
-def _import(ctx: common.Context, profile: hx.Profile) -> None:
+def _import(ctx: Context, profile: Profile) -> None:
     ctx.store.save_profile(
         user=profile.user, ensemble_id=ctx.ensemble_id, weights=profile.weights, labels=profile.labels,
         meta={"beta": profile.beta, "from": "import", "created_at": profile.created_at},
@@ -194,21 +153,21 @@ def _import(ctx: common.Context, profile: hx.Profile) -> None:
     st.session_state["profiles_imported"] = profile.user
 
 
-def _files_section(ctx: common.Context) -> None:
-    fp = hx.ensemble_fingerprint(ctx.db_path, ctx.ensemble_id)
+def _files_section(ctx: Context) -> None:
+    fp = ensemble_fingerprint(ctx.db_path, ctx.ensemble_id)
     cols = st.columns(2, gap="large")
     with cols[0], st.container(border=True, key="profiles-export"):
         st.markdown("**Export a profile**")
-        chosen = hx.source_picker(ctx, "Weights to export", key=EXPORT_SOURCE_KEY)
-        if chosen.source.kind == "uniform":
+        chosen = source_picker(ctx, "Weights to export", key=EXPORT_SOURCE_KEY)
+        if chosen.source.kind == prof.UNIFORM_KEY:
             st.caption("The uniform weights need no profile: pick a user or a persona.")
         else:
             name = st.text_input(
-                "Save as user", value=chosen.source.name, max_chars=common.MAX_USER_CHARS,
+                "Save as user", value=chosen.source.name, max_chars=prof.MAX_USER_CHARS,
                 key=f"{EXPORT_NAME_KEY}:{chosen.source.key}",
             )
-            user = common.clean_user(name)
-            doc = hx.profile_document(chosen, user=user, ensemble_id=ctx.ensemble_id, ensemble_fingerprint=fp)
+            user = prof.clean_user(name)
+            doc = prof.profile_document(chosen, user=user, ensemble_id=ctx.ensemble_id, ensemble_fingerprint=fp)
             buttons = st.container(horizontal=True)
             buttons.download_button(
                 "Download JSON", data=json.dumps(doc, indent=1), file_name=f"hyre-profile-{user}.json",
@@ -229,40 +188,29 @@ def _files_section(ctx: common.Context) -> None:
         )
         done = st.session_state.pop("profiles_imported", None)
         if done:
-            st.success(f"Imported the profile of **{common.escape_markdown(done)}**.")
+            st.success(f"Imported the profile of **{escape_markdown(done)}**.")
         if upload is not None:
             try:
-                profile = hx.parse_profile(upload.getvalue(), n_heads=ctx.n_heads, ensemble_fingerprint=fp)
-            except hx.ProfileError as exc:
+                profile = prof.parse_profile(upload.getvalue(), n_heads=ctx.n_heads, ensemble_fingerprint=fp)
+            except ProfileError as exc:
                 st.error(str(exc), icon=":material/block:")
             else:
                 st.markdown(
-                    f"**{common.escape_markdown(profile.user)}** · {len(profile.labels)} labels · "
-                    f"effective heads {effective_heads(profile.weights):.1f} / {ctx.n_heads}"
+                    f"**{escape_markdown(profile.user)}** · {len(profile.labels)} labels · "
+                    f"effective heads {profile.effective_heads:.1f} / {ctx.n_heads}"
                 )
                 st.button("Import", key="profiles_import", type="primary", on_click=_import, args=(ctx, profile))
 
 
-def _example_texts(ctx: common.Context) -> tuple[str, list[str]]:
-    """The pool's first prompt and up to CANDIDATE_RANGE[1] different answers to it."""
-    pairs = ctx.pairs()
-    if not len(pairs):
-        return "", []
-    prompt = str(pairs.iloc[0]["prompt"])
-    same = pairs[pairs["prompt"] == prompt]
-    answers = pd.unique(np.concatenate([same["response_a"].to_numpy(), same["response_b"].to_numpy()]))
-    return prompt, [str(a) for a in answers[: CANDIDATE_RANGE[1]]]
-
-
-def _score_section(ctx: common.Context) -> None:
+def _score_section(ctx: Context) -> None:
     st.caption(
         "Type a prompt and candidate responses: each is scored by every head, then ranked by the "
         "profile's personalised reward (Σ w_k r_k) and by the uniform ensemble (mean r_k). "
         "Picking the top one is personalised best-of-n."
     )
-    example_prompt, examples = _example_texts(ctx)
+    example_prompt, examples = prof.example_candidates(ctx.pairs(), CANDIDATE_RANGE[1])
     st.session_state.setdefault(PROMPT_KEY, example_prompt)
-    chosen = hx.source_picker(ctx, "Rank with the weights of", key=SCORE_SOURCE_KEY, width=420)
+    chosen = source_picker(ctx, "Rank with the weights of", key=SCORE_SOURCE_KEY, width=420)
     st.text_area("Prompt", key=PROMPT_KEY, height=80)
     n = st.number_input("Candidates", *CANDIDATE_RANGE, value=DEFAULT_CANDIDATES, step=1, key=N_CANDIDATES_KEY, width=160)
     cols = st.columns(min(int(n), 4))
@@ -277,25 +225,24 @@ def _score_section(ctx: common.Context) -> None:
             st.warning("Every candidate needs some text.")
         else:
             try:
-                backbone = hx.scoring_backbone(ctx.ensemble["backbone_id"])
+                backbone = scoring_backbone(ctx.backbone_id)
             except (ValueError, FileNotFoundError) as exc:
                 st.error(str(exc))
                 return
-            model = hx.ensemble_model(ctx.db_path, ctx.ensemble_id)
+            model = ensemble_model(ctx.db_path, ctx.ensemble_id)
             with st.spinner("Scoring…"):
-                rewards = hx.head_rewards(model, backbone, prompt, candidates)
+                rewards = prof.head_rewards(model, backbone, prompt, candidates)
             st.session_state[SCORES_KEY] = (inputs, rewards)
     stored = st.session_state.get(SCORES_KEY)
     if stored is None or stored[0] != inputs:
         return
-    ranked = hx.rank_candidates(stored[1], chosen.weights)
+    ranked = prof.rank_candidates(stored[1], chosen.weights)
     _ranking(ranked, candidates, chosen.source.name)
 
 
-def _ranking(ranked: pd.DataFrame, candidates: list[str], who: str) -> None:
-    best_p = int(ranked.iloc[0]["candidate"])
-    best_u = int(ranked.sort_values(["uniform_rank", "candidate"], kind="stable").iloc[0]["candidate"])
-    who_md = common.escape_markdown(who)
+def _ranking(ranked: Ranking, candidates: list[str], who: str) -> None:
+    best_p, best_u = ranked.best_personalised, ranked.best_uniform
+    who_md = escape_markdown(who)
     if best_p != best_u:
         st.success(
             f"**{who_md}'s** reward picks **candidate {best_p}**; the uniform ensemble would pick "
@@ -310,19 +257,19 @@ def _ranking(ranked: pd.DataFrame, candidates: list[str], who: str) -> None:
 
     table = pd.DataFrame(
         {
-            "rank": ranked["personalised_rank"],
-            "candidate": ranked["candidate"],
-            "response": [_snippet(candidates[c - 1]) for c in ranked["candidate"]],
-            f"{who} reward": ranked["personalised"],
-            "uniform rank": ranked["uniform_rank"],
-            "uniform reward": ranked["uniform"],
-            "vs uniform": [moved(int(d)) for d in ranked["moved"]],
+            "rank": ranked.personalised_rank,
+            "candidate": ranked.candidate,
+            "response": [snippet(candidates[c - 1]) for c in ranked.candidate.tolist()],
+            f"{who} reward": ranked.personalised,
+            "uniform rank": ranked.uniform_rank,
+            "uniform reward": ranked.uniform,
+            "vs uniform": [moved(d) for d in ranked.moved.tolist()],
         }
     )
 
     def highlight(row: pd.Series) -> list[str]:
         changed = row["vs uniform"] != "="
-        return ["background-color: #FFFBEB" if changed else ""] * len(row)
+        return [f"background-color: {COLOR_MOVED_ROW}" if changed else ""] * len(row)
 
     st.dataframe(
         table.style.apply(highlight, axis=1).format(
@@ -334,7 +281,7 @@ def _ranking(ranked: pd.DataFrame, candidates: list[str], who: str) -> None:
 
 
 def main() -> None:
-    ctx = common.get_context()
+    ctx = get_context()
     if ctx is None:
         return
     st.markdown("### Profiles")

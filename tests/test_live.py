@@ -22,23 +22,23 @@ def test_weights_match_a_batch_posterior():
     batch = Posterior(logits.shape[1]).add(
         logits[items].astype(np.float64), (truth[items] == "a").astype(float)
     )
-    np.testing.assert_allclose(session.panels().weights, batch.weights, atol=1e-12)
+    np.testing.assert_allclose(session.snapshot().weights, batch.weights, atol=1e-12)
 
 
 def test_undo_restores_previous_weights_and_change():
     logits, truth = _pool()
     session = LiveSession(logits)
     session.add_label(5, truth[5])
-    before = session.panels().weights.copy()
+    before = session.snapshot().weights.copy()
     session.add_label(6, truth[6])
-    assert not np.allclose(session.panels().weights, before)
+    assert not np.allclose(session.snapshot().weights, before)
     undone = session.undo()
     assert undone.item == 6
-    np.testing.assert_array_equal(session.panels().weights, before)
-    assert session.panels().n_labels == 1
+    np.testing.assert_array_equal(session.snapshot().weights, before)
+    assert session.snapshot().n_labels == 1
     assert session.undo().item == 5
     assert session.undo() is None
-    np.testing.assert_allclose(session.panels().weights, np.full(12, 1 / 12))
+    np.testing.assert_allclose(session.snapshot().weights, np.full(12, 1 / 12))
 
 
 def test_next_item_never_repeats_labelled_or_skipped():
@@ -65,11 +65,11 @@ def test_persona_held_out_accuracy_rises_towards_the_matching_head():
     for _ in range(15):
         item = session.next_item()
         session.add_label(item, truth[item])
-    panels = session.panels()
+    panels = session.snapshot()
     held_out = panels.held_out
-    assert len(held_out["hyre"]) == 16
-    assert held_out["best_head_oracle"][0] == 1.0  # head 0 is the persona
-    assert held_out["hyre"][-1] > held_out["uniform"][-1] + 0.2
+    assert len(held_out.hyre) == 16
+    assert held_out.best_head_oracle[0] == 1.0  # head 0 is the persona
+    assert held_out.hyre[-1] > held_out.uniform[-1] + 0.2
     assert int(np.argmax(panels.weights)) == 0
 
 
@@ -77,9 +77,10 @@ def test_prequential_accuracy_counts_predictions_before_each_label():
     logits, truth = _pool()
     session = LiveSession(logits)
     events = [session.add_label(i, truth[i]) for i in (1, 2, 3)]
-    pre = session.panels().prequential
+    pre = session.snapshot().running
     expected = np.cumsum([e.hyre_correct for e in events]) / np.arange(1, 4)
-    np.testing.assert_allclose(pre["hyre"], expected)
+    np.testing.assert_allclose(pre.hyre, expected)
+    assert pre.n_values == [1, 2, 3]
     # the first prediction is the uniform ensemble's
     assert events[0].hyre_correct == events[0].uniform_correct
 
@@ -87,9 +88,9 @@ def test_prequential_accuracy_counts_predictions_before_each_label():
 def test_weight_change_highlights_the_last_label():
     logits, truth = _pool()
     session = LiveSession(logits)
-    assert not session.panels().weight_change.any()
+    assert not session.snapshot().weight_change.any()
     session.add_label(0, truth[0])
-    change = session.panels().weight_change
+    change = session.snapshot().weight_change
     right = (logits[0] > 0) == (truth[0] == "a")
     assert (change[right] > 0).all() and (change[~right] < 0).all()
 
@@ -105,7 +106,7 @@ def test_replay_restores_a_stored_session():
     stored.append((first.next_item(), "skip"))
     again = LiveSession(logits)
     again.replay(stored)
-    np.testing.assert_array_equal(again.panels().weights, first.panels().weights)
+    np.testing.assert_array_equal(again.snapshot().weights, first.snapshot().weights)
     assert again.next_item() != stored[-1][0]
 
 
@@ -120,3 +121,128 @@ def test_bad_input_is_refused():
         LiveSession(logits[:, 0])
     with pytest.raises(ValueError, match="truth must have shape"):
         LiveSession(logits, truth=truth[:5])
+
+
+def test_a_tie_counts_half_whichever_side_was_chosen():
+    # two heads with opposite margins: the uniform P(A) is exactly 0.5 on every pair. The
+    # one tie rule gives half credit; before it, a tie counted as right for "b" only.
+    logits = np.array([[1.0, -1.0], [2.0, -2.0], [0.5, -0.5]], dtype=np.float32)
+    session = LiveSession(logits)
+    a = session.add_label(0, "a")
+    assert (a.hyre_correct, a.uniform_correct) == (0.5, 0.5)
+    session.undo()
+    b = session.add_label(0, "b")
+    assert (b.hyre_correct, b.uniform_correct) == (0.5, 0.5)
+    assert session.snapshot().running.hyre == [0.5]
+
+
+def test_persona_labels_travel_as_labels_and_held_out_ends_as_none():
+    logits, truth = _pool(n_items=6, n_heads=4)
+    truth = truth.copy()
+    truth[2] = None  # the persona never judged pair 2
+    session = LiveSession(logits, truth=truth)
+    assert session.has_truth
+    assert session.persona_label(0) == truth[0] and session.persona_label(2) is None
+    for i in (0, 1, 3, 4, 5):
+        session.add_label(i, truth[i])
+    held = session.snapshot().held_out
+    assert held.n_values == list(range(6))
+    assert held.hyre[-1] is None  # every judged pair is labelled: nothing left to score
+    with pytest.raises(ValueError, match="no persona labels"):
+        LiveSession(logits).persona_label(0)
+    with pytest.raises(ValueError, match="truth labels must be"):
+        LiveSession(logits[:6], truth=np.array(["a", "b", "c", None, "a", "a"], dtype=object))
+
+
+def test_snapshot_orders_heads_and_marks_gainers():
+    logits, truth = _pool()
+    session = LiveSession(logits)
+    session.add_label(0, truth[0])
+    snap = session.snapshot()
+    w = snap.weights
+    assert (np.diff(w[snap.heaviest_first]) <= 0).all()
+    np.testing.assert_array_equal(snap.gained, snap.weight_change > 0)
+    assert snap.n_heads == 12 and snap.max_entropy == pytest.approx(np.log(12))
+    assert snap.head_coords.shape == (12, 2)
+
+
+def test_strategy_and_skips_change_only_through_methods():
+    logits, _ = _pool(n_items=10)
+    session = LiveSession(logits, strategy="random")
+    with pytest.raises(ValueError):
+        session.set_strategy("nope")
+    assert session.strategy == "random"
+    session.set_strategy("entropy")
+    assert session.strategy == "entropy"
+    item = session.next_item()
+    session.skip(item)
+    assert session.is_answered(item) and session.next_item() != item
+    session.unskip(item)
+    assert not session.is_answered(item)
+
+
+# ---------------------------------------------------------------- bound to the store
+
+
+def _stored_pool(tmp_path, n_items=12, n_heads=6):
+    import pandas as pd
+
+    from hyre_engine.store import Store
+
+    logits, truth = _pool(n_items=n_items, n_heads=n_heads)
+    ids = [f"p{i}" for i in range(n_items)]
+    frame = pd.DataFrame({
+        "pair_id": ids, "prompt": [f"q{i}" for i in ids], "response_a": [f"a{i}" for i in ids],
+        "response_b": [f"b{i}" for i in ids], "label": list(truth), "group": "persona",
+    })
+    store = Store(tmp_path / "live.duckdb")
+    pool_id = store.add_pool("t", frame)
+    store.put_ensemble(ensemble_id="e", pool_id=pool_id, backbone_id="t",
+                       config={"kind": "t", "n_heads": n_heads}, weights=b"\0", train_fingerprint="t")
+    store.put_head_predictions("e", pool_id, logits)
+    sid = store.get_or_create_session(user="u", pool_id=pool_id, ensemble_id="e")
+    pair_ids = store.pool_pairs(pool_id, with_meta=False)["pair_id"].to_numpy(dtype=object)
+    return store, pool_id, sid, logits, truth, pair_ids
+
+
+def test_labels_go_to_the_store_first_and_a_reopened_session_continues(tmp_path):
+    from hyre_engine import live
+
+    store, pool_id, sid, logits, truth, pair_ids = _stored_pool(tmp_path)
+    with store:
+        state = live.open_live(store, sid, logits, pair_ids, beta=1.0, strategy="bald")
+        assert state.n_rows == 0 and state.is_current(store, sid, 1.0)
+        first = state.live.snapshot().next_item
+        event = live.record_label(store, state, first, "a")
+        assert event.item == first and state.last_event is event
+        assert live.record_label(store, state, state.live.next_item(), "skip") is None
+        assert live.stored_rows(store, sid) == state.n_rows == 2
+        assert store.session_labels(sid)["label"].tolist() == ["a", "skip"]
+        assert not state.is_current(store, sid, 2.0)  # another beta: rebuild
+
+        again = live.open_live(store, sid, logits, pair_ids, beta=1.0, strategy="bald")
+        np.testing.assert_array_equal(again.live.weights, state.live.weights)
+        assert (again.last_item, again.last_label) == (state.last_item, "skip")
+
+        # undo removes the skip first, then the label, from the store and the posterior
+        live.undo_label(store, state)
+        assert not state.live.is_answered(again.last_item)
+        live.undo_label(store, state)
+        np.testing.assert_allclose(state.live.weights, np.full(6, 1 / 6))
+        assert live.undo_label(store, state) is None
+        assert live.stored_rows(store, sid) == 0
+
+
+def test_persona_step_answers_with_the_group_labels(tmp_path):
+    from hyre_engine import live
+
+    store, pool_id, sid, logits, truth, pair_ids = _stored_pool(tmp_path)
+    with store:
+        by_group = live.group_truth(store, pool_id, "persona", len(truth))
+        assert by_group.tolist() == truth.tolist()
+        state = live.open_live(store, sid, logits, pair_ids, beta=1.0, strategy="bald", truth=by_group)
+        for _ in range(len(truth)):
+            assert live.persona_step(store, state)
+        assert not live.persona_step(store, state)  # every pair answered
+        rows = store.session_labels(sid)
+        assert [truth[r] for r in rows["row_index"]] == rows["label"].tolist()

@@ -120,3 +120,64 @@ def test_bad_input():
         pca.reconstruct(4)
     with pytest.raises(ValueError, match="n must be a non-negative integer"):
         pca.sample(-1, seed=0)
+
+
+# ---------------------------------------------------------------- on a pool, the ends of a component
+
+
+def test_fit_pool_pca_keeps_a_few_components_and_subsamples_large_pools(monkeypatch):
+    from hyre_engine import pca as pca_module
+
+    z = _heads(n_items=40, n_heads=8)
+    pca = pca_module.fit_pool_pca(z)
+    assert pca.n_components_ == min(pca_module.PCA_COMPONENTS, 8)
+    np.testing.assert_allclose(pca_module.cumulative_variance_ratio(pca), np.cumsum(pca.explained_variance_ratio_))
+    monkeypatch.setattr(pca_module, "PCA_MAX_ITEMS", 10)
+    assert pca_module.fit_pool_pca(z).n_items_ == 10
+    with pytest.raises(ValueError, match="n_items, n_heads"):
+        pca_module.fit_pool_pca(z[:, 0])
+
+
+def test_component_pairs_and_end_probabilities_on_a_known_axis():
+    from hyre_engine.pca import component_pairs, end_probabilities
+
+    # heads 0-2 like A on items 0-1 and B on items 4-5; heads 3-5 the opposite; items 2-3 agree
+    z = np.zeros((6, 6))
+    z[[0, 1], :3], z[[0, 1], 3:] = 3.0, -3.0
+    z[[4, 5], :3], z[[4, 5], 3:] = -3.0, 3.0
+    z[[2, 3]] = 1.0
+    pca = FunctionPCA(n_components=2).fit(z)
+    top, bottom = component_pairs(pca, 2)
+    assert set(top[0].tolist()) | set(bottom[0].tolist()) == {0, 1, 4, 5}
+    assert {frozenset(top[0].tolist()), frozenset(bottom[0].tolist())} == {frozenset({0, 1}), frozenset({4, 5})}
+    plus, minus = end_probabilities(z, pca, 0, top[0], share=0.5)
+    # on the most positive items the + end likes A more than the - end, by construction of the sign
+    assert (plus > minus).all()
+    np.testing.assert_allclose(np.sort(np.r_[plus, minus]), np.sort(1 / (1 + np.exp([-3, -3, 3, 3]))))
+    plus_b, minus_b = end_probabilities(z, pca, 0, bottom[0], share=0.5)
+    assert (plus_b < minus_b).all()
+
+
+def test_axis_profile_counts_what_each_end_favours():
+    import pandas as pd
+
+    from hyre_engine.pca import WORDS, axis_profile
+
+    pairs = pd.DataFrame(
+        {
+            "response_a": ["one two", "a b c d e f", "x"],
+            "response_b": ["1 2 3 4 5 6", "y", "p q r s"],
+            "meta": [
+                {"style_a": "short", "style_b": "thorough", "topic": "t"},
+                {"style_a": "thorough", "style_b": "short"},
+                {"style_a": "short", "style_b": "thorough"},
+            ],
+        }
+    )
+    # + end favours A on item 0 and B on item 1 (negative loading): short both times
+    by_name = {c.attribute: c for c in axis_profile(pairs, np.array([0]), np.array([1]))}
+    assert by_name["style"].plus == (("short", 2),)
+    assert by_name["style"].minus == (("thorough", 2),)
+    assert by_name[WORDS].plus == ((1.5, 2),)  # (2 + 1) / 2
+    assert by_name[WORDS].minus == ((6.0, 2),)
+    assert "topic" not in by_name  # not a per-response attribute

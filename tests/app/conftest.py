@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from hyre_engine.data import read_preferences
-from hyre_engine.demo import PAIRS_FILE
-from hyre_engine.pipeline import DEMO_POOL_NAME, DEMO_TRAIN_GROUPS, BuildConfig, build_pool
+from hyre_engine.demo import DEMO_POOL_NAME, DEMO_TRAIN_GROUPS, PAIRS_FILE
+from hyre_engine.pipeline import BuildConfig, build_pool
 from hyre_engine.store import DB_ENV_VAR, Store
 
 # 8 prompts x 15 pairs = 120 pairs over 48 texts: embedded in a few seconds on a CPU.
@@ -68,9 +68,9 @@ def app_db(small_demo_template, tmp_path, monkeypatch) -> tuple[Path, dict]:
     monkeypatch.setenv(DB_ENV_VAR, str(path))
     yield path, info
     # The app caches one Store per file for the process: close it with the test's file.
-    from pages import common
+    from pages._shared import context
 
-    common.get_store(str(path)).close()
-    common.get_store.clear()
-    common.pool_arrays.clear()
+    context.get_store(str(path)).close()
+    context.get_store.clear()
+    context.pool_arrays.clear()
     gc.collect()

@@ -1,19 +1,17 @@
 """The Data page: import by upload and by path, bad files refused with the store
-unchanged, building an ensemble, deleting; and its pure helpers (pages/_data_helpers.py)."""
+unchanged, building an ensemble, deleting (its helpers: tests/test_pages_shared.py)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import tomllib
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from hyre_engine.data import DataError
 from hyre_engine.store import Store
-from pages import _data_helpers as dh
+from pages._shared import data_io
 
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "app.py")
@@ -51,55 +49,6 @@ def _metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
-# ---------------------------------------------------------------- pure helpers
-
-
-def test_upload_limit_matches_server_config():
-    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
-    assert config["server"]["maxUploadSize"] == dh.MAX_UPLOAD_MB
-
-
-def test_read_upload_counts_and_errors():
-    frame = dh.read_upload(design_csv(), "prefs.csv", format="auto")
-    info = dh.summarize(frame)
-    assert (info.rows, info.pairs, info.groups, info.annotators, info.format) == (24, 12, 2, 2, "design")
-    counts = dh.group_counts(frame).set_index("group")
-    assert counts.loc["g1", "judgements"] == 12
-    # g1 prefers the short answer; the page shows the share of "A preferred" as read
-    assert 0 <= counts.loc["g1", "A preferred"] <= 1
-    assert list(dh.preview_table(frame, rows=5).columns[:4]) == ["prompt", "response_a", "response_b", "label"]
-    assert len(dh.preview_table(frame, rows=5)) == 5
-
-    with pytest.raises(DataError, match=r"wrong\.csv.*missing column 'label'") as err:
-        dh.read_upload(b"prompt,response_a,response_b\nq,x,y\n", "wrong.csv", format="auto")
-    assert err.value.column == "label"
-    with pytest.raises(DataError, match="not valid UTF-8") as err:
-        dh.read_upload(b"prompt,response_a,response_b,label\nq,\xff\xfe,y,a\n", "latin.csv", format="auto")
-    assert err.value.row == 2
-    with pytest.raises(DataError, match="empty"):
-        dh.read_upload(b"", "empty.jsonl", format="auto")
-    with pytest.raises(DataError, match=r"big\.csv is 0\.0 MB: uploads are limited"):
-        dh.read_upload(b"x" * 101, "big.csv", format="auto", max_bytes=100)
-
-
-def test_size_error_and_pool_name():
-    assert dh.size_error("a.csv", dh.MAX_UPLOAD_BYTES, dh.MAX_UPLOAD_BYTES, upload=True) is None
-    message = dh.size_error("a.csv", dh.MAX_UPLOAD_BYTES + 1, dh.MAX_UPLOAD_BYTES, upload=True)
-    assert "50 MB" in message and "maxUploadSize" in message
-    assert dh.default_pool_name("/x/prefs.jsonl.gz") == "prefs"
-
-
-def test_read_path_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such file"):
-        dh.read_path(str(tmp_path / "missing.csv"), format="auto")
-    with pytest.raises(FileNotFoundError, match="type the path"):
-        dh.read_path("  ", format="auto")
-    big = tmp_path / "big.csv"
-    big.write_bytes(design_csv())
-    with pytest.raises(DataError, match="files are limited"):
-        dh.read_path(str(big), format="auto", max_bytes=10)
-
-
 # ---------------------------------------------------------------- the page
 
 
@@ -114,7 +63,7 @@ def test_upload_preview_import_and_delete(app_db):
     metrics = _metrics(at)
     assert (metrics["Judgements"], metrics["Pairs"], metrics["Groups"]) == ("24", "12", "2")
     preview = at.dataframe[1].value
-    assert len(preview) == dh.PREVIEW_ROWS and preview["prompt"].iloc[0] == "Question 0?"
+    assert len(preview) == data_io.PREVIEW_ROWS and preview["prompt"].iloc[0] == "Question 0?"
     assert _pools(path) == before, "a preview wrote to the store"
 
     at.text_input(key="data_pool_name").set_value("mine").run()
@@ -147,7 +96,7 @@ BAD_UPLOADS = [
     ("latin1.csv", "prompt,response_a,response_b,label\nq,caf\u00e9,y,a\n".encode("latin-1"), "not valid UTF-8"),
     ("bad-label.jsonl", b'{"prompt": "q", "response_a": "x", "response_b": "y", "label": "c"}\n',
      "line 1, column 'label'"),
-    ("too-large.csv", b"prompt,response_a,response_b,label\n" + b"q,x,y,a\n" * (dh.MAX_UPLOAD_BYTES // 8 + 1),
+    ("too-large.csv", b"prompt,response_a,response_b,label\n" + b"q,x,y,a\n" * (data_io.MAX_UPLOAD_BYTES // 8 + 1),
      "uploads are limited to 50 MB"),
 ]
 

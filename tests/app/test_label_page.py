@@ -25,7 +25,7 @@ def _app(user: str) -> AppTest:
 
 
 def _weights(at: AppTest) -> np.ndarray:
-    return at.session_state[LIVE_KEY].live.posterior.weights
+    return at.session_state[LIVE_KEY].live.weights
 
 
 def _metric(at: AppTest, label: str) -> str:

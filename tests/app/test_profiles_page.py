@@ -1,4 +1,4 @@
-"""Profiles page: AppTest on the small demo DB, and its helpers on constructed inputs."""
+"""Profiles page: AppTest on the small demo DB (its engine code: tests/test_profiles.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from streamlit.testing.v1 import AppTest
 
 from hyre_engine.ensemble import fingerprint
 from hyre_engine.pipeline import load_model
+from hyre_engine.profiles import weights_from_labels
 from hyre_engine.store import Store
-from pages import _explore_helpers as hx
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 # First runs import torch and fit the PCA: generous, the machine may be shared.
@@ -61,7 +61,7 @@ def test_profiles_save_import_and_score(app_db):
         z = store.get_head_predictions(info["ensemble_id"], info["pool_id"])
     assert saved is not None and len(saved["labels"]) == N_ALICE
     rows = [lab["row_index"] for lab in saved["labels"]]
-    expected = hx.weights_from_labels(z, rows, [lab["label"] for lab in saved["labels"]])
+    expected = weights_from_labels(z, rows, [lab["label"] for lab in saved["labels"]])
     np.testing.assert_allclose(saved["weights"], expected)
     # the comparison now lists the profile next to the session and the personas
     names = at.dataframe[1].value["who"].tolist()
@@ -104,80 +104,3 @@ def test_profiles_save_import_and_score(app_db):
     carol_table = at.dataframe[-1].value
     assert sorted(carol_table["candidate"].tolist()) == [1, 2, 3]
     assert "carol reward" in carol_table.columns
-
-
-# ---------------------------------------------------------------- helpers
-
-
-FP = "fedcba9876543210"
-
-
-def _doc(**changes) -> bytes:
-    doc = {
-        "user": "dana", "ensemble_id": "e1", "fingerprint": FP, "weights": [1.0, 3.0],
-        "labels": [{"pair_id": "p", "label": "b"}], "beta": 1.0, "created_at": "now",
-    }
-    doc.update(changes)
-    return json.dumps(doc).encode()
-
-
-def test_parse_profile_accepts_and_normalises():
-    profile = hx.parse_profile(_doc(), n_heads=2, ensemble_fingerprint=FP)
-    np.testing.assert_allclose(profile.weights, [0.25, 0.75])
-    assert profile.user == "dana" and profile.labels == [{"pair_id": "p", "label": "b"}]
-
-
-@pytest.mark.parametrize(
-    ("raw", "match"),
-    [
-        (b"\x80not json", "not valid JSON"),
-        (b"[1, 2]", "JSON object"),
-        (_doc(weights=None) .replace(b'"weights": null, ', b""), "lacks weights"),
-        (_doc(fingerprint="0000000000000000"), f"fingerprint 0000000000000000.*is {FP}"),
-        (_doc(weights=[1.0, 2.0, 3.0]), "3 entries; the ensemble has 2 heads"),
-        (b'{"user": "d", "ensemble_id": "e", "fingerprint": "' + FP.encode() + b'", "weights": [NaN, 1], '
-         b'"labels": [], "beta": 1, "created_at": "x"}', "finite numbers"),
-        (_doc(weights=[-1.0, 2.0]), "non-negative"),
-        (_doc(labels=[{"pair_id": "p", "label": "c"}]), r"labels\[0\]"),
-        (_doc(beta=-1), "'beta'"),
-    ],
-)
-def test_parse_profile_refuses_bad_files(raw, match):
-    with pytest.raises(hx.ProfileError, match=match):
-        hx.parse_profile(raw, n_heads=2, ensemble_fingerprint=FP)
-
-
-def test_profile_document_round_trips():
-    source = hx.WeightSource("session:s", "erin", "session", "")
-    w = hx.Weights(source, np.array([0.2, 0.8]), [{"pair_id": "p", "row_index": 4, "label": "a"}], 2.0)
-    doc = hx.profile_document(w, user="erin", ensemble_id="e1", ensemble_fingerprint=FP)
-    assert set(hx.PROFILE_KEYS) <= set(doc)
-    back = hx.parse_profile(json.dumps(doc).encode(), n_heads=2, ensemble_fingerprint=FP)
-    np.testing.assert_allclose(back.weights, w.weights)
-    assert back.beta == 2.0 and back.labels == w.labels
-
-
-def test_rank_candidates_personalised_against_uniform():
-    # candidate 1 is best on average; head 1 alone prefers candidate 3
-    rewards = np.array([[2.0, 0.0], [1.0, 0.5], [0.0, 1.0]])
-    ranked = hx.rank_candidates(rewards, np.array([0.0, 1.0]))
-    assert ranked["candidate"].tolist() == [3, 2, 1]
-    assert ranked["uniform_rank"].tolist() == [3, 2, 1]
-    assert ranked["moved"].tolist() == [2, 0, -2]
-    np.testing.assert_allclose(ranked["uniform"], [0.5, 0.75, 1.0])
-    same = hx.rank_candidates(rewards, np.array([0.5, 0.5]))
-    assert (same["moved"] == 0).all()
-    with pytest.raises(ValueError, match=r"\(3, 2\) and \(3,\)"):
-        hx.rank_candidates(rewards, np.ones(3) / 3)
-
-
-def test_similarity_and_agreement_matrices():
-    w = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
-    sim = hx.similarity_matrix(w)
-    np.testing.assert_allclose(sim, [[1, 0, 2**-0.5], [0, 1, 2**-0.5], [2**-0.5, 2**-0.5, 1]])
-    # head 0 prefers A on both items, head 1 B on item 0 only
-    z = np.array([[2.0, -2.0], [2.0, 1.0]])
-    agree = hx.agreement_matrix(z, w[:2])
-    np.testing.assert_allclose(agree, [[1.0, 0.5], [0.5, 1.0]])
-    with pytest.raises(ValueError, match="non-zero"):
-        hx.similarity_matrix(np.zeros((2, 3)))

@@ -1,0 +1,497 @@
+"""People's weight vectors: where they come from, the profile file, comparing them, using them.
+
+- Weight sources: the uniform ensemble, a user's labelling session (its labels replayed
+  through HyRe with the session's beta), a saved profile, a simulated persona's first
+  labels. `list_sources` names them, `source_weights` computes their weights.
+- The profile document: the JSON a profile is exported as, and `parse_profile`, which
+  validates an uploaded one against the current ensemble.
+- Similarity: cosine similarity of weight vectors, and agreement of the personalised
+  models on the pool's pairs.
+- Best-of-n ranking: candidates ranked by a profile's reward sum_k w_k r_k next to the
+  uniform ensemble's.
+- Head inspection: one head against the uniform ensemble on the pool.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hyre_engine.live import LABELS, group_truth
+from hyre_engine.numerics import accuracy, label_targets, sigmoid
+from hyre_engine.reweight import DEFAULT_BETA, Posterior, effective_heads
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from hyre_engine.backbone import Backbone
+    from hyre_engine.ensemble import Ensemble
+    from hyre_engine.store import Store
+
+# A persona's weights come from its labels on the first pairs it judged (pool
+# order): 20 labels is past the paper's 1-10, enough for a persona to stand out.
+PERSONA_LABELS = 20
+# The profile file format; bump when its keys change.
+PROFILE_FORMAT = 1
+PROFILE_KEYS = ("user", "ensemble_id", "fingerprint", "weights", "labels", "beta", "created_at")
+# A profile is a few KB (K floats and a few labels): anything far larger is not one.
+MAX_PROFILE_BYTES = 5_000_000
+# Where a weight vector comes from; a source's key is "<kind>:<id>" ("uniform" alone).
+SOURCE_KINDS = ("uniform", "session", "profile", "persona")
+UNIFORM_KEY = "uniform"
+# Weights within this of each other count as the same ranking score (float noise).
+SCORE_TOL = 1e-9
+# Everyone who has not typed a name labels as this user.
+DEFAULT_USER = "guest"
+# Long enough for a full name, short enough for a sidebar.
+MAX_USER_CHARS = 40
+
+
+def clean_user(name: str | None) -> str:
+    """A user name fit for the store and a URL: whitespace collapsed, bounded, never empty."""
+    name = " ".join((name or "").split())[:MAX_USER_CHARS]
+    return name or DEFAULT_USER
+
+
+# ---------------------------------------------------------------- personas
+
+
+@dataclass(frozen=True)
+class PersonaInfo:
+    id: str
+    name: str
+    description: str
+
+
+def pool_personas(store: Store, pool_id: str) -> list[PersonaInfo]:
+    """The simulated users of a pool: its label groups other than the training crowd."""
+    from hyre_engine.demo import CROWD_GROUP, load_personas
+
+    known = {p.id: p for p in load_personas()}
+    out = []
+    for group in store.pool_groups(pool_id)["group"].dropna().astype(str):
+        if group == CROWD_GROUP:
+            continue
+        persona = known.get(group)
+        if persona is not None:
+            out.append(PersonaInfo(group, persona.name, persona.description))
+        else:
+            out.append(PersonaInfo(group, group, f"The labels of group '{group}' in this pool."))
+    return out
+
+
+# ---------------------------------------------------------------- weight sources
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Something with a weight vector over the heads: a user's session, a saved profile, a persona."""
+
+    key: str  # "uniform", "session:<id>", "profile:<user>", "persona:<group>"
+    name: str  # the person or persona
+    kind: str  # one of SOURCE_KINDS
+    detail: str  # how the weights were obtained, in words
+
+    @property
+    def label(self) -> str:
+        return self.name if self.kind == UNIFORM_KEY else f"{self.name} · {self.detail}"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A source's weights (n_heads,) with the labels and beta they came from."""
+
+    source: WeightSource
+    weights: np.ndarray  # (n_heads,), sums to 1
+    labels: list[dict[str, Any]]  # [{pair_id, row_index, label}]
+    beta: float
+
+    @property
+    def heaviest(self) -> int:
+        """The head with the largest weight (the first of equals)."""
+        return int(np.argmax(self.weights))
+
+    @property
+    def effective_heads(self) -> float:
+        return effective_heads(self.weights)
+
+
+def heaviest_first(weights) -> np.ndarray:
+    """(n_heads,) head indices by decreasing weight; equal weights keep head order."""
+    return np.argsort(-np.asarray(weights, dtype=np.float64), kind="stable")
+
+
+def weights_from_labels(logits: np.ndarray, rows, labels, *, beta: float = DEFAULT_BETA) -> np.ndarray:
+    """HyRe weights (n_heads,) after the labels ("a"/"b") on pool rows, replayed through a Posterior.
+
+    logits: Z (n_items, n_heads); rows: (n,) row indices; labels: (n,) "a" or "b".
+    """
+    n_items, n_heads = logits.shape
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    labels = np.asarray(labels, dtype=object).reshape(-1)
+    if rows.shape != labels.shape:
+        raise ValueError(f"rows has shape {rows.shape} but labels has shape {labels.shape}")
+    if rows.size and (rows.min() < 0 or rows.max() >= n_items):
+        raise ValueError(f"rows must be in [0, {n_items}) for Z of shape {logits.shape}")
+    bad = [x for x in labels.tolist() if x not in LABELS]
+    if bad:
+        raise ValueError(f"labels must be 'a' or 'b', got {bad[:3]}")
+    posterior = Posterior(n_heads, beta=beta)
+    if rows.size:
+        posterior.add(np.asarray(logits[rows], dtype=np.float64), label_targets(labels))
+    return posterior.weights
+
+
+def list_sources(store: Store, *, pool_id: str, ensemble_id: str, personas: list[PersonaInfo]) -> list[WeightSource]:
+    """Uniform, then users' labelling sessions, saved profiles and the pool's personas."""
+    out = [WeightSource(UNIFORM_KEY, "Uniform ensemble", "uniform", "every head weighs 1/K")]
+    by_id = {p.id: p for p in personas}
+    sessions = store.list_sessions(pool_id)
+    sessions = sessions[(sessions["ensemble_id"] == ensemble_id) & (sessions["n_labels"] > 0)]
+    for row in sessions.itertuples():
+        if row.mode == "persona" and row.persona:
+            who = by_id[row.persona].name if row.persona in by_id else str(row.persona)
+            detail = f"demo session played by {row.user} ({row.n_labels} rows)"
+        else:
+            who, detail = str(row.user), f"labelling session ({row.n_labels} rows)"
+        out.append(WeightSource(f"session:{row.session_id}", who, "session", detail))
+    for row in store.list_profiles(ensemble_id).itertuples():
+        out.append(
+            WeightSource(f"profile:{row.user}", str(row.user), "profile", f"saved profile ({row.n_labels} labels)")
+        )
+    for p in personas:
+        out.append(WeightSource(f"persona:{p.id}", p.name, "persona", f"persona, first {PERSONA_LABELS} labels"))
+    return out
+
+
+def source_weights(
+    store: Store,
+    source: WeightSource,
+    *,
+    logits: np.ndarray,
+    pair_ids: np.ndarray,
+    pool_id: str,
+    ensemble_id: str,
+    truth: Callable[[str], np.ndarray] | None = None,
+) -> Weights:
+    """The weights of one source on an ensemble's pool Z (n_items, n_heads); KeyError when it is gone.
+
+    ``pair_ids`` (n_items,) name the pool's rows; ``truth(group)`` gives a persona's
+    labels per row (default: read from the store).
+    """
+    n_items, n_heads = logits.shape
+    kind, _, ident = source.key.partition(":")
+    if kind == UNIFORM_KEY:
+        return Weights(source, np.full(n_heads, 1.0 / n_heads), [], DEFAULT_BETA)
+    if kind == "session":
+        beta = float(store.get_session(ident)["settings"].get("beta", DEFAULT_BETA))
+        rows = store.session_labels(ident)
+        rows = rows[rows["label"].isin(list(LABELS))]
+        items, labels = rows["row_index"].to_numpy(dtype=np.int64), rows["label"].to_numpy(dtype=object)
+    elif kind == "persona":
+        beta = DEFAULT_BETA
+        labels_of = truth(ident) if truth is not None else group_truth(store, pool_id, ident, n_items)
+        items = np.flatnonzero(labels_of != None)[:PERSONA_LABELS]  # noqa: E711 (elementwise)
+        labels = labels_of[items]
+    elif kind == "profile":
+        profile = store.get_profile(ident, ensemble_id)
+        if profile is None:
+            raise KeyError(f"no saved profile for {ident!r}")
+        w = np.asarray(profile["weights"], dtype=np.float64)
+        beta = float(profile["meta"].get("beta", DEFAULT_BETA))
+        return Weights(source, w / w.sum(), list(profile["labels"]), beta)
+    else:
+        raise KeyError(f"unknown weight source {source.key!r}")
+    w = weights_from_labels(logits, items, labels, beta=beta)
+    records = [
+        {"pair_id": str(pair_ids[i]), "row_index": int(i), "label": str(lab)}
+        for i, lab in zip(items.tolist(), labels.tolist(), strict=True)
+    ]
+    return Weights(source, w, records, beta)
+
+
+# ---------------------------------------------------------------- comparing people
+
+
+def similarity_matrix(weights) -> np.ndarray:
+    """Cosine similarity (n, n) of weight vectors (n, n_heads); 1 on the diagonal."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2:
+        raise ValueError(f"weights must be (n, n_heads), got shape {w.shape}")
+    norms = np.linalg.norm(w, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise ValueError("every weight vector must have a non-zero entry")
+    unit = w / norms
+    return np.clip(unit @ unit.T, 0.0, 1.0)
+
+
+def agreement_matrix(logits: np.ndarray, weights) -> np.ndarray:
+    """Share of pool pairs (n, n) on which two weighted ensembles prefer the same response.
+
+    logits: Z (n_items, n_heads); weights: (n, n_heads).
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or w.shape[1] != logits.shape[1]:
+        raise ValueError(f"weights must be (n, {logits.shape[1]}) for Z of shape {logits.shape}, got {w.shape}")
+    picks = (sigmoid(np.asarray(logits, dtype=np.float64)) @ w.T) > 0.5  # (n_items, n)
+    same = picks.T.astype(np.float64) @ picks + (~picks).T.astype(np.float64) @ ~picks
+    return same / logits.shape[0]
+
+
+# How two people's weights are compared: name -> matrix (n, n) in [0, 1] from weights (n, n_heads).
+MEASURES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "cosine": lambda weights, logits: similarity_matrix(weights),
+    "agreement": lambda weights, logits: agreement_matrix(logits, weights),
+}
+
+
+def compare(measure: str, weights, logits: np.ndarray) -> np.ndarray:
+    """The (n, n) matrix of a comparison measure (see MEASURES) between weight vectors (n, n_heads)."""
+    if measure not in MEASURES:
+        raise ValueError(f"unknown measure {measure!r}; valid: {', '.join(MEASURES)}")
+    return MEASURES[measure](np.asarray(weights, dtype=np.float64), logits)
+
+
+def most_alike(matrix) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of a similarity matrix (n, n): the most similar other row and its score, (n,) each."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
+        raise ValueError(f"matrix must be square with at least 2 rows, got shape {m.shape}")
+    others = m.copy()
+    np.fill_diagonal(others, -np.inf)
+    nearest = others.argmax(axis=1)
+    return nearest, m[np.arange(m.shape[0]), nearest]
+
+
+# ---------------------------------------------------------------- profile files
+
+
+class ProfileError(ValueError):
+    """An uploaded profile that cannot be used, with a message for people."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    user: str
+    ensemble_id: str
+    fingerprint: str
+    weights: np.ndarray  # (n_heads,), sums to 1
+    labels: list[dict[str, Any]]
+    beta: float
+    created_at: str
+
+    @property
+    def effective_heads(self) -> float:
+        return effective_heads(self.weights)
+
+
+def profile_document(w: Weights, *, user: str, ensemble_id: str, ensemble_fingerprint: str) -> dict[str, Any]:
+    """The JSON object a profile is exported as."""
+    return {
+        "format": PROFILE_FORMAT,
+        "user": user,
+        "ensemble_id": ensemble_id,
+        "fingerprint": ensemble_fingerprint,
+        "weights": [float(x) for x in w.weights],
+        "labels": list(w.labels),
+        "beta": float(w.beta),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _finite_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def parse_profile(raw: bytes, *, n_heads: int, ensemble_fingerprint: str) -> Profile:
+    """Validate an uploaded profile (JSON only) against the current ensemble; ProfileError if unusable."""
+    if len(raw) > MAX_PROFILE_BYTES:
+        raise ProfileError(f"The file is {len(raw):,} bytes; a profile is at most {MAX_PROFILE_BYTES:,}.")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProfileError(f"The file is not valid JSON ({exc}).") from None
+    if not isinstance(doc, dict):
+        raise ProfileError("A profile is a JSON object; this file holds something else.")
+    missing = [k for k in PROFILE_KEYS if k not in doc]
+    if missing:
+        raise ProfileError(f"The profile lacks {', '.join(missing)} (needs {', '.join(PROFILE_KEYS)}).")
+    for key in ("user", "ensemble_id", "fingerprint", "created_at"):
+        if not isinstance(doc[key], str) or not doc[key].strip():
+            raise ProfileError(f"'{key}' must be a non-empty string.")
+    if doc["fingerprint"] != ensemble_fingerprint:
+        raise ProfileError(
+            f"This profile was made for the ensemble with fingerprint {doc['fingerprint']}, but the "
+            f"current ensemble's fingerprint is {ensemble_fingerprint}. Its weights belong to other "
+            "heads, so it cannot be used here: switch to that ensemble, or label again."
+        )
+    weights = doc["weights"]
+    if not isinstance(weights, list) or not all(_finite_number(x) for x in weights):
+        raise ProfileError("'weights' must be a list of finite numbers.")
+    if len(weights) != n_heads:
+        raise ProfileError(f"'weights' has {len(weights)} entries; the ensemble has {n_heads} heads.")
+    w = np.asarray(weights, dtype=np.float64)
+    if (w < 0).any() or w.sum() <= 0:
+        raise ProfileError("'weights' must be non-negative with a positive sum.")
+    if not _finite_number(doc["beta"]) or doc["beta"] < 0:
+        raise ProfileError("'beta' must be a finite number >= 0.")
+    labels = doc["labels"]
+    if not isinstance(labels, list):
+        raise ProfileError("'labels' must be a list.")
+    for i, lab in enumerate(labels):
+        if not isinstance(lab, dict) or not isinstance(lab.get("pair_id"), str) or lab.get("label") not in LABELS:
+            raise ProfileError(f"labels[{i}] must be an object with a 'pair_id' string and 'label' 'a' or 'b'.")
+    return Profile(
+        clean_user(doc["user"]), doc["ensemble_id"], doc["fingerprint"], w / w.sum(), labels,
+        float(doc["beta"]), doc["created_at"],
+    )
+
+
+# ---------------------------------------------------------------- best-of-n ranking
+
+
+def load_scoring_backbone(backbone_id: str) -> Backbone:
+    """The backbone an ensemble was trained on, for scoring new texts; ValueError when this machine lacks it."""
+    from hyre_engine.backbone import DEFAULT_ALIASES, load_backbone
+
+    name = backbone_id.split("@", 1)[0]
+    if name not in DEFAULT_ALIASES:
+        raise ValueError(
+            f"Scoring needs the backbone {name}, which was loaded from a local folder when the "
+            "ensemble was built; only the embedded all-MiniLM-L6-v2 can be loaded here."
+        )
+    backbone = load_backbone(None)
+    if backbone.id != backbone_id:
+        raise ValueError(f"The ensemble was trained on backbone {backbone_id}, but this machine has {backbone.id}.")
+    return backbone
+
+
+def head_rewards(model: Ensemble, backbone: Backbone, prompt: str, responses: list[str]) -> np.ndarray:
+    """Per-head rewards (n_responses, n_heads) of each response to the prompt."""
+    from hyre_engine.ensemble import predict
+
+    x = backbone.embed([prompt] * len(responses), responses)
+    return predict(model, x)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Candidates ranked by a personalised and by the uniform reward (each (n_candidates,)).
+
+    Rows are in personalised order (best first, ties by candidate number). Candidate
+    numbers and ranks start at 1; ``moved`` is uniform rank minus personalised rank.
+    """
+
+    candidate: np.ndarray
+    personalised: np.ndarray
+    uniform: np.ndarray
+    personalised_rank: np.ndarray
+    uniform_rank: np.ndarray
+
+    @property
+    def moved(self) -> np.ndarray:
+        return self.uniform_rank - self.personalised_rank
+
+    @property
+    def best_personalised(self) -> int:
+        return int(self.candidate[0])
+
+    @property
+    def best_uniform(self) -> int:
+        """The uniform ensemble's pick: its best rank, the lowest candidate number among equals."""
+        order = np.lexsort((self.candidate, self.uniform_rank))
+        return int(self.candidate[order[0]])
+
+
+def rank_candidates(rewards, weights) -> Ranking:
+    """Personalised (sum_k w_k r_k) and uniform (mean_k r_k) reward and rank of each candidate.
+
+    rewards: (n_candidates, n_heads); weights: (n_heads,).
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if r.ndim != 2 or w.shape != (r.shape[1],):
+        raise ValueError(f"rewards must be (n, n_heads) and weights (n_heads,), got {r.shape} and {w.shape}")
+    personal, uniform = r @ w, r.mean(axis=1)
+    p_rank, u_rank = _ranks(personal), _ranks(uniform)
+    candidate = np.arange(1, r.shape[0] + 1)
+    order = np.lexsort((candidate, p_rank))
+    return Ranking(candidate[order], personal[order], uniform[order], p_rank[order], u_rank[order])
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    # Ties share the best rank ("min"): a re-ordering within float noise is not a change of preference.
+    rounded = np.round(scores / SCORE_TOL)
+    return np.searchsorted(np.sort(-rounded), -rounded, side="left").astype(np.int64) + 1
+
+
+def example_candidates(pairs: pd.DataFrame, n: int) -> tuple[str, list[str]]:
+    """The pool's first prompt and up to n different answers to it (in pool order)."""
+    if not len(pairs):
+        return "", []
+    prompt = str(pairs.iloc[0]["prompt"])
+    same = pairs[pairs["prompt"] == prompt]
+    answers = dict.fromkeys([*same["response_a"].tolist(), *same["response_b"].tolist()])
+    return prompt, [str(a) for a in list(answers)[:n]]
+
+
+# ---------------------------------------------------------------- one head
+
+
+@dataclass(frozen=True)
+class HeadInspection:
+    """One head's P(A preferred) on a pool next to the uniform ensemble's."""
+
+    head: int
+    head_p: np.ndarray  # (n_items,)
+    uniform_p: np.ndarray  # (n_items,)
+    agrees: np.ndarray  # (n_items,) bool: both prefer the same response
+    same_choice: float  # share of pairs where both prefer the same response
+    departures: np.ndarray  # item indices where the two differ most, largest gap first
+    head_accuracy: float | None  # on the given labels (ties count half); None without labels
+    uniform_accuracy: float | None
+    n_labels: int
+
+
+def inspect_head(logits: np.ndarray, head: int, *, labels=(), n_departures: int = 5) -> HeadInspection:
+    """Compare head ``head`` of Z (n_items, n_heads) with the uniform ensemble.
+
+    ``labels`` are records {row_index, label} (those without a row_index are left out).
+    """
+    n_items, n_heads = logits.shape
+    if not 0 <= head < n_heads:
+        raise ValueError(f"head must be in [0, {n_heads}), got {head}")
+    p = sigmoid(np.asarray(logits, dtype=np.float64))
+    head_p, uniform_p = p[:, head], p.mean(axis=1)
+    gap = np.abs(head_p - uniform_p)
+    agrees = (head_p > 0.5) == (uniform_p > 0.5)
+    known = [lab for lab in labels if "row_index" in lab]
+    rows = np.array([lab["row_index"] for lab in known], dtype=np.int64)
+    y = label_targets([lab["label"] for lab in known])
+    return HeadInspection(
+        head=head,
+        head_p=head_p,
+        uniform_p=uniform_p,
+        agrees=agrees,
+        same_choice=float(agrees.mean()),
+        departures=np.argsort(-gap, kind="stable")[:n_departures],
+        head_accuracy=_accuracy(head_p[rows], y),
+        uniform_accuracy=_accuracy(uniform_p[rows], y),
+        n_labels=int(rows.size),
+    )
+
+
+def uniform_probability(logits: np.ndarray) -> np.ndarray:
+    """P(A preferred) under the uniform ensemble (n_items,) = mean_k sigmoid(Z[:, k])."""
+    return sigmoid(np.asarray(logits, dtype=np.float64)).mean(axis=1)
+
+
+def _accuracy(prob_a: np.ndarray, y: np.ndarray) -> float | None:
+    """numerics.accuracy (a tie counts half), None when there is nothing to score."""
+    return accuracy(prob_a, y) if len(prob_a) else None

@@ -1,0 +1,314 @@
+"""Every plotly figure of the app, and its colours (never imports streamlit).
+
+The figures draw engine objects as they are: the numbers (weights, orderings,
+probabilities, shares) come computed from hyre_engine; numpy here only shapes
+them for plotly (hover columns, marker sizes, axis padding, band edges).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from hyre_engine.live import LiveSnapshot
+from hyre_engine.pca import FunctionPCA, cumulative_variance_ratio
+from hyre_engine.profiles import HeadInspection, heaviest_first
+from pages._shared.labels import MEASURE_SHORT, METHOD_TEXT
+
+# The theme's indigo for heads, a contrasting amber for gainers and departures.
+COLOR_HEAD = "#4F46E5"
+COLOR_HEAD_LIGHT = "#E0E7FF"
+COLOR_GAIN = "#F59E0B"
+COLOR_UNIFORM = "#9CA3AF"
+COLOR_ORACLE = "#10B981"
+COLOR_GRID = "#E5E7EB"
+COLOR_DIAGONAL = "#D1D5DB"
+# Rows of the best-of-n table that moved against the uniform ranking.
+COLOR_MOVED_ROW = "#FFFBEB"
+# Evaluation methods: the Label page's colours where they are shared.
+METHOD_COLORS = {
+    "hyre": COLOR_HEAD,
+    "uniform": COLOR_UNIFORM,
+    "single": "#EF4444",
+    "finetune": "#0EA5E9",
+    "convex": "#A855F7",
+    "best_head_oracle": COLOR_ORACLE,
+}
+# Dashed: references rather than competitors (no labels used, or the test labels used).
+DASHED = {"uniform": "dash", "best_head_oracle": "dot"}
+# Height of the three live charts in pixels: three side by side fit a laptop screen.
+CHART_HEIGHT = 270
+# The Explore head map is that page's main chart: taller than the live panels.
+MAP_HEIGHT = 420
+# Height of one accuracy-vs-n chart: two side by side fit a laptop screen.
+CURVE_HEIGHT = 330
+# Plotly's mode bar only distracts in a live panel.
+PLOTLY_CONFIG = {"displayModeBar": False}
+
+
+def _layout(fig: go.Figure, *, xtitle: str, ytitle: str, legend: bool = True) -> go.Figure:
+    # Titles are drawn by the page above each chart; the legend sits on top, clear of the axes.
+    fig.update_layout(
+        height=CHART_HEIGHT,
+        margin={"l": 10, "r": 10, "t": 30 if legend else 10, "b": 10},
+        xaxis_title=xtitle,
+        yaxis_title=ytitle,
+        showlegend=legend,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
+        uirevision="keep",  # keep zoom and hover state across live updates
+    )
+    return fig
+
+
+# ---------------------------------------------------------------- Label page (live)
+
+
+def weights_figure(snap: LiveSnapshot) -> go.Figure:
+    """Bar chart of all K weights, heaviest first; heads that gained on the last label in amber."""
+    order = snap.heaviest_first
+    w, change, gained = snap.weights[order], snap.weight_change[order], snap.gained[order]
+    n_heads = snap.n_heads
+    fig = go.Figure()
+    for mask, name, color in ((~gained, "head", COLOR_HEAD), (gained, "gained on last label", COLOR_GAIN)):
+        if not mask.any() and name != "head":
+            continue
+        fig.add_bar(
+            x=np.flatnonzero(mask),
+            y=w[mask],
+            name=name,
+            marker_color=color,
+            customdata=np.stack([order[mask], change[mask]], axis=1),
+            hovertemplate="head %{customdata[0]}<br>weight %{y:.4f}<br>change %{customdata[1]:+.4f}<extra></extra>",
+        )
+    fig.add_hline(
+        y=1.0 / n_heads, line_dash="dot", line_color=COLOR_UNIFORM,
+        annotation_text="uniform", annotation_position="top right",
+    )
+    fig.update_layout(barmode="overlay", bargap=0.1)
+    fig.update_xaxes(range=[-0.6, n_heads - 0.4], showticklabels=False)
+    fig.update_yaxes(range=[0, max(float(w[0]) * 1.15, 1.5 / n_heads)])
+    return _layout(fig, xtitle=f"{n_heads} heads, heaviest first", ytitle="weight")
+
+
+def _weight_marker(w: np.ndarray, *, base: float, span: float) -> dict:
+    # dot area grows with the weight; the heaviest head gets base + span pixels
+    return {
+        "size": base + span * np.sqrt(w / w.max()),
+        "color": w,
+        "colorscale": [[0, COLOR_HEAD_LIGHT], [1, COLOR_HEAD]],
+        "cmin": 0,
+        "cmax": float(w.max()),
+        "opacity": 0.9,
+    }
+
+
+def pca_figure(snap: LiveSnapshot) -> go.Figure:
+    """Heads in the plane of the first two principal components, sized and coloured by weight."""
+    w, xy, evr, gained = snap.weights, snap.head_coords, snap.explained_variance_ratio, snap.gained
+    marker = _weight_marker(w, base=6, span=24)
+    marker["line"] = {"width": np.where(gained, 2, 0.5), "color": np.where(gained, COLOR_GAIN, "#FFFFFF").tolist()}
+    fig = go.Figure(
+        go.Scatter(
+            x=xy[:, 0], y=xy[:, 1], mode="markers", name="head (size = weight)", marker=marker,
+            customdata=np.stack([np.arange(w.size), w], axis=1),
+            hovertemplate="head %{customdata[0]}<br>weight %{customdata[1]:.4f}<extra></extra>",
+        )
+    )
+    pad_x = 0.08 * float(np.ptp(xy[:, 0]) or 1.0)
+    pad_y = 0.08 * float(np.ptp(xy[:, 1]) or 1.0)
+    fig.update_xaxes(range=[xy[:, 0].min() - pad_x, xy[:, 0].max() + pad_x], zeroline=False)
+    fig.update_yaxes(range=[xy[:, 1].min() - pad_y, xy[:, 1].max() + pad_y], zeroline=False)
+    pc1 = f"PC1 ({evr[0]:.0%} of disagreement)" if evr.size > 0 else "PC1"
+    pc2 = f"PC2 ({evr[1]:.0%})" if evr.size > 1 else "PC2"
+    return _layout(fig, xtitle=pc1, ytitle=pc2, legend=False)
+
+
+def accuracy_figure(snap: LiveSnapshot) -> go.Figure:
+    """Persona: held-out accuracy vs n labels with reference lines; person: running accuracy."""
+    fig = go.Figure()
+    if snap.held_out is not None:
+        held = snap.held_out
+        n = held.n_values
+        fig.add_scatter(x=n, y=held.hyre, name="HyRe", mode="lines+markers", line_color=COLOR_HEAD)
+        fig.add_scatter(x=n, y=held.uniform, name="uniform ensemble", mode="lines",
+                        line={"color": COLOR_UNIFORM, "dash": "dash"})
+        fig.add_scatter(x=n, y=held.best_head_oracle, name="best single head (oracle)",
+                        mode="lines", line={"color": COLOR_ORACLE, "dash": "dot"})
+        ytitle = "held-out accuracy"
+    else:
+        run = snap.running
+        n = run.n_values
+        fig.add_scatter(x=n, y=run.hyre, name="HyRe", mode="lines+markers", line_color=COLOR_HEAD)
+        fig.add_scatter(x=n, y=run.uniform, name="uniform ensemble", mode="lines+markers",
+                        line={"color": COLOR_UNIFORM, "dash": "dash"})
+        ytitle = "running accuracy"
+        if not n:
+            fig.add_annotation(text="Label a pair to start the curve", showarrow=False,
+                               x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
+    fig.update_xaxes(rangemode="tozero", dtick=None)
+    _layout(fig, xtitle="labels given", ytitle=ytitle)
+    # accuracies live in the upper half: the legend goes in the empty lower right corner
+    fig.update_layout(
+        margin={"t": 10},
+        legend={"orientation": "v", "yanchor": "bottom", "y": 0.02, "xanchor": "right", "x": 0.99,
+                "bgcolor": "rgba(255,255,255,0.8)"},
+    )
+    return fig
+
+
+# ---------------------------------------------------------------- Explore page
+
+
+def pc_name(pca: FunctionPCA, p: int) -> str:
+    return f"PC{p + 1} ({pca.explained_variance_ratio_[p]:.0%})"
+
+
+def head_map_figure(pca: FunctionPCA, w: np.ndarray, *, three_d: bool, who: str) -> go.Figure:
+    """Heads at their PCA coordinates, coloured and sized by the weights w (n_heads,)."""
+    xy = pca.head_coords_
+    marker = _weight_marker(w, base=6, span=18)
+    marker["colorbar"] = {"title": {"text": "weight"}, "thickness": 12}
+    marker["line"] = {"width": 0.5, "color": "#FFFFFF"}
+    custom = np.stack([np.arange(w.size), w], axis=1)
+    hover = "head %{customdata[0]}<br>weight %{customdata[1]:.4f}<extra></extra>"
+    if three_d:
+        fig = go.Figure(go.Scatter3d(
+            x=xy[:, 0], y=xy[:, 1], z=xy[:, 2], mode="markers", marker=marker,
+            customdata=custom, hovertemplate=hover, name=who,
+        ))
+        fig.update_layout(
+            scene={"xaxis_title": pc_name(pca, 0), "yaxis_title": pc_name(pca, 1), "zaxis_title": pc_name(pca, 2)},
+            uirevision="keep",
+        )
+    else:
+        fig = go.Figure(go.Scatter(
+            x=xy[:, 0], y=xy[:, 1], mode="markers", marker=marker, customdata=custom, hovertemplate=hover, name=who,
+        ))
+        fig.update_xaxes(title=pc_name(pca, 0), zeroline=True, zerolinecolor=COLOR_GRID)
+        fig.update_yaxes(title=pc_name(pca, 1), zeroline=True, zerolinecolor=COLOR_GRID)
+    fig.update_layout(height=MAP_HEIGHT, margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False)
+    return fig
+
+
+def variance_figure(pca: FunctionPCA) -> go.Figure:
+    """Share of the heads' disagreement each component explains, with the running total."""
+    evr = pca.explained_variance_ratio_
+    names = [f"PC{p + 1}" for p in range(evr.size)]
+    fig = go.Figure()
+    fig.add_bar(x=names, y=evr, name="this component", marker_color=COLOR_HEAD,
+                hovertemplate="%{x}: %{y:.1%}<extra></extra>")
+    fig.add_scatter(x=names, y=cumulative_variance_ratio(pca), name="running total", mode="lines+markers",
+                    line={"color": COLOR_UNIFORM, "dash": "dot"},
+                    hovertemplate="PC1..%{x}: %{y:.1%}<extra></extra>")
+    fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title="share of disagreement")
+    fig.update_layout(
+        height=CHART_HEIGHT, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
+    )
+    return fig
+
+
+def inspector_figure(inspection: HeadInspection) -> go.Figure:
+    """One head's P(A preferred) against the uniform ensemble's, one dot per pair."""
+    head_p, uniform_p, agree = inspection.head_p, inspection.uniform_p, inspection.agrees
+    fig = go.Figure()
+    for mask, name, color in ((agree, "same choice", COLOR_UNIFORM), (~agree, "opposite choice", COLOR_GAIN)):
+        fig.add_scatter(
+            x=uniform_p[mask], y=head_p[mask], mode="markers", name=name,
+            marker={"color": color, "size": 7, "opacity": 0.8}, customdata=np.flatnonzero(mask) + 1,
+            hovertemplate="pair %{customdata}<br>uniform %{x:.0%}<br>head %{y:.0%}<extra></extra>",
+        )
+    fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line={"dash": "dot", "color": COLOR_DIAGONAL})
+    fig.update_xaxes(range=[-0.02, 1.02], tickformat=".0%", title="uniform ensemble: P(A better)")
+    fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%", title=f"head {inspection.head}: P(A better)")
+    fig.update_layout(
+        height=CHART_HEIGHT + 40, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
+    )
+    return fig
+
+
+# ---------------------------------------------------------------- Profiles page
+
+
+def profile_weights_figure(w: np.ndarray) -> go.Figure:
+    """All K weights, heaviest first, with the uniform 1/K line."""
+    order = heaviest_first(w)
+    fig = go.Figure(go.Bar(
+        x=np.arange(w.size), y=w[order], marker_color=COLOR_HEAD, customdata=order,
+        hovertemplate="head %{customdata}<br>weight %{y:.4f}<extra></extra>",
+    ))
+    fig.add_hline(y=1.0 / w.size, line_dash="dot", line_color=COLOR_UNIFORM,
+                  annotation_text="uniform", annotation_position="top right")
+    fig.update_xaxes(showticklabels=False, title=f"{w.size} heads, heaviest first")
+    fig.update_yaxes(title="weight", rangemode="tozero")
+    fig.update_layout(height=CHART_HEIGHT, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return fig
+
+
+def similarity_figure(names: list[str], matrix: np.ndarray, measure: str) -> go.Figure:
+    fig = go.Figure(go.Heatmap(
+        z=matrix, x=names, y=names, zmin=0, zmax=1,
+        colorscale=[[0, "#FFFFFF"], [1, COLOR_HEAD]],
+        text=np.rint(matrix * 100).astype(int), texttemplate="%{text}",
+        hovertemplate="%{y} vs %{x}: %{z:.2f}<extra></extra>",
+        colorbar={"title": {"text": MEASURE_SHORT.get(measure, measure)}, "thickness": 12},
+    ))
+    size = max(320, 28 * len(names) + 140)
+    fig.update_layout(height=size, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+# ---------------------------------------------------------------- Evaluate page
+
+
+def curves_figure(n_values: Sequence[int], methods: dict[str, dict[str, list[float]]], *,
+                  std_key: str = "std", title: str = "", height: int = CURVE_HEIGHT) -> go.Figure:
+    """Accuracy vs n labels: a mean line and a +-1 std band per method (fractions in [0, 1])."""
+    x = np.asarray(n_values, dtype=float)
+    fig = go.Figure()
+    order = [m for m in METHOD_TEXT if m in methods] + [m for m in methods if m not in METHOD_TEXT]
+    for method in order:
+        stats = methods[method]
+        mean = np.asarray(stats["mean"], dtype=float)
+        if mean.shape != x.shape:
+            raise ValueError(f"method {method}: {mean.shape[0]} means for {x.shape[0]} values of n")
+        color = METHOD_COLORS.get(method, "#6B7280")
+        name = METHOD_TEXT.get(method, method)
+        std = stats.get(std_key)
+        if std is not None:
+            std = np.asarray(std, dtype=float)
+            upper, lower = np.clip(mean + std, 0, 1), np.clip(mean - std, 0, 1)
+            fig.add_scatter(
+                x=np.concatenate([x, x[::-1]]), y=np.concatenate([upper, lower[::-1]]),
+                mode="lines", fill="toself", fillcolor=_rgba(color, 0.12), line={"width": 0},
+                hoverinfo="skip", showlegend=False, legendgroup=method, name=f"{name} ± std",
+            )
+        fig.add_scatter(
+            x=x, y=mean, name=name, legendgroup=method, mode="lines+markers",
+            line={"color": color, "dash": DASHED.get(method, "solid"), "width": 3 if method == "hyre" else 2},
+            marker={"size": 6},
+            customdata=std if std is not None else np.zeros_like(mean),
+            hovertemplate=f"{name}<br>n=%{{x}}: %{{y:.1%}} ± %{{customdata:.1%}}<extra></extra>",
+        )
+    fig.update_layout(
+        height=height,
+        margin={"l": 10, "r": 10, "t": 40 if title else 30, "b": 10},
+        title={"text": title, "x": 0, "font": {"size": 14}} if title else None,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        xaxis_title="labels given (n)",
+        yaxis_title="accuracy on the group's other pairs",
+    )
+    fig.update_xaxes(tickvals=list(x))
+    fig.update_yaxes(tickformat=".0%")
+    return fig
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"

@@ -1,0 +1,302 @@
+"""What every page works on: the cached store and arrays, and the current pool, ensemble and user.
+
+Heavy objects are `st.cache_resource` keyed by the database path and ids, so every
+browser session shares one copy. The engine computes; this module only caches
+what it returns and picks what this browser tab works on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import streamlit as st
+
+from hyre_engine import live, profiles
+from hyre_engine.demo import DEMO_POOL_NAME
+from hyre_engine.device import describe_device
+from hyre_engine.ensemble import Ensemble, fingerprint
+from hyre_engine.pca import FunctionPCA, fit_pool_pca
+from hyre_engine.reweight import DEFAULT_BETA
+from hyre_engine.store import Store, StoreLockedError, default_db_path
+from pages._shared.first_launch import build_demo_with_progress
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# The user name travels in the URL (?user=...) so a reload or a bookmark keeps it.
+USER_PARAM = "user"
+# st.session_state keys owned by this module.
+CONTEXT_KEY = "hyre_context"
+POOL_KEY = "hyre_pool_id"
+ENSEMBLE_KEY = "hyre_ensemble_id"
+USER_INPUT_KEY = "hyre_user_input"
+# ---------------------------------------------------------------- cached resources
+
+
+@st.cache_resource(show_spinner=False)
+def get_store(path: str) -> Store:
+    """One Store per database file for the whole server (it is thread-safe)."""
+    return Store(path)
+
+
+def store() -> Store:
+    """The Store of $HYRE_DB (or the default file)."""
+    return get_store(default_db_path())
+
+
+@st.cache_resource(show_spinner=False)
+def device_name() -> str:
+    return describe_device()
+
+
+@dataclass(frozen=True)
+class PoolArrays:
+    """What the pages read for one (ensemble, pool): Z and its function-space PCA."""
+
+    logits: np.ndarray  # (n_items, n_heads) Z, read-only
+    pca: FunctionPCA
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def pool_arrays(path: str, ensemble_id: str, pool_id: str, n_pairs: int) -> PoolArrays:
+    """Z and its PCA; LookupError when Z is not cached for this pool size (``n_pairs`` is in the key)."""
+    logits = get_store(path).get_head_predictions(ensemble_id, pool_id)
+    if logits is None or logits.shape[0] != n_pairs:
+        # An exception is not cached: the next call looks again once Z is built.
+        raise LookupError(f"no head predictions of ensemble {ensemble_id} for pool {pool_id}")
+    # one read-only float32 copy shared by every session: the live loop's own dtype
+    logits = logits.astype("float32", order="C")
+    logits.setflags(write=False)
+    return PoolArrays(logits=logits, pca=fit_pool_pca(logits))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def pool_pairs(path: str, pool_id: str, n_pairs: int) -> pd.DataFrame:
+    """The pool's pairs (row_index order); shared by all sessions, so treat as read-only."""
+    return get_store(path).pool_pairs(pool_id, with_meta=False)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def pairs_with_meta(path: str, pool_id: str, n_pairs: int) -> pd.DataFrame:
+    """The pool's pairs with their meta dicts (row_index order); read-only."""
+    return get_store(path).pool_pairs(pool_id, with_meta=True)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def group_truth(path: str, pool_id: str, group: str, n_pairs: int) -> np.ndarray:
+    """(n_pairs,) the group's label "a"/"b" per row_index, None where it has none."""
+    return live.group_truth(get_store(path), pool_id, group, n_pairs)
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def pool_personas(path: str, pool_id: str) -> list[profiles.PersonaInfo]:
+    return profiles.pool_personas(get_store(path), pool_id)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def ensemble_model(path: str, ensemble_id: str) -> Ensemble:
+    """The stored ensemble as a torch model (CPU, eval mode), once per server."""
+    from hyre_engine.pipeline import load_model
+
+    return load_model(get_store(path), ensemble_id)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def ensemble_fingerprint(path: str, ensemble_id: str) -> str:
+    """fingerprint() of the stored ensemble: what a profile must match."""
+    return fingerprint(ensemble_model(path, ensemble_id))
+
+
+@st.cache_resource(show_spinner="Loading the embedding model…", max_entries=2)
+def scoring_backbone(backbone_id: str):
+    """The backbone the ensemble was trained on; ValueError when this machine does not have it."""
+    return profiles.load_scoring_backbone(backbone_id)
+
+
+# ---------------------------------------------------------------- context
+
+
+def backbone_label(backbone_id: str) -> str:
+    """'all-MiniLM-L6-v2@6ad9.../max256/...' -> 'all-MiniLM-L6-v2'."""
+    return backbone_id.split("@", 1)[0]
+
+
+@dataclass(frozen=True)
+class Context:
+    """The pool, ensemble and user the pages work on in this run."""
+
+    db_path: str
+    pool: dict[str, Any]  # Store.get_pool: pool_id, name, n_pairs, n_labels, ...
+    ensemble: dict[str, Any]  # a Store.list_ensembles row: ensemble_id, backbone_id, config, meta
+    user: str
+
+    @property
+    def store(self) -> Store:
+        return get_store(self.db_path)
+
+    @property
+    def pool_id(self) -> str:
+        return self.pool["pool_id"]
+
+    @property
+    def pool_name(self) -> str:
+        return str(self.pool["name"])
+
+    @property
+    def ensemble_id(self) -> str:
+        return self.ensemble["ensemble_id"]
+
+    @property
+    def backbone_id(self) -> str:
+        return self.ensemble["backbone_id"]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.ensemble["config"] or {}
+
+    @property
+    def beta(self) -> float:
+        """The ensemble's reweighting temperature (calibrated at build time, else the paper's)."""
+        return float((self.ensemble.get("meta") or {}).get("beta", DEFAULT_BETA))
+
+    @property
+    def train_groups(self) -> list[str] | None:
+        return (self.ensemble.get("meta") or {}).get("train_groups")
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.pool["n_pairs"])
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.config.get("n_heads", 0))
+
+    def arrays(self) -> PoolArrays:
+        return pool_arrays(self.db_path, self.ensemble_id, self.pool_id, self.n_pairs)
+
+    def pairs(self) -> pd.DataFrame:
+        return pool_pairs(self.db_path, self.pool_id, self.n_pairs)
+
+    def pair_ids(self) -> np.ndarray:
+        return self.pairs()["pair_id"].to_numpy(dtype=object)
+
+    def truth(self, group: str) -> np.ndarray:
+        return group_truth(self.db_path, self.pool_id, group, self.n_pairs)
+
+    def personas(self) -> list[profiles.PersonaInfo]:
+        return pool_personas(self.db_path, self.pool_id)
+
+    def sources(self) -> list[profiles.WeightSource]:
+        return profiles.list_sources(
+            self.store, pool_id=self.pool_id, ensemble_id=self.ensemble_id, personas=self.personas()
+        )
+
+    def weights_of(self, source: profiles.WeightSource) -> profiles.Weights:
+        return profiles.source_weights(
+            self.store, source, logits=self.arrays().logits, pair_ids=self.pair_ids(),
+            pool_id=self.pool_id, ensemble_id=self.ensemble_id, truth=self.truth,
+        )
+
+
+def current_user() -> str:
+    """The user of this tab, from ?user= in the URL (kept there so a reload keeps it)."""
+    raw = st.query_params.get(USER_PARAM)
+    if raw is None:
+        # Switching pages clears the query string: this tab's name is still in
+        # its session state, so keep labelling as the same person.
+        raw = st.session_state.get(USER_INPUT_KEY)
+    user = profiles.clean_user(raw)
+    if st.query_params.get(USER_PARAM) != user:
+        st.query_params[USER_PARAM] = user
+    return user
+
+
+def ensembles_for_pages(db: Store) -> pd.DataFrame:
+    """The ensembles the pages can work on: HyRe needs at least two heads.
+
+    An evaluation stores a one-head `single` baseline next to the real ensemble;
+    it is a reference model, never something to reweight.
+    """
+    ensembles = db.list_ensembles()
+    if ensembles.empty:
+        return ensembles
+    heads = ensembles["config"].map(lambda cfg: int((cfg or {}).get("n_heads", 0)))
+    return ensembles[heads >= 2]
+
+
+def _ready_ensemble(path: str, pool: dict[str, Any], ensembles: pd.DataFrame, wanted: str | None):
+    """The wanted ensemble of the pool if its Z is cached, else the newest that has one."""
+    rows = ensembles[ensembles["pool_id"] == pool["pool_id"]].iloc[::-1]
+    order = sorted(range(len(rows)), key=lambda i: rows.iloc[i]["ensemble_id"] != wanted)
+    for i in order:
+        row = rows.iloc[i].to_dict()
+        try:
+            pool_arrays(path, row["ensemble_id"], pool["pool_id"], int(pool["n_pairs"]))
+        except LookupError:
+            continue
+        return row
+    return None
+
+
+def resolve_context() -> Context | None:
+    """Pick the pool and ensemble of this session (building the demo on a fresh install).
+
+    Returns None when the page shows a build in progress or a problem instead.
+    """
+    path = default_db_path()
+    try:
+        db = get_store(path)
+    except StoreLockedError as exc:
+        st.error(f"HyRe Studio cannot open its store: {exc}.", icon=":material/lock:")
+        return None
+    pools = db.list_pools()
+    ensembles = ensembles_for_pages(db)
+    with_ensembles = [p for p in pools["pool_id"] if p in set(ensembles["pool_id"])]
+    if not with_ensembles:
+        build_demo_with_progress(db, path, needs_build=lambda: _demo_needs_build(path, db))
+        return None
+    wanted_pool = st.session_state.get(POOL_KEY)
+    if wanted_pool not in with_ensembles:
+        demo = pools[pools["name"] == DEMO_POOL_NAME]["pool_id"].tolist()
+        wanted_pool = demo[0] if demo and demo[0] in with_ensembles else with_ensembles[-1]
+    pool = db.get_pool(wanted_pool)
+    ensemble = _ready_ensemble(path, pool, ensembles, st.session_state.get(ENSEMBLE_KEY))
+    if ensemble is None:
+        if pool["name"] == DEMO_POOL_NAME:
+            # an interrupted first build: finish it (everything done is reused)
+            build_demo_with_progress(db, path, needs_build=lambda: _demo_needs_build(path, db))
+        else:
+            st.error(
+                f"Pool '{pool['name']}' has an ensemble but no cached head predictions yet. "
+                "Build it first: `python -m hyre_engine build --pool FILE`."
+            )
+        return None
+    st.session_state[POOL_KEY] = pool["pool_id"]
+    st.session_state[ENSEMBLE_KEY] = ensemble["ensemble_id"]
+    return Context(db_path=path, pool=pool, ensemble=ensemble, user=current_user())
+
+
+def get_context() -> Context | None:
+    """The context app.py resolved for this run (pages call this)."""
+    ctx = st.session_state.get(CONTEXT_KEY)
+    return ctx if isinstance(ctx, Context) else resolve_context()
+
+
+def forget_context() -> None:
+    """Resolve the context again on the next run (after a switch or a deletion)."""
+    st.session_state.pop(CONTEXT_KEY, None)
+
+
+def _demo_needs_build(path: str, db: Store) -> bool:
+    """Whether the demo pool lacks an ensemble with cached head predictions."""
+    ensembles = ensembles_for_pages(db)
+    if ensembles.empty:
+        return True
+    pools = db.list_pools()
+    demo = pools[pools["name"] == DEMO_POOL_NAME]
+    if demo.empty:
+        return not len(ensembles)
+    pool = db.get_pool(demo["pool_id"].iloc[0])
+    return _ready_ensemble(path, pool, ensembles, None) is None

@@ -1,0 +1,61 @@
+"""Display text for the engine's registry names (one dict per registry).
+
+Keys are the engine's names; a test checks that every registered name has its text.
+Never imports streamlit.
+"""
+
+from __future__ import annotations
+
+# Query strategies (the live session's next pair), as the Label page offers them.
+STRATEGY_TEXT = {
+    "bald": "BALD: where the heads disagree most",
+    "entropy": "Entropy: where the weighted model is least sure",
+    "random": "Random",
+}
+# The same strategies in the evaluation protocol, where they choose the n labels.
+EVAL_STRATEGY_TEXT = {
+    "random": "Random: the n labels are drawn at random (the paper's main protocol)",
+    "entropy": "Entropy: each next label is where the weighted model is least sure",
+    "bald": "BALD: each next label is where the heads disagree most",
+}
+# Evaluation methods: legend and table names.
+METHOD_TEXT = {
+    "hyre": "HyRe",
+    "uniform": "Uniform ensemble",
+    "single": "Single model",
+    "finetune": "Fine-tuning",
+    "convex": "Convex fit",
+    "best_head_oracle": "Best head (oracle)",
+}
+LOSS_TEXT = {"zero-one": "0-1 error (the paper's choice)", "cross-entropy": "cross-entropy"}
+# Build and evaluation stages: what a progress bar says.
+STAGE_TEXT = {
+    "embed": "Embedding the texts",
+    "calibrate": "Calibrating beta",
+    "train": "Training the heads",
+    "predict": "Caching the head predictions",
+    "evaluate": "Evaluating groups",
+}
+# A session's label values, as a table shows them.
+LABEL_TEXT = {"a": "A", "b": "B", "skip": "skipped"}
+# Session modes: who labels.
+MODE_TEXT = {"human": "I label", "persona": "A simulated persona labels"}
+KIND_TEXT = {
+    "shared": "Shared base with frozen random priors (recommended)",
+    "epinet": "Epinet: one base plus an index-fed network",
+    "vanilla": "Vanilla: K independent networks",
+}
+FORMAT_TEXT = {
+    "auto": "Detect from the file",
+    "design": "HyRe format: prompt + response_a/response_b/label or chosen/rejected",
+    "hh-rlhf": "HH-RLHF transcripts: chosen / rejected",
+    "llmbar": "LLMBar: input, output_1, output_2, label 1 or 2",
+    "ratings": "Per-user ratings: user, item, rating, text",
+}
+# How two people's weights are compared (profiles.MEASURES).
+MEASURE_TEXT = {
+    "cosine": "Similarity of weights (cosine)",
+    "agreement": "Same choice on pool pairs",
+}
+# Colour-scale title of each comparison measure.
+MEASURE_SHORT = {"cosine": "cosine", "agreement": "agree"}

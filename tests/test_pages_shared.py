@@ -1,0 +1,179 @@
+"""pages/_shared without a browser: the Data page's file helpers, the Evaluate page's form
+helpers and charts, the Explore page's axis table (no AppTest: tests/app holds those)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hyre_engine.data import DataError
+from hyre_engine.pca import EndContrast
+from hyre_engine.pipeline import BuildConfig
+from pages._shared import charts, data_io, evaluation
+from pages._shared.widgets import axis_table, snippet
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def design_csv(n_pairs: int = 12, groups: tuple[str, ...] = ("g1", "g2")) -> bytes:
+    """A DESIGN-format CSV: n_pairs pairs, each judged once per group (g1 prefers A, g2 B)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["prompt", "response_a", "response_b", "label", "group"])
+    for i in range(n_pairs):
+        for j, group in enumerate(groups):
+            writer.writerow([f"Question {i}?", f"A short answer {i}.", f"A long, detailed answer {i}.",
+                             "ab"[j % 2], group])
+    return out.getvalue().encode()
+
+
+# ---------------------------------------------------------------- Data page
+
+
+def test_upload_limit_matches_server_config():
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == data_io.MAX_UPLOAD_MB
+
+
+def test_read_upload_counts_and_errors():
+    frame = data_io.read_upload(design_csv(), "prefs.csv", format="auto")
+    info = data_io.summarize(frame)
+    assert (info.rows, info.pairs, info.groups, info.annotators, info.format) == (24, 12, 2, 2, "design")
+    counts = data_io.group_counts(frame).set_index("group")
+    assert counts.loc["g1", "judgements"] == 12
+    # g1 prefers the short answer; the page shows the share of "A preferred" as read
+    assert 0 <= counts.loc["g1", "A preferred"] <= 1
+    assert list(data_io.preview_table(frame, rows=5).columns[:4]) == ["prompt", "response_a", "response_b", "label"]
+    assert len(data_io.preview_table(frame, rows=5)) == 5
+
+    with pytest.raises(DataError, match=r"wrong\.csv.*missing column 'label'") as err:
+        data_io.read_upload(b"prompt,response_a,response_b\nq,x,y\n", "wrong.csv", format="auto")
+    assert err.value.column == "label"
+    with pytest.raises(DataError, match="not valid UTF-8") as err:
+        data_io.read_upload(b"prompt,response_a,response_b,label\nq,\xff\xfe,y,a\n", "latin.csv", format="auto")
+    assert err.value.row == 2
+    with pytest.raises(DataError, match="empty"):
+        data_io.read_upload(b"", "empty.jsonl", format="auto")
+    with pytest.raises(DataError, match=r"big\.csv is 0\.0 MB: uploads are limited"):
+        data_io.read_upload(b"x" * 101, "big.csv", format="auto", max_bytes=100)
+
+
+def test_size_error_and_pool_name():
+    assert data_io.size_error("a.csv", data_io.MAX_UPLOAD_BYTES, data_io.MAX_UPLOAD_BYTES, upload=True) is None
+    message = data_io.size_error("a.csv", data_io.MAX_UPLOAD_BYTES + 1, data_io.MAX_UPLOAD_BYTES, upload=True)
+    assert "50 MB" in message and "maxUploadSize" in message
+    assert data_io.default_pool_name("/x/prefs.jsonl.gz") == "prefs"
+
+
+def test_read_path_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        data_io.read_path(str(tmp_path / "missing.csv"), format="auto")
+    with pytest.raises(FileNotFoundError, match="type the path"):
+        data_io.read_path("  ", format="auto")
+    big = tmp_path / "big.csv"
+    big.write_bytes(design_csv())
+    with pytest.raises(DataError, match="files are limited"):
+        data_io.read_path(str(big), format="auto", max_bytes=10)
+
+
+# ---------------------------------------------------------------- Evaluate page
+
+
+def _result(groups=("g1", "g2")) -> dict:
+    n = [0, 1, 5]
+    return {
+        "n": n,
+        "groups": {
+            g: {"n_examples": 10, "methods": {"hyre": {"mean": [0.5, 0.6, 0.8], "std": [0.0, 0.1, 0.05]},
+                                              "uniform": {"mean": [0.5, 0.5, 0.5], "std": [0, 0, 0]}},
+                "effective_heads": {"mean": [20.0, 15.0, 5.0], "std": [0, 1, 1]}}
+            for g in groups
+        },
+        "summary": {"hyre": {"mean": [0.5, 0.6, 0.8], "std_over_groups": [0, 0, 0]},
+                    "uniform": {"mean": [0.5, 0.5, 0.5], "std_over_groups": [0, 0, 0]}},
+    }
+
+
+def test_parse_n_values():
+    assert evaluation.parse_n_values("10, 0,1 , 5,5") == [0, 1, 5, 10]
+    with pytest.raises(ValueError, match="'x' is not a whole number"):
+        evaluation.parse_n_values("0, x")
+    with pytest.raises(ValueError, match="0 or more"):
+        evaluation.parse_n_values("-1")
+    with pytest.raises(ValueError, match="at least one"):
+        evaluation.parse_n_values(" , ")
+
+
+def test_result_key_depends_on_every_option():
+    base = {"pool_id": "p", "n_values": [0, 1], "seeds": 5, "methods": ["hyre"]}
+    key = evaluation.result_key(**base)
+    assert key == evaluation.result_key(**dict(reversed(list(base.items()))))  # order-free
+    assert key.startswith(evaluation.RESULT_PREFIX)
+    for change in ({"seeds": 6}, {"n_values": [0, 2]}, {"methods": ["uniform"]}, {"pool_id": "q"}):
+        assert evaluation.result_key(**{**base, **change}) != key, change
+
+
+def test_curves_figure_has_a_band_and_a_line_per_method():
+    result = _result()
+    fig = charts.curves_figure(result["n"], result["groups"]["g1"]["methods"])
+    lines = [t for t in fig.data if t.fill is None]
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert [t.name for t in lines] == ["HyRe", "Uniform ensemble"]  # the legend's order
+    assert len(bands) == 2
+    hyre_band = next(t for t in bands if t.legendgroup == "hyre")
+    # upper edge left to right, then lower edge back: mean +- std, clipped to [0, 1]
+    np.testing.assert_allclose(hyre_band.y, [0.5, 0.7, 0.85, 0.75, 0.5, 0.5])
+    with pytest.raises(ValueError, match="2 means for 3 values of n"):
+        charts.curves_figure([0, 1, 5], {"hyre": {"mean": [0.5, 0.6], "std": [0, 0]}})
+
+
+def test_result_csv_and_summary_table():
+    result = _result()
+    frame = pd.read_csv(io.StringIO(evaluation.result_csv(result)))
+    # 2 groups x 2 methods x 3 n, plus 2 summary methods x 3 n
+    assert len(frame) == 2 * 2 * 3 + 2 * 3
+    row = frame[(frame["group"] == "g2") & (frame["method"] == "hyre") & (frame["n"] == 1)].iloc[0]
+    assert (row["mean"], row["std"]) == (0.6, 0.1)
+    table = evaluation.summary_table(result)
+    assert list(table.index) == ["HyRe", "Uniform ensemble"]
+    assert list(table.columns) == ["n=0", "n=1", "n=5"]
+    assert table.attrs["effective_heads"] == [20.0, 15.0, 5.0]
+
+
+def test_config_for_an_ensemble_finds_the_same_ensemble():
+    # the page rebuilds a stored ensemble's config from its settings to find it again
+    record = {"config": BuildConfig(n_heads=20, hidden=32, train_groups=["crowd"]).ensemble_settings()}
+    config = BuildConfig.from_settings(record["config"], backbone=None, train_groups=["crowd"])
+    assert config.reproduces(record["config"])
+    assert config.n_heads == 20 and config.train_groups == ["crowd"]
+
+
+def test_embedded_backbone_is_told_by_its_name():
+    assert evaluation.is_embedded_backbone("all-MiniLM-L6-v2@abc/max256")
+    assert not evaluation.is_embedded_backbone("my-encoder@abc")
+
+
+# ---------------------------------------------------------------- Explore page
+
+
+def test_axis_table_reads_what_each_end_favours():
+    contrasts = [
+        EndContrast("words", ((1.5, 2),), ((6.0, 2),)),
+        EndContrast("style", (("short", 2),), (("thorough", 1), ("short", 1))),
+    ]
+    table = axis_table(contrasts).set_index("attribute")
+    assert table.loc["style", "+ end favours"] == "short ×2"
+    assert table.loc["style", "− end favours"] == "thorough ×1, short ×1"
+    assert table.loc["words (mean)", "+ end favours"] == "2"  # (2 + 1) / 2 rounds to 2
+    assert table.loc["words (mean)", "− end favours"] == "6"
+
+
+def test_snippet_cuts_long_text_on_one_line():
+    assert snippet("a\n b") == "a b"
+    assert snippet("x" * 200, 10) == "x" * 9 + "…"
