@@ -1,0 +1,74 @@
+"""DuckDB store (a package: connection and schema, pools, artifacts, sessions, results): pools, texts, labels, embeddings, ensembles, head predictions,
+labelling sessions, user profiles and cached results, in one database file.
+
+The only module of the engine that imports duckdb. Everything the app keeps
+between reruns lives here, not in the UI's session state, so a reload or a second tab
+sees the same labels, sessions and caches.
+
+Design notes
+- A *text* is one (prompt, response) unit, what the backbone embeds; it is keyed
+  by `text_hash(prompt, response)`, so embeddings are shared by every pool and
+  cached per backbone id.
+- Pairs of a pool have a stable `row_index` (0..N-1, order of first appearance);
+  head predictions Z (N, K) are aligned with it.
+- Thread safety: one duckdb connection; each thread reads through its own cursor
+  (a duckdb cursor is a duplicate connection to the same database). Writes are
+  serialised by a process-local lock, because two threads writing the same rows
+  would otherwise fail duckdb's optimistic concurrency check instead of waiting.
+- Every write is one transaction: on any error it is rolled back, so nothing
+  already stored is lost or half-written.
+- Arrays (embeddings, Z) are stored one row per item as a FLOAT[] list and read
+  back through Arrow, reshaping the flat values (no Python loop per item).
+  bench/bench_store.py measures reading Z for 100,000 x 100.
+- No foreign keys: duckdb has no ON DELETE CASCADE, so the deletes cascade in
+  code, inside one transaction.
+- Timestamps are naive UTC.
+
+
+The store assumes the frames it is given were validated by ``hyre_engine.data``
+(``read_preferences`` and friends): its own checks only guard what the tables need.
+"""
+
+from __future__ import annotations
+
+from hyre_engine.store.artifacts import ArtifactsMixin
+from hyre_engine.store.connection import (
+    DB_ENV_VAR,
+    DEFAULT_DB_PATH,
+    MEMORY,
+    SCHEMA_VERSION,
+    SESSION_MODES,
+    StoreLockedError,
+    StoreStats,
+    _list_array,
+    _list_column_to_matrix,
+    default_db_path,
+    text_hash,
+)
+from hyre_engine.store.pools import PoolsMixin
+from hyre_engine.store.results import ResultsMixin
+from hyre_engine.store.sessions import SessionsMixin
+
+__all__ = [
+    "DB_ENV_VAR",
+    "DEFAULT_DB_PATH",
+    "MEMORY",
+    "SCHEMA_VERSION",
+    "SESSION_MODES",
+    "Store",
+    "StoreLockedError",
+    "StoreStats",
+    "_list_array",
+    "_list_column_to_matrix",
+    "default_db_path",
+    "text_hash",
+]
+
+
+class Store(PoolsMixin, ArtifactsMixin, SessionsMixin, ResultsMixin):
+    """The project's one database (a file, or ":memory:" for tests).
+
+    Safe to share between the threads of one process (the Streamlit server):
+    each thread gets its own cursor. Use as a context manager or call `close()`.
+    Each group of methods lives in its own module; this class only joins them.
+    """

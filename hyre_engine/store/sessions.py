@@ -1,0 +1,200 @@
+"""Labelling sessions: settings, labels in order, undo and reset."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from hyre_engine.numerics import SESSION_LABELS
+from hyre_engine.store.connection import (
+    SESSION_MODES,
+    StoreBase,
+    _check_name,
+    _first,
+    _new_id,
+    _now,
+    _to_json,
+)
+
+
+class SessionsMixin(StoreBase):
+    """Store methods: labelling sessions: settings, labels in order, undo and reset."""
+
+    def get_or_create_session(
+        self,
+        *,
+        user: str,
+        pool_id: str,
+        ensemble_id: str,
+        mode: str = "human",
+        persona: str | None = None,
+    ) -> str:
+        """The session of this user on this pool and ensemble (resumed if it exists); returns its id."""
+        _check_name(user, "user")
+        if mode not in SESSION_MODES:
+            raise ValueError(f"mode must be one of {SESSION_MODES}, got {mode!r}")
+        if mode == "persona":
+            _check_name(persona, "persona (required when mode='persona')")
+        persona_key = persona or ""
+        with self._transaction() as (cur, _):
+            row = _first(
+                cur.execute(
+                    "SELECT session_id FROM sessions WHERE user_name = ? AND pool_id = ? AND "
+                    "ensemble_id = ? AND mode = ? AND persona = ?",
+                    [user, pool_id, ensemble_id, mode, persona_key],
+                )
+            )
+            if row is not None:
+                return row[0]
+            self._require(cur, "pools", "pool_id", pool_id, "pool")
+            self._require(cur, "ensembles", "ensemble_id", ensemble_id, "ensemble")
+            session_id = _new_id("session")
+            now = _now()
+            cur.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, '{}', ?, ?)",
+                [session_id, user, pool_id, ensemble_id, mode, persona_key, now, now],
+            )
+            return session_id
+
+    def get_session(self, session_id: str) -> dict[str, Any]:
+        """{session_id, user, pool_id, ensemble_id, mode, persona, settings, n_labels, created_at, updated_at}."""
+        frame = self.list_sessions(session_id=session_id)
+        if not len(frame):
+            raise KeyError(f"no session {session_id!r}")
+        out = frame.iloc[0].to_dict()
+        out["n_labels"] = int(out["n_labels"])
+        return out
+
+    def update_session(self, session_id: str, **settings: Any) -> dict[str, Any]:
+        """Merge settings (e.g. strategy, beta) into the session's; returns all its settings."""
+        with self._transaction() as (cur, _):
+            row = _first(
+                cur.execute("SELECT settings FROM sessions WHERE session_id = ?", [session_id])
+            )
+            if row is None:
+                raise KeyError(f"no session {session_id!r}")
+            merged = {**json.loads(row[0]), **settings}
+            cur.execute(
+                "UPDATE sessions SET settings = ?, updated_at = ? WHERE session_id = ?",
+                [_to_json(merged, what="settings"), _now(), session_id],
+            )
+        return merged
+
+    def add_session_label(
+        self, session_id: str, *, row_index: int, pair_id: str, label: str
+    ) -> int:
+        """Append a label ('a', 'b' or 'skip') for one pair of the session's pool; returns its seq (0, 1, ...).
+
+        A pair already labelled in this session raises ValueError (undo it first).
+        """
+        if label not in SESSION_LABELS:
+            raise ValueError(f"label must be one of {SESSION_LABELS}, got {label!r}")
+        row_index = int(row_index)
+        with self._transaction() as (cur, _):
+            row = _first(
+                cur.execute("SELECT pool_id FROM sessions WHERE session_id = ?", [session_id])
+            )
+            if row is None:
+                raise KeyError(f"no session {session_id!r}")
+            stored = _first(
+                cur.execute(
+                    "SELECT pair_id FROM pairs WHERE pool_id = ? AND row_index = ?",
+                    [row[0], row_index],
+                )
+            )
+            if stored is None or stored[0] != str(pair_id):
+                raise ValueError(
+                    f"row_index {row_index} is pair {None if stored is None else stored[0]!r} in pool "
+                    f"{row[0]}, not {pair_id!r}"
+                )
+            done = _first(
+                cur.execute(
+                    "SELECT seq FROM session_labels WHERE session_id = ? AND row_index = ?",
+                    [session_id, row_index],
+                )
+            )
+            if done is not None:
+                raise ValueError(
+                    f"row_index {row_index} is already labelled in this session (seq {done[0]})"
+                )
+            seq = cur.execute(
+                "SELECT coalesce(max(seq) + 1, 0) FROM session_labels WHERE session_id = ?",
+                [session_id],
+            ).fetchall()[0][0]
+            now = _now()
+            cur.execute(
+                "INSERT INTO session_labels VALUES (?, ?, ?, ?, ?, ?)",
+                [session_id, seq, row_index, str(pair_id), label, now],
+            )
+            cur.execute(
+                "UPDATE sessions SET updated_at = ? WHERE session_id = ?", [now, session_id]
+            )
+        return seq
+
+    def undo_session_label(self, session_id: str) -> dict[str, Any] | None:
+        """Remove the session's last label and return it ({seq, row_index, pair_id, label, created_at}), or None."""
+        with self._transaction() as (cur, _):
+            self._require(cur, "sessions", "session_id", session_id, "session")
+            row = _first(
+                cur.execute(
+                    "SELECT seq, row_index, pair_id, label, created_at FROM session_labels "
+                    "WHERE session_id = ? ORDER BY seq DESC LIMIT 1",
+                    [session_id],
+                )
+            )
+            if row is None:
+                return None
+            cur.execute(
+                "DELETE FROM session_labels WHERE session_id = ? AND seq = ?", [session_id, row[0]]
+            )
+            cur.execute(
+                "UPDATE sessions SET updated_at = ? WHERE session_id = ?", [_now(), session_id]
+            )
+        return dict(zip(("seq", "row_index", "pair_id", "label", "created_at"), row, strict=True))
+
+    def session_labels(self, session_id: str) -> pd.DataFrame:
+        """DataFrame(seq, row_index, pair_id, label, created_at) in labelling order."""
+        self._require(self._cursor(), "sessions", "session_id", session_id, "session")
+        return self._fetch_df(
+            "SELECT seq, row_index, pair_id, label, created_at FROM session_labels "
+            "WHERE session_id = ? ORDER BY seq",
+            [session_id],
+        )
+
+    def reset_session(self, session_id: str) -> int:
+        """Remove all of the session's labels (settings stay); returns how many were removed."""
+        with self._transaction() as (cur, _):
+            self._require(cur, "sessions", "session_id", session_id, "session")
+            removed = cur.execute(
+                "DELETE FROM session_labels WHERE session_id = ?", [session_id]
+            ).fetchall()[0][0]
+            cur.execute(
+                "UPDATE sessions SET updated_at = ? WHERE session_id = ?", [_now(), session_id]
+            )
+        return removed
+
+    def delete_session(self, session_id: str) -> None:
+        """Delete a session and its labels."""
+        with self._transaction() as (cur, _):
+            self._require(cur, "sessions", "session_id", session_id, "session")
+            cur.execute("DELETE FROM session_labels WHERE session_id = ?", [session_id])
+            cur.execute("DELETE FROM sessions WHERE session_id = ?", [session_id])
+
+    def list_sessions(
+        self, pool_id: str | None = None, *, user: str | None = None, session_id: str | None = None
+    ) -> pd.DataFrame:
+        """DataFrame(session_id, user, pool_id, ensemble_id, mode, persona, settings, n_labels, created_at, updated_at)."""
+        frame = self._fetch_df(
+            "SELECT s.session_id, s.user_name AS user, s.pool_id, s.ensemble_id, s.mode, s.persona, "
+            "s.settings, (SELECT count(*) FROM session_labels l WHERE l.session_id = s.session_id) "
+            "AS n_labels, s.created_at, s.updated_at FROM sessions s "
+            "WHERE (? IS NULL OR s.pool_id = ?) AND (? IS NULL OR s.user_name = ?) "
+            "AND (? IS NULL OR s.session_id = ?) ORDER BY s.created_at, s.session_id",
+            [pool_id, pool_id, user, user, session_id, session_id],
+        )
+        frame["persona"] = frame["persona"].astype(object).where(frame["persona"] != "", None)
+        frame["settings"] = [json.loads(s) for s in frame["settings"]]
+        return frame
+
