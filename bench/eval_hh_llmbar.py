@@ -1,6 +1,6 @@
 """HyRe on real preference data: HH-RLHF (four subsets) and LLMBar (five subsets).
 
-Protocol (issue 4): the ensemble trains on a mixture of half of each of the
+Protocol: the ensemble trains on a mixture of half of each of the
 four HH-RLHF test splits (the train splits are not available); the other
 halves are the four target distributions. The same HH-trained ensemble is then
 adapted to each of the five LLMBar subsets. Accuracy vs the number n of a
@@ -71,7 +71,7 @@ SPLIT_SEED = 0
 DEFAULT_N = (0, 1, 5, 10, 20)
 DEFAULT_SEEDS = 20
 # The paper's beta; passed explicitly so a calibrated beta stored with the
-# ensemble (issue 7) does not silently change these numbers.
+# ensemble (calibrated on held-out training annotators) does not silently change these numbers.
 PAPER_BETA = 1.0
 # Fine-tuning is the slow baseline (100 full-batch steps per seed and n).
 DEFAULT_FINETUNE_SEEDS = 3
@@ -119,7 +119,7 @@ def open_pools(out: Path) -> tuple[Store, dict[str, str]]:
 
 
 def config_of(args: argparse.Namespace, **overrides) -> BuildConfig:
-    # No beta calibration (issue 7): HH has only 4 "annotators" (the subsets), and
+    # No beta calibration: HH has only 4 "annotators" (the subsets), and
     # every number here uses the paper's beta unless a sweep says otherwise.
     settings = dict(kind="shared", n_heads=100, prior_scale=1.0,
                     annotator_fraction=getattr(args, "annotator_fraction", None),

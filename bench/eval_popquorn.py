@@ -35,7 +35,7 @@ from hyre_engine.protocol import format_table  # noqa: E402
 from hyre_engine.store import Store  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "popquorn" / "offensiveness_raw_data.csv.gz"
-# The reference measurement in issue 7: 200 training annotators, the other 62 as targets,
+# The reference split for POPQUORN: 200 training annotators, the other 62 as targets,
 # up to 80 pairs each.
 N_TRAIN_USERS = 200
 MAX_PAIRS = 80

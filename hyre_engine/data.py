@@ -5,7 +5,7 @@ Every reader returns a pandas DataFrame with the columns
     pair_id, prompt, response_a, response_b, label, group, annotator, <metadata...>
 
 one row per judgement; ``label`` is "a" or "b" (the preferred response).
-Inputs (DESIGN.md's file format and three converters):
+Inputs (the project's own file format and three converters):
 
 - ``design``: JSONL, JSON (a list of objects), CSV or Parquet with ``prompt`` and
   either ``response_a``/``response_b``/``label`` or ``chosen``/``rejected``.

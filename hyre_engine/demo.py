@@ -42,18 +42,20 @@ RESPONSES_FILE = DEMO_DIR / "responses.jsonl"
 PERSONAS_FILE = DEMO_DIR / "personas.json"
 PAIRS_FILE = DEMO_DIR / "pairs.jsonl"
 
-# The two axes of the pool (issue 3, in the spirit of the paper's ELIX data);
+# The two axes the demo users disagree on (in the spirit of the paper's ELIX data);
 # the order is the canonical variant order used for pair ids.
 DEPTHS = ("child", "newcomer", "expert")
 STYLES = ("short", "thorough")
 VARIANTS = tuple(f"{d}-{s}" for d in DEPTHS for s in STYLES)
 
-# Word limits of the two styles (issue 3): short <= 45 words, thorough 80-160.
+# Word limits of the two styles, far enough apart that length alone tells them apart:
+# short <= 45 words, thorough 80-160.
 SHORT_MAX_WORDS = 45
 THOROUGH_MIN_WORDS = 80
 THOROUGH_MAX_WORDS = 160
 
-# Label noise a persona may carry (issue 3: 0-15%).
+# Label noise a persona may carry: up to 15%, as noisy as real annotators tend to be
+# while a persona's taste still shows in a handful of labels.
 MAX_NOISE = 0.15
 
 # The group (and pair-file value) of the training crowd's rows.
@@ -411,7 +413,7 @@ def generate_pairs(
 ) -> list[dict]:
     """Preference rows: every pair of responses to a prompt, per persona and by the crowd.
 
-    Rows follow DESIGN.md's preference format (pair_id, prompt, response_a,
+    Rows follow the preference file format of ``data.py`` (pair_id, prompt, response_a,
     response_b, label, group, annotator) plus metadata (prompt_id, topic,
     depth_a, style_a, depth_b, style_b). Pairs come in prompt order of first
     appearance; per pair, one row per persona (file order) then the crowd row.

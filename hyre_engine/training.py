@@ -153,6 +153,66 @@ def _resolve_device(device) -> torch.device:
     return pick_device(str(device))
 
 
+@dataclass
+class _Batches:
+    """The training rows on the device: inputs, targets, the (N, K) row x head mask, and
+    the frozen priors' outputs cached once (they never change during a fit)."""
+
+    xs: list[torch.Tensor]
+    y: torch.Tensor
+    row_mask: torch.Tensor | None
+    priors: list[torch.Tensor] | None
+
+    @classmethod
+    def on(cls, model: ens.Ensemble, xs_np, y_np, groups_np, dev: torch.device) -> _Batches:
+        xs = [torch.from_numpy(x).to(dev) for x in xs_np]
+        row_mask = None
+        if groups_np is not None:
+            # (N, K): whether row i's group is in head k's mask
+            row_mask = model.head_mask[:, torch.from_numpy(groups_np).long().to(dev)].T
+        priors = None
+        if isinstance(model, ens.SharedBaseEnsemble) and model.config.prior_scale != 0.0:
+            priors = [_batched_prior(model, x) for x in xs]
+        return cls(xs=xs, y=torch.from_numpy(y_np).to(dev), row_mask=row_mask, priors=priors)
+
+    def loss(self, model: ens.Ensemble, task: str, idx: torch.Tensor) -> torch.Tensor:
+        """Per-head mean loss (K,) on the rows ``idx``."""
+        return head_losses(
+            model, task, [x[idx] for x in self.xs], self.y[idx],
+            self.row_mask[idx] if self.row_mask is not None else None,
+            priors=[p[idx] for p in self.priors] if self.priors is not None else None,
+        )
+
+
+def _run_steps(model, task: str, batches: _Batches, optimizer, *, total: int, batch_size: int,
+               rng: np.random.Generator, dev: torch.device, progress: Progress | None):
+    """``total`` minibatch steps over epochs of shuffled rows: (steps run, loss per epoch)."""
+    n = len(batches.y)
+    use_autocast = dev.type == "cuda"  # bf16 autocast where it is fast and safe: CUDA only
+    step = 0
+    epoch_losses: list[float] = []
+    while step < total:
+        order = torch.from_numpy(rng.permutation(n)).to(dev)
+        running, count = 0.0, 0
+        for lo in range(0, n, batch_size):
+            if step >= total:
+                break
+            idx = order[lo : lo + batch_size]
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_autocast):
+                per_head = batches.loss(model, task, idx)
+            optimizer.zero_grad(set_to_none=True)
+            per_head.sum().backward()
+            optimizer.step()
+            step += 1
+            value = float(per_head.detach().mean())
+            running += value * len(idx)
+            count += len(idx)
+            if progress is not None:
+                progress(step, total, value)
+        epoch_losses.append(running / max(count, 1))
+    return step, epoch_losses
+
+
 def fit_ensemble(
     model: ens.Ensemble,
     *,
@@ -192,59 +252,16 @@ def fit_ensemble(
     dev = _resolve_device(device)
     model.to(dev)
     _fit_input_stats(model, xs_np)
-
-    xs = [torch.from_numpy(x).to(dev) for x in xs_np]
-    y = torch.from_numpy(y_np).to(dev)
-    row_mask_all = None
-    if groups_np is not None:
-        # (N, K): whether row i's group is in head k's mask
-        row_mask_all = model.head_mask[:, torch.from_numpy(groups_np).long().to(dev)].T
-
-    prior_cache = None
-    if isinstance(model, ens.SharedBaseEnsemble) and model.config.prior_scale != 0.0:
-        prior_cache = [_batched_prior(model, x) for x in xs]
-
+    batches = _Batches.on(model, xs_np, y_np, groups_np, dev)
+    if epochs is None:
+        epochs = max(DEFAULT_EPOCHS, math.ceil(DEFAULT_MIN_STEPS / math.ceil(n / batch_size)))
+    total = steps if steps is not None else epochs * math.ceil(n / batch_size)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    rng = np.random.default_rng(seed)
-    steps_per_epoch = math.ceil(n / batch_size)
-    if epochs is None:
-        epochs = max(DEFAULT_EPOCHS, math.ceil(DEFAULT_MIN_STEPS / steps_per_epoch))
-    total = steps if steps is not None else epochs * steps_per_epoch
-    use_autocast = dev.type == "cuda"
-
     model.train()
     start = time.perf_counter()
-    step = 0
-    epoch_losses: list[float] = []
-    while step < total:
-        order = torch.from_numpy(rng.permutation(n)).to(dev)
-        running, count = 0.0, 0
-        for lo in range(0, n, batch_size):
-            if step >= total:
-                break
-            idx = order[lo : lo + batch_size]
-            batch_mask = row_mask_all[idx] if row_mask_all is not None else None
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_autocast):
-                per_head = head_losses(
-                    model,
-                    task,
-                    [x[idx] for x in xs],
-                    y[idx],
-                    batch_mask,
-                    priors=[p[idx] for p in prior_cache] if prior_cache is not None else None,
-                )
-            loss = per_head.sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            value = float(per_head.detach().mean())
-            running += value * len(idx)
-            count += len(idx)
-            if progress is not None:
-                progress(step, total, value)
-        epoch_losses.append(running / max(count, 1))
+    step, epoch_losses = _run_steps(model, task, batches, optimizer, total=total, batch_size=batch_size,
+                                    rng=np.random.default_rng(seed), dev=dev, progress=progress)
     model.eval()
     return TrainReport(
         final_loss=epoch_losses[-1],

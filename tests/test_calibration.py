@@ -1,4 +1,4 @@
-"""Annotator-aware heads and beta calibration through the pipeline (issue 7).
+"""Annotator-aware heads and beta calibration through the pipeline.
 
 A tiny stand-in text encoder (a fixed random vector per text) keeps every build to
 a second or so; the pipeline, the ensemble, the store and the calibration are real.

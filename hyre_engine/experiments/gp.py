@@ -42,7 +42,7 @@ GP_NOISE = 0.05
 # Training inputs fill [-1, 1]; the grid extends to [-3, 3], where the heads must disagree.
 GP_TRAIN_RANGE = (-1.0, 1.0)
 GP_GRID_RANGE = (-3.0, 3.0)
-# Components shown and reported (the brief: the top 3).
+# Components shown and reported: the top 3, the paper's GP figure.
 GP_COMPONENTS = 3
 GP_LR = 3e-3
 

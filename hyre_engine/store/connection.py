@@ -276,6 +276,12 @@ def _prepare_frame(frame: pd.DataFrame) -> _Prepared:
         responses = pairs[f"response_{side}"].tolist()
         pairs[f"hash_{side}"] = [text_hash(p, r) for p, r in zip(prompts, responses, strict=True)]
 
+    return _Prepared(pairs=pairs, labels=_label_rows(frame, base, meta))
+
+
+def _label_rows(frame: pd.DataFrame, base: pd.DataFrame, meta: list[str]) -> pd.DataFrame:
+    """The rows of ``frame`` that carry a label: pair_id, grp, annotator, label, meta."""
+    n = len(frame)
     if "label" in frame.columns:
         label = frame["label"]
         known = label.isna().to_numpy() | label.isin(POOL_LABELS).to_numpy()
@@ -299,7 +305,7 @@ def _prepare_frame(frame: pd.DataFrame) -> _Prepared:
             "meta": np.asarray(meta, dtype=object)[rows],
         }
     )
-    return _Prepared(pairs=pairs, labels=labels)
+    return labels
 
 
 def _strings(values: pd.Series | np.ndarray | Sequence[str | None]) -> pa.Array:

@@ -73,7 +73,15 @@ class PoolsMixin(StoreBase):
     def _insert_frame(
         self, cur: duckdb.DuckDBPyConnection, counts: StoreStats, pool_id: str, prep: _Prepared
     ) -> None:
-        pairs = prep.pairs
+        new = self._new_pairs(cur, pool_id, prep.pairs)
+        if len(new):
+            self._insert_texts(cur, counts, new)
+            self._insert_pairs(cur, counts, pool_id, new)
+        if len(prep.labels):
+            self._insert_labels(cur, counts, pool_id, prep.labels)
+
+    def _new_pairs(self, cur: duckdb.DuckDBPyConnection, pool_id: str, pairs: pd.DataFrame) -> pd.DataFrame:
+        """The pairs not in the pool yet; a pair_id already there with other texts is an error."""
         incoming = pa.table({"pair_id": _strings(pairs["pair_id"]), "ord": np.arange(len(pairs))})
         with self._registered(cur, incoming) as name:
             stored = cur.execute(
@@ -91,73 +99,66 @@ class PoolsMixin(StoreBase):
                     f"pair_id {_name_some(merged['pair_id'][differs])} already in pool {pool_id} "
                     "with different prompt/response texts"
                 )
-        new = pairs[~pairs["pair_id"].isin(set(stored["pair_id"]))]
+        return pairs[~pairs["pair_id"].isin(set(stored["pair_id"]))]
+
+    def _insert_texts(self, cur: duckdb.DuckDBPyConnection, counts: StoreStats, new: pd.DataFrame) -> None:
+        """The (prompt, response) texts of new pairs that no pool has stored yet."""
+        text_rows = pd.DataFrame(
+            {
+                "text_hash": np.concatenate([new["hash_a"], new["hash_b"]]),
+                "prompt": np.concatenate([new["prompt"], new["prompt"]]),
+                "response": np.concatenate([new["response_a"], new["response_b"]]),
+            }
+        ).drop_duplicates("text_hash")
+        texts = pa.table({c: _strings(text_rows[c]) for c in text_rows.columns})
+        with self._registered(cur, texts) as name:
+            counts.texts_added += cur.execute(
+                f"INSERT INTO texts SELECT t.text_hash, t.prompt, t.response FROM {name} t "
+                "WHERE NOT EXISTS (SELECT 1 FROM texts x WHERE x.text_hash = t.text_hash)"
+            ).fetchall()[0][0]
+
+    def _insert_pairs(self, cur: duckdb.DuckDBPyConnection, counts: StoreStats, pool_id: str,
+                      new: pd.DataFrame) -> None:
+        """New pairs, numbered on from the pool's last row_index."""
         start = cur.execute(
             "SELECT coalesce(max(row_index) + 1, 0) FROM pairs WHERE pool_id = ?", [pool_id]
         ).fetchall()[0][0]
-
-        if len(new):
-            text_rows = pd.DataFrame(
-                {
-                    "text_hash": np.concatenate([new["hash_a"], new["hash_b"]]),
-                    "prompt": np.concatenate([new["prompt"], new["prompt"]]),
-                    "response": np.concatenate([new["response_a"], new["response_b"]]),
-                }
-            ).drop_duplicates("text_hash")
-            texts = pa.table({c: _strings(text_rows[c]) for c in text_rows.columns})
-            with self._registered(cur, texts) as name:
-                counts.texts_added += cur.execute(
-                    f"INSERT INTO texts SELECT t.text_hash, t.prompt, t.response FROM {name} t "
-                    "WHERE NOT EXISTS (SELECT 1 FROM texts x WHERE x.text_hash = t.text_hash)"
-                ).fetchall()[0][0]
-            table = pa.table(
-                {
-                    "row_index": pa.array(np.arange(start, start + len(new), dtype=np.int32)),
-                    **{
-                        c: _strings(new[c])
-                        for c in (
-                            "pair_id",
-                            "prompt",
-                            "response_a",
-                            "response_b",
-                            "hash_a",
-                            "hash_b",
-                            "meta",
-                        )
-                    },
-                }
-            )
-            with self._registered(cur, table) as name:
-                counts.pairs_added += cur.execute(
-                    f"INSERT INTO pairs SELECT ?, row_index, pair_id, prompt, response_a, response_b, "
-                    f"hash_a, hash_b, meta FROM {name}",
-                    [pool_id],
-                ).fetchall()[0][0]
-
-        labels = prep.labels
-        if len(labels):
-            label_start = cur.execute(
-                "SELECT coalesce(max(label_index) + 1, 0) FROM labels WHERE pool_id = ?", [pool_id]
+        columns = ("pair_id", "prompt", "response_a", "response_b", "hash_a", "hash_b", "meta")
+        table = pa.table(
+            {
+                "row_index": pa.array(np.arange(start, start + len(new), dtype=np.int32)),
+                **{c: _strings(new[c]) for c in columns},
+            }
+        )
+        with self._registered(cur, table) as name:
+            counts.pairs_added += cur.execute(
+                f"INSERT INTO pairs SELECT ?, row_index, pair_id, prompt, response_a, response_b, "
+                f"hash_a, hash_b, meta FROM {name}",
+                [pool_id],
             ).fetchall()[0][0]
-            table = pa.table(
-                {
-                    "ord": pa.array(np.arange(len(labels), dtype=np.int64)),
-                    **{
-                        c: _strings(labels[c])
-                        for c in ("pair_id", "grp", "annotator", "label", "meta")
-                    },
-                }
-            )
-            with self._registered(cur, table) as name:
-                counts.labels_added += cur.execute(
-                    f"INSERT INTO labels SELECT ?, "
-                    f"(? + row_number() OVER (ORDER BY n.ord) - 1)::INTEGER, "
-                    f"n.pair_id, n.grp, n.annotator, n.label, n.meta FROM {name} n "
-                    "WHERE NOT EXISTS (SELECT 1 FROM labels l WHERE l.pool_id = ? "
-                    "AND l.pair_id = n.pair_id AND l.grp IS NOT DISTINCT FROM n.grp "
-                    "AND l.annotator IS NOT DISTINCT FROM n.annotator AND l.label = n.label)",
-                    [pool_id, label_start, pool_id],
-                ).fetchall()[0][0]
+
+    def _insert_labels(self, cur: duckdb.DuckDBPyConnection, counts: StoreStats, pool_id: str,
+                       labels: pd.DataFrame) -> None:
+        """Label rows, skipping any the pool already holds (same pair, group, annotator, label)."""
+        label_start = cur.execute(
+            "SELECT coalesce(max(label_index) + 1, 0) FROM labels WHERE pool_id = ?", [pool_id]
+        ).fetchall()[0][0]
+        table = pa.table(
+            {
+                "ord": pa.array(np.arange(len(labels), dtype=np.int64)),
+                **{c: _strings(labels[c]) for c in ("pair_id", "grp", "annotator", "label", "meta")},
+            }
+        )
+        with self._registered(cur, table) as name:
+            counts.labels_added += cur.execute(
+                f"INSERT INTO labels SELECT ?, "
+                f"(? + row_number() OVER (ORDER BY n.ord) - 1)::INTEGER, "
+                f"n.pair_id, n.grp, n.annotator, n.label, n.meta FROM {name} n "
+                "WHERE NOT EXISTS (SELECT 1 FROM labels l WHERE l.pool_id = ? "
+                "AND l.pair_id = n.pair_id AND l.grp IS NOT DISTINCT FROM n.grp "
+                "AND l.annotator IS NOT DISTINCT FROM n.annotator AND l.label = n.label)",
+                [pool_id, label_start, pool_id],
+            ).fetchall()[0][0]
 
     _POOL_SUMMARY = (
         "SELECT p.pool_id, p.name, p.source, p.created_at, "
