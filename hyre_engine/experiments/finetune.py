@@ -10,15 +10,7 @@ import numpy as np
 
 from hyre_engine import baselines, training
 from hyre_engine import ensemble as ens
-from hyre_engine.experiments.common import (
-    CLASSIFICATION_BETA,
-    DEFAULT_SEEDS,
-    Log,
-    check_seeds,
-    hyre_weights,
-    quiet,
-    seed_stats,
-)
+from hyre_engine.experiments import common
 from hyre_engine.numerics import accuracy
 from hyre_engine.reweight import weighted_probability
 
@@ -72,7 +64,7 @@ def finetune_task(seed: int, *, n_train: int, n_pool: int, n_test: int) -> dict[
     }
 
 
-def run_finetune(*, seeds: int = DEFAULT_SEEDS, quick: bool = False, log: Log = quiet) -> dict:
+def run_finetune(*, seeds: int = common.DEFAULT_SEEDS, quick: bool = False, log: common.Log = common.quiet) -> dict:
     """HyRe vs fine-tuning vs uniform: accuracy on the target vs number of labels n.
 
     Per seed: train a shared-base ensemble with priors on the training clusters; draw n
@@ -81,7 +73,7 @@ def run_finetune(*, seeds: int = DEFAULT_SEEDS, quick: bool = False, log: Log = 
     and averages the tuned heads. Also reports the best head on the test set (an
     oracle bound for reweighting).
     """
-    check_seeds(seeds)
+    common.check_seeds(seeds)
     sz = FINETUNE_QUICK if quick else FinetuneSizes()
     n_values = list(sz.n_values)
     rows: dict[str, list[list[float]]] = {"hyre": [], "finetune": [], "uniform": [], "best_head": []}
@@ -104,7 +96,7 @@ def run_finetune(*, seeds: int = DEFAULT_SEEDS, quick: bool = False, log: Log = 
         best = baselines.best_head_oracle(Z_test, y_test)[1]
         hyre, tuned_acc = [], []
         for n in n_values:
-            w = hyre_weights(Z_pool[:n], d["y_pool"][:n], beta=CLASSIFICATION_BETA)
+            w = common.hyre_weights(Z_pool[:n], d["y_pool"][:n], beta=common.CLASSIFICATION_BETA)
             hyre.append(accuracy(weighted_probability(Z_test, w), y_test))
             tuned = training.finetune_heads(
                 model, task="classification", inputs=d["x_pool"][:n], targets=d["y_pool"][:n],
@@ -122,7 +114,7 @@ def run_finetune(*, seeds: int = DEFAULT_SEEDS, quick: bool = False, log: Log = 
         "metric": "accuracy",
         "n": n_values,
         "seeds": seeds,
-        "summary": {m: seed_stats(r) for m, r in rows.items()},
+        "summary": {m: common.seed_stats(r) for m, r in rows.items()},
         "notes": "best_head is an oracle (the single head most accurate on the test set).",
     }
 
