@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hyre_engine.acquisition import PoolScorer, get_scorer, select
+from hyre_engine.candidates import DEFAULT_FULL_POOL_MAX, CandidateSampler
 from hyre_engine.numerics import (
     LABEL_A,
     PAIR_LABELS,
@@ -115,12 +116,21 @@ class LiveSession:
         seed: int = 0,
         truth: np.ndarray | None = None,
         pca: FunctionPCA | None = None,
+        sample_above: int | None = DEFAULT_FULL_POOL_MAX,
     ) -> None:
         if logits.ndim != 2:
             raise ValueError(f"logits must be (n_items, n_heads), got shape {logits.shape}")
         self.n_items, self.n_heads = logits.shape
-        self.logits = np.ascontiguousarray(logits, dtype=np.float32)
-        self.scorer = PoolScorer(self.logits)
+        # Above ``sample_above`` pairs each query scores a random sample (candidates.py),
+        # and Z stays as given (a float16 memory map of 10M pairs is not copied).
+        self.sampler: CandidateSampler | None = None
+        self.scorer: PoolScorer | None = None
+        if sample_above is not None and self.n_items > sample_above:
+            self.logits = logits
+            self.sampler = CandidateSampler(logits, seed=seed)
+        else:
+            self.logits = np.ascontiguousarray(logits, dtype=np.float32)
+            self.scorer = PoolScorer(self.logits)
         self.set_strategy(strategy)
         self.seed = seed
         self.beta = beta
@@ -136,7 +146,7 @@ class LiveSession:
             self._truth = _check_truth(truth, self.n_items)
             known = self._truth != None  # noqa: E711 (elementwise)
             y = label_targets(self._truth[known])
-            self._uniform_held_out = _accuracy(self.scorer.probabilities(self._uniform)[known], y)
+            self._uniform_held_out = _accuracy(self._probabilities(self._uniform)[known], y)
             head_right = (self.logits[known] > 0) == (y[:, None] == 1.0)
             self._best_head_held_out = float(head_right.mean(axis=0).max()) if known.any() else None
             self._held_out: list[float | None] = [self._uniform_held_out]
@@ -186,6 +196,8 @@ class LiveSession:
         self._weight_history.append(self.posterior.weights)
         self.events.append(event)
         self._skipped.discard(item)
+        if self.sampler is not None:
+            self.sampler.mark_unavailable([item])
         if self._truth is not None:
             self._held_out.append(self._held_out_accuracy())
         return event
@@ -193,10 +205,14 @@ class LiveSession:
     def skip(self, item: int) -> None:
         """Do not ask about ``item`` again in this session (it is not a label)."""
         self._skipped.add(item)
+        if self.sampler is not None:
+            self.sampler.mark_unavailable([item])
 
     def unskip(self, item: int) -> None:
         """Undo a skip: ``item`` may be asked again."""
         self._skipped.discard(item)
+        if self.sampler is not None and not any(e.item == item for e in self.events):
+            self.sampler.mark_available([item])
 
     def undo(self) -> LabelEvent | None:
         """Remove the last label; returns it, or None when there is none."""
@@ -204,6 +220,8 @@ class LiveSession:
             return None
         self.posterior.undo()
         event = self.events.pop()
+        if self.sampler is not None and not self.is_answered(event.item):
+            self.sampler.mark_available([event.item])
         if self._truth is not None:
             self._held_out.pop()
         self._weight_history.pop()
@@ -230,6 +248,8 @@ class LiveSession:
         exclude = set(self.labelled.tolist()) | self._skipped
         if len(exclude) >= self.n_items:
             return None
+        if self.sampler is not None:  # one fresh draw per answered pair: a replay repeats it
+            return self.sampler.next_item(self.strategy, self.posterior.weights, len(exclude))
         rng = np.random.default_rng(self.seed + len(self.events))
         scores = self.scorer.score(self.strategy, self.posterior.weights, rng=rng)
         return int(select(scores, 1, exclude=np.fromiter(exclude, dtype=np.int64), seed=self.seed)[0])
@@ -276,8 +296,19 @@ class LiveSession:
         known[self.labelled] = False
         if not known.any():
             return None
-        p = self.scorer.probabilities(self.posterior.weights)
+        p = self._probabilities(self.posterior.weights)
         return _accuracy(p[known], label_targets(self._truth[known]))
+
+    @property
+    def candidates_per_query(self) -> int | None:
+        """Pairs scored per query when queries come from a sample, else None (the whole pool)."""
+        return None if self.sampler is None else self.sampler.n_candidates
+
+    def _probabilities(self, w: np.ndarray) -> np.ndarray:
+        """Weighted P(A preferred) (n_items,) on the whole pool."""
+        if self.scorer is not None:
+            return self.scorer.probabilities(w)
+        return self.sampler.probabilities(w)
 
 
 def _accuracy(prob_a: np.ndarray, y: np.ndarray) -> float | None:

@@ -158,6 +158,9 @@ def _human_area(ctx: Context, session_id: str) -> None:
     )
     note = feedback(state, "You")
     buttons.markdown(note if note else f"Next pair chosen by **{state.strategy.upper()}**.")
+    if state.live.candidates_per_query is not None:
+        buttons.caption(f"Large pool: each query is chosen from a fresh random sample of "
+                        f"{state.live.candidates_per_query:,} of its {state.live.n_items:,} pairs.")
     live_metrics(panels)
     live_charts(panels, "you")
 
