@@ -77,6 +77,11 @@ _LAZY: dict[str, str] = {
     "Store": "hyre_engine.store",
     "StoreStats": "hyre_engine.store",
     "text_hash": "hyre_engine.store",
+    # candidates.py (numpy): queries on pools too big to score whole
+    "CandidateSampler": "hyre_engine.candidates",
+    # distributed.py (ray, torch, duckdb): the ray build engine
+    "RayOptions": "hyre_engine.distributed",
+    "build_pool_ray": "hyre_engine.distributed",
     # pipeline.py (torch, duckdb)
     "BuildConfig": "hyre_engine.pipeline",
     "BuildReport": "hyre_engine.pipeline",
@@ -105,8 +110,8 @@ _LAZY: dict[str, str] = {
 # Submodules reachable as attributes (hyre_engine.store, ...) without an explicit import.
 _SUBMODULES = frozenset(
     {
-        "acquisition", "backbone", "baselines", "cli", "data", "demo", "device", "ensemble",
-        "evaluate", "experiments", "live", "numerics", "pca", "pipeline", "profiles", "protocol",
+        "acquisition", "backbone", "baselines", "candidates", "cli", "data", "demo", "device",
+        "distributed", "ensemble", "evaluate", "experiments", "live", "numerics", "pca", "pipeline", "profiles", "protocol",
         "reweight", "store", "training",
     }
 )

@@ -97,14 +97,50 @@ def _tqdm_progress():
 # -- build ----------------------------------------------------------------------------
 
 
+# How a build runs: in this process, or as Ray Data jobs (a local Ray, or --address).
+ENGINES = ("local", "ray")
+
+
 def _build_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pool", required=True, type=Path, help="preference file (JSONL/CSV/Parquet)")
+    parser.add_argument("--pool", required=True, type=Path,
+                        help="preference file (JSONL/CSV/Parquet); with --engine ray a path or glob "
+                        "of JSONL, CSV or Parquet shards")
     parser.add_argument("--name", help="pool name in the store (default: the file's stem)")
     parser.add_argument("--format", default="auto", help="auto, design, hh-rlhf, llmbar, ratings")
     parser.add_argument(
         "--train-groups", help="comma-separated groups whose rows train the ensemble (default: all)"
     )
+    parser.add_argument("--engine", default="local", choices=ENGINES,
+                        help="local: this process (default); ray: Ray Data batch inference")
+    parser.add_argument("--address", help="Ray cluster to join (default: start a local 2-CPU Ray)")
+    parser.add_argument("--embed-batch-size", type=int, default=None,
+                        help="texts per embedding batch (ray engine)")
+    parser.add_argument("--embed-actors", type=int, default=None,
+                        help="embedding actors (ray engine; default: one per GPU, else one)")
     add_ensemble_arguments(parser)
+
+
+def _run_build_ray(args: argparse.Namespace, config) -> int:
+    from dataclasses import asdict
+
+    from hyre_engine.distributed import DEFAULT_EMBED_BATCH, RayOptions, build_pool_ray
+
+    if args.format != "auto":
+        raise ValueError("--format applies to the local engine; the ray engine reads the "
+                         "canonical columns (prompt with response_a/response_b/label or chosen/rejected)")
+    options = RayOptions(address=args.address,
+                         embed_batch_size=args.embed_batch_size or DEFAULT_EMBED_BATCH,
+                         embed_actors=args.embed_actors)
+    store = _open_store(args)
+    progress, close = _tqdm_progress()
+    try:
+        report = build_pool_ray(store, str(args.pool), config, name=args.name, options=options,
+                                progress=progress)
+    finally:
+        close()
+    print(report.summary())
+    print(json.dumps({k: v for k, v in asdict(report).items() if k != "seconds"}))
+    return 0
 
 
 def _run_build(args: argparse.Namespace) -> int:
@@ -113,6 +149,13 @@ def _run_build(args: argparse.Namespace) -> int:
     from hyre_engine.data import read_preferences
     from hyre_engine.pipeline import build_pool
 
+    config = config_from_args(
+        args, train_groups=args.train_groups.split(",") if args.train_groups else None
+    )
+    if args.engine == "ray":
+        return _run_build_ray(args, config)
+    if args.address or args.embed_batch_size or args.embed_actors:
+        raise ValueError("--address, --embed-batch-size and --embed-actors need --engine ray")
     store = _open_store(args)
     name = args.name or args.pool.stem.split(".")[0]
     if name in set(store.list_pools()["name"]):
@@ -122,9 +165,6 @@ def _run_build(args: argparse.Namespace) -> int:
         frame = read_preferences(args.pool, format=args.format)
         pool_id = store.add_pool(name, frame, source=str(args.pool))
         print(f"imported {len(frame)} rows from {args.pool} as pool '{name}'")
-    config = config_from_args(
-        args, train_groups=args.train_groups.split(",") if args.train_groups else None
-    )
     progress, close = _tqdm_progress()
     report = build_pool(store, pool_id, config, progress=progress)
     close()

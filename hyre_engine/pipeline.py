@@ -195,14 +195,14 @@ def build_pool(
         store, pool_id, backbone, progress=progress
     )
     report.seconds[EMBED] = time.perf_counter() - start
-    _ensure_ensemble(store, pool_id, pairs, config, backbone.id, report, progress)
+    ensure_ensemble(store, pool_id, pairs, config, backbone.id, report, progress)
     start = time.perf_counter()
     report.predicted = _ensure_predictions(store, report.ensemble_id, pool_id, pairs, backbone.id, progress)
     report.seconds[PREDICT] = time.perf_counter() - start
     return report
 
 
-def _ensure_ensemble(store: Store, pool_id: str, pairs, config: BuildConfig, backbone_id: str,
+def ensure_ensemble(store: Store, pool_id: str, pairs, config: BuildConfig, backbone_id: str,
                      report: BuildReport, progress: Progress | None) -> None:
     """Find the ensemble ``config`` describes on the pool's training rows, or calibrate and
     train it; fills the report's ensemble id, beta, calibration and counters."""

@@ -48,6 +48,7 @@ from hyre_engine.store.connection import (
 from hyre_engine.store.pools import PoolsMixin
 from hyre_engine.store.results import ResultsMixin
 from hyre_engine.store.sessions import SessionsMixin
+from hyre_engine.store.shards import ShardsMixin
 
 __all__ = [
     "DB_ENV_VAR",
@@ -65,7 +66,7 @@ __all__ = [
 ]
 
 
-class Store(PoolsMixin, ArtifactsMixin, SessionsMixin, ResultsMixin):
+class Store(ShardsMixin, PoolsMixin, ArtifactsMixin, SessionsMixin, ResultsMixin):
     """The project's one database (a file, or ":memory:" for tests).
 
     Safe to share between the threads of one process (the Streamlit server):

@@ -136,6 +136,14 @@ _SCHEMA = (
         PRIMARY KEY (user_name, ensemble_id))""",
     """CREATE TABLE IF NOT EXISTS results (
         key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL)""",
+    # Parquet files that hold an artefact too big for the database (store/shards.py).
+    """CREATE TABLE IF NOT EXISTS embedding_shards (
+        backbone_id VARCHAR NOT NULL, path VARCHAR NOT NULL, n_rows BIGINT NOT NULL,
+        dim INTEGER NOT NULL, created_at TIMESTAMP NOT NULL, PRIMARY KEY (backbone_id, path))""",
+    """CREATE TABLE IF NOT EXISTS prediction_shards (
+        ensemble_id VARCHAR NOT NULL, pool_id VARCHAR NOT NULL, path VARCHAR NOT NULL,
+        n_rows BIGINT NOT NULL, n_heads INTEGER NOT NULL, dtype VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL, PRIMARY KEY (ensemble_id, pool_id, path))""",
 )
 
 
