@@ -230,15 +230,31 @@ class Backbone:
     pooling: str = "model"  # "model" (the sentence-transformers pipeline), "cls", "last"
     revision: str = ""
     template: str = TEMPLATE
+    # Set for a fine-tuned backbone: "ft-<mode>-<hash of its trained weights>" (the
+    # base model's folder hash does not change when only the weights do).
+    variant: str = ""
     _position_ids: bool = field(default=False, repr=False)
     _format_tokenizer: Any = field(default=None, init=False, repr=False)
 
     @property
     def id(self) -> str:
-        return (
+        base = (
             f"{self.name}@{self.revision}/max{self.max_length}"
             f"/tpl-{_template_hash(self.template)}/{self.pooling}"
         )
+        return f"{base}+{self.variant}" if self.variant else base
+
+    @property
+    def encoder(self) -> Any:
+        """The Hugging Face module holding the trainable weights (inside a sentence-transformers model)."""
+        return self.model[0].auto_model if self.kind == "sentence-transformers" else self.model
+
+    def set_encoder(self, module: Any) -> None:
+        """Replace the Hugging Face module (a fine-tuned or merged copy of the same architecture)."""
+        if self.kind == "sentence-transformers":
+            self.model[0].model = module
+        else:
+            self.model = module
 
     def __post_init__(self) -> None:
         # A private copy of a fast tokenizer for `format`: it runs in a worker
@@ -359,7 +375,13 @@ class Backbone:
 
 
 def pool_hidden(model: Any, enc: dict[str, torch.Tensor], *, pooling: str, position_ids: bool) -> np.ndarray:
-    """Final hidden state (batch, dim) float32 of a Hugging Face model at the pooled token.
+    """Final hidden state (batch, dim) float32 numpy of a Hugging Face model at the pooled token."""
+    return pooled_hidden(model, enc, pooling=pooling, position_ids=position_ids).float().cpu().numpy()
+
+
+def pooled_hidden(model: Any, enc: dict[str, torch.Tensor], *, pooling: str, position_ids: bool) -> torch.Tensor:
+    """Final hidden state (batch, dim) of a Hugging Face model at the pooled token, as a tensor
+    (differentiable when gradients are on: joint fine-tuning trains through it).
 
     ``pooling="last"`` takes the last token whose attention mask is 1, which is
     right for both left and right padding; positions are then counted from the
@@ -378,7 +400,7 @@ def pool_hidden(model: Any, enc: dict[str, torch.Tensor], *, pooling: str, posit
         pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
     else:
         raise ValueError(f"unknown pooling {pooling!r}: expected 'cls' or 'last'")
-    return pooled.float().cpu().numpy()
+    return pooled
 
 
 def default_model_path() -> Path:
@@ -436,6 +458,10 @@ def load_backbone(
             )
         path = path.resolve()
         name = path.name
+        from hyre_engine.joint_training import FINETUNED_MANIFEST, load_finetuned_backbone
+
+        if (path / FINETUNED_MANIFEST).is_file():
+            return load_finetuned_backbone(path, device=device, max_length=max_length, batch_size=batch_size)
     revision = folder_fingerprint(path)
     if (path / "modules.json").is_file():
         return _load_sentence_transformer(path, name, revision, torch_device, max_length, batch_size)

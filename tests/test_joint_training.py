@@ -1,0 +1,208 @@
+"""Joint fine-tuning of a backbone with the heads, on a tiny BERT built here (no download)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hyre_engine import ensemble as ens
+from hyre_engine import joint_training as jt
+from hyre_engine.backbone import load_backbone
+
+WORDS = ["good", "bad", "kind", "rude", "yes", "no", "help", "harm", "the", "a", "answer", "question",
+         "please", "thanks", "never", "always", "safe", "risky", "clear", "vague"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """A randomly initialised 2-layer BERT (hidden 32) with a word-level vocabulary, saved locally."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), model_max_length=32)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def make_data(n: int = 24, seed: int = 0, groups: bool = False) -> jt.PreferenceTexts:
+    rng = np.random.default_rng(seed)
+    good, bad = WORDS[0:20:2], WORDS[1:20:2]
+    a, b, y = [], [], []
+    for _ in range(n):
+        x = " ".join(rng.choice(good, 3))
+        z = " ".join(rng.choice(bad, 3))
+        if rng.random() < 0.5:
+            a.append(x), b.append(z), y.append(1)
+        else:
+            a.append(z), b.append(x), y.append(0)
+    row_groups = (np.arange(n) % 3).astype(np.int64) if groups else None
+    return jt.PreferenceTexts(a, b, np.array(y), row_groups=row_groups)
+
+
+def make_heads(backbone, *, groups: bool = False, seed: int = 0) -> ens.Ensemble:
+    config = ens.EnsembleConfig(input_dim=backbone.dim, n_heads=4, hidden=8, seed=seed,
+                                mask_groups=["g0", "g1", "g2"] if groups else None)
+    model = ens.build_ensemble(config)
+    if groups:
+        ens.set_head_mask(model, ens.make_head_mask(4, 3, fraction=0.5, seed=seed))
+    return model
+
+
+def settings(**overrides) -> jt.JointTrainingConfig:
+    base = dict(mode="full", epochs=1, batch_pairs=8, backbone_lr=1e-3, head_lr=1e-2, val_fraction=0.25)
+    base.update(overrides)
+    return jt.JointTrainingConfig(**base)
+
+
+def test_one_epoch_changes_encoder_and_heads_but_never_the_priors(tiny_model_dir, tmp_path):
+    backbone = load_backbone(tiny_model_dir, device="cpu")
+    before = {k: v.clone() for k, v in backbone.encoder.state_dict().items()}
+    model = make_heads(backbone, groups=True)
+    priors = {k: v.clone() for k, v in model.prior.state_dict().items()}
+    heads_before = {k: v.clone() for k, v in model.heads.state_dict().items()}
+    # no warm start: the change to the heads comes from the joint step alone
+    result = jt.finetune_backbone(backbone, model, make_data(groups=True), tmp_path / "ft",
+                                  settings(warm_start_heads=False))
+    after = result.trained.encoder.state_dict()
+    changed = [k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])]
+    assert len(changed) > 0.5 * sum(v.is_floating_point() for v in before.values())
+    assert any(not torch.equal(heads_before[k], v) for k, v in result.ensemble.heads.state_dict().items())
+    for k, v in result.ensemble.prior.state_dict().items():
+        assert torch.equal(priors[k], v), k  # bit-identical
+    assert result.backbone_id.startswith(load_backbone(tiny_model_dir).id + "+ft-full-")
+
+
+def test_lora_leaves_base_weights_untouched_and_saves_only_the_adapter(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    backbone = load_backbone(tiny_model_dir, device="cpu")
+    base = {k: v.clone() for k, v in backbone.encoder.state_dict().items()}
+    result = jt.finetune_backbone(backbone, make_heads(backbone), make_data(), tmp_path / "lora",
+                                  settings(mode="lora", backbone_lr=1e-2, lora_dropout=0.0))
+    trained = dict(result.trained.encoder.named_parameters())
+    lora = {k: v for k, v in trained.items() if "lora_" in k}
+    assert lora and any(float(v.detach().abs().sum()) > 0 for k, v in lora.items() if "lora_B" in k)
+    for name, value in trained.items():
+        if "lora_" in name:
+            continue
+        key = name.replace("base_model.model.", "").replace(".base_layer", "")
+        assert torch.equal(value.detach(), base[key]), name
+    saved = load_file(str(tmp_path / "lora" / jt.WEIGHTS_FILE))
+    assert saved and all("lora_" in k for k in saved)
+    # loading merges the adapter: same embeddings as the adapted model, up to rounding
+    loaded = load_backbone(tmp_path / "lora")
+    texts = make_data(6, seed=3).texts_a
+    assert loaded.id == result.backbone_id and "+ft-lora-" in loaded.id
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded.embed_texts(texts), result.trained.embed_texts(texts), atol=1e-5)
+
+
+def test_save_load_and_resume_give_identical_predictions(tiny_model_dir, tmp_path):
+    data = make_data(32, groups=True)
+    full = jt.finetune_backbone(load_backbone(tiny_model_dir), make_heads(load_backbone(tiny_model_dir), groups=True),
+                                data, tmp_path / "full", settings(epochs=3))
+    texts = make_data(6, seed=5).texts_b
+    z_trained = ens.predict(full.ensemble, full.trained.embed_texts(texts))
+
+    loaded = load_backbone(tmp_path / "full")
+    heads = jt.load_finetuned_heads(tmp_path / "full")
+    assert loaded.id == full.backbone_id
+    np.testing.assert_array_equal(loaded.embed_texts(texts), full.trained.embed_texts(texts))
+    np.testing.assert_array_equal(ens.predict(heads, loaded.embed_texts(texts)), z_trained)
+
+    # stopped during epoch 2: epoch 1's checkpoint is kept, and resuming ends where the full run ended
+    calls = []
+
+    def stop_in_epoch_two() -> bool:
+        calls.append(1)
+        return len(calls) == 5  # 24 training pairs / 8 = 3 steps per epoch: step 2 of epoch 2
+
+    part = tmp_path / "part"
+    with pytest.raises(jt.TrainingStopped, match="1 finished epoch"):
+        jt.finetune_backbone(load_backbone(tiny_model_dir), make_heads(load_backbone(tiny_model_dir), groups=True),
+                             data, part, settings(epochs=3), stop=stop_in_epoch_two)
+    state = json.loads((part / jt.CHECKPOINT_DIR / jt.STATE_FILE).read_text())
+    assert state["epochs_done"] == 1 and not (part / jt.FINETUNED_MANIFEST).exists()
+    resumed = jt.finetune_backbone(load_backbone(tiny_model_dir),
+                                   make_heads(load_backbone(tiny_model_dir), groups=True),
+                                   data, part, settings(epochs=3))
+    assert resumed.resumed_from == 1
+    assert resumed.backbone_id.split("+")[1] == full.backbone_id.split("+")[1]
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in full.history]
+    np.testing.assert_array_equal(ens.predict(resumed.ensemble, resumed.trained.embed_texts(texts)), z_trained)
+
+
+def test_best_epoch_is_kept_and_every_epoch_is_scored(tiny_model_dir, tmp_path):
+    result = jt.finetune_backbone(load_backbone(tiny_model_dir), make_heads(load_backbone(tiny_model_dir)),
+                                  make_data(32), tmp_path / "ft", settings(epochs=3, backbone_lr=5e-2, head_lr=5e-2))
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    best = min(result.history, key=lambda h: h["val_loss"])
+    assert result.best_epoch == best["epoch"]
+    manifest = jt.read_manifest(tmp_path / "ft")
+    assert manifest["training"]["best_epoch"] == best["epoch"]
+    assert manifest["weights_sha256"] and manifest["base"]["id"] == load_backbone(tiny_model_dir).id
+
+
+def test_progress_reports_eta_per_step_and_validation_per_epoch(tiny_model_dir, tmp_path):
+    seen: list[jt.EpochProgress] = []
+    jt.finetune_backbone(load_backbone(tiny_model_dir), make_heads(load_backbone(tiny_model_dir)), make_data(32),
+                         tmp_path / "ft", settings(epochs=2), progress=seen.append)
+    assert {p.epoch for p in seen} == {1, 2}
+    assert all(p.eta >= 0 and p.steps == 3 for p in seen)
+    ends = [p for p in seen if p.val_loss is not None]
+    assert len(ends) == 2 and ends[-1].eta == 0.0 and 0 <= ends[-1].val_accuracy <= 1
+
+
+def test_resuming_with_other_settings_is_refused(tiny_model_dir, tmp_path):
+    backbone = load_backbone(tiny_model_dir)
+    calls = []
+    with pytest.raises(jt.TrainingStopped):  # 18 training pairs / 8: 3 steps, stopped in epoch 2
+        jt.finetune_backbone(backbone, make_heads(backbone), make_data(), tmp_path / "ft",
+                             settings(epochs=2), stop=lambda: calls.append(1) or len(calls) == 4)
+    assert (tmp_path / "ft" / jt.CHECKPOINT_DIR / jt.STATE_FILE).is_file()
+    backbone = load_backbone(tiny_model_dir)
+    with pytest.raises(ValueError, match="checkpoint of a different run"):
+        jt.finetune_backbone(backbone, make_heads(backbone), make_data(), tmp_path / "ft",
+                             settings(epochs=2, head_lr=0.5))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"backbone_lr": 0.0}, "backbone_lr must be a finite number > 0"),
+        ({"head_lr": -1e-3}, "head_lr must be a finite number > 0"),
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"grad_accum": 0}, "grad_accum must be a positive integer"),
+        ({"mode": "qlora"}, "unknown fine-tuning mode"),
+        ({"val_fraction": 1.0}, "val_fraction must be in"),
+    ],
+)
+def test_bad_settings_are_clear_errors(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        settings(**overrides)
+
+
+def test_lora_on_a_model_without_the_target_modules_is_a_clear_error(tiny_model_dir, tmp_path):
+    backbone = load_backbone(tiny_model_dir)
+    with pytest.raises(ValueError, match=r"LoRA target modules \['q_proj'\] are not linear layers"):
+        jt.finetune_backbone(backbone, make_heads(backbone), make_data(), tmp_path / "ft",
+                             settings(mode="lora", lora_targets=["q_proj"]))
+    assert not (tmp_path / "ft" / jt.CHECKPOINT_DIR).exists()
+
+
+def test_a_tampered_weights_file_is_refused(tiny_model_dir, tmp_path):
+    backbone = load_backbone(tiny_model_dir)
+    jt.finetune_backbone(backbone, make_heads(backbone), make_data(), tmp_path / "ft", settings())
+    weights = tmp_path / "ft" / jt.WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(ValueError, match="does not match its manifest"):
+        load_backbone(tmp_path / "ft")
