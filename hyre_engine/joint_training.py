@@ -90,6 +90,10 @@ LORA_TARGET_CANDIDATES = (
     ("c_attn",),
     ("Wqkv",),
 )
+# Warm start of the heads on the frozen embeddings: one pass over the training rows
+# aligns them with the data; the frozen fit's full length (>= 100 steps) drives the
+# training loss near zero, which would leave no gradient for the backbone.
+WARM_START_EPOCHS = 1
 # Offset between the shuffling/dropout seed of epoch e and the next one's.
 _EPOCH_SEED_STRIDE = 1_000_003
 # The validation split is drawn from its own seed so that it does not move with the
@@ -581,7 +585,7 @@ def finetune_backbone(
             ens.fit_ensemble(
                 model, task="preference", inputs=(xa[tr], xb[tr]), targets=data.y[tr],
                 row_groups=None if data.row_groups is None else data.row_groups[tr],
-                seed=config.seed, device=dev,
+                epochs=WARM_START_EPOCHS, seed=config.seed, device=dev,
             )
     priors_before = {k: v.detach().clone() for k, v in model.prior.state_dict().items()}
 
@@ -784,3 +788,19 @@ def load_finetuned_heads(path: str | Path, *, device: str | torch.device | None 
     """The ensemble trained jointly with the backbone in ``path``."""
     read_manifest(path)
     return ens.load_ensemble(Path(path) / HEADS_BASE, device=device)
+
+
+def preference_texts(backbone: Backbone, pairs, labels, *, row_groups: np.ndarray | None = None) -> PreferenceTexts:
+    """Training rows of a pool as texts the backbone sees.
+
+    ``pairs``: the pool's pairs (pair_id, prompt, response_a, response_b), ``labels``:
+    the training rows (pair_id, label "a"/"b"), in the order the ensemble trains on.
+    Texts are templated and fitted to the window exactly as `Backbone.embed` does.
+    """
+    by_id = pairs.set_index("pair_id")
+    rows = by_id.loc[labels["pair_id"].tolist()]
+    prompts = rows["prompt"].tolist()
+    texts_a = backbone.format(prompts, rows["response_a"].tolist())
+    texts_b = backbone.format(prompts, rows["response_b"].tolist())
+    y = (labels["label"] == "a").to_numpy().astype(np.float32)
+    return PreferenceTexts(texts_a, texts_b, y, row_groups=row_groups, pair_keys=labels["pair_id"].astype(str).tolist())
