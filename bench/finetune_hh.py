@@ -191,7 +191,8 @@ def main(argv=None) -> int:
     config = jt.JointTrainingConfig(mode="full", epochs=args.epochs, batch_pairs=args.batch_pairs,
                                     grad_accum=args.grad_accum, backbone_lr=args.backbone_lr,
                                     head_lr=args.head_lr, max_length=args.max_length, seed=ENSEMBLE_SEED)
-    ft_dir = out / f"ft-e{args.epochs}-b{args.batch_pairs}x{args.grad_accum}-lr{args.backbone_lr:g}-{args.head_lr:g}"
+    # no epoch count in the name: a longer run continues a shorter one's checkpoint
+    ft_dir = out / f"ft-b{args.batch_pairs}x{args.grad_accum}-lr{args.backbone_lr:g}-{args.head_lr:g}"
     t = time.perf_counter()
     if (ft_dir / jt.FINETUNED_MANIFEST).is_file():
         log(f"fine-tuned backbone already in {ft_dir}: reusing it")

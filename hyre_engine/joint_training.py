@@ -491,7 +491,9 @@ def _run_key(backbone: Backbone, model: ens.Ensemble, data: PreferenceTexts, con
              mode: str) -> str:
     """What a checkpoint belongs to: resuming with anything else would mix two runs."""
     initial = ens.fingerprint(model)
-    settings = json.dumps({**config.to_dict(), "mode": mode}, sort_keys=True)
+    # Not the number of epochs: epoch e's shuffling and dropout depend on (seed, e) only
+    # and nothing is scheduled over the run, so a longer run continues a shorter one.
+    settings = json.dumps({**config.to_dict(), "epochs": None, "mode": mode}, sort_keys=True)
     digest = hashlib.sha256(f"{backbone.id}\0{initial}\0{data.fingerprint()}\0{settings}".encode())
     return digest.hexdigest()[:16]
 
@@ -604,6 +606,11 @@ def finetune_backbone(
         _load_optimizer(optimizer, out / CHECKPOINT_DIR)
         history = state["history"]
         done = int(state["epochs_done"])
+        if done > config.epochs:
+            raise ValueError(
+                f"{out} holds a checkpoint after {done} epochs, more than the {config.epochs} asked for; "
+                f"ask for at least {done} epochs or choose another folder"
+            )
     resumed_from = done
 
     steps = math.ceil(len(train_rows) / config.batch_pairs)

@@ -206,3 +206,46 @@ def test_a_tampered_weights_file_is_refused(tiny_model_dir, tmp_path):
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(ValueError, match="does not match its manifest"):
         load_backbone(tmp_path / "ft")
+
+
+def test_a_new_backbone_id_recomputes_embeddings_for_that_backbone_only(tiny_model_dir, tmp_path):
+    from hyre_engine.data import preferences_from_records
+    from hyre_engine.pipeline import ensure_embeddings
+    from hyre_engine.store import Store
+
+    data = make_data(12)
+    records = [{"prompt": "question", "response_a": a, "response_b": b, "label": "a" if y else "b"}
+               for a, b, y in zip(data.texts_a, data.texts_b, data.y, strict=True)]
+    store = Store(tmp_path / "s.duckdb")
+    pool = store.add_pool("tiny", preferences_from_records(records))
+    base = load_backbone(tiny_model_dir)
+    n_texts = len(store.pool_texts(pool))
+    assert ensure_embeddings(store, pool, base) == (n_texts, 0)
+    before = store.get_embeddings(base.id, store.pool_texts(pool)["text_hash"].tolist())
+
+    jt.finetune_backbone(load_backbone(tiny_model_dir), make_heads(base), data, tmp_path / "ft",
+                         settings(backbone_lr=5e-2))
+    tuned = load_backbone(tmp_path / "ft")
+    assert tuned.id != base.id
+    assert ensure_embeddings(store, pool, tuned) == (n_texts, 0)  # all recomputed under the new id
+    assert ensure_embeddings(store, pool, tuned) == (0, n_texts)
+    assert ensure_embeddings(store, pool, base) == (0, n_texts)  # the base's cache is untouched
+    hashes = store.pool_texts(pool)["text_hash"].tolist()
+    np.testing.assert_array_equal(store.get_embeddings(base.id, hashes), before)
+    assert not np.allclose(store.get_embeddings(tuned.id, hashes), before)
+
+
+def test_a_longer_run_continues_a_shorter_one(tiny_model_dir, tmp_path):
+    data = make_data(24)
+
+    def run(folder, epochs):
+        backbone = load_backbone(tiny_model_dir)
+        return jt.finetune_backbone(backbone, make_heads(backbone), data, folder, settings(epochs=epochs))
+
+    run(tmp_path / "grow", 1)
+    grown = run(tmp_path / "grow", 2)
+    straight = run(tmp_path / "straight", 2)
+    assert grown.resumed_from == 1
+    assert grown.backbone_id == straight.backbone_id  # same weights, bit for bit
+    with pytest.raises(ValueError, match="more than the 1 asked for"):
+        run(tmp_path / "grow", 1)
