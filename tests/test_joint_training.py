@@ -249,3 +249,18 @@ def test_a_longer_run_continues_a_shorter_one(tiny_model_dir, tmp_path):
     assert grown.backbone_id == straight.backbone_id  # same weights, bit for bit
     with pytest.raises(ValueError, match="more than the 1 asked for"):
         run(tmp_path / "grow", 1)
+
+
+@pytest.mark.slow
+def test_the_embedded_minilm_fine_tunes_and_loads_back(tmp_path):
+    """The sentence-transformers path (its own pooling and normalisation) on the real model."""
+    base = load_backbone(None, max_length=32)
+    data = make_data(16)
+    result = jt.finetune_backbone(base, make_heads(base), data, tmp_path / "ft",
+                                  settings(batch_pairs=4, max_length=32, backbone_lr=1e-4))
+    loaded = load_backbone(tmp_path / "ft")
+    assert loaded.kind == "sentence-transformers" and loaded.max_length == 32
+    assert loaded.id == result.backbone_id != load_backbone(None, max_length=32).id
+    texts = data.texts_a[:4]
+    np.testing.assert_array_equal(loaded.embed_texts(texts), result.trained.embed_texts(texts))
+    assert not np.allclose(loaded.embed_texts(texts), load_backbone(None, max_length=32).embed_texts(texts))
