@@ -13,12 +13,14 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 
 from hyre_engine import ensemble as ens
 from hyre_engine import reweight, training
 from hyre_engine.backbone import Backbone, load_backbone
+from hyre_engine.joint_training import JointTrainingConfig
 from hyre_engine.numerics import PAIR_LABELS, label_targets
 from hyre_engine.protocol import beta_scores
 from hyre_engine.reweight import DEFAULT_BETA
@@ -32,8 +34,13 @@ DEFAULT_ANNOTATOR_FRACTION: float | None = 0.2
 
 # The stages a build reports to its progress callback, by key; the UI maps each key
 # to its own text.
-EMBED, CALIBRATE, TRAIN, PREDICT = "embed", "calibrate", "train", "predict"
-BUILD_STAGES = (EMBED, CALIBRATE, TRAIN, PREDICT)
+# FINETUNE counts the steps of a joint fine-tuning of the backbone (config.finetune).
+EMBED, CALIBRATE, FINETUNE, TRAIN, PREDICT = "embed", "calibrate", "finetune", "train", "predict"
+BUILD_STAGES = (EMBED, CALIBRATE, FINETUNE, TRAIN, PREDICT)
+
+# Fine-tuned backbones live in this folder next to the DuckDB file (their weights are
+# too large for a database row, and load_backbone reads folders).
+FINETUNED_BACKBONES_DIR = "backbones"
 
 # A progress callback receives (stage, done, total), stage one of BUILD_STAGES.
 Progress = Callable[[str, int, int], None]
@@ -65,6 +72,9 @@ class BuildConfig:
     calibration_n: tuple[int, ...] = reweight.DEFAULT_CALIBRATION_N
     calibration_holdout: float = reweight.DEFAULT_CALIBRATION_HOLDOUT
     calibration_seeds: int = reweight.DEFAULT_CALIBRATION_SEEDS
+    # Train the backbone together with the heads (hyre_engine.joint_training) instead of
+    # training the heads on frozen embeddings; the build then has a new backbone id.
+    finetune: JointTrainingConfig | None = None
 
     @classmethod
     def from_settings(
@@ -74,8 +84,10 @@ class BuildConfig:
         ``config``), for ``backbone`` and ``train_groups``: the inverse of
         ``ensemble_settings``. Keys this version does not know are ignored;
         ``reproduces`` tells whether the result gives back ``settings`` exactly."""
-        known = {f.name for f in fields(cls)} - {"calibrate", "backbone", "train_groups"}
+        known = {f.name for f in fields(cls)} - {"calibrate", "backbone", "train_groups", "finetune"}
         kwargs = {k: v for k, v in settings.items() if k in known}
+        if settings.get("finetune") is not None:
+            kwargs["finetune"] = JointTrainingConfig.from_dict(settings["finetune"])
         calibration = settings.get("calibration")
         kwargs["calibrate"] = calibration is not None
         for key, (name, cast) in _CALIBRATION_FIELDS.items():
@@ -98,6 +110,8 @@ class BuildConfig:
         }
         if self.calibrate:
             settings["calibration"] = self.calibration_settings()
+        if self.finetune is not None:
+            settings["finetune"] = self.finetune.to_dict()
         return settings
 
     def calibration_settings(self) -> dict:
@@ -124,6 +138,8 @@ class BuildReport:
     beta: float = DEFAULT_BETA  # the ensemble's reweighting temperature (calibrated or default)
     calibration: dict | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    finetuned: bool = False  # the backbone was fine-tuned with the heads in this build
+    finetune_path: str | None = None  # the fine-tuned backbone's folder (load_backbone reads it)
 
     def summary(self) -> str:
         lines = [
@@ -177,9 +193,20 @@ def build_pool(
     *,
     backbone: Backbone | None = None,
     progress: Progress | None = None,
+    finetune_progress: Callable | None = None,
+    show_progress_bar: bool = False,
 ) -> BuildReport:
-    """Embed what is new, train (or reuse) the ensemble, and cache its Z for the pool."""
+    """Embed what is new, train (or reuse) the ensemble, and cache its Z for the pool.
+
+    With ``config.finetune`` the backbone trains with the heads first (resumed from the
+    last finished epoch of an interrupted build); ``finetune_progress`` receives its
+    per-step `joint_training.EpochProgress` and ``show_progress_bar`` draws one tqdm bar
+    per epoch on stderr.
+    """
     config = config or BuildConfig()
+    if config.finetune is not None:
+        return _build_finetuned(store, pool_id, config, backbone, progress, finetune_progress,
+                                show_progress_bar)
     backbone = backbone or load_backbone(config.backbone)
     pairs = store.pool_pairs(pool_id)
     report = BuildReport(
@@ -298,7 +325,22 @@ def train_on_rows(store: Store, backbone_id: str, pairs, labels, config: BuildCo
     xa_all, xb_all = pair_embeddings(store, backbone_id, pairs)
     xa, xb = xa_all[rows], xb_all[rows]
     y = label_targets(labels["label"].to_numpy()).astype(np.float32)
+    model, row_groups = new_ensemble(labels, config, xa.shape[1])
+    training.fit_ensemble(
+        model,
+        task="preference",
+        inputs=(xa, xb),
+        targets=y,
+        row_groups=row_groups,
+        seed=config.seed,
+        progress=(lambda step, total, loss: progress(TRAIN, step, total)) if progress else None,
+    )
+    return model
 
+
+def new_ensemble(labels, config: BuildConfig, input_dim: int):
+    """(untrained ensemble, row groups or None) for training rows ``labels``: annotator-aware
+    (head x annotator mask) when the config asks for it and there are several annotators."""
     annotators = labels["annotator"].astype(str)
     names = sorted(annotators.unique())
     mask_groups = None
@@ -308,7 +350,7 @@ def train_on_rows(store: Store, backbone_id: str, pairs, labels, config: BuildCo
         row_groups = np.array(annotators.map({name: i for i, name in enumerate(names)}), dtype=np.int64)
     model = ens.build_ensemble(ens.EnsembleConfig(
         kind=config.kind,
-        input_dim=xa.shape[1],
+        input_dim=input_dim,
         n_heads=config.n_heads,
         hidden=config.hidden,
         prior_scale=config.prior_scale,
@@ -320,16 +362,7 @@ def train_on_rows(store: Store, backbone_id: str, pairs, labels, config: BuildCo
             config.n_heads, len(names), fraction=config.annotator_fraction, seed=config.seed
         )
         ens.set_head_mask(model, mask)
-    training.fit_ensemble(
-        model,
-        task="preference",
-        inputs=(xa, xb),
-        targets=y,
-        row_groups=row_groups,
-        seed=config.seed,
-        progress=(lambda step, total, loss: progress(TRAIN, step, total)) if progress else None,
-    )
-    return model
+    return model, row_groups
 
 
 def ensemble_record_id(model, settings: dict) -> str:
@@ -412,3 +445,104 @@ def load_model(store: Store, ensemble_id: str):
     """The stored ensemble, rebuilt from its safetensors weights and JSON config."""
     record = store.get_ensemble(ensemble_id)
     return ens.ensemble_from_bytes(record["weights"], json.dumps(record["meta"]["model_config"]))
+
+
+# -- joint fine-tuning of the backbone ---------------------------------------------------
+
+
+def finetune_folder(store: Store, pool_id: str, base_id: str, settings: dict, fingerprint: str) -> Path:
+    """Where the fine-tuned backbone of this build lives: next to the DuckDB file, named by
+    what it is trained from, so a rebuild finds it and an interrupted build resumes in it."""
+    if store.path == ":memory:":
+        raise ValueError("fine-tuning the backbone needs a store in a file: its weights are saved next to it")
+    key = hashlib.sha256(
+        json.dumps([pool_id, base_id, settings, fingerprint], sort_keys=True).encode()
+    ).hexdigest()[:16]
+    return Path(store.path).resolve().parent / FINETUNED_BACKBONES_DIR / key
+
+
+def _build_finetuned(store: Store, pool_id: str, config: BuildConfig, backbone: Backbone | None,
+                     progress: Progress | None, finetune_progress, show_progress_bar: bool) -> BuildReport:
+    """`build_pool` with the backbone trained jointly with the heads (``config.finetune``)."""
+    from hyre_engine import joint_training as jt
+
+    ft = config.finetune
+    base = backbone or load_backbone(config.backbone, max_length=ft.max_length)
+    if ft.max_length is not None and base.max_length != ft.max_length:
+        raise ValueError(f"the backbone given has a {base.max_length}-token window, the build asks for {ft.max_length}")
+    if base.variant:
+        raise ValueError(f"{base.id} is already fine-tuned: fine-tune from its base model instead")
+    if jt.resolve_mode(base, ft.mode) == "lora":
+        jt.lora_targets_for(base, ft.lora_targets)  # a bad target fails before anything is embedded
+    pairs = store.pool_pairs(pool_id)
+    report = BuildReport(pool_id=pool_id, backbone_id=base.id, ensemble_id="", n_pairs=len(pairs),
+                         n_texts=len(store.pool_texts(pool_id)), n_train_rows=0)
+    # 1. the base model's embeddings (cached as for any build): they set the heads' input
+    #    statistics and their warm start
+    start = time.perf_counter()
+    report.embedded, report.embeddings_reused = ensure_embeddings(store, pool_id, base, progress=progress)
+    labels = training_rows(store, pool_id, config.train_groups)
+    report.n_train_rows = len(labels)
+    settings = config.ensemble_settings()
+    folder = finetune_folder(store, pool_id, base.id, settings, train_fingerprint(labels, base.id))
+    report.finetune_path = str(folder)
+    report.seconds[EMBED] = time.perf_counter() - start
+
+    # 2. the backbone and heads, trained together (resumed from the last finished epoch)
+    start = time.perf_counter()
+    if not (folder / jt.FINETUNED_MANIFEST).is_file():
+        model, row_groups = new_ensemble(labels, config, base.dim)
+        rows = labels["pair_id"].map(pair_rows(pairs)).to_numpy()
+        xa, xb = pair_embeddings(store, base.id, pairs)
+        trainee = load_backbone(config.backbone, max_length=base.max_length, device=base.device)
+        data = jt.preference_texts(trainee, pairs, labels, row_groups=row_groups)
+
+        def on_step(p: jt.EpochProgress) -> None:
+            if progress:
+                progress(FINETUNE, (p.epoch - 1) * p.steps + p.step, p.epochs * p.steps)
+            if finetune_progress:
+                finetune_progress(p)
+
+        jt.finetune_backbone(trainee, model, data, folder, ft, initial_embeddings=(xa[rows], xb[rows]),
+                             progress=on_step, show_progress_bar=show_progress_bar)
+        del trainee
+        report.finetuned = True
+    report.seconds[FINETUNE] = time.perf_counter() - start
+    tuned = load_backbone(folder, device=base.device)
+    report.backbone_id = tuned.id
+
+    # 3. embeddings under the new backbone id, the jointly trained heads as the ensemble, Z
+    start = time.perf_counter()
+    computed, reused = ensure_embeddings(store, pool_id, tuned, progress=progress)
+    report.embedded += computed
+    report.embeddings_reused += reused
+    report.seconds[EMBED] += time.perf_counter() - start
+    start = time.perf_counter()
+    fingerprint = train_fingerprint(labels, tuned.id)
+    ensemble_id = store.find_ensemble(pool_id, tuned.id, settings, fingerprint)
+    if ensemble_id is None:
+        calibration = None
+        if config.calibrate:
+            # beta is chosen as for a frozen build, with heads trained on the tuned embeddings
+            # of the other annotators: re-running the fine-tuning for it would double the cost
+            calibration = calibrate_beta(store, tuned.id, pairs, labels, config, progress=progress)
+        model = jt.load_finetuned_heads(folder)
+        weights, config_json = ens.ensemble_to_bytes(model)
+        ensemble_id = ensemble_record_id(model, settings)
+        store.put_ensemble(
+            ensemble_id=ensemble_id, pool_id=pool_id, backbone_id=tuned.id, config=settings,
+            weights=weights, train_fingerprint=fingerprint,
+            meta={"model_config": json.loads(config_json), "train_groups": config.train_groups,
+                  "beta": DEFAULT_BETA if calibration is None else calibration["beta"],
+                  "calibration": calibration, "backbone_path": str(folder), "base_backbone_id": base.id},
+        )
+        report.trained = True
+    report.ensemble_id = ensemble_id
+    meta = store.get_ensemble(ensemble_id)["meta"]
+    report.beta = float(meta.get("beta", DEFAULT_BETA))
+    report.calibration = meta.get("calibration")
+    report.seconds[TRAIN] = time.perf_counter() - start
+    start = time.perf_counter()
+    report.predicted = _ensure_predictions(store, ensemble_id, pool_id, pairs, tuned.id, progress)
+    report.seconds[PREDICT] = time.perf_counter() - start
+    return report

@@ -264,3 +264,94 @@ def test_the_embedded_minilm_fine_tunes_and_loads_back(tmp_path):
     texts = data.texts_a[:4]
     np.testing.assert_array_equal(loaded.embed_texts(texts), result.trained.embed_texts(texts))
     assert not np.allclose(loaded.embed_texts(texts), load_backbone(None, max_length=32).embed_texts(texts))
+
+
+def _tiny_pool(store, n: int = 24):
+    from hyre_engine.data import preferences_from_records
+
+    data = make_data(n)
+    records = [{"prompt": "question", "response_a": a, "response_b": b, "label": "a" if y else "b",
+                "group": f"g{i % 3}"}
+               for i, (a, b, y) in enumerate(zip(data.texts_a, data.texts_b, data.y, strict=True))]
+    return store.add_pool("tiny", preferences_from_records(records))
+
+
+def test_build_with_a_finetuned_backbone_caches_under_the_new_id_and_rebuilds_nothing(tiny_model_dir, tmp_path):
+    from hyre_engine.pipeline import BuildConfig, build_pool, load_model
+    from hyre_engine.store import Store
+
+    store = Store(tmp_path / "s.duckdb")
+    pool = _tiny_pool(store)
+    config = BuildConfig(backbone=str(tiny_model_dir), n_heads=4, hidden=8, annotator_fraction=0.5,
+                         calibrate=False, finetune=settings(epochs=2))
+    report = build_pool(store, pool, config)
+    base = load_backbone(tiny_model_dir)
+    assert report.finetuned and report.trained and report.predicted
+    assert report.backbone_id.startswith(base.id + "+ft-full-")
+    assert store.get_ensemble(report.ensemble_id)["backbone_id"] == report.backbone_id
+    tuned = load_backbone(report.finetune_path)
+    assert tuned.id == report.backbone_id
+    # Z comes from the jointly trained heads on the fine-tuned embeddings
+    pairs = store.pool_pairs(pool)
+    xa = tuned.embed(pairs["prompt"].tolist(), pairs["response_a"].tolist())
+    xb = tuned.embed(pairs["prompt"].tolist(), pairs["response_b"].tolist())
+    heads = jt.load_finetuned_heads(report.finetune_path)
+    np.testing.assert_allclose(store.get_head_predictions(report.ensemble_id, pool),
+                               ens.predict_pairs(heads, xa, xb), atol=1e-5)
+    assert heads.head_mask is not None  # the annotator masks train jointly too
+    assert ens.fingerprint(load_model(store, report.ensemble_id)) == ens.fingerprint(heads)
+
+    again = build_pool(store, pool, config)
+    assert not (again.finetuned or again.trained or again.predicted) and again.embedded == 0
+    assert again.ensemble_id == report.ensemble_id
+
+
+def test_build_refuses_to_finetune_into_an_in_memory_store(tiny_model_dir):
+    from hyre_engine.pipeline import BuildConfig, build_pool
+    from hyre_engine.store import Store
+
+    store = Store(":memory:")
+    pool = _tiny_pool(store)
+    with pytest.raises(ValueError, match="needs a store in a file"):
+        build_pool(store, pool, BuildConfig(backbone=str(tiny_model_dir), n_heads=4, hidden=8,
+                                            calibrate=False, finetune=settings()))
+
+
+def _tiny_pool_file(tmp_path, n: int = 24):
+    data = make_data(n)
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("".join(
+        json.dumps({"prompt": "question", "response_a": a, "response_b": b, "label": "a" if y else "b"}) + "\n"
+        for a, b, y in zip(data.texts_a, data.texts_b, data.y, strict=True)))
+    return path
+
+
+def test_cli_build_finetune_backbone(tiny_model_dir, tmp_path, capsys):
+    from hyre_engine.cli import main
+
+    argv = ["build", "--pool", str(_tiny_pool_file(tmp_path)), "--db", str(tmp_path / "s.duckdb"),
+            "--backbone", str(tiny_model_dir), "--heads", "4", "--hidden", "8", "--no-calibrate",
+            "--finetune-backbone", "--epochs", "2", "--batch-pairs", "8", "--backbone-lr", "1e-3"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out.strip().splitlines()[-1])
+    assert report["finetuned"] and "+ft-full-" in report["backbone_id"]
+    assert "epoch 2/2: validation loss" in captured.err and "fine-tune epoch 1/2" in captured.err
+    assert main(argv) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert not again["finetuned"] and again["ensemble_id"] == report["ensemble_id"]
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--head-lr", "0"], "head_lr must be a finite number > 0"),
+    (["--backbone-lr", "-1"], "backbone_lr must be a finite number > 0"),
+    (["--finetune-mode", "lora", "--lora-targets", "q_proj"], "LoRA target modules"),
+])
+def test_cli_bad_finetune_settings_are_one_error_line(tiny_model_dir, tmp_path, capsys, option, message):
+    from hyre_engine.cli import main
+
+    argv = ["build", "--pool", str(_tiny_pool_file(tmp_path)), "--db", str(tmp_path / "s.duckdb"),
+            "--backbone", str(tiny_model_dir), "--heads", "4", "--no-calibrate", "--finetune-backbone", *option]
+    assert main(argv) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
