@@ -34,13 +34,19 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from eval_hh_llmbar import DEFAULT_DATA, PAPER_BETA, prepare  # noqa: E402
 
-from eval_hh_llmbar import DEFAULT_DATA, HH_SUBSETS, PAPER_BETA, prepare  # noqa: E402
 from hyre_engine import baselines  # noqa: E402
 from hyre_engine import ensemble as ens  # noqa: E402
 from hyre_engine import joint_training as jt  # noqa: E402
 from hyre_engine.backbone import describe, load_backbone  # noqa: E402
-from hyre_engine.evaluate import baselines_sigmoid, evaluate_group, format_table, import_file, summarise  # noqa: E402
+from hyre_engine.evaluate import (  # noqa: E402
+    baselines_sigmoid,
+    evaluate_group,
+    format_table,
+    import_file,
+    summarise,
+)
 from hyre_engine.pipeline import ensure_embeddings, pair_embeddings, training_rows  # noqa: E402
 from hyre_engine.reweight import example_losses, weights_from_losses  # noqa: E402
 from hyre_engine.store import Store  # noqa: E402

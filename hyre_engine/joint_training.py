@@ -613,7 +613,6 @@ def finetune_backbone(
             )
     resumed_from = done
 
-    steps = math.ceil(len(train_rows) / config.batch_pairs)
     started = time.perf_counter()
     epoch_seconds: list[float] = []
     bar = None
