@@ -36,18 +36,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from eval_hh_llmbar import DEFAULT_DATA, PAPER_BETA, prepare  # noqa: E402
 
-from hyre_engine import baselines  # noqa: E402
 from hyre_engine import ensemble as ens  # noqa: E402
 from hyre_engine import joint_training as jt  # noqa: E402
+from hyre_engine import training  # noqa: E402
 from hyre_engine.backbone import describe, load_backbone  # noqa: E402
-from hyre_engine.evaluate import (  # noqa: E402
-    baselines_sigmoid,
-    evaluate_group,
-    format_table,
-    import_file,
-    summarise,
-)
+from hyre_engine.evaluate import import_file  # noqa: E402
+from hyre_engine.numerics import accuracy, sigmoid  # noqa: E402
 from hyre_engine.pipeline import ensure_embeddings, pair_embeddings, training_rows  # noqa: E402
+from hyre_engine.protocol import evaluate_group, format_table, summarise  # noqa: E402
 from hyre_engine.reweight import example_losses, weights_from_losses  # noqa: E402
 from hyre_engine.store import Store  # noqa: E402
 
@@ -93,11 +89,11 @@ def cross_table(store: Store, pool: str, Z: np.ndarray, xa, xb, model, *, n_list
     rows = {g: labels[labels["group"] == g]["row_index"].to_numpy() for g in ("helpful-base", "harmless-base")}
     y = np.zeros(len(Z))
     y[labels["row_index"].to_numpy()] = (labels["label"] == "a").to_numpy()
-    P = baselines_sigmoid(Z)
+    P = sigmoid(Z)
     per_example = example_losses(Z, y, loss="zero-one")
 
     def acc(prob, idx):
-        return baselines.accuracy(prob[idx], y[idx])
+        return accuracy(prob[idx], y[idx])
 
     table = {"uniform": {g: {"mean": acc(P.mean(axis=1), idx), "std": 0.0} for g, idx in rows.items()}}
     for source in rows:
@@ -111,9 +107,9 @@ def cross_table(store: Store, pool: str, Z: np.ndarray, xa, xb, model, *, n_list
                 scores["hyre"][source].append(acc(P @ w, held))
                 scores["hyre"][other].append(acc(P @ w, rows[other]))
                 if seed < finetune_seeds:
-                    tuned = baselines.finetune_heads(model, task="preference", inputs=(xa[adapt], xb[adapt]),
+                    tuned = training.finetune_heads(model, task="preference", inputs=(xa[adapt], xb[adapt]),
                                                      targets=y[adapt], seed=seed)
-                    Pt = baselines_sigmoid(ens.predict_pairs(tuned, xa, xb).astype(np.float64)).mean(axis=1)
+                    Pt = sigmoid(ens.predict_pairs(tuned, xa, xb).astype(np.float64)).mean(axis=1)
                     scores["finetune"][source].append(acc(Pt, held))
                     scores["finetune"][other].append(acc(Pt, rows[other]))
             for method, by_group in scores.items():
@@ -189,7 +185,7 @@ def main(argv=None) -> int:
     y = (labels["label"] == "a").to_numpy().astype(np.float32)
     t = time.perf_counter()
     frozen = build_heads(base.dim)
-    ens.fit_ensemble(frozen, task="preference", inputs=(xa_all[rows], xb_all[rows]), targets=y, seed=ENSEMBLE_SEED)
+    training.fit_ensemble(frozen, task="preference", inputs=(xa_all[rows], xb_all[rows]), targets=y, seed=ENSEMBLE_SEED)
     timings["train_frozen"] = time.perf_counter() - t
 
     # joint fine-tuning (resumes from the last finished epoch if a run was interrupted)

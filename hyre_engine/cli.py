@@ -43,6 +43,47 @@ def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
+def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
+    """`build --finetune-backbone` and the settings of the joint fine-tuning."""
+    from hyre_engine import joint_training as jt
+
+    group = parser.add_argument_group(
+        "joint fine-tuning", "train the backbone together with the heads (minutes to hours on a CPU)")
+    group.add_argument("--finetune-backbone", action="store_true",
+                       help="fine-tune the backbone with the heads; the result is a new backbone id")
+    group.add_argument("--finetune-mode", choices=jt.MODES, default="auto",
+                       help="full weights, LoRA adapters, or auto: full up to "
+                       f"{jt.FULL_FINETUNE_MAX_PARAMS // 1_000_000}M encoder parameters")
+    group.add_argument("--backbone-lr", type=float, default=None,
+                       help=f"default {jt.DEFAULT_BACKBONE_LR:g} (full) or {jt.DEFAULT_LORA_LR:g} (LoRA)")
+    group.add_argument("--head-lr", type=float, default=jt.DEFAULT_HEAD_LR)
+    group.add_argument("--epochs", type=int, default=jt.DEFAULT_EPOCHS)
+    group.add_argument("--max-length", type=int, default=None,
+                       help="tokens per text (default: the backbone's window)")
+    group.add_argument("--batch-pairs", type=int, default=jt.DEFAULT_BATCH_PAIRS, help="pairs per step")
+    group.add_argument("--grad-accum", type=int, default=jt.DEFAULT_GRAD_ACCUM,
+                       help="steps whose gradients add up before each update")
+    group.add_argument("--val-fraction", type=float, default=jt.DEFAULT_VAL_FRACTION,
+                       help="share of the training pairs that scores each epoch (the best epoch is kept)")
+    group.add_argument("--lora-r", type=int, default=jt.DEFAULT_LORA_R)
+    group.add_argument("--lora-targets", default=None,
+                       help="comma-separated module names LoRA adapts (default: by architecture)")
+
+
+def finetune_from_args(args: argparse.Namespace):
+    """The JointTrainingConfig of `add_finetune_arguments`' options, or None without --finetune-backbone."""
+    if not getattr(args, "finetune_backbone", False):
+        return None
+    from hyre_engine.joint_training import JointTrainingConfig
+
+    return JointTrainingConfig(
+        mode=args.finetune_mode, backbone_lr=args.backbone_lr, head_lr=args.head_lr, epochs=args.epochs,
+        max_length=args.max_length, batch_pairs=args.batch_pairs, grad_accum=args.grad_accum,
+        val_fraction=args.val_fraction, lora_r=args.lora_r,
+        lora_targets=args.lora_targets.split(",") if args.lora_targets else None, seed=args.seed,
+    )
+
+
 def config_from_args(args: argparse.Namespace, *, train_groups: list[str] | None = None):
     """The BuildConfig that `add_ensemble_arguments`' options describe."""
     from hyre_engine.pipeline import BuildConfig
@@ -58,6 +99,7 @@ def config_from_args(args: argparse.Namespace, *, train_groups: list[str] | None
         annotator_fraction=fraction if fraction and fraction > 0 else None,
         seed=args.seed,
         calibrate=not args.no_calibrate,
+        finetune=finetune_from_args(args),
     )
 
 
@@ -118,6 +160,14 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embed-actors", type=int, default=None,
                         help="embedding actors (ray engine; default: one per GPU, else one)")
     add_ensemble_arguments(parser)
+    add_finetune_arguments(parser)
+
+
+def _print_epoch(p) -> None:
+    """One line per finished fine-tuning epoch: its validation scores and the time left."""
+    if p.val_loss is not None:
+        print(f"epoch {p.epoch}/{p.epochs}: validation loss {p.val_loss:.4f}, accuracy "
+              f"{p.val_accuracy:.3f}; about {p.eta / 60:.1f} min left", file=sys.stderr, flush=True)
 
 
 def _run_build_ray(args: argparse.Namespace, config) -> int:
@@ -166,8 +216,20 @@ def _run_build(args: argparse.Namespace) -> int:
         pool_id = store.add_pool(name, frame, source=str(args.pool))
         print(f"imported {len(frame)} rows from {args.pool} as pool '{name}'")
     progress, close = _tqdm_progress()
-    report = build_pool(store, pool_id, config, progress=progress)
-    close()
+    tuning = config.finetune is not None
+    try:
+        # fine-tuning steps get one tqdm bar per epoch (with its ETA) from joint_training
+        report = build_pool(
+            store, pool_id, config,
+            progress=lambda stage, done, total: stage != "finetune" and progress(stage, done, total),
+            show_progress_bar=tuning, finetune_progress=_print_epoch if tuning else None,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted: the fine-tuning keeps its last finished epoch; run the same command "
+              "again to resume from it", file=sys.stderr)
+        return 130
+    finally:
+        close()
     print(report.summary())
     print(json.dumps({k: v for k, v in asdict(report).items() if k != "seconds"}))
     return 0

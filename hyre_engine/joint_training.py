@@ -46,6 +46,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from hyre_engine import ensemble as ens
+from hyre_engine import training
 from hyre_engine.backbone import Backbone, load_backbone
 
 FINETUNED_MANIFEST = "hyre_backbone.json"
@@ -457,14 +458,14 @@ def _batch_loss(backbone, model, data: PreferenceTexts, idx: np.ndarray, row_mas
         emb = embed_with_grad(backbone, texts).float()
         y = torch.from_numpy(data.y[idx]).to(dev)
         mask = row_mask_all[torch.from_numpy(idx).to(dev)] if row_mask_all is not None else None
-        per_head = ens.head_losses(model, "preference", [emb[: len(idx)], emb[len(idx) :]], y, mask)
+        per_head = training.head_losses(model, "preference", [emb[: len(idx)], emb[len(idx) :]], y, mask)
     return per_head
 
 
 @torch.no_grad()
 def _evaluate(backbone, model, data: PreferenceTexts, rows: np.ndarray, batch: int, dev, autocast: bool):
     """(mean over heads and rows of the Bradley-Terry loss, accuracy of the heads' mean probability)."""
-    from hyre_engine.baselines import accuracy
+    from hyre_engine.numerics import accuracy
 
     _set_train_mode(backbone, False)
     model.eval()
@@ -476,7 +477,7 @@ def _evaluate(backbone, model, data: PreferenceTexts, rows: np.ndarray, batch: i
             out = model(embed_with_grad(backbone, texts).float()).float()
         margins = out[: len(idx)] - out[len(idx) :]
         y = torch.from_numpy(data.y[idx]).to(dev)
-        losses.append(float(ens._per_row_loss("preference", margins, y).mean()) * len(idx))
+        losses.append(float(training._per_row_loss("preference", margins, y).mean()) * len(idx))
         probs.append(torch.sigmoid(margins.double()).mean(dim=1).cpu().numpy())
     return sum(losses) / len(rows), accuracy(np.concatenate(probs), data.y[rows])
 
@@ -582,9 +583,9 @@ def finetune_backbone(
                 f"initial_embeddings must be two ({len(data)}, {backbone.dim}) arrays, got {xa.shape}, {xb.shape}"
             )
         tr = train_rows
-        ens._fit_input_stats(model, [xa[tr], xb[tr]])
+        training._fit_input_stats(model, [xa[tr], xb[tr]])
         if config.warm_start_heads:
-            ens.fit_ensemble(
+            training.fit_ensemble(
                 model, task="preference", inputs=(xa[tr], xb[tr]), targets=data.y[tr],
                 row_groups=None if data.row_groups is None else data.row_groups[tr],
                 epochs=WARM_START_EPOCHS, seed=config.seed, device=dev,
