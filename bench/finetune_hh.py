@@ -140,6 +140,9 @@ def main(argv=None) -> int:
     parser.add_argument("--target-per-group", type=int, default=150)
     parser.add_argument("--max-length", type=int, default=128, help="tokens per text, frozen and tuned alike")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--finetune-pairs", type=int, default=None,
+                        help="train both ensembles on this many of the training pairs (seeded, equal "
+                        "per HH subset): what a joint fine-tuning fits in a time box on a loaded CPU")
     parser.add_argument("--batch-pairs", type=int, default=jt.DEFAULT_BATCH_PAIRS)
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--backbone-lr", type=float, default=jt.DEFAULT_BACKBONE_LR)
@@ -178,6 +181,12 @@ def main(argv=None) -> int:
 
     # the frozen-backbone ensemble, trained on all training rows
     labels = training_rows(store, pools["hh_train"], None)
+    if args.finetune_pairs:
+        per_group = args.finetune_pairs // labels["group"].nunique()
+        keep = (labels.groupby("group", group_keys=False)
+                .apply(lambda g: g.sample(n=min(per_group, len(g)), random_state=ENSEMBLE_SEED)).index)
+        labels = labels.loc[sorted(keep)].reset_index(drop=True)
+        log(f"training on {len(labels)} of the training pairs ({per_group} per subset)")
     train_pairs = store.pool_pairs(pools["hh_train"], with_meta=False)
     index = dict(zip(train_pairs["pair_id"], train_pairs["row_index"], strict=True))
     xa_all, xb_all = pair_embeddings(store, base.id, train_pairs)
@@ -194,7 +203,8 @@ def main(argv=None) -> int:
                                     grad_accum=args.grad_accum, backbone_lr=args.backbone_lr,
                                     head_lr=args.head_lr, max_length=args.max_length, seed=ENSEMBLE_SEED)
     # no epoch count in the name: a longer run continues a shorter one's checkpoint
-    ft_dir = out / f"ft-b{args.batch_pairs}x{args.grad_accum}-lr{args.backbone_lr:g}-{args.head_lr:g}"
+    subset = f"-p{args.finetune_pairs}" if args.finetune_pairs else ""
+    ft_dir = out / f"ft{subset}-b{args.batch_pairs}x{args.grad_accum}-lr{args.backbone_lr:g}-{args.head_lr:g}"
     t = time.perf_counter()
     if (ft_dir / jt.FINETUNED_MANIFEST).is_file():
         log(f"fine-tuned backbone already in {ft_dir}: reusing it")

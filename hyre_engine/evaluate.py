@@ -144,6 +144,12 @@ def evaluate_pools(
     backbone = backbone or load_backbone(config.backbone)
     started = time.perf_counter()
     report = build_pool(store, train_pool, config, backbone=backbone, progress=progress)
+    settings = config.ensemble_settings()
+    if report.finetune_path is not None:
+        # the ensemble's own backbone, fine-tuned with it, embeds the targets; the one-head
+        # baseline trains on its frozen embeddings rather than fine-tuning a second time
+        backbone = load_backbone(report.finetune_path, device=backbone.device)
+        config = replace(config, finetune=None, backbone=report.finetune_path)
     meta = store.get_ensemble(report.ensemble_id)["meta"]
     beta, beta_source = _beta_of(meta, beta)
     # predict_pool embeds the target pool's texts, so it runs before reading its embeddings.
@@ -168,7 +174,7 @@ def evaluate_pools(
             "beta_source": beta_source,
             "calibration": meta.get("calibration"),
             "seeds": seeds,
-            "config": config.ensemble_settings(),
+            "config": settings,
             "seconds": round(time.perf_counter() - started, 2),
         }
     )

@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from hyre_engine import ensemble as ens
+from hyre_engine import joint_training as jt
 from hyre_engine.backbone import DEFAULT_BACKBONE, BackboneNotFoundError, load_backbone
 from hyre_engine.data import FORMATS, DataError
 from hyre_engine.demo import CROWD_GROUP
@@ -29,7 +30,7 @@ from pages._shared.context import (
     store,
 )
 from pages._shared.evaluation import BACKBONE_PATH_PREFIX
-from pages._shared.labels import FORMAT_TEXT, KIND_TEXT, STAGE_TEXT
+from pages._shared.labels import FINETUNE_MODE_TEXT, FORMAT_TEXT, KIND_TEXT, STAGE_TEXT
 from pages._shared.manage import LAST_BUILD_KEY, manage_section
 
 SOURCES = {"upload": "Upload a file", "path": "A path on this machine"}
@@ -222,16 +223,59 @@ def _build_section(db) -> None:
                 help="Trains a second ensemble once to choose the reweighting temperature; "
                 "needs at least 5 training annotators.",
             )
+        finetune = _finetune_fields(kind)
         start = st.button("Build", type="primary", icon=":material/construction:", key="data_build",
                        disabled=not train or (backbone_choice == "folder" and folder is None))
     if start:
+        try:
+            settings = jt.JointTrainingConfig(**finetune) if finetune is not None else None
+        except ValueError as exc:
+            st.error(f"**Fine-tuning settings:** {exc}", icon=":material/error:")
+            return
         config = BuildConfig(backbone=folder, kind=kind, n_heads=int(k), hidden=int(hidden),
                              prior_scale=float(prior), train_groups=list(train),
-                             annotator_fraction=float(fraction) if fraction > 0 else None, calibrate=calibrate)
+                             annotator_fraction=float(fraction) if fraction > 0 else None, calibrate=calibrate,
+                             finetune=settings)
         _build(db, pool_id, config)
     last = st.session_state.get(LAST_BUILD_KEY)
     if last and last["pool_id"] in names:
         _built(last, names)
+
+
+def _finetune_fields(kind: str) -> dict | None:
+    """The joint fine-tuning checkbox and, when ticked, its key settings (JointTrainingConfig kwargs)."""
+    tune = st.checkbox(
+        "Fine-tune the backbone with the heads", value=False, key="data_finetune",
+        disabled=kind != "shared",
+        help="Trains the text encoder together with the heads: slow on a CPU (minutes per hundred "
+        "pairs), and the result is a new backbone. Each finished epoch is kept, so a build that "
+        "stops (or an app that closes) resumes from it when you build again.",
+    )
+    if not tune or kind != "shared":
+        return None
+    with st.expander("Fine-tuning settings", expanded=True):
+        left, middle, right = st.columns(3)
+        mode = left.selectbox("Mode", jt.MODES, format_func=FINETUNE_MODE_TEXT.get, key="data_ft_mode")
+        epochs = left.number_input("Epochs", min_value=1, max_value=100, value=jt.DEFAULT_EPOCHS,
+                                   key="data_ft_epochs", help="The epoch with the lowest validation loss is kept.")
+        backbone_lr = None
+        if mode != "auto":
+            default = jt.DEFAULT_LORA_LR if mode == "lora" else jt.DEFAULT_BACKBONE_LR
+            backbone_lr = middle.number_input("Backbone learning rate", min_value=1e-8, max_value=1e-1,
+                                              value=default, format="%.1e", key=f"data_ft_blr_{mode}")
+        else:
+            middle.caption(f"Backbone learning rate: {jt.DEFAULT_BACKBONE_LR:g} for full weights, "
+                           f"{jt.DEFAULT_LORA_LR:g} for LoRA adapters.")
+        head_lr = middle.number_input("Head learning rate", min_value=1e-8, max_value=1.0,
+                                      value=jt.DEFAULT_HEAD_LR, format="%.1e", key="data_ft_hlr")
+        max_length = right.number_input("Tokens per text (0: the backbone's window)", min_value=0,
+                                        max_value=32768, value=0, step=32, key="data_ft_maxlen")
+        grad_accum = right.number_input("Gradient accumulation", min_value=1, max_value=256,
+                                        value=jt.DEFAULT_GRAD_ACCUM, key="data_ft_accum",
+                                        help=f"Steps of {jt.DEFAULT_BATCH_PAIRS} pairs whose gradients "
+                                        "add up before each update.")
+    return {"mode": mode, "epochs": int(epochs), "backbone_lr": backbone_lr, "head_lr": float(head_lr),
+            "max_length": int(max_length) or None, "grad_accum": int(grad_accum)}
 
 
 def _build(db, pool_id: str, config: BuildConfig) -> None:
@@ -239,21 +283,32 @@ def _build(db, pool_id: str, config: BuildConfig) -> None:
     bars = {}
     with st.container():
         for stage in BUILD_STAGES:
-            if stage == "calibrate" and not config.calibrate:
+            if (stage == "calibrate" and not config.calibrate) or (stage == "finetune" and not config.finetune):
                 continue
             bars[stage] = st.progress(0.0, text=f"{STAGE_TEXT[stage]}: waiting")
 
+    def finetune_progress(p: jt.EpochProgress) -> None:
+        scored = "" if p.val_loss is None else f" · validation accuracy {p.val_accuracy:.3f}"
+        bars["finetune"].progress(
+            min(1.0, ((p.epoch - 1) * p.steps + p.step) / (p.epochs * p.steps)),
+            text=f"{STAGE_TEXT['finetune']}: epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}"
+            f"{scored} · about {p.eta / 60:.0f} min left",
+        )
+
     def progress(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage)
-        if bar is not None:
+        if bar is not None and stage != "finetune":
             bar.progress(min(1.0, done / total if total else 1.0),
                          text=f"{STAGE_TEXT[stage]}: {done:,} / {total:,}")
 
     status.caption("Loading the backbone…")
     try:
-        backbone = _backbone(config.backbone)
+        window = config.finetune.max_length if config.finetune else None
+        # the cached backbone has its own window: a fine-tuning with another loads its own
+        backbone = _backbone(config.backbone) if window is None else None
         status.empty()
-        report = build_pool(db, pool_id, config, backbone=backbone, progress=progress)
+        report = build_pool(db, pool_id, config, backbone=backbone, progress=progress,
+                            finetune_progress=finetune_progress if config.finetune else None)
     except (BackboneNotFoundError, ValueError, OSError) as exc:
         status.empty()
         st.error(f"**The build stopped.** {exc}", icon=":material/error:")

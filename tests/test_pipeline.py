@@ -278,5 +278,5 @@ def test_build_stages_are_the_keys_a_build_reports():
     from hyre_engine.evaluate import EVALUATE_STAGES
     from hyre_engine.pipeline import BUILD_STAGES
 
-    assert BUILD_STAGES == ("embed", "calibrate", "train", "predict")
+    assert BUILD_STAGES == ("embed", "calibrate", "finetune", "train", "predict")
     assert EVALUATE_STAGES[: len(BUILD_STAGES)] == BUILD_STAGES and EVALUATE_STAGES[-1] == "evaluate"

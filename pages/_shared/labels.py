@@ -32,9 +32,16 @@ LOSS_TEXT = {"zero-one": "0-1 error (the paper's choice)", "cross-entropy": "cro
 STAGE_TEXT = {
     "embed": "Embedding the texts",
     "calibrate": "Calibrating beta",
+    "finetune": "Fine-tuning the backbone with the heads",
     "train": "Training the heads",
     "predict": "Caching the head predictions",
     "evaluate": "Evaluating groups",
+}
+# Joint fine-tuning modes (joint_training.MODES), as the Data page offers them.
+FINETUNE_MODE_TEXT = {
+    "auto": "Automatic (full weights up to 150M parameters, else LoRA)",
+    "full": "Full weights",
+    "lora": "LoRA adapters",
 }
 # A session's label values, as a table shows them.
 LABEL_TEXT = {"a": "A", "b": "B", "skip": "skipped"}
