@@ -39,7 +39,7 @@ from eval_hh_llmbar import DEFAULT_DATA, PAPER_BETA, prepare  # noqa: E402
 from hyre_engine import ensemble as ens  # noqa: E402
 from hyre_engine import joint_training as jt  # noqa: E402
 from hyre_engine import training  # noqa: E402
-from hyre_engine.backbone import describe, load_backbone  # noqa: E402
+from hyre_engine.backbone import load_backbone  # noqa: E402
 from hyre_engine.evaluate import import_file  # noqa: E402
 from hyre_engine.numerics import accuracy, sigmoid  # noqa: E402
 from hyre_engine.pipeline import ensure_embeddings, pair_embeddings, training_rows  # noqa: E402
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     store = Store(out / "store.duckdb")
     pools = {k: import_file(store, out / f"{k}.jsonl", format="design") for k in ("hh_train", "hh_target", "llmbar_target")}
     base = load_backbone(None, max_length=args.max_length)
-    log(f"backbone {describe(base)}; torch threads {torch.get_num_threads()}")
+    log(f"backbone {base.id} ({base.kind}, {base.max_length} tokens, {base.device}); torch threads {torch.get_num_threads()}")
     timings: dict[str, float] = {}
 
     t = time.perf_counter()

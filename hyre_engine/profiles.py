@@ -291,9 +291,10 @@ class Profile:
         return effective_heads(self.weights)
 
 
-def profile_document(w: Weights, *, user: str, ensemble_id: str, ensemble_fingerprint: str) -> dict[str, Any]:
+def profile_document(w: Weights, *, user: str, ensemble_id: str, ensemble_fingerprint: str,
+                     backbone_id: str | None = None) -> dict[str, Any]:
     """The JSON object a profile is exported as."""
-    return {
+    doc = {
         "format": PROFILE_FORMAT,
         "user": user,
         "ensemble_id": ensemble_id,
@@ -303,14 +304,19 @@ def profile_document(w: Weights, *, user: str, ensemble_id: str, ensemble_finger
         "beta": float(w.beta),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if backbone_id is not None:
+        # a fine-tuned backbone is a different feature space even for heads of the same shape
+        doc["backbone_id"] = backbone_id
+    return doc
 
 
 def _finite_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def parse_profile(raw: bytes, *, n_heads: int, ensemble_fingerprint: str) -> Profile:
-    """Validate an uploaded profile (JSON only) against the current ensemble; ProfileError if unusable."""
+def parse_profile(raw: bytes, *, n_heads: int, ensemble_fingerprint: str, backbone_id: str | None = None) -> Profile:
+    """Validate an uploaded profile (JSON only) against the current ensemble (and, when both
+    name one, its backbone); ProfileError if unusable."""
     if len(raw) > MAX_PROFILE_BYTES:
         raise ProfileError(f"The file is {len(raw):,} bytes; a profile is at most {MAX_PROFILE_BYTES:,}.")
     try:
@@ -330,6 +336,13 @@ def parse_profile(raw: bytes, *, n_heads: int, ensemble_fingerprint: str) -> Pro
             f"This profile was made for the ensemble with fingerprint {doc['fingerprint']}, but the "
             f"current ensemble's fingerprint is {ensemble_fingerprint}. Its weights belong to other "
             "heads, so it cannot be used here: switch to that ensemble, or label again."
+        )
+    made_on = doc.get("backbone_id")
+    if backbone_id is not None and made_on is not None and made_on != backbone_id:
+        raise ProfileError(
+            f"This profile was made on the backbone {made_on}, but the current ensemble uses "
+            f"{backbone_id}. Its weights belong to heads on other features, so it cannot be used "
+            "here: switch to that ensemble, or label again."
         )
     weights = doc["weights"]
     if not isinstance(weights, list) or not all(_finite_number(x) for x in weights):
@@ -356,9 +369,18 @@ def parse_profile(raw: bytes, *, n_heads: int, ensemble_fingerprint: str) -> Pro
 # ---------------------------------------------------------------- best-of-n ranking
 
 
-def load_scoring_backbone(backbone_id: str) -> Backbone:
-    """The backbone an ensemble was trained on, for scoring new texts; ValueError when this machine lacks it."""
+def load_scoring_backbone(backbone_id: str, path: str | None = None) -> Backbone:
+    """The backbone an ensemble was trained on, for scoring new texts; ValueError when this machine lacks it.
+
+    ``path``: the folder of a fine-tuned backbone (its ensemble's meta names it).
+    """
     from hyre_engine.backbone import DEFAULT_ALIASES, load_backbone
+
+    if path is not None:
+        backbone = load_backbone(path)
+        if backbone.id != backbone_id:
+            raise ValueError(f"The ensemble was trained on backbone {backbone_id}, but {path} holds {backbone.id}.")
+        return backbone
 
     name = backbone_id.split("@", 1)[0]
     if name not in DEFAULT_ALIASES:

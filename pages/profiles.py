@@ -167,7 +167,8 @@ def _files_section(ctx: Context) -> None:
                 key=f"{EXPORT_NAME_KEY}:{chosen.source.key}",
             )
             user = prof.clean_user(name)
-            doc = prof.profile_document(chosen, user=user, ensemble_id=ctx.ensemble_id, ensemble_fingerprint=fp)
+            doc = prof.profile_document(chosen, user=user, ensemble_id=ctx.ensemble_id, ensemble_fingerprint=fp,
+                                        backbone_id=ctx.backbone_id)
             buttons = st.container(horizontal=True)
             buttons.download_button(
                 "Download JSON", data=json.dumps(doc, indent=1), file_name=f"hyre-profile-{user}.json",
@@ -191,7 +192,8 @@ def _files_section(ctx: Context) -> None:
             st.success(f"Imported the profile of **{escape_markdown(done)}**.")
         if upload is not None:
             try:
-                profile = prof.parse_profile(upload.getvalue(), n_heads=ctx.n_heads, ensemble_fingerprint=fp)
+                profile = prof.parse_profile(upload.getvalue(), n_heads=ctx.n_heads, ensemble_fingerprint=fp,
+                                             backbone_id=ctx.backbone_id)
             except ProfileError as exc:
                 st.error(str(exc), icon=":material/block:")
             else:
@@ -225,7 +227,7 @@ def _score_section(ctx: Context) -> None:
             st.warning("Every candidate needs some text.")
         else:
             try:
-                backbone = scoring_backbone(ctx.backbone_id)
+                backbone = scoring_backbone(ctx.backbone_id, ctx.ensemble["meta"].get("backbone_path"))
             except (ValueError, FileNotFoundError) as exc:
                 st.error(str(exc))
                 return

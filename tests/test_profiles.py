@@ -90,6 +90,17 @@ def test_profile_document_round_trips():
     assert w.heaviest == 1 and w.effective_heads == pytest.approx(1 / (0.04 + 0.64))
 
 
+def test_a_profile_made_on_another_backbone_is_refused():
+    source = prof.WeightSource("session:s", "erin", "session", "")
+    w = prof.Weights(source, np.array([0.2, 0.8]), [], 1.0)
+    base = "all-MiniLM-L6-v2@abc/max256/tpl-1/model"
+    doc = prof.profile_document(w, user="erin", ensemble_id="e1", ensemble_fingerprint=FP, backbone_id=base)
+    raw = json.dumps(doc).encode()
+    assert prof.parse_profile(raw, n_heads=2, ensemble_fingerprint=FP, backbone_id=base).user == "erin"
+    with pytest.raises(prof.ProfileError, match=r"made on the backbone .*\+ft|current ensemble uses .*\+ft"):
+        prof.parse_profile(raw, n_heads=2, ensemble_fingerprint=FP, backbone_id=base + "+ft-full-0123")
+
+
 # ---------------------------------------------------------------- best-of-n ranking
 
 

@@ -110,9 +110,10 @@ def ensemble_fingerprint(path: str, ensemble_id: str) -> str:
 
 
 @st.cache_resource(show_spinner="Loading the embedding model…", max_entries=2)
-def scoring_backbone(backbone_id: str):
-    """The backbone the ensemble was trained on; ValueError when this machine does not have it."""
-    return profiles.load_scoring_backbone(backbone_id)
+def scoring_backbone(backbone_id: str, path: str | None = None):
+    """The backbone the ensemble was trained on (``path``: a fine-tuned one's folder);
+    ValueError when this machine does not have it."""
+    return profiles.load_scoring_backbone(backbone_id, path)
 
 
 # ---------------------------------------------------------------- context
