@@ -71,6 +71,13 @@ WORD_SEARCH = 8
 
 Progress = Callable[[int, int], None]
 
+# A backbone fine-tuned with the heads (hyre_engine.joint_training writes it) is a folder
+# with this manifest next to its trained weights (the whole encoder, or a LoRA adapter).
+FINETUNED_MANIFEST = "hyre_backbone.json"
+MANIFEST_FORMAT = "hyre-finetuned-backbone"
+MANIFEST_VERSION = 1
+WEIGHTS_FILE = "backbone.safetensors"
+
 
 class BackboneNotFoundError(FileNotFoundError):
     """The model folder (or the default model's package) is not installed."""
@@ -458,8 +465,6 @@ def load_backbone(
             )
         path = path.resolve()
         name = path.name
-        from hyre_engine.joint_training import FINETUNED_MANIFEST, load_finetuned_backbone
-
         if (path / FINETUNED_MANIFEST).is_file():
             return load_finetuned_backbone(path, device=device, max_length=max_length, batch_size=batch_size)
     revision = folder_fingerprint(path)
@@ -534,3 +539,88 @@ def _load_hf(path, name, revision, device, max_length, batch_size, pooling) -> B
         max_length=window, dim=dim, batch_size=batch_size, pooling=pooling, revision=revision,
         _position_ids=pooling == "last" and takes_positions,
     )
+
+
+# ---------------------------------------------------------------- fine-tuned backbones
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """The manifest of a fine-tuned backbone folder; ValueError when it is not one."""
+    import json
+
+    folder = Path(path)
+    manifest_path = folder / FINETUNED_MANIFEST
+    if not manifest_path.is_file():
+        raise ValueError(f"{folder} is not a fine-tuned backbone folder (no {FINETUNED_MANIFEST})")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if manifest.get("format") != MANIFEST_FORMAT or manifest.get("version") != MANIFEST_VERSION:
+        raise ValueError(f"{manifest_path} is not a version-{MANIFEST_VERSION} {MANIFEST_FORMAT} manifest")
+    return manifest
+
+
+def attach_lora(backbone: Backbone, settings: dict):
+    """Inject LoRA layers (``settings``: r, alpha, dropout, targets) into the encoder in place;
+    returns the PeftModel wrapper, which holds the adapter's state."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
+                      target_modules=settings["targets"], bias="none")
+    # get_peft_model rewires the encoder's own modules, so the backbone keeps calling
+    # the same object and goes through the adapters.
+    return get_peft_model(backbone.encoder, lora)
+
+
+def load_trainable_state(backbone: Backbone, peft_model, state: dict[str, torch.Tensor]) -> None:
+    """Load trained encoder tensors: the adapter's (``peft_model`` given) or the whole encoder's."""
+    if peft_model is not None:
+        from peft import set_peft_model_state_dict
+
+        result = set_peft_model_state_dict(peft_model, state)
+        unexpected = getattr(result, "unexpected_keys", [])
+        if unexpected:
+            raise ValueError(f"adapter weights do not fit the model: unexpected keys {unexpected[:5]}")
+    else:
+        dtype = next(backbone.encoder.parameters()).dtype
+        backbone.encoder.load_state_dict(
+            {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, strict=True
+        )
+
+
+def load_finetuned_backbone(
+    path: str | os.PathLike,
+    *,
+    device: str | torch.device | None = None,
+    max_length: int | None = None,
+    batch_size: int | None = None,
+) -> Backbone:
+    """Load a backbone fine-tuned with the heads: the base model with the trained weights
+    (LoRA adapters merged into it); ``id`` = base id + ``+ft-<mode>-<weights hash>``."""
+    from safetensors.torch import load as st_load
+
+    folder = Path(path)
+    manifest = read_manifest(folder)
+    weights = (folder / WEIGHTS_FILE).read_bytes()
+    if hashlib.sha256(weights).hexdigest() != manifest["weights_sha256"]:
+        raise ValueError(f"{folder / WEIGHTS_FILE} does not match its manifest (modified or half-written)")
+    base = manifest["base"]
+    kwargs: dict[str, Any] = {"device": device, "max_length": max_length or base["max_length"]}
+    if batch_size is not None:
+        kwargs["batch_size"] = batch_size
+    if base["pooling"] in ("cls", "last"):
+        kwargs["pooling"] = base["pooling"]
+    backbone = load_backbone(base["path"], **kwargs)
+    if backbone.revision != base["revision"]:
+        raise ValueError(
+            f"the base model {base['name']} at {base['path']} changed since fine-tuning "
+            f"(folder hash {backbone.revision}, expected {base['revision']})"
+        )
+    state = st_load(weights)
+    if manifest["mode"] == "lora":
+        peft_model = attach_lora(backbone, manifest["lora"])
+        load_trainable_state(backbone, peft_model, state)
+        backbone.set_encoder(peft_model.merge_and_unload())
+    else:
+        load_trainable_state(backbone, None, state)
+    backbone.model.eval()
+    backbone.variant = manifest["variant"]
+    return backbone

@@ -38,7 +38,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -47,12 +46,17 @@ from safetensors.torch import save as st_save
 
 from hyre_engine import ensemble as ens
 from hyre_engine import training
-from hyre_engine.backbone import Backbone, load_backbone
+from hyre_engine.backbone import (
+    FINETUNED_MANIFEST,
+    MANIFEST_FORMAT,
+    MANIFEST_VERSION,
+    WEIGHTS_FILE,
+    Backbone,
+    read_manifest,
+)
+from hyre_engine.backbone import attach_lora as _attach_lora
+from hyre_engine.backbone import load_trainable_state as _load_trainable_state
 
-FINETUNED_MANIFEST = "hyre_backbone.json"
-MANIFEST_FORMAT = "hyre-finetuned-backbone"
-MANIFEST_VERSION = 1
-WEIGHTS_FILE = "backbone.safetensors"
 HEADS_BASE = "heads"  # heads.safetensors + heads.json (ensemble.save_ensemble)
 CHECKPOINT_DIR = "checkpoint"
 BEST_DIR = "best"
@@ -301,29 +305,9 @@ def lora_targets_for(backbone: Backbone, targets: Sequence[str] | None) -> list[
     )
 
 
-def _lora_config(targets: list[str], config: JointTrainingConfig):
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        target_modules=targets, bias="none",
-    )
-
-
 def _lora_settings(targets: list[str], config: JointTrainingConfig) -> dict:
     return {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
             "targets": list(targets)}
-
-
-def _attach_lora(backbone: Backbone, settings: dict):
-    """Inject LoRA layers into the encoder in place; returns the PeftModel wrapper (for its state)."""
-    from peft import LoraConfig, get_peft_model
-
-    lora = LoraConfig(r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
-                      target_modules=settings["targets"], bias="none")
-    # get_peft_model rewires the encoder's own modules, so the backbone keeps calling
-    # the same object and goes through the adapters.
-    return get_peft_model(backbone.encoder, lora)
 
 
 def _trainable_state(backbone: Backbone, peft_model) -> dict[str, torch.Tensor]:
@@ -336,18 +320,6 @@ def _trainable_state(backbone: Backbone, peft_model) -> dict[str, torch.Tensor]:
         state = backbone.encoder.state_dict()
     # clone: tied weights (shared storage) must be separate tensors for safetensors
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-
-
-def _load_trainable_state(backbone: Backbone, peft_model, state: dict[str, torch.Tensor]) -> None:
-    if peft_model is not None:
-        from peft import set_peft_model_state_dict
-
-        result = set_peft_model_state_dict(peft_model, state)
-        unexpected = getattr(result, "unexpected_keys", [])
-        if unexpected:
-            raise ValueError(f"adapter weights do not fit the model: unexpected keys {unexpected[:5]}")
-    else:
-        backbone.encoder.load_state_dict(state, strict=True)
 
 
 def embed_with_grad(backbone: Backbone, texts: list[str]) -> torch.Tensor:
@@ -737,58 +709,6 @@ def _default_aliases() -> frozenset[str]:
 
 
 # --------------------------------------------------------------------------- loading
-
-
-def read_manifest(path: str | Path) -> dict:
-    folder = Path(path)
-    manifest_path = folder / FINETUNED_MANIFEST
-    if not manifest_path.is_file():
-        raise ValueError(f"{folder} is not a fine-tuned backbone folder (no {FINETUNED_MANIFEST})")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    if manifest.get("format") != MANIFEST_FORMAT or manifest.get("version") != MANIFEST_VERSION:
-        raise ValueError(
-            f"{manifest_path} is not a version-{MANIFEST_VERSION} {MANIFEST_FORMAT} manifest"
-        )
-    return manifest
-
-
-def load_finetuned_backbone(
-    path: str | Path,
-    *,
-    device: str | torch.device | None = None,
-    max_length: int | None = None,
-    batch_size: int | None = None,
-) -> Backbone:
-    """Load what `finetune_backbone` wrote: the base model with the trained weights
-    (LoRA adapters merged into it), ``id`` = base id + ``+ft-<mode>-<weights hash>``."""
-    folder = Path(path)
-    manifest = read_manifest(folder)
-    weights = (folder / WEIGHTS_FILE).read_bytes()
-    if hashlib.sha256(weights).hexdigest() != manifest["weights_sha256"]:
-        raise ValueError(f"{folder / WEIGHTS_FILE} does not match its manifest (modified or half-written)")
-    base = manifest["base"]
-    kwargs: dict[str, Any] = {"device": device, "max_length": max_length or base["max_length"]}
-    if batch_size is not None:
-        kwargs["batch_size"] = batch_size
-    if base["pooling"] in ("cls", "last"):
-        kwargs["pooling"] = base["pooling"]
-    backbone = load_backbone(base["path"], **kwargs)
-    if backbone.revision != base["revision"]:
-        raise ValueError(
-            f"the base model {base['name']} at {base['path']} changed since fine-tuning "
-            f"(folder hash {backbone.revision}, expected {base['revision']})"
-        )
-    state = st_load(weights)
-    dtype = next(backbone.encoder.parameters()).dtype
-    if manifest["mode"] == "lora":
-        peft_model = _attach_lora(backbone, manifest["lora"])
-        _load_trainable_state(backbone, peft_model, state)
-        backbone.set_encoder(peft_model.merge_and_unload())
-    else:
-        backbone.encoder.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
-    backbone.model.eval()
-    backbone.variant = manifest["variant"]
-    return backbone
 
 
 def load_finetuned_heads(path: str | Path, *, device: str | torch.device | None = None) -> ens.Ensemble:
