@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from hyre_engine import live, profiles
+from hyre_engine.candidates import DEFAULT_FULL_POOL_MAX
 from hyre_engine.demo import DEMO_POOL_NAME
 from hyre_engine.device import describe_device
 from hyre_engine.ensemble import Ensemble, fingerprint
@@ -62,13 +63,16 @@ class PoolArrays:
 @st.cache_resource(show_spinner=False, max_entries=8)
 def pool_arrays(path: str, ensemble_id: str, pool_id: str, n_pairs: int) -> PoolArrays:
     """Z and its PCA; LookupError when Z is not cached for this pool size (``n_pairs`` is in the key)."""
-    logits = get_store(path).get_head_predictions(ensemble_id, pool_id)
+    # A big pool's sharded Z is memory-mapped, not copied: the page cache shares it.
+    big = n_pairs > DEFAULT_FULL_POOL_MAX
+    logits = get_store(path).get_head_predictions(ensemble_id, pool_id, mmap=big)
     if logits is None or logits.shape[0] != n_pairs:
         # An exception is not cached: the next call looks again once Z is built.
         raise LookupError(f"no head predictions of ensemble {ensemble_id} for pool {pool_id}")
-    # one read-only float32 copy shared by every session: the live loop's own dtype
-    logits = logits.astype("float32", order="C")
-    logits.setflags(write=False)
+    if not big:
+        # one read-only float32 copy shared by every session: the live loop's own dtype
+        logits = logits.astype("float32", order="C")
+        logits.setflags(write=False)
     return PoolArrays(logits=logits, pca=fit_pool_pca(logits))
 
 
