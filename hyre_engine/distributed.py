@@ -570,6 +570,9 @@ def build_pool_ray(
     from hyre_engine.backbone import load_backbone
 
     config = config or BuildConfig()
+    if config.finetune is not None:
+        raise ValueError("the ray engine trains the heads on frozen embeddings; fine-tuning the "
+                         "backbone needs the local engine")
     options = options or RayOptions()
     paths = expand_pool(pattern)
     name = name or paths[0].stem.split(".")[0]
