@@ -650,3 +650,20 @@ def _finish(src: _Source, rows: list[_Row]) -> pd.DataFrame:
     for k in extra_names:
         data[k] = [r.extras.get(k) for r in rows]
     return pd.DataFrame(data)
+
+
+# --- summaries ----------------------------------------------------------------------
+
+
+def group_label_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per group of a preference table: ``judgements`` and ``share_a`` (share of "a").
+
+    Columns group, judgements, share_a; groups in first-seen order. A table without
+    the ``group`` or ``label`` column raises ValueError naming what is missing.
+    """
+    missing = [c for c in ("group", "label") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"a preference table needs columns {missing}, got {list(frame.columns)}")
+    is_a = (frame["label"] == "a").astype(float)
+    grouped = is_a.groupby(frame["group"], sort=False)
+    return pd.DataFrame({"judgements": grouped.size(), "share_a": grouped.mean()}).reset_index()

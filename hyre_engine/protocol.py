@@ -34,6 +34,8 @@ DEFAULT_N = (0, 1, 5, 10, 20)
 DEFAULT_SEEDS = 20
 STRATEGIES = PREFERENCE_STRATEGIES
 LOSSES = PREFERENCE_LOSSES
+# The per-group weight diagnostics that evaluate_group records beside the methods.
+DIAGNOSTICS = ("effective_heads", "weight_entropy")
 
 # finetune(adapt_rows, seed) -> logits (n_rows, n_heads) of the fine-tuned heads on the group
 Finetune = Callable[[np.ndarray, int], np.ndarray]
@@ -246,13 +248,29 @@ def format_table(result: dict, *, title: str = "") -> str:
     lines += [header, "-" * len(header)]
     for method, stats in result["summary"].items():
         lines.append(f"{method:<18}" + "".join(f"{v:>9.3f}" for v in stats["mean"]))
-    for key, label, fmt in (("effective_heads", "(effective heads)", ".1f"),
-                            ("weight_entropy", "(weight entropy)", ".2f")):
-        rows = [g[key]["mean"] for g in result["groups"].values() if g.get(key)]
-        if rows:
-            mean_row = np.mean(np.array(rows), axis=0)
+    for key, label, fmt in zip(DIAGNOSTICS, ("(effective heads)", "(weight entropy)"), (".1f", ".2f"), strict=True):
+        mean_row = diagnostic_means(result, key)
+        if mean_row is not None:
             lines.append(f"{label:<18}" + "".join(f"{v:>9{fmt}}" for v in mean_row))
     return "\n".join(lines)
+
+
+def diagnostic_means(result: dict, key: str) -> list[float] | None:
+    """Per n, the mean over groups of each group's mean ``key`` (e.g. effective heads).
+
+    ``result`` is the JSON contract of ``summarise`` (a stored result too, so it is
+    computed from the groups rather than stored in the summary). Groups without the
+    diagnostic are skipped; None when no group has it.
+    """
+    if key not in DIAGNOSTICS:
+        raise ValueError(f"unknown diagnostic {key!r}; choose from {list(DIAGNOSTICS)}")
+    rows = [g[key]["mean"] for g in result["groups"].values() if g.get(key)]
+    if not rows:
+        return None
+    n_values = len(result["n"])
+    if any(len(r) != n_values for r in rows):
+        raise ValueError(f"{key} needs one mean per value of n ({n_values}), got lengths {[len(r) for r in rows]}")
+    return _round(np.mean(np.array(rows, dtype=float), axis=0))
 
 
 def _stats(a: np.ndarray, *, nan: bool = False) -> dict[str, list[float]]:

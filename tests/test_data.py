@@ -15,6 +15,7 @@ from hyre_engine.data import (
     DataError,
     content_pair_id,
     detect_format,
+    group_label_counts,
     preferences_from_records,
     read_preferences,
     read_preferences_bytes,
@@ -331,3 +332,14 @@ def test_reads_from_a_binary_buffer_with_a_name():
     buffer = io.BytesIO(RATINGS_CSV.encode())
     buffer.name = "upload.csv"
     assert len(read_preferences(buffer)) == 3
+
+
+def test_group_label_counts_per_group_in_first_seen_order():
+    frame = pd.DataFrame({"group": ["g2", "g1", "g2", "g2", "g1"], "label": ["a", "b", "b", "a", "b"]})
+    counts = group_label_counts(frame)
+    assert list(counts.columns) == ["group", "judgements", "share_a"]
+    assert counts["group"].tolist() == ["g2", "g1"]
+    assert counts["judgements"].tolist() == [3, 2]
+    assert counts["share_a"].tolist() == pytest.approx([2 / 3, 0.0])
+    with pytest.raises(ValueError, match=r"needs columns \['label'\]"):
+        group_label_counts(frame.drop(columns="label"))

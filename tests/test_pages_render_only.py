@@ -41,15 +41,9 @@ ARRAY_MATH = {
     "exp", "expm1", "inner", "log", "log1p", "log2", "matmul", "mean", "median", "nanmean",
     "nansum", "outer", "prod", "std", "sum", "tanh", "var",
 }
-# (module, enclosing function, method): what each computes and where it belongs.
-KNOWN_EXCEPTIONS = {
-    # The mean over target groups of each group's effective heads: the evaluation result
-    # (hyre_engine.protocol.summarise) carries no summary of them yet.
-    ("pages/_shared/evaluation.py", "summary_table", "mean"),
-    # The share of "A preferred" per group of a file being previewed: a table summary
-    # that belongs beside the file's validation in hyre_engine.data.
-    ("pages/_shared/data_io.py", "<lambda>", "mean"),
-}
+# (module, enclosing function, method): what each computes and where it belongs. None today:
+# the effective-heads mean and the share of "a" per group moved to protocol and data.
+KNOWN_EXCEPTIONS: set[tuple[str, str, str]] = set()
 
 
 def _modules() -> list[Path]:

@@ -3,7 +3,13 @@ import json
 import numpy as np
 import pytest
 
-from hyre_engine.protocol import adaptation_order, evaluate_group, format_table, summarise
+from hyre_engine.protocol import (
+    adaptation_order,
+    diagnostic_means,
+    evaluate_group,
+    format_table,
+    summarise,
+)
 
 
 def _group(n_rows=120, n_heads=20, seed=0):
@@ -66,6 +72,29 @@ def test_summary_follows_the_json_contract():
             assert len(stats["mean"]) == len(stats["std"]) == 3
             assert all(0 <= v <= 1 for v in stats["mean"])
     assert "hyre" in format_table(result)
+
+
+def test_diagnostic_means_average_the_groups_per_n():
+    groups = {"g1": {"effective_heads": {"mean": [20.0, 10.0]}}, "g2": {"effective_heads": {"mean": [10.0, 4.0]}},
+              "g3": {"effective_heads": {}}}  # a group without diagnostics is skipped
+    result = {"n": [0, 5], "groups": groups, "summary": {}}
+    assert diagnostic_means(result, "effective_heads") == [15.0, 7.0]
+    assert diagnostic_means(result, "weight_entropy") is None
+    with pytest.raises(ValueError, match="unknown diagnostic 'heads'"):
+        diagnostic_means(result, "heads")
+    groups["g2"]["effective_heads"]["mean"] = [10.0]
+    with pytest.raises(ValueError, match=r"one mean per value of n \(2\), got lengths \[2, 1\]"):
+        diagnostic_means(result, "effective_heads")
+
+
+def test_diagnostic_means_of_a_real_summary_match_its_table():
+    groups = {name: evaluate_group(*_group(seed=i), n_values=[0, 5], seeds=2, methods=["hyre"])
+              for i, name in enumerate(["alice", "bob"])}
+    result = json.loads(json.dumps(summarise([0, 5], groups)))  # as stored
+    eff = diagnostic_means(result, "effective_heads")
+    expected = np.mean([groups[g].effective_heads["mean"] for g in groups], axis=0)
+    np.testing.assert_allclose(eff, expected, atol=1e-6)
+    assert f"{eff[1]:.1f}" in format_table(result).splitlines()[-2]
 
 
 def test_bad_input_is_refused():

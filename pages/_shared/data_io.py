@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hyre_engine.data import DEFAULT_MAX_BYTES, DataError, read_preferences
+from hyre_engine.data import DEFAULT_MAX_BYTES, DataError, group_label_counts, read_preferences
 
 # Matches server.maxUploadSize in .streamlit/config.toml (a test checks they agree):
 # the server refuses bigger uploads, and the Data page says so in plain words.
@@ -91,9 +91,8 @@ def summarize(frame: pd.DataFrame) -> ReadSummary:
 
 def group_counts(frame: pd.DataFrame) -> pd.DataFrame:
     """DataFrame(group, judgements, share A preferred), largest group first."""
-    grouped = frame.groupby("group", sort=False)["label"]
-    out = pd.DataFrame({"judgements": grouped.size(), "A preferred": grouped.apply(lambda s: (s == "a").mean())})
-    return out.sort_values("judgements", ascending=False, kind="stable").reset_index()
+    out = group_label_counts(frame).rename(columns={"share_a": "A preferred"})
+    return out.sort_values("judgements", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def preview_table(frame: pd.DataFrame, rows: int = PREVIEW_ROWS) -> pd.DataFrame:

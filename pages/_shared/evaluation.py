@@ -12,6 +12,7 @@ import pandas as pd
 
 from hyre_engine.backbone import DEFAULT_ALIASES
 from hyre_engine.pipeline import BuildConfig
+from hyre_engine.protocol import diagnostic_means
 from pages._shared.labels import METHOD_TEXT
 
 # Bump when the cached result's shape changes, so old cache entries are not read.
@@ -84,11 +85,11 @@ def summary_table(result: dict) -> pd.DataFrame:
         for m, stats in sorted(result["summary"].items(), key=lambda kv: _method_rank(kv[0]))
     }
     table = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
-    eff = [g["effective_heads"]["mean"] for g in result["groups"].values() if g.get("effective_heads")]
+    eff = diagnostic_means(result, "effective_heads")
     table.index.name = "method"
-    if eff:
+    if eff is not None:
         # effective heads are a count, not an accuracy: returned apart for its own format
-        table.attrs["effective_heads"] = pd.DataFrame(eff).mean(axis=0).tolist()
+        table.attrs["effective_heads"] = eff
     return table
 
 
