@@ -148,20 +148,44 @@ def fit_to_window(
         n_tokens = len(enc) if fast else len(enc["input_ids"])
         if n_tokens <= max_length:
             continue
-        hi = lo + len(prompts[i])
-        if fast:
-            spans = [
-                (s - lo, e - lo) for (s, e), sp in zip(enc.offsets, enc.special_tokens_mask, strict=True)
-                if not sp and lo <= s < hi
-            ]
-            starts = [s for s, _ in spans]
-            starts_at_word = [k == 0 or spans[k][0] > spans[k - 1][1] for k in range(len(spans))]
-        else:  # no offsets: cut characters in proportion, the check below corrects it
-            n_prompt = len(tokenizer(prompts[i], add_special_tokens=False)["input_ids"])
-            starts = [len(prompts[i]) * k // max(n_prompt, 1) for k in range(n_prompt)]
-            starts_at_word = [True] * n_prompt
+        starts, starts_at_word = _prompt_token_starts(enc, prompts[i], tokenizer, fast=fast, lo=lo)
         prompt_starts[i] = starts
         cut[i] = _word_cut(starts_at_word, n_tokens - max_length)
+    _trim_prompts(texts, prompts, responses, tokenizer, max_length,
+                  prompt_starts=prompt_starts, cut=cut, template=template)
+    return texts
+
+
+def _prompt_token_starts(enc: Any, prompt: str, tokenizer: Any, *, fast: bool, lo: int) -> tuple[list[int], list[bool]]:
+    """Char offset in ``prompt`` of each of its tokens, in order, and whether each starts a word.
+
+    ``enc`` is the encoding of the whole formatted text, whose prompt starts at char ``lo``.
+    """
+    if fast:
+        hi = lo + len(prompt)
+        spans = [
+            (s - lo, e - lo) for (s, e), sp in zip(enc.offsets, enc.special_tokens_mask, strict=True)
+            if not sp and lo <= s < hi
+        ]
+        starts = [s for s, _ in spans]
+        return starts, [k == 0 or spans[k][0] > spans[k - 1][1] for k in range(len(spans))]
+    # no offsets: cut characters in proportion, the check after trimming corrects it
+    n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    return [len(prompt) * k // max(n_prompt, 1) for k in range(n_prompt)], [True] * n_prompt
+
+
+def _trim_prompts(
+    texts: list[str],
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    tokenizer: Any,
+    max_length: int,
+    *,
+    prompt_starts: dict[int, list[int]],
+    cut: dict[int, int],
+    template: str,
+) -> None:
+    """Cut the prompts of ``texts`` at ``cut`` (mutated) until each fits, in place."""
     for _ in range(TRIM_ROUNDS):
         if not cut:
             break
@@ -178,7 +202,6 @@ def fit_to_window(
                 cut[i] += n - max_length  # pieces shifted at the cut: drop what is still over
     for i in cut:  # still too long after TRIM_ROUNDS: give up on the prompt
         texts[i] = template.format(prompt="", response=responses[i])
-    return texts
 
 
 def _word_cut(starts_at_word: list[bool], drop: int) -> int:

@@ -545,10 +545,35 @@ def _from_ratings(
     if max_pairs_per_user < 1:
         raise ValueError(f"max_pairs_per_user must be >= 1, got {max_pairs_per_user}")
     _require(src, (user_col, item_col, rating_col, text_col), "ratings need user, item, rating and text columns")
-    item_text: dict[str, tuple[str, int]] = {}  # item -> (text, first index)
-    by_user: dict[str, dict[str, tuple[float, int]]] = {}  # user -> item -> (rating, index)
-    user_meta: dict[str, dict] = {}
-    varying: set[str] = set()  # columns that are not a property of the user
+    ratings = _collect_ratings(src, user_col=user_col, item_col=item_col, rating_col=rating_col, text_col=text_col)
+    rows = []
+    for user, items in ratings.by_user.items():
+        meta = {k: v for k, v in ratings.user_meta[user].items() if k not in ratings.varying}
+        for x, y in _user_pairs(user, items, seed=seed, max_pairs=max_pairs_per_user):
+            pair_id = "r-" + _hash(x, y)
+            a, b = (x, y) if a_first(pair_id, seed) else (y, x)
+            label = "a" if items[a][0] > items[b][0] else "b"
+            extras = {**meta, "item_a": a, "item_b": b, "rating_a": items[a][0], "rating_b": items[b][0]}
+            rows.append(_Row(items[x][1], pair_id, question, ratings.item_text[a][0], ratings.item_text[b][0],
+                             label, user, user, extras))
+    if not rows:
+        raise src.error("no user rated two items differently: no preference pairs")
+    return rows
+
+
+@dataclass
+class _Ratings:
+    """A ratings file checked and grouped by user, before any pair is formed."""
+
+    item_text: dict[str, tuple[str, int]] = field(default_factory=dict)  # item -> (text, first index)
+    by_user: dict[str, dict[str, tuple[float, int]]] = field(default_factory=dict)  # user -> item -> (rating, index)
+    user_meta: dict[str, dict] = field(default_factory=dict)
+    varying: set[str] = field(default_factory=set)  # columns that are not a property of the user
+
+
+def _collect_ratings(src: _Source, *, user_col: str, item_col: str, rating_col: str, text_col: str) -> _Ratings:
+    """Check every rating (keys present, one text per item, one rating per user and item) and group them."""
+    out = _Ratings()
     used = {user_col, item_col, rating_col, text_col}
     for i, rec in enumerate(src.records):
         user = _key(src, i, user_col, None)
@@ -558,41 +583,32 @@ def _from_ratings(
                 raise src.error("missing value", index=i, column=column)
         text = _text(src, i, text_col)
         rating = _rating(src, i, rating_col)
-        if item in item_text and item_text[item][0] != text:
-            first = src.rows[item_text[item][1]]
+        if item in out.item_text and out.item_text[item][0] != text:
+            first = src.rows[out.item_text[item][1]]
             raise src.error(f"item {item!r} has a different text than at {src.unit} {first}", index=i, column=text_col)
-        item_text.setdefault(item, (text, i))
-        items = by_user.setdefault(user, {})
+        out.item_text.setdefault(item, (text, i))
+        items = out.by_user.setdefault(user, {})
         if item in items:
             first = src.rows[items[item][1]]
             raise src.error(f"user {user!r} rated item {item!r} twice (also at {src.unit} {first})",
                             index=i, column=item_col)
         items[item] = (rating, i)
         meta = _extras(rec, used)
-        known = user_meta.setdefault(user, meta)
-        varying.update(k for k in meta if k not in known or known[k] != meta[k])
-    rows = []
-    for user, items in by_user.items():
-        names = sorted(items)
-        candidates = [
-            (x, y) for j, x in enumerate(names) for y in names[j + 1 :] if items[x][0] != items[y][0]
-        ]
-        if len(candidates) > max_pairs_per_user:
-            # seeded per user: a user's pairs do not depend on the other users in the file
-            rng = np.random.default_rng(int(_hash(str(seed), user), 16))
-            keep = np.sort(rng.choice(len(candidates), size=max_pairs_per_user, replace=False))
-            candidates = [candidates[k] for k in keep]
-        meta = {k: v for k, v in user_meta[user].items() if k not in varying}
-        for x, y in candidates:
-            pair_id = "r-" + _hash(x, y)
-            a, b = (x, y) if a_first(pair_id, seed) else (y, x)
-            label = "a" if items[a][0] > items[b][0] else "b"
-            extras = {**meta, "item_a": a, "item_b": b, "rating_a": items[a][0], "rating_b": items[b][0]}
-            rows.append(_Row(items[x][1], pair_id, question, item_text[a][0], item_text[b][0], label,
-                             user, user, extras))
-    if not rows:
-        raise src.error("no user rated two items differently: no preference pairs")
-    return rows
+        known = out.user_meta.setdefault(user, meta)
+        out.varying.update(k for k in meta if k not in known or known[k] != meta[k])
+    return out
+
+
+def _user_pairs(user: str, items: dict[str, tuple[float, int]], *, seed: int, max_pairs: int) -> list[tuple[str, str]]:
+    """The item pairs of one user that were rated differently, at most ``max_pairs`` of them."""
+    names = sorted(items)
+    candidates = [(x, y) for j, x in enumerate(names) for y in names[j + 1 :] if items[x][0] != items[y][0]]
+    if len(candidates) > max_pairs:
+        # seeded per user: a user's pairs do not depend on the other users in the file
+        rng = np.random.default_rng(int(_hash(str(seed), user), 16))
+        keep = np.sort(rng.choice(len(candidates), size=max_pairs, replace=False))
+        candidates = [candidates[k] for k in keep]
+    return candidates
 
 
 def _rating(src: _Source, i: int, column: str) -> float:

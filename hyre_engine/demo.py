@@ -264,59 +264,58 @@ def parse_personas(doc: Mapping[str, object]) -> list[Persona]:
     personas: list[Persona] = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_list):
-        if not isinstance(raw, dict):
-            raise ValueError(f"persona #{i}: must be an object")
-        pid = raw.get("id", f"#{i}")
-        for key in PERSONA_KEYS:
-            if key not in raw:
-                raise ValueError(f"persona {pid!r}: missing field {key!r}")
-        for key in ("id", "name", "description", "summary"):
-            if not isinstance(raw[key], str) or not raw[key].strip():
-                raise ValueError(f"persona {pid!r}: field {key!r} must be a non-empty string")
-        if pid == CROWD_GROUP:
-            raise ValueError(f"persona {pid!r}: field 'id' is reserved for the crowd's rows")
-        if pid in seen:
-            raise ValueError(f"persona {pid!r}: field 'id' is duplicated")
-        seen.add(pid)
-        noise = raw["noise"]
-        if (
-            isinstance(noise, bool)
-            or not isinstance(noise, int | float)
-            or not 0 <= noise <= MAX_NOISE
-        ):
-            raise ValueError(
-                f"persona {pid!r}: field 'noise' must be in [0, {MAX_NOISE}], got {noise!r}"
-            )
-        if not isinstance(raw["in_crowd"], bool):
-            raise ValueError(f"persona {pid!r}: field 'in_crowd' must be true or false")
-        weight = raw.get("crowd_weight", 0.0)
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, int | float)
-            or not math.isfinite(weight)
-        ):
-            raise ValueError(f"persona {pid!r}: field 'crowd_weight' must be a finite number")
-        if raw["in_crowd"] and weight <= 0:
-            raise ValueError(f"persona {pid!r}: field 'crowd_weight' must be > 0 when in_crowd")
-        if not raw["in_crowd"] and weight != 0:
-            raise ValueError(f"persona {pid!r}: field 'crowd_weight' must be 0 when not in_crowd")
-        personas.append(
-            Persona(
-                id=pid,
-                name=raw["name"],
-                description=raw["description"],
-                summary=raw["summary"],
-                depth=_weights(raw["depth"], DEPTHS, pid, "depth"),
-                style=_weights(raw["style"], STYLES, pid, "style"),
-                features=_weights(raw["features"], FEATURES, pid, "features"),
-                noise=float(noise),
-                in_crowd=raw["in_crowd"],
-                crowd_weight=float(weight),
-            )
-        )
+        persona = _parse_persona(raw, i)
+        if persona.id in seen:
+            raise ValueError(f"persona {persona.id!r}: field 'id' is duplicated")
+        seen.add(persona.id)
+        personas.append(persona)
     if not any(p.in_crowd for p in personas):
         raise ValueError("personas file: no persona is in the crowd")
     return personas
+
+
+def _parse_persona(raw: object, i: int) -> Persona:
+    """One persona (the ``i``-th in the file) checked field by field."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"persona #{i}: must be an object")
+    pid = raw.get("id", f"#{i}")
+    for key in PERSONA_KEYS:
+        if key not in raw:
+            raise ValueError(f"persona {pid!r}: missing field {key!r}")
+    for key in ("id", "name", "description", "summary"):
+        if not isinstance(raw[key], str) or not raw[key].strip():
+            raise ValueError(f"persona {pid!r}: field {key!r} must be a non-empty string")
+    if pid == CROWD_GROUP:
+        raise ValueError(f"persona {pid!r}: field 'id' is reserved for the crowd's rows")
+    noise = raw["noise"]
+    if isinstance(noise, bool) or not isinstance(noise, int | float) or not 0 <= noise <= MAX_NOISE:
+        raise ValueError(f"persona {pid!r}: field 'noise' must be in [0, {MAX_NOISE}], got {noise!r}")
+    if not isinstance(raw["in_crowd"], bool):
+        raise ValueError(f"persona {pid!r}: field 'in_crowd' must be true or false")
+    return Persona(
+        id=pid,
+        name=raw["name"],
+        description=raw["description"],
+        summary=raw["summary"],
+        depth=_weights(raw["depth"], DEPTHS, pid, "depth"),
+        style=_weights(raw["style"], STYLES, pid, "style"),
+        features=_weights(raw["features"], FEATURES, pid, "features"),
+        noise=float(noise),
+        in_crowd=raw["in_crowd"],
+        crowd_weight=_crowd_weight(raw, pid),
+    )
+
+
+def _crowd_weight(raw: dict, pid: str) -> float:
+    """A finite crowd weight, > 0 exactly when the persona is in the crowd."""
+    weight = raw.get("crowd_weight", 0.0)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
+        raise ValueError(f"persona {pid!r}: field 'crowd_weight' must be a finite number")
+    if raw["in_crowd"] and weight <= 0:
+        raise ValueError(f"persona {pid!r}: field 'crowd_weight' must be > 0 when in_crowd")
+    if not raw["in_crowd"] and weight != 0:
+        raise ValueError(f"persona {pid!r}: field 'crowd_weight' must be 0 when not in_crowd")
+    return float(weight)
 
 
 def load_personas(path: str | Path | None = None) -> list[Persona]:

@@ -116,35 +116,12 @@ def run_labelers(*, seeds: int = DEFAULT_SEEDS, quick: bool = False, log: Log = 
     for seed in range(seeds):
         t0 = time.perf_counter()
         d = _labelers_seed_data(seed, sz)
-        votes = d["heldout_votes"]
-        single = ens.build_ensemble(ens.EnsembleConfig(
-            kind="vanilla", input_dim=2, n_heads=1, hidden=sz.hidden, prior_scale=0.0, seed=seed,
-        ))
-        training.fit_ensemble(
-            single, task="classification", inputs=d["x_train"], targets=d["y_train"],
-            epochs=sz.epochs, seed=seed, device="cpu",
-        )
-        p_single = baselines.uniform_probability(ens.predict(single, d["x_test"]))
+        p_single = _single_model_probability(d, sz, seed)
         maj_seed, max_seed = [], []
         for scale in scales:
-            model = ens.build_ensemble(ens.EnsembleConfig(
-                kind="shared", input_dim=2, n_heads=sz.n_heads, hidden=sz.hidden,
-                prior_scale=scale, seed=seed,
-            ))
-            training.fit_ensemble(
-                model, task="classification", inputs=d["x_train"], targets=d["y_train"],
-                epochs=sz.epochs, seed=seed, device="cpu",
-            )
-            Z = ens.predict(model, d["x_test"]).astype(np.float64)
-            p_uniform = baselines.uniform_probability(Z)
-            maj_seed.append(accuracy(p_uniform, d["majority"]))
-            # (n_heldout, K) agreement of every head with every held-out labeler
-            agree = ((Z > 0)[:, None, :] == (votes > 0.5)[:, :, None]).mean(axis=0)
-            max_seed.append(float(agree.max(axis=1).mean()))
-            rng = np.random.default_rng([20243, seed])
-            curve, fixed = _heldout_curves(
-                Z, votes, n_values, rng, {"uniform": p_uniform, "single": p_single}
-            )
+            maj, mx, curve, fixed = _labelers_at_scale(d, sz, seed, scale, n_values, p_single)
+            maj_seed.append(maj)
+            max_seed.append(mx)
             curves[scale].append(curve)
             if scale == LABELERS_HYRE_PRIOR_SCALE:
                 uniform_rows.append([fixed["uniform"]] * len(n_values))
@@ -173,5 +150,40 @@ def run_labelers(*, seeds: int = DEFAULT_SEEDS, quick: bool = False, log: Log = 
         },
         "hyre_by_prior_scale": {str(s): seed_stats(curves[s]) for s in sz.prior_scales},
     }
+
+
+def _single_model_probability(d: dict, sz: LabelerSizes, seed: int) -> np.ndarray:
+    """P (n_test,) of one vanilla MLP trained on the same data: the 'single' baseline."""
+    single = ens.build_ensemble(ens.EnsembleConfig(
+        kind="vanilla", input_dim=2, n_heads=1, hidden=sz.hidden, prior_scale=0.0, seed=seed,
+    ))
+    training.fit_ensemble(
+        single, task="classification", inputs=d["x_train"], targets=d["y_train"],
+        epochs=sz.epochs, seed=seed, device="cpu",
+    )
+    return baselines.uniform_probability(ens.predict(single, d["x_test"]))
+
+
+def _labelers_at_scale(
+    d: dict, sz: LabelerSizes, seed: int, scale: float, n_values: list[int], p_single: np.ndarray,
+) -> tuple[float, float, np.ndarray, dict[str, float]]:
+    """One seed's ensemble at one prior scale: (majority agreement, mean best-head agreement,
+    HyRe curve (len(n_values),), fixed baselines' accuracy on the held-out labelers)."""
+    votes = d["heldout_votes"]
+    model = ens.build_ensemble(ens.EnsembleConfig(
+        kind="shared", input_dim=2, n_heads=sz.n_heads, hidden=sz.hidden,
+        prior_scale=scale, seed=seed,
+    ))
+    training.fit_ensemble(
+        model, task="classification", inputs=d["x_train"], targets=d["y_train"],
+        epochs=sz.epochs, seed=seed, device="cpu",
+    )
+    Z = ens.predict(model, d["x_test"]).astype(np.float64)
+    p_uniform = baselines.uniform_probability(Z)
+    # (n_heldout, K) agreement of every head with every held-out labeler
+    agree = ((Z > 0)[:, None, :] == (votes > 0.5)[:, :, None]).mean(axis=0)
+    rng = np.random.default_rng([20243, seed])
+    curve, fixed = _heldout_curves(Z, votes, n_values, rng, {"uniform": p_uniform, "single": p_single})
+    return accuracy(p_uniform, d["majority"]), float(agree.max(axis=1).mean()), curve, fixed
 
 
