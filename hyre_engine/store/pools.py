@@ -111,18 +111,16 @@ class PoolsMixin(StoreBase):
             }
         ).drop_duplicates("text_hash")
         texts = pa.table({c: _strings(text_rows[c]) for c in text_rows.columns})
-        with self._registered(cur, texts) as name:
-            counts.texts_added += cur.execute(
-                f"INSERT INTO texts SELECT t.text_hash, t.prompt, t.response FROM {name} t "
-                "WHERE NOT EXISTS (SELECT 1 FROM texts x WHERE x.text_hash = t.text_hash)"
-            ).fetchall()[0][0]
+        counts.texts_added += self._insert_rows(
+            cur, texts,
+            "INSERT INTO texts SELECT t.text_hash, t.prompt, t.response FROM {rows} t "
+            "WHERE NOT EXISTS (SELECT 1 FROM texts x WHERE x.text_hash = t.text_hash)",
+        )
 
     def _insert_pairs(self, cur: duckdb.DuckDBPyConnection, counts: StoreStats, pool_id: str,
                       new: pd.DataFrame) -> None:
         """New pairs, numbered on from the pool's last row_index."""
-        start = cur.execute(
-            "SELECT coalesce(max(row_index) + 1, 0) FROM pairs WHERE pool_id = ?", [pool_id]
-        ).fetchall()[0][0]
+        start = _next_index(cur, "pairs", "row_index", pool_id)
         columns = ("pair_id", "prompt", "response_a", "response_b", "hash_a", "hash_b", "meta")
         table = pa.table(
             {
@@ -130,35 +128,38 @@ class PoolsMixin(StoreBase):
                 **{c: _strings(new[c]) for c in columns},
             }
         )
-        with self._registered(cur, table) as name:
-            counts.pairs_added += cur.execute(
-                f"INSERT INTO pairs SELECT ?, row_index, pair_id, prompt, response_a, response_b, "
-                f"hash_a, hash_b, meta FROM {name}",
-                [pool_id],
-            ).fetchall()[0][0]
+        counts.pairs_added += self._insert_rows(
+            cur, table,
+            "INSERT INTO pairs SELECT ?, row_index, pair_id, prompt, response_a, response_b, "
+            "hash_a, hash_b, meta FROM {rows}",
+            [pool_id],
+        )
 
     def _insert_labels(self, cur: duckdb.DuckDBPyConnection, counts: StoreStats, pool_id: str,
                        labels: pd.DataFrame) -> None:
         """Label rows, skipping any the pool already holds (same pair, group, annotator, label)."""
-        label_start = cur.execute(
-            "SELECT coalesce(max(label_index) + 1, 0) FROM labels WHERE pool_id = ?", [pool_id]
-        ).fetchall()[0][0]
+        label_start = _next_index(cur, "labels", "label_index", pool_id)
         table = pa.table(
             {
                 "ord": pa.array(np.arange(len(labels), dtype=np.int64)),
                 **{c: _strings(labels[c]) for c in ("pair_id", "grp", "annotator", "label", "meta")},
             }
         )
-        with self._registered(cur, table) as name:
-            counts.labels_added += cur.execute(
-                f"INSERT INTO labels SELECT ?, "
-                f"(? + row_number() OVER (ORDER BY n.ord) - 1)::INTEGER, "
-                f"n.pair_id, n.grp, n.annotator, n.label, n.meta FROM {name} n "
-                "WHERE NOT EXISTS (SELECT 1 FROM labels l WHERE l.pool_id = ? "
-                "AND l.pair_id = n.pair_id AND l.grp IS NOT DISTINCT FROM n.grp "
-                "AND l.annotator IS NOT DISTINCT FROM n.annotator AND l.label = n.label)",
-                [pool_id, label_start, pool_id],
-            ).fetchall()[0][0]
+        counts.labels_added += self._insert_rows(
+            cur, table,
+            "INSERT INTO labels SELECT ?, (? + row_number() OVER (ORDER BY n.ord) - 1)::INTEGER, "
+            "n.pair_id, n.grp, n.annotator, n.label, n.meta FROM {rows} n "
+            "WHERE NOT EXISTS (SELECT 1 FROM labels l WHERE l.pool_id = ? "
+            "AND l.pair_id = n.pair_id AND l.grp IS NOT DISTINCT FROM n.grp "
+            "AND l.annotator IS NOT DISTINCT FROM n.annotator AND l.label = n.label)",
+            [pool_id, label_start, pool_id],
+        )
+
+    def _insert_rows(self, cur: duckdb.DuckDBPyConnection, rows: pa.Table, sql: str,
+                     params: Sequence[Any] = ()) -> int:
+        """Run ``sql``, an INSERT reading ``{rows}``, over the Arrow table ``rows``; the rows written."""
+        with self._registered(cur, rows) as name:
+            return cur.execute(sql.format(rows=name), params).fetchall()[0][0]
 
     _POOL_SUMMARY = (
         "SELECT p.pool_id, p.name, p.source, p.created_at, "
@@ -273,3 +274,12 @@ class PoolsMixin(StoreBase):
             [pool_id, pool_id],
         )
 
+
+def _next_index(cur: duckdb.DuckDBPyConnection, table: str, column: str, pool_id: str) -> int:
+    """The first unused ``column`` (row_index, label_index) of a pool in ``table``; 0 when it has none.
+
+    ``table`` and ``column`` are names written in this module, never user input.
+    """
+    return cur.execute(
+        f"SELECT coalesce(max({column}) + 1, 0) FROM {table} WHERE pool_id = ?", [pool_id]
+    ).fetchall()[0][0]
