@@ -32,15 +32,11 @@ class ArtifactsMixin(StoreBase):
         hashes = list(dict.fromkeys(hashes))
         if not hashes:
             return []
-        cur = self._cursor()
-        query = pa.table({"ord": np.arange(len(hashes)), "text_hash": _strings(hashes)})
-        with self._registered(cur, query) as name:
-            rows = cur.execute(
-                f"SELECT q.text_hash FROM {name} q WHERE NOT EXISTS (SELECT 1 FROM embeddings e "
-                "WHERE e.backbone_id = ? AND e.text_hash = q.text_hash) ORDER BY q.ord",
-                [backbone_id],
-            ).fetchall()
-        return [r[0] for r in rows]
+        return self._hashes_where(
+            hashes,
+            "NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.backbone_id = ? AND e.text_hash = q.text_hash)",
+            [backbone_id],
+        )
 
     def put_embeddings(self, backbone_id: str, hashes: Sequence[str], vectors: np.ndarray) -> int:
         """Store vectors (n, d) for `hashes` (n,); returns how many were new.

@@ -433,6 +433,19 @@ class StoreBase:
         finally:
             cur.unregister(name)
 
+    def _hashes_where(self, hashes: Sequence[str], condition: str, params: Sequence[Any]) -> list[str]:
+        """The ``hashes`` (in the order given) for which ``condition`` holds of ``q.text_hash``.
+
+        ``condition`` is SQL written in this package; values travel in ``params``.
+        """
+        cur = self._cursor()
+        query = pa.table({"ord": np.arange(len(hashes)), "text_hash": _strings(hashes)})
+        with self._registered(cur, query) as name:
+            rows = cur.execute(
+                f"SELECT q.text_hash FROM {name} q WHERE {condition} ORDER BY q.ord", params
+            ).fetchall()
+        return [r[0] for r in rows]
+
     def _create_schema(self) -> None:
         with self._transaction() as (cur, _):
             for statement in _SCHEMA:

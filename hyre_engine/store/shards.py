@@ -92,15 +92,11 @@ class ShardsMixin(StoreBase):
         files = self.embedding_shard_files(backbone_id)
         if not missing or not files:
             return missing
-        cur = self._cursor()
-        query = pa.table({"ord": np.arange(len(missing)), "text_hash": _strings(missing)})
-        with self._registered(cur, query) as name:
-            rows = cur.execute(
-                f"SELECT q.text_hash FROM {name} q WHERE q.text_hash NOT IN "
-                "(SELECT text_hash FROM read_parquet(?) WHERE backbone_id = ?) ORDER BY q.ord",
-                [files, backbone_id],
-            ).fetchall()
-        return [r[0] for r in rows]
+        return self._hashes_where(
+            missing,
+            "q.text_hash NOT IN (SELECT text_hash FROM read_parquet(?) WHERE backbone_id = ?)",
+            [files, backbone_id],
+        )
 
     def get_embeddings(self, backbone_id: str, hashes: Sequence[str]) -> np.ndarray:
         """(n, d) float32 in the order of ``hashes``, from the shards and the table."""
