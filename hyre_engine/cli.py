@@ -363,6 +363,37 @@ def _run_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- export ---------------------------------------------------------------------------
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    from hyre_engine.export import FORMATS
+
+    parser.add_argument("--db", help="DuckDB file (default: $HYRE_DB or data/hyre.duckdb)")
+    parser.add_argument("--out", required=True, type=Path, help="folder to write the files into")
+    parser.add_argument("--user", help="only this user's labels (default: every user)")
+    parser.add_argument("--pool", help="only this pool, by name or id (default: every pool)")
+    parser.add_argument(
+        "--formats", default=",".join(FORMATS), help=f"comma-separated, among {', '.join(FORMATS)}"
+    )
+    parser.add_argument(
+        "--include-personas", action="store_true",
+        help="also export simulated personas' sessions (annotator: the persona)",
+    )
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from hyre_engine.export import export_labels
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    report = export_labels(
+        _open_store(args), args.out, user=args.user, pool=args.pool, formats=formats,
+        include_personas=args.include_personas,
+    )
+    print(report.summary())
+    return 0
+
+
 # -- the commands ---------------------------------------------------------------------
 
 
@@ -396,6 +427,14 @@ COMMANDS: dict[str, Command] = {
         "Train the ensemble on --train (aggregate), then for every group of --target "
         "adapt with n labels and measure accuracy on the group's other rows.",
         _evaluate_arguments, _run_evaluate,
+    ),
+    "export": Command(
+        "write people's labels as a dataset (TRL / RewardBench, pair format, datasets)",
+        "Export the labels given in labelling sessions, per user, per pool or all: TRL / "
+        "RewardBench prompt, chosen, rejected (JSONL, Parquet), the project's pair format with "
+        "group and annotator, and a datasets.Dataset saved to disk. Ties, both bad, can't judge "
+        "and skips go to <name>.no_preference.jsonl (and the pair file's judgement column).",
+        _export_arguments, _run_export,
     ),
 }
 

@@ -230,7 +230,7 @@ class LiveSession:
     def replay(self, labels: list[tuple[int, str]]) -> None:
         """Re-apply stored labels in order (a reloaded page continues its session)."""
         for item, label in labels:
-            if label == SKIP:
+            if label not in LABELS:  # a skip, tie, both bad or can't judge: no evidence
                 self.skip(item)
             else:
                 self.add_label(item, label)
@@ -388,11 +388,12 @@ def open_live(
 
 
 def record_label(store: Store, state: LiveState, item: int, label: str) -> LabelEvent | None:
-    """Store first (the source of truth), then update the live posterior; None for a skip."""
+    """Store first (the source of truth), then update the live posterior; None for a judgement
+    that prefers neither side (skip, tie, both bad, can't judge), which the heads never see."""
     store.add_session_label(state.session_id, row_index=item, pair_id=str(state.pair_ids[item]), label=label)
     state.n_rows += 1
     state.last_item, state.last_label = item, label
-    if label == SKIP:
+    if label not in LABELS:  # a skip, tie, both bad or can't judge: no evidence
         state.live.skip(item)
         state.last_event = None
         return None
@@ -406,7 +407,7 @@ def undo_label(store: Store, state: LiveState) -> dict | None:
     if row is None:
         return None
     state.n_rows -= 1
-    if row["label"] == SKIP:
+    if row["label"] not in LABELS:
         state.live.unskip(int(row["row_index"]))
     else:
         state.live.undo()

@@ -18,9 +18,15 @@ import numpy as np
 LABEL_A = "a"
 LABEL_B = "b"
 SKIP = "skip"
+# Judgements that name no better side. They are kept (stored, exported, shown) but give
+# the heads no evidence: neither response is preferred, so no head is right or wrong.
+TIE = "tie"
+BOTH_BAD = "both_bad"
+CANT_JUDGE = "cant_judge"
 # What a preference row can hold, and what a session row can hold.
 PAIR_LABELS = (LABEL_A, LABEL_B)
-SESSION_LABELS = (LABEL_A, LABEL_B, SKIP)
+NO_PREFERENCE = (SKIP, TIE, BOTH_BAD, CANT_JUDGE)
+SESSION_LABELS = PAIR_LABELS + NO_PREFERENCE
 
 
 def label_targets(labels) -> np.ndarray:

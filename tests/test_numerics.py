@@ -64,7 +64,8 @@ def test_validators_name_the_problem():
 
 
 def test_label_values_map_to_targets():
-    assert nm.SESSION_LABELS == (*nm.PAIR_LABELS, nm.SKIP)
+    assert nm.SESSION_LABELS == (*nm.PAIR_LABELS, *nm.NO_PREFERENCE)
+    assert not set(nm.PAIR_LABELS) & set(nm.NO_PREFERENCE)
     np.testing.assert_array_equal(nm.label_targets(["a", "b", "a"]), [1.0, 0.0, 1.0])
     with pytest.raises(ValueError, match="skip"):
         nm.label_targets(["a", "skip"])

@@ -44,7 +44,24 @@ FINETUNE_MODE_TEXT = {
     "lora": "LoRA adapters",
 }
 # A session's label values, as a table shows them.
-LABEL_TEXT = {"a": "A", "b": "B", "skip": "skipped"}
+LABEL_TEXT = {
+    "a": "A",
+    "b": "B",
+    "skip": "skipped",
+    "tie": "tie",
+    "both_bad": "both bad",
+    "cant_judge": "can't judge",
+}
+# What each judgement that prefers neither side means, as its button's tooltip says it.
+NO_PREFERENCE_HELP = {
+    "skip": "Skip: the pair is not asked again. It is not a label and teaches the heads nothing.",
+    "tie": "Both are equally good. Stored and exported as a tie; it teaches the heads nothing, "
+    "because neither answer is preferred.",
+    "both_bad": "Neither answer is acceptable. Stored and exported; it teaches the heads nothing, "
+    "because neither answer is preferred.",
+    "cant_judge": "You cannot tell (topic unknown to you, unreadable). Stored and exported; it "
+    "teaches the heads nothing.",
+}
 # Session modes: who labels.
 MODE_TEXT = {"human": "I label", "persona": "A simulated persona labels"}
 KIND_TEXT = {
