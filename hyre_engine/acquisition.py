@@ -267,3 +267,54 @@ def adaptive_order(
         chosen.append(item)
         posterior.add(z[item], y[item])
     return np.asarray(chosen, dtype=np.int64)
+
+
+# -- variety: different starts, no prompt twice in a row ---------------------------
+
+# A first pair is drawn from this many of the highest-scoring ones: people start on
+# different questions, and each start is still among the most informative.
+START_TOP = 10
+
+
+def start_seed(name: str) -> int:
+    """A stable 32-bit seed from a name (the same user gets the same start in every process)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(str(name).encode("utf-8")).digest()[:4], "little")
+
+
+def varied_query(
+    scores, prompts, *, last_prompt=None, exclude=None, first: bool = False,
+    seed=None, top: int = START_TOP,
+) -> int | None:
+    """The next item to ask about, by ``scores`` (n_items,), with two variety rules.
+
+    - Never the prompt just asked about: items whose ``prompts`` (n_items,) entry equals
+      ``last_prompt`` are passed over while any other item is eligible (a person asked
+      the same question over new answers learns nothing new about the task and tires).
+    - ``first``: a random one (``seed``, e.g. ``start_seed(user)``) of the ``top``
+      highest scores instead of the highest: different people start at different pairs.
+
+    ``exclude``: indices or a boolean mask never returned. None when nothing is eligible.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1:
+        raise ValueError(f"scores must be 1-D (n_items,), got shape {s.shape}")
+    n_items = s.shape[0]
+    prompts = np.asarray(prompts, dtype=object)
+    if prompts.shape != (n_items,):
+        raise ValueError(f"prompts must have shape ({n_items},) to match scores, got {prompts.shape}")
+    if isinstance(top, bool) or not isinstance(top, int | np.integer) or top < 1:
+        raise ValueError(f"top must be a positive integer, got {top!r}")
+    eligible = np.ones(n_items, dtype=bool) if exclude is None else _exclude_mask(exclude, n_items)
+    if not eligible.any():
+        return None
+    if last_prompt is not None:
+        other = eligible & (prompts != last_prompt)
+        if other.any():
+            eligible = other
+    rng = np.random.default_rng(seed)
+    if first:
+        best = select(s, min(top, int(eligible.sum())), exclude=~eligible, seed=rng)
+        return int(rng.choice(best))
+    return int(select(s, 1, exclude=~eligible, seed=rng)[0])

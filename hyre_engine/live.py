@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hyre_engine.acquisition import PoolScorer, get_scorer, select
+from hyre_engine.acquisition import PoolScorer, get_scorer, select, varied_query
 from hyre_engine.candidates import DEFAULT_FULL_POOL_MAX, CandidateSampler
 from hyre_engine.numerics import (
     LABEL_A,
@@ -104,7 +104,11 @@ class LiveSession:
     ``logits`` is Z (n_items, n_heads): head k's reward margin r(a) - r(b) for
     each pair. ``truth`` (optional, (n_items,) of "a"/"b"/None) are a simulated
     persona's labels: with it, each step also reports held-out accuracy on the
-    persona's pairs that are not labelled yet.
+    persona's pairs that are not labelled yet. ``prompts`` (optional, (n_items,)) turns
+    on the variety rules of ``acquisition.varied_query``: never the prompt just asked
+    about, and a first pair drawn by ``start`` (a seed, e.g. ``start_seed(user)``)
+    among the most informative ones, on pools scored whole (a pool above ``sample_above``
+    draws its candidates at random, which already varies the prompts).
     """
 
     def __init__(
@@ -117,6 +121,8 @@ class LiveSession:
         truth: np.ndarray | None = None,
         pca: FunctionPCA | None = None,
         sample_above: int | None = DEFAULT_FULL_POOL_MAX,
+        prompts: np.ndarray | None = None,
+        start: int | None = None,
     ) -> None:
         if logits.ndim != 2:
             raise ValueError(f"logits must be (n_items, n_heads), got shape {logits.shape}")
@@ -138,6 +144,14 @@ class LiveSession:
         self.pca = pca if pca is not None else fit_pool_pca(self.logits, seed=seed)
         self.events: list[LabelEvent] = []
         self._skipped: set[int] = set()
+        # items answered (labels and skips) in order: the variety rule reads the last one
+        self._order: list[int] = []
+        self._prompts: np.ndarray | None = None
+        if prompts is not None:
+            self._prompts = np.asarray(prompts, dtype=object)
+            if self._prompts.shape != (self.n_items,):
+                raise ValueError(f"prompts must have shape ({self.n_items},), got {self._prompts.shape}")
+        self.start = start
         # weights after 0, 1, ..., n labels: the last change is highlighted
         self._weight_history: list[np.ndarray] = [self.posterior.weights]
         self._uniform = np.full(self.n_heads, 1.0 / self.n_heads)
@@ -198,19 +212,24 @@ class LiveSession:
         self._skipped.discard(item)
         if self.sampler is not None:
             self.sampler.mark_unavailable([item])
+        self._order.append(item)
         if self._truth is not None:
             self._held_out.append(self._held_out_accuracy())
         return event
 
     def skip(self, item: int) -> None:
         """Do not ask about ``item`` again in this session (it is not a label)."""
-        self._skipped.add(item)
+        if item not in self._skipped:
+            self._skipped.add(item)
+            self._order.append(item)
         if self.sampler is not None:
             self.sampler.mark_unavailable([item])
 
     def unskip(self, item: int) -> None:
         """Undo a skip: ``item`` may be asked again."""
-        self._skipped.discard(item)
+        if item in self._skipped:
+            self._skipped.discard(item)
+            _drop_last(self._order, item)
         if self.sampler is not None and not any(e.item == item for e in self.events):
             self.sampler.mark_available([item])
 
@@ -220,6 +239,7 @@ class LiveSession:
             return None
         self.posterior.undo()
         event = self.events.pop()
+        _drop_last(self._order, event.item)
         if self.sampler is not None and not self.is_answered(event.item):
             self.sampler.mark_available([event.item])
         if self._truth is not None:
@@ -252,7 +272,15 @@ class LiveSession:
             return self.sampler.next_item(self.strategy, self.posterior.weights, len(exclude))
         rng = np.random.default_rng(self.seed + len(self.events))
         scores = self.scorer.score(self.strategy, self.posterior.weights, rng=rng)
-        return int(select(scores, 1, exclude=np.fromiter(exclude, dtype=np.int64), seed=self.seed)[0])
+        excluded = np.fromiter(exclude, dtype=np.int64)
+        if self._prompts is None:
+            return int(select(scores, 1, exclude=excluded, seed=self.seed)[0])
+        first = not self._order and self.start is not None
+        return varied_query(
+            scores, self._prompts, exclude=excluded, first=first,
+            last_prompt=self._prompts[self._order[-1]] if self._order else None,
+            seed=self.start if first else self.seed,
+        )
 
     def snapshot(self) -> LiveSnapshot:
         w = self.posterior.weights
@@ -309,6 +337,11 @@ class LiveSession:
         if self.scorer is not None:
             return self.scorer.probabilities(w)
         return self.sampler.probabilities(w)
+
+
+def _drop_last(order: list[int], item: int) -> None:
+    """Remove the last occurrence of ``item`` from ``order``, in place."""
+    del order[len(order) - 1 - order[::-1].index(item)]
 
 
 def _accuracy(prob_a: np.ndarray, y: np.ndarray) -> float | None:
@@ -375,10 +408,14 @@ def open_live(
     strategy: str,
     truth: np.ndarray | None = None,
     pca: FunctionPCA | None = None,
+    prompts: np.ndarray | None = None,
+    start: int | None = None,
 ) -> LiveState:
-    """A LiveSession with the session's stored labels replayed in order."""
+    """A LiveSession with the session's stored labels replayed in order (``prompts``, ``start``: variety)."""
     rows = store.session_labels(session_id)
-    live = LiveSession(logits, beta=beta, strategy=strategy, truth=truth, pca=pca)
+    live = LiveSession(
+        logits, beta=beta, strategy=strategy, truth=truth, pca=pca, prompts=prompts, start=start,
+    )
     live.replay(list(zip(rows["row_index"].astype(int).tolist(), rows["label"].tolist(), strict=True)))
     state = LiveState(session_id, live, np.asarray(pair_ids, dtype=object), len(rows), beta)
     if len(rows):

@@ -252,3 +252,44 @@ def test_adaptive_order_is_the_step_repeated():
     assert next_query(scorer, manual.weights, strategy="bald", exclude=range(30)) is None
     with pytest.raises(ValueError, match="n_labels"):
         adaptive_order(z, y, 31, posterior=Posterior(6), strategy="bald")
+
+
+# -- variety ------------------------------------------------------------------------
+
+
+def test_varied_query_passes_over_the_prompt_just_asked():
+    from hyre_engine.acquisition import varied_query
+
+    scores = np.array([0.9, 0.8, 0.1, 0.7])
+    prompts = np.array(["soap", "soap", "tea", "soap"], dtype=object)
+    assert varied_query(scores, prompts) == 0  # no history: plain top score
+    assert varied_query(scores, prompts, last_prompt="soap") == 2  # the only other prompt
+    assert varied_query(scores, prompts, last_prompt="tea") == 0
+    # only the same prompt is left: ask it rather than nothing
+    assert varied_query(scores, prompts, last_prompt="soap", exclude=[2]) == 0
+    assert varied_query(scores, prompts, exclude=np.ones(4, dtype=bool)) is None
+
+
+def test_first_query_is_seeded_among_the_top_and_differs_between_people():
+    from hyre_engine.acquisition import START_TOP, start_seed, varied_query
+
+    rng = np.random.default_rng(0)
+    scores = rng.random(200)
+    prompts = np.arange(200).astype(object)
+    top = set(np.argsort(-scores)[:START_TOP].tolist())
+    starts = {varied_query(scores, prompts, first=True, seed=start_seed(f"user{i}")) for i in range(40)}
+    assert starts <= top and len(starts) > 3
+    # the same person starts at the same pair every time
+    assert start_seed("kim") == start_seed("kim") != start_seed("lee")
+    same = {varied_query(scores, prompts, first=True, seed=start_seed("kim")) for _ in range(5)}
+    assert len(same) == 1
+    assert varied_query(scores, prompts, first=True, seed=1, top=1) == int(np.argmax(scores))
+
+
+def test_varied_query_refuses_bad_shapes():
+    from hyre_engine.acquisition import varied_query
+
+    with pytest.raises(ValueError, match=r"prompts must have shape \(3,\)"):
+        varied_query(np.zeros(3), ["a", "b"])
+    with pytest.raises(ValueError, match="top must be a positive integer"):
+        varied_query(np.zeros(3), ["a", "b", "c"], top=0)

@@ -246,3 +246,37 @@ def test_persona_step_answers_with_the_group_labels(tmp_path):
         assert not live.persona_step(store, state)  # every pair answered
         rows = store.session_labels(sid)
         assert [truth[r] for r in rows["row_index"]] == rows["label"].tolist()
+
+
+def test_a_live_session_never_asks_the_same_prompt_twice_in_a_row():
+    logits, _ = _pool(n_items=60, n_heads=12)
+    prompts = np.array([f"q{i // 3}" for i in range(60)], dtype=object)  # 3 pairs per prompt
+    session = LiveSession(logits, prompts=prompts, start=7)
+    asked = []
+    for _ in range(40):
+        item = session.next_item()
+        asked.append(item)
+        if len(asked) % 5 == 0:
+            session.skip(item)
+        else:
+            session.add_label(item, "a" if logits[item].mean() > 0 else "b")
+    assert all(prompts[x] != prompts[y] for x, y in zip(asked, asked[1:], strict=False))
+    # undo goes back to the state before: the next pair is the one asked then
+    before = session.next_item()
+    session.add_label(before, "a")
+    session.undo()
+    assert session.next_item() == before
+    # replaying the same rows gives the same weights and the same next pair
+    again = LiveSession(logits, prompts=prompts, start=7)
+    again.replay([(e.item, e.label) for e in session.events])
+    np.testing.assert_array_equal(again.weights, session.weights)
+
+
+def test_new_people_start_at_different_pairs():
+    from hyre_engine.acquisition import start_seed
+
+    logits, _ = _pool(n_items=200, n_heads=12)
+    prompts = np.arange(200).astype(object)
+    firsts = {LiveSession(logits, prompts=prompts, start=start_seed(f"u{i}")).next_item() for i in range(20)}
+    assert len(firsts) > 3
+    assert LiveSession(logits).next_item() == LiveSession(logits).next_item()
