@@ -15,11 +15,13 @@ import streamlit as st
 
 from hyre_engine import live
 from hyre_engine.acquisition import PREFERENCE_STRATEGIES
-from hyre_engine.live import DEFAULT_STRATEGY, LiveState
+from hyre_engine.live import DEFAULT_STRATEGY, LiveSnapshot, LiveState
+from hyre_engine.numerics import BOTH_BAD, CANT_JUDGE, LABEL_A, LABEL_B, SKIP, TIE
 from hyre_engine.store import SESSION_MODES
 from pages._shared.context import Context, get_context
-from pages._shared.labels import MODE_TEXT, STRATEGY_TEXT
-from pages._shared.live_panels import feedback, live_charts, live_metrics, pair_cards
+from pages._shared.keyboard import SHORTCUTS, keyboard_help_button
+from pages._shared.labels import MODE_TEXT, NO_PREFERENCE_HELP, STRATEGY_TEXT
+from pages._shared.live_panels import feedback, live_charts, live_strip, pair_cards
 
 if TYPE_CHECKING:
     from hyre_engine.profiles import PersonaInfo
@@ -31,8 +33,13 @@ BETA_RANGE = (0.1, 10.0)  # covers every calibration candidate (up to 8)
 # Seconds between two persona labels: slow enough to follow, fast enough to demo.
 PACES = (0.5, 1.0, 2.0, 3.0)
 DEFAULT_PACE = 1.0
-# Keyboard shortcuts (st.button shortcut=; "C" and "R" are reserved by Streamlit).
-KEYS = {"a": "A", "b": "B", "skip": "S", "undo": "U", "step": "N", "play": "P"}
+# Keyboard shortcuts (st.button shortcut=), one definition with the help overlay.
+KEYS = SHORTCUTS
+# A session's goal: labels to give before the finished summary (a setting per session).
+DEFAULT_GOAL = 30
+GOAL_RANGE = (5, 500)
+# The judgements beyond A / B, in the order the buttons show them, with their labels.
+OTHER_JUDGEMENTS = ((TIE, "Tie"), (BOTH_BAD, "Both bad"), (CANT_JUDGE, "Can't judge"), (SKIP, "Skip"))
 
 MODE_KEY = "label_mode"
 PERSONA_KEY = "label_persona"
@@ -40,6 +47,7 @@ PACE_KEY = "label_pace"
 PLAYING_KEY = "label_playing"
 LIVE_KEY = "label_live"
 LAST_STEP_KEY = "label_last_step"
+CONFIRM_RESET_KEY = "label_confirm_reset"
 
 
 # ---------------------------------------------------------------- state
@@ -55,6 +63,11 @@ def _session_settings(ctx: Context, session_id: str) -> tuple[str, float]:
     return strategy, float(settings.get("beta", ctx.beta))
 
 
+def _session_goal(ctx: Context, session_id: str) -> int:
+    goal = ctx.store.get_session(session_id)["settings"].get("goal", DEFAULT_GOAL)
+    return int(min(max(int(goal), GOAL_RANGE[0]), GOAL_RANGE[1]))
+
+
 def _current(session_id: str) -> LiveState | None:
     state = st.session_state.get(LIVE_KEY)
     return state if isinstance(state, LiveState) and state.session_id == session_id else None
@@ -68,9 +81,11 @@ def _live_state(ctx: Context, session_id: str, persona: str | None) -> LiveState
         state.live.set_strategy(strategy)
         return state
     arrays = ctx.arrays()
+    # prompts: never ask about the prompt just asked (measured: no accuracy cost)
     state = live.open_live(
         ctx.store, session_id, arrays.logits, ctx.pair_ids(), beta=beta, strategy=strategy,
         truth=None if persona is None else ctx.truth(persona), pca=arrays.pca,
+        prompts=ctx.pairs()["prompt"].to_numpy(dtype=object),
     )
     st.session_state[LIVE_KEY] = state
     return state
@@ -116,10 +131,24 @@ def _toggle_play() -> None:
     st.session_state[LAST_STEP_KEY] = 0.0
 
 
+def _stop_play() -> None:
+    # switching persona or mode stops playback, and the button must say so in the same run
+    st.session_state[PLAYING_KEY] = False
+
+
+def _ask_reset() -> None:
+    st.session_state[CONFIRM_RESET_KEY] = True
+
+
+def _cancel_reset() -> None:
+    st.session_state[CONFIRM_RESET_KEY] = False
+
+
 def _reset(ctx: Context, session_id: str) -> None:
     ctx.store.reset_session(session_id)
     st.session_state.pop(LIVE_KEY, None)
     st.session_state[PLAYING_KEY] = False
+    st.session_state[CONFIRM_RESET_KEY] = False
 
 
 def _save_setting(ctx: Context, session_id: str, name: str, widget_key: str) -> None:
@@ -129,39 +158,69 @@ def _save_setting(ctx: Context, session_id: str, name: str, widget_key: str) -> 
 # ---------------------------------------------------------------- rendering
 
 
+def _answer_buttons(ctx: Context, session_id: str, state: LiveState, item: int | None) -> None:
+    """A / B, the judgements beyond them, undo: one row above the pair, so it never moves."""
+    buttons = st.container(horizontal=True, key="actions")
+    disabled = item is None
+    for label, text, key in ((LABEL_A, "A is better", "btn_a"), (LABEL_B, "B is better", "btn_b")):
+        buttons.button(
+            text, key=key, type="primary", shortcut=KEYS[label], on_click=_act,
+            args=(ctx, session_id, item, label), disabled=disabled,
+            help=f"Key {KEYS[label]} (or {'1' if label == LABEL_A else '2'}).",
+        )
+    for label, text in OTHER_JUDGEMENTS:
+        buttons.button(
+            text, key=f"btn_{label}", shortcut=KEYS[label], on_click=_act,
+            args=(ctx, session_id, item, label), disabled=disabled,
+            help=f"{NO_PREFERENCE_HELP[label]} Key {KEYS[label]}.",
+        )
+    buttons.button(
+        "Undo", key="btn_undo", shortcut=KEYS["undo"], on_click=_undo, args=(ctx, session_id),
+        disabled=state.n_rows == 0, help=f"Take back the last answer. Key {KEYS['undo']}.",
+    )
+
+
+def _feedback_line(state: LiveState, who: str, idle: str) -> None:
+    # a fixed-height line (style.css): a note that wraps never pushes the panels down
+    with st.container(key="feedback-line"):
+        note = feedback(state, who)
+        st.markdown(note if note else idle)
+
+
+def _finished(panels: LiveSnapshot, goal: int) -> None:
+    """The summary shown once the session's goal is reached (labelling may go on)."""
+    guessed = panels.running.hyre[-1] if panels.running.hyre else None
+    top = int(panels.heaviest_first[0])
+    st.success(
+        f"**Goal reached: {panels.n_labels} / {goal} labels.** Your profile now rests on "
+        f"{panels.effective_heads:.1f} of {panels.n_heads} reward heads (head {top} carries "
+        f"{panels.weights[top]:.0%})"
+        + (f", and HyRe guessed {guessed:.0%} of your choices before you made them." if guessed is not None else ".")
+        + " See it on the Profiles page, or keep labelling to sharpen it.",
+        icon=":material/flag:",
+    )
+
+
 def _human_area(ctx: Context, session_id: str) -> None:
     state = _live_state(ctx, session_id, None)
     panels = state.live.snapshot()
+    goal = _session_goal(ctx, session_id)
     item = panels.next_item
-    if item is None:
-        st.success("You have labelled every pair of this pool. Undo to revisit, or reset in Advanced.")
-    else:
-        pair_cards(ctx, item)
-    buttons = st.container(horizontal=True, key="actions")
-    disabled = item is None
-    buttons.button(
-        "A is better", key="btn_a", type="primary", shortcut=KEYS["a"],
-        on_click=_act, args=(ctx, session_id, item, "a"), disabled=disabled,
-    )
-    buttons.button(
-        "B is better", key="btn_b", type="primary", shortcut=KEYS["b"],
-        on_click=_act, args=(ctx, session_id, item, "b"), disabled=disabled,
-    )
-    buttons.button(
-        "Skip", key="btn_skip", shortcut=KEYS["skip"], on_click=_act,
-        args=(ctx, session_id, item, "skip"), disabled=disabled,
-        help="Not sure? Skip: the pair is not asked again and does not count as a label.",
-    )
-    buttons.button(
-        "Undo", key="btn_undo", shortcut=KEYS["undo"], on_click=_undo, args=(ctx, session_id),
-        disabled=state.n_rows == 0,
-    )
-    note = feedback(state, "You")
-    buttons.markdown(note if note else f"Next pair chosen by **{state.strategy.upper()}**.")
-    if state.live.candidates_per_query is not None:
-        buttons.caption(f"Large pool: each query is chosen from a fresh random sample of "
-                        f"{state.live.candidates_per_query:,} of its {state.live.n_items:,} pairs.")
-    live_metrics(panels)
+    left, right = st.columns([3, 2], gap="medium")
+    with left:
+        _answer_buttons(ctx, session_id, state, item)
+        _feedback_line(state, "You", f"Next pair chosen by **{state.strategy.upper()}**.")
+        if state.live.candidates_per_query is not None:
+            st.caption(f"Large pool: each query is chosen from a fresh random sample of "
+                       f"{state.live.candidates_per_query:,} of its {state.live.n_items:,} pairs.")
+        if panels.n_labels >= goal:
+            _finished(panels, goal)
+        if item is None:
+            st.success("You have labelled every pair of this pool. Undo to revisit, or reset in Advanced.")
+        else:
+            pair_cards(ctx, item)
+    with right:
+        live_strip(panels, "you", goal=goal)
     live_charts(panels, "you")
 
 
@@ -173,34 +232,59 @@ def _persona_area(ctx: Context, session_id: str, persona: PersonaInfo) -> None:
     if playing and due and not _persona_step(ctx, state):
         st.session_state[PLAYING_KEY] = False
     panels = state.live.snapshot()
-    if state.last_item is not None and state.last_label in live.LABELS:
-        pair_cards(ctx, state.last_item, chosen=state.last_label, who=persona.name)
-    elif panels.next_item is not None:
-        pair_cards(ctx, panels.next_item)
-    if panels.next_item is None:
-        st.success(f"{persona.name} has labelled every pair.")
-    buttons = st.container(horizontal=True, key="persona-actions")
-    buttons.button(
-        "One label", key="btn_step", shortcut=KEYS["step"], icon=":material/skip_next:",
-        on_click=_step, args=(ctx, session_id), disabled=panels.next_item is None,
-        help="Let the persona answer the next pair.",
-    )
-    buttons.button(
-        "Undo", key="btn_undo_persona", shortcut=KEYS["undo"], on_click=_undo,
-        args=(ctx, session_id), disabled=state.n_rows == 0,
-    )
-    note = feedback(state, persona.name)
-    buttons.markdown(note if note else "Press **Play** (or **One label**) to start.")
-    live_metrics(panels)
+    left, right = st.columns([3, 2], gap="medium")
+    with left:
+        buttons = st.container(horizontal=True, key="persona-actions")
+        buttons.button(
+            "One label", key="btn_step", shortcut=KEYS["step"], icon=":material/skip_next:",
+            on_click=_step, args=(ctx, session_id), disabled=panels.next_item is None,
+            help=f"Let the persona answer the next pair. Key {KEYS['step']}.",
+        )
+        buttons.button(
+            "Undo", key="btn_undo_persona", shortcut=KEYS["undo"], on_click=_undo,
+            args=(ctx, session_id), disabled=state.n_rows == 0,
+        )
+        _feedback_line(state, persona.name, "Press **Play** (or **One label**) to start.")
+        if state.last_item is not None and state.last_label in live.LABELS:
+            pair_cards(ctx, state.last_item, chosen=state.last_label, who=persona.name)
+        elif panels.next_item is not None:
+            pair_cards(ctx, panels.next_item)
+        if panels.next_item is None:
+            st.success(f"{persona.name} has labelled every pair.")
+    with right:
+        live_strip(panels, persona.name)
     live_charts(panels, persona.name)
+
+
+def _reset_control(ctx: Context, session_id: str, where) -> None:
+    """Reset asks first: it deletes every label of the session."""
+    if not st.session_state.get(CONFIRM_RESET_KEY):
+        where.button(
+            "Reset session", key="btn_reset", icon=":material/restart_alt:", on_click=_ask_reset,
+            help="Delete this session's labels and start again from uniform weights (asks first).",
+        )
+        return
+    n = live.stored_rows(ctx.store, session_id)
+    with where.container(key="confirm-reset"):
+        st.warning(f"Delete all {n} answers of this session? This cannot be undone.")
+        cols = st.columns(2)
+        cols[0].button(
+            f"Yes, delete {n}", key="btn_reset_confirm", type="primary", on_click=_reset,
+            args=(ctx, session_id),
+        )
+        cols[1].button("Cancel", key="btn_reset_cancel", on_click=_cancel_reset)
 
 
 def _advanced(ctx: Context, session_id: str) -> None:
     strategy, beta = _session_settings(ctx, session_id)
-    with st.expander("Advanced: query strategy, temperature, reset"):
-        cols = st.columns([2, 2, 1], vertical_alignment="bottom")
+    with st.expander(
+        "Advanced: query strategy, temperature, goal, reset",
+        expanded=bool(st.session_state.get(CONFIRM_RESET_KEY)),
+    ):
+        cols = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
         st.session_state.setdefault("adv_strategy", strategy)
         st.session_state.setdefault("adv_beta", beta)
+        st.session_state.setdefault("adv_goal", _session_goal(ctx, session_id))
         cols[0].selectbox(
             "Next pair chosen by", STRATEGIES, format_func=STRATEGY_TEXT.get, key="adv_strategy",
             on_change=_save_setting, args=(ctx, session_id, "strategy", "adv_strategy"),
@@ -210,23 +294,26 @@ def _advanced(ctx: Context, session_id: str) -> None:
             on_change=_save_setting, args=(ctx, session_id, "beta", "adv_beta"),
             help="w_k ∝ exp(-β · errors_k). β = 1 is the paper's; larger drops wrong heads faster.",
         )
-        cols[2].button(
-            "Reset session", key="btn_reset", icon=":material/restart_alt:",
-            on_click=_reset, args=(ctx, session_id),
-            help="Delete this session's labels and start again from uniform weights.",
+        cols[2].number_input(
+            "Goal (labels)", *GOAL_RANGE, step=5, key="adv_goal",
+            on_change=_save_setting, args=(ctx, session_id, "goal", "adv_goal"),
+            help="How many labels this session aims for: shown as 12 / 30, then a summary.",
         )
+        _reset_control(ctx, session_id, cols[3])
 
 
 def main() -> None:
     ctx = get_context()
     if ctx is None:
         return
-    st.markdown("### Which answer is better?")
+    title = st.container(horizontal=True, vertical_alignment="center", key="label-title")
+    title.markdown("### Which answer is better?")
+    keyboard_help_button(title)
     header = st.empty()
     strip = st.container(horizontal=True, vertical_alignment="bottom", key="mode-strip")
     mode = strip.segmented_control(
         "Who labels?", list(SESSION_MODES), format_func=MODE_TEXT.get, default="human", required=True,
-        key=MODE_KEY,
+        key=MODE_KEY, on_change=_stop_play,
     )
     persona = None
     if mode == "persona":
@@ -237,7 +324,7 @@ def main() -> None:
         by_id = {p.id: p for p in personas}
         persona_id = strip.selectbox(
             "Persona", list(by_id), format_func=lambda pid: by_id[pid].name, key=PERSONA_KEY,
-            width=200,
+            width=200, on_change=_stop_play,
         )
         persona = by_id[persona_id]
         strip.select_slider(
@@ -251,9 +338,10 @@ def main() -> None:
         st.info(f"**{persona.name}** — {persona.description}", icon=":material/person:")
     if persona is None:
         header.caption(
-            "Pick the response you prefer: keys **A** / **B**, **S** to skip, **U** to undo. "
+            "Pick the response you prefer: keys **A** / **B** (or **1** / **2**), **T** tie, "
+            "**S** skip, **U** undo, **?** all keys. "
             f"After each choice HyRe reweights its {ctx.n_heads} reward heads and asks about the "
-            "pair they disagree on most; the panels below follow it live."
+            "pair they disagree on most; the numbers and the curve beside the pair follow it live."
         )
     else:
         header.caption(
@@ -266,7 +354,7 @@ def main() -> None:
     )
     if st.session_state.get("adv_session") != session_id:
         # another session: its own stored settings fill the Advanced widgets
-        for key in ("adv_strategy", "adv_beta"):
+        for key in ("adv_strategy", "adv_beta", "adv_goal", CONFIRM_RESET_KEY):
             st.session_state.pop(key, None)
         st.session_state["adv_session"] = session_id
         st.session_state[PLAYING_KEY] = False

@@ -44,6 +44,12 @@ CHART_HEIGHT = 270
 MAP_HEIGHT = 420
 # Height of one accuracy-vs-n chart: two side by side fit a laptop screen.
 CURVE_HEIGHT = 330
+# Up to this many labels every count gets its own tick; beyond, plotly picks whole steps.
+INTEGER_TICKS_UP_TO = 10
+# The compact accuracy curve beside the pair: short enough to fit a 720 px screen with it.
+STRIP_CHART_HEIGHT = 190
+# The presenter view's one headline chart.
+HEADLINE_HEIGHT = 520
 # Plotly's mode bar only distracts in a live panel.
 PLOTLY_CONFIG = {"displayModeBar": False}
 
@@ -125,8 +131,12 @@ def pca_figure(snap: LiveSnapshot) -> go.Figure:
     return _layout(fig, xtitle=pc1, ytitle=pc2, legend=False)
 
 
-def accuracy_figure(snap: LiveSnapshot) -> go.Figure:
-    """Persona: held-out accuracy vs n labels with reference lines; person: running accuracy."""
+def accuracy_figure(snap: LiveSnapshot, *, height: int | None = None, log_x: bool = False) -> go.Figure:
+    """Persona: held-out accuracy vs n labels with reference lines; person: running accuracy.
+
+    ``height``: pixels (default CHART_HEIGHT); ``log_x``: a log axis over 1 + labels, so
+    the first labels' climb stays readable after hundreds of labels.
+    """
     fig = go.Figure()
     if snap.held_out is not None:
         held = snap.held_out
@@ -148,8 +158,16 @@ def accuracy_figure(snap: LiveSnapshot) -> go.Figure:
             fig.add_annotation(text="Label a pair to start the curve", showarrow=False,
                                x=0.5, y=0.5, xref="paper", yref="paper")
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
-    fig.update_xaxes(rangemode="tozero", dtick=None)
-    _layout(fig, xtitle="labels given", ytitle=ytitle)
+    # labels are counted: whole-number ticks only (one label must not read 0, 0.5, 1)
+    last = max(n) if n else 1
+    fig.update_xaxes(rangemode="tozero", tickformat="d", dtick=1 if last <= INTEGER_TICKS_UP_TO else None)
+    if log_x:
+        for trace in fig.data:
+            trace.x = [v + 1 for v in trace.x]
+        fig.update_xaxes(type="log", dtick=None, tickformat="d", rangemode=None)
+    _layout(fig, xtitle="labels given" + (" (log scale, 1 + labels)" if log_x else ""), ytitle=ytitle)
+    if height is not None:
+        fig.update_layout(height=height)
     # accuracies live in the upper half: the legend goes in the empty lower right corner
     fig.update_layout(
         margin={"t": 10},

@@ -8,49 +8,90 @@ from hyre_engine import live
 from hyre_engine.live import LiveSnapshot, LiveState
 from pages._shared import charts
 from pages._shared.context import Context
+from pages._shared.labels import LABEL_TEXT
 from pages._shared.widgets import escape_markdown
 
-# Card height in pixels: long answers scroll inside, so the buttons never move.
-CARD_HEIGHT = 290
+# An answer longer than this shows its start and a "Show the rest" in place: the pair,
+# the buttons and the live strip fit a 1280 x 720 screen, and nothing is cut silently.
+PREVIEW_CHARS = 420
+# One sentence per panel, for someone who has never heard of an ensemble.
+EXPLAIN = {
+    "effective_heads": "How many of the reward models still have a say: it starts at all of them "
+    "and falls as your choices rule the others out.",
+    "entropy": "How spread out the trust in the models is, in nats (a unit of uncertainty): "
+    "high means HyRe has not made up its mind about you yet, 0 means one model has it all.",
+    "weights": "Each bar is one reward model; taller means HyRe trusts it more to speak for you.",
+    "function_space": "Each dot is one reward model placed by how it judges the pool's pairs: "
+    "models that judge alike sit close, so the big dots show which kind of judge you are.",
+    "running": "How often HyRe guessed your choice before you made it, against the plain "
+    "average of all models.",
+    "held_out": "How often HyRe picks the persona's choice on pairs it has not seen it answer, "
+    "against the plain average and the single best model.",
+}
+
+
+def split_preview(text: str, limit: int = PREVIEW_CHARS) -> tuple[str, str]:
+    """(start, rest) of ``text``: the start ends at a word boundary near ``limit``; rest is '' when it fits."""
+    if len(text) <= limit:
+        return text, ""
+    cut = text.rfind(" ", 0, limit)
+    cut = cut if cut > limit // 2 else limit
+    return text[:cut].rstrip(), text[cut:].lstrip()
 
 
 def pair_cards(ctx: Context, item: int, *, chosen: str | None = None, who: str = "") -> None:
     pair = ctx.pairs().iloc[item]
     with st.container(border=True, key="prompt-card"):
-        st.caption(f"PROMPT · pair {item + 1} of {ctx.n_pairs:,}")
+        # the pair's id, not its row number: "pair 414 of 810" read as progress
+        st.caption(f"PROMPT · pair id {escape_markdown(str(pair['pair_id']))}")
         st.markdown(escape_markdown(str(pair["prompt"])) or "*(no prompt)*")
     cols = st.columns(2, gap="medium")
     for col, side in zip(cols, ("a", "b"), strict=True):
         picked = chosen == side
         key = f"card-{side}-chosen" if picked else f"card-{side}"
-        with col, st.container(border=True, height=CARD_HEIGHT, key=key):
+        with col, st.container(border=True, key=key):
             title = f"**Response {side.upper()}**"
             if picked:
                 title += f" · :orange[chosen by {who}]" if who else " · :orange[your choice]"
             st.markdown(title)
-            st.markdown(escape_markdown(str(pair[f"response_{side}"])))
+            start, rest = split_preview(str(pair[f"response_{side}"]))
+            st.markdown(escape_markdown(start) + (" …" if rest else ""))
+            if rest:
+                with st.expander(f"Show the rest ({len(rest.split())} more words)", key=f"more-{side}-{item}"):
+                    st.markdown(escape_markdown(rest))
 
 
-def live_metrics(snap: LiveSnapshot) -> None:
-    cols = st.columns(4)
-    cols[0].metric("Labels", snap.n_labels, help="Pairs answered in this session (skips excluded).")
+def live_metrics(snap: LiveSnapshot, *, goal: int | None = None, columns: int = 4) -> None:
+    """The four numbers of a session; ``goal``: show labels as "12 / 30"; ``columns``: 4 in a row, 2 as a grid."""
+    cells = st.columns(columns)
+    cols = [cells[i % columns] for i in range(4)]
+    cols[0].metric(
+        "Labels", snap.n_labels if goal is None else f"{snap.n_labels} / {goal}",
+        help="Pairs answered in this session (skips, ties and other non-choices excluded)"
+        + ("; the session's goal after the slash." if goal is not None else "."),
+    )
     cols[1].metric(
         "Effective heads",
         f"{snap.effective_heads:.1f} / {snap.n_heads}",
-        help="1 / sum(w²): how many heads still carry the weight. Starts at K (uniform).",
+        help=EXPLAIN["effective_heads"] + " (1 / sum(w²); K when uniform.)",
     )
     cols[2].metric(
         "Weight entropy",
         f"{snap.entropy:.2f} nats",
-        help=f"log K = {snap.max_entropy:.2f} when uniform, 0 when one head has it all.",
+        help=EXPLAIN["entropy"] + f" log K = {snap.max_entropy:.2f} when uniform.",
     )
     if snap.held_out is not None:
         acc = snap.held_out.hyre[-1]
         base = snap.held_out.uniform[-1]
+        delta = None if acc is None or base is None else acc - base
+        # before any label HyRe is the uniform ensemble, and "+0%" is no gain: neither is coloured
+        moved = bool(snap.n_labels) and delta is not None and round(abs(delta), 2) > 0
         cols[3].metric(
             "Held-out accuracy",
             "–" if acc is None else f"{acc:.0%}",
-            delta=None if acc is None or base is None else f"{acc - base:+.0%} vs uniform",
+            delta=None if delta is None else f"{delta:+.0%} vs uniform",
+            delta_color="normal" if moved else "off",
+            delta_arrow="auto" if moved else "off",
             help="HyRe's accuracy on the persona's pairs it has not labelled yet.",
         )
     else:
@@ -62,24 +103,36 @@ def live_metrics(snap: LiveSnapshot) -> None:
         )
 
 
+def accuracy_title(panels: LiveSnapshot, who: str) -> tuple[str, str]:
+    """(title, one plain sentence) of the accuracy curve."""
+    if panels.held_out is not None:
+        return f"**Accuracy on {who}'s other pairs**", EXPLAIN["held_out"]
+    return "**Did HyRe guess your choice?**", EXPLAIN["running"]
+
+
+def live_strip(panels: LiveSnapshot, who: str, *, goal: int | None = None) -> None:
+    """The compact live strip beside the pair: the four numbers and the accuracy curve."""
+    with st.container(key="live-strip"):
+        live_metrics(panels, goal=goal, columns=2)
+        title, text = accuracy_title(panels, who)
+        st.markdown(title, help=text)
+        st.plotly_chart(
+            charts.accuracy_figure(panels, height=charts.STRIP_CHART_HEIGHT),
+            key="accuracy_chart", config=charts.PLOTLY_CONFIG,
+        )
+
+
 def live_charts(panels: LiveSnapshot, who: str) -> None:
-    cols = st.columns(3, gap="medium")
+    """The full panels below the pair: weights and function space (the accuracy curve is in the strip)."""
+    cols = st.columns(2, gap="medium")
     with cols[0], st.container(key="weights-panel"):
         st.markdown("**Head weights**")
-        st.caption("All heads, heaviest first. Amber: heads that gained with the last label.")
+        st.caption(EXPLAIN["weights"] + " Amber: models that gained with the last label.")
         st.plotly_chart(charts.weights_figure(panels), key="weights_chart", config=charts.PLOTLY_CONFIG)
     with cols[1], st.container(key="pca-panel"):
         st.markdown("**Heads in function space**")
-        st.caption("PCA of the heads' predictions on the pool. Dot size and colour: weight.")
+        st.caption(EXPLAIN["function_space"] + " (PCA of the heads' predictions; size and colour: weight.)")
         st.plotly_chart(charts.pca_figure(panels), key="pca_chart", config=charts.PLOTLY_CONFIG)
-    with cols[2], st.container(key="accuracy-panel"):
-        if panels.held_out is not None:
-            st.markdown(f"**Accuracy on {who}'s other pairs**")
-            st.caption("HyRe after n labels vs the uniform ensemble and the best single head.")
-        else:
-            st.markdown("**Did HyRe guess your choice?**")
-            st.caption("Running share of your labels each model predicted before you gave them.")
-        st.plotly_chart(charts.accuracy_figure(panels), key="accuracy_chart", config=charts.PLOTLY_CONFIG)
 
 
 def feedback(state: LiveState, who: str) -> str:
@@ -87,6 +140,8 @@ def feedback(state: LiveState, who: str) -> str:
     if event is None:
         if state.last_label == live.SKIP:
             return "Skipped the last pair."
+        if state.last_label in LABEL_TEXT:
+            return f"Marked the last pair **{LABEL_TEXT[state.last_label]}**: kept, but no evidence for the heads."
         return ""
 
     def mark(score: float) -> str:

@@ -16,6 +16,7 @@ from pages._shared.context import (
     device_name,
     ensembles_for_pages,
 )
+from pages._shared.keyboard import install_keyboard
 from pages._shared.widgets import escape_markdown
 
 
@@ -26,6 +27,7 @@ def _on_user_change() -> None:
 def render_sidebar(ctx: Context) -> None:
     """The user's name, and what the pages work on: pool, ensemble, backbone, device."""
     db = ctx.store
+    install_keyboard()  # every page: Enter in the name field hands the keys back to the page
     with st.sidebar:
         if st.session_state.get(USER_INPUT_KEY) is None:
             st.session_state[USER_INPUT_KEY] = ctx.user
@@ -34,8 +36,9 @@ def render_sidebar(ctx: Context) -> None:
             key=USER_INPUT_KEY,
             on_change=_on_user_change,
             max_chars=MAX_USER_CHARS,
-            help="Your labels are saved under this name. It is kept in the address "
-            "(?user=...), so a reload or a bookmark brings you back to them.",
+            help="Your labels are saved under this name once you press Enter or leave the field; "
+            "shortcut keys never type into it. It is kept in the address (?user=...), so a "
+            "reload or a bookmark brings you back to them.",
         )
         pools = db.list_pools()
         ensembles = ensembles_for_pages(db)

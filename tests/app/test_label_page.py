@@ -45,7 +45,7 @@ def test_label_undo_and_reload(app_db):
     path, info = app_db
     at = _app("alice")
     assert not at.exception, at.exception
-    assert _metric(at, "Labels") == "0"
+    assert _metric(at, "Labels") == "0 / 30"
     assert _metric(at, "Effective heads") == f"{info['n_heads']:.1f} / {info['n_heads']}"
     start = _weights(at)
     np.testing.assert_allclose(start, 1.0 / info["n_heads"])
@@ -58,7 +58,7 @@ def test_label_undo_and_reload(app_db):
         at.button(key=key).click().run()
         assert not at.exception, at.exception
         history.append(_weights(at))
-    assert _metric(at, "Labels") == "3"
+    assert _metric(at, "Labels") == "3 / 30"
     assert not np.allclose(history[-1], start), "three labels left the weights uniform"
 
     stored = _session_labels(path, info, "alice")
@@ -68,16 +68,16 @@ def test_label_undo_and_reload(app_db):
     at.button(key="btn_undo").click().run()
     assert not at.exception, at.exception
     np.testing.assert_array_equal(_weights(at), history[2])
-    assert _metric(at, "Labels") == "2"
+    assert _metric(at, "Labels") == "2 / 30"
     assert _session_labels(path, info, "alice")["label"].tolist() == ["a", "b"]
 
     # a new browser session (reload) replays the stored labels: same weights
     again = _app("alice")
     np.testing.assert_array_equal(_weights(again), history[2])
-    assert _metric(again, "Labels") == "2"
+    assert _metric(again, "Labels") == "2 / 30"
     # another user starts from scratch and never sees alice's labels
     bob = _app("bob")
-    assert _metric(bob, "Labels") == "0"
+    assert _metric(bob, "Labels") == "0 / 30"
     np.testing.assert_allclose(_weights(bob), 1.0 / info["n_heads"])
 
 
@@ -86,7 +86,7 @@ def test_skip_and_reset(app_db):
     at = _app("carol")
     at.button(key="btn_skip").click().run()
     assert not at.exception, at.exception
-    assert _metric(at, "Labels") == "0"
+    assert _metric(at, "Labels") == "0 / 30"
     np.testing.assert_allclose(_weights(at), 1.0 / info["n_heads"])
     skipped = _session_labels(path, info, "carol")
     assert skipped["label"].tolist() == ["skip"]
@@ -94,12 +94,54 @@ def test_skip_and_reset(app_db):
     at.button(key="btn_a").click().run()
     labels = _session_labels(path, info, "carol")
     assert labels["row_index"].iloc[1] != labels["row_index"].iloc[0]
-    # Advanced: reset deletes the session's labels and returns to uniform weights
+    # Advanced: reset asks first; Cancel keeps everything
     at.button(key="btn_reset").click().run()
     assert not at.exception, at.exception
-    assert _metric(at, "Labels") == "0"
+    assert len(_session_labels(path, info, "carol")) == 2
+    assert any("Delete all 2 answers" in w.value for w in at.warning)
+    at.button(key="btn_reset_cancel").click().run()
+    assert len(_session_labels(path, info, "carol")) == 2
+    assert _metric(at, "Labels").startswith("1")
+    # confirmed, it deletes the session's labels and returns to uniform weights
+    at.button(key="btn_reset").click().run()
+    at.button(key="btn_reset_confirm").click().run()
+    assert not at.exception, at.exception
+    assert _metric(at, "Labels").startswith("0")
     np.testing.assert_allclose(_weights(at), 1.0 / info["n_heads"])
     assert len(_session_labels(path, info, "carol")) == 0
+
+
+def test_tie_both_bad_and_cant_judge_are_stored_but_teach_the_heads_nothing(app_db):
+    path, info = app_db
+    at = _app("erin")
+    start = _weights(at)
+    for key in ("btn_tie", "btn_both_bad", "btn_cant_judge"):
+        at.button(key=key).click().run()
+        assert not at.exception, at.exception
+        np.testing.assert_array_equal(_weights(at), start)
+    stored = _session_labels(path, info, "erin")
+    assert stored["label"].tolist() == ["tie", "both_bad", "cant_judge"]
+    assert stored["row_index"].nunique() == 3
+    assert _metric(at, "Labels").startswith("0 /")
+    # the tooltip of each says it gives no evidence
+    assert "teaches the heads nothing" in at.button(key="btn_tie").help
+    at.button(key="btn_undo").click().run()
+    assert _session_labels(path, info, "erin")["label"].tolist() == ["tie", "both_bad"]
+
+
+def test_goal_shows_progress_then_a_summary(app_db):
+    path, info = app_db
+    at = _app("fay")
+    assert _metric(at, "Labels") == "0 / 30"
+    at.number_input(key="adv_goal").set_value(5).run()
+    assert _metric(at, "Labels") == "0 / 5"
+    for _ in range(5):
+        at.button(key="btn_a").click().run()
+    assert not at.exception, at.exception
+    assert _metric(at, "Labels") == "5 / 5"
+    assert any("Goal reached: 5 / 5 labels" in s.value for s in at.success)
+    # the goal is a setting of the session: a reload keeps it
+    assert _metric(_app("fay"), "Labels") == "5 / 5"
 
 
 def test_persona_mode_advances(app_db):
@@ -121,6 +163,14 @@ def test_persona_mode_advances(app_db):
     assert not at.exception, at.exception
     assert _metric(at, "Labels") == "3"
     assert at.button(key="btn_play").label == "Pause"
+    # switching persona stops playback, and the button says Play in the same run
+    with Store(path) as store:
+        groups = store.pool_groups(info["pool_id"])["group"].dropna().tolist()
+    other = next(g for g in groups if g not in ("crowd", persona))
+    at.selectbox(key="label_persona").set_value(other).run()
+    assert not at.exception, at.exception
+    assert at.button(key="btn_play").label == "Play"
+    at.selectbox(key="label_persona").set_value(persona).run()
 
     stored = _session_labels(path, info, "dave", mode="persona", persona=persona)
     assert len(stored) == 3
