@@ -206,7 +206,7 @@ def _human_area(ctx: Context, session_id: str) -> None:
     panels = state.live.snapshot()
     goal = _session_goal(ctx, session_id)
     item = panels.next_item
-    left, right = st.columns([3, 2], gap="medium")
+    left, right = st.columns([2, 1], gap="medium")
     with left:
         _answer_buttons(ctx, session_id, state, item)
         _feedback_line(state, "You", f"Next pair chosen by **{state.strategy.upper()}**.")
@@ -232,7 +232,7 @@ def _persona_area(ctx: Context, session_id: str, persona: PersonaInfo) -> None:
     if playing and due and not _persona_step(ctx, state):
         st.session_state[PLAYING_KEY] = False
     panels = state.live.snapshot()
-    left, right = st.columns([3, 2], gap="medium")
+    left, right = st.columns([2, 1], gap="medium")
     with left:
         buttons = st.container(horizontal=True, key="persona-actions")
         buttons.button(
@@ -306,15 +306,15 @@ def main() -> None:
     ctx = get_context()
     if ctx is None:
         return
-    title = st.container(horizontal=True, vertical_alignment="center", key="label-title")
-    title.markdown("### Which answer is better?")
-    keyboard_help_button(title)
-    header = st.empty()
-    strip = st.container(horizontal=True, vertical_alignment="bottom", key="mode-strip")
+    # one row for the title, who labels and the keys: the pair starts high on a 720 px screen
+    strip = st.container(horizontal=True, vertical_alignment="center", key="mode-strip")
+    strip.markdown("### Which answer is better?")
     mode = strip.segmented_control(
         "Who labels?", list(SESSION_MODES), format_func=MODE_TEXT.get, default="human", required=True,
-        key=MODE_KEY, on_change=_stop_play,
+        key=MODE_KEY, on_change=_stop_play, label_visibility="collapsed",
     )
+    keyboard_help_button(strip)
+    header = st.empty()
     persona = None
     if mode == "persona":
         personas = ctx.personas()
@@ -338,10 +338,8 @@ def main() -> None:
         st.info(f"**{persona.name}** — {persona.description}", icon=":material/person:")
     if persona is None:
         header.caption(
-            "Pick the response you prefer: keys **A** / **B** (or **1** / **2**), **T** tie, "
-            "**S** skip, **U** undo, **?** all keys. "
-            f"After each choice HyRe reweights its {ctx.n_heads} reward heads and asks about the "
-            "pair they disagree on most; the numbers and the curve beside the pair follow it live."
+            f"Pick the answer you prefer (**A** / **B**, **?** for every key): HyRe reweights its "
+            f"{ctx.n_heads} reward heads and asks where they disagree most."
         )
     else:
         header.caption(

@@ -13,7 +13,7 @@ from pages._shared.widgets import escape_markdown
 
 # An answer longer than this shows its start and a "Show the rest" in place: the pair,
 # the buttons and the live strip fit a 1280 x 720 screen, and nothing is cut silently.
-PREVIEW_CHARS = 420
+PREVIEW_CHARS = 200
 # One sentence per panel, for someone who has never heard of an ensemble.
 EXPLAIN = {
     "effective_heads": "How many of the reward models still have a say: it starts at all of them "
@@ -31,12 +31,19 @@ EXPLAIN = {
 
 
 def split_preview(text: str, limit: int = PREVIEW_CHARS) -> tuple[str, str]:
-    """(start, rest) of ``text``: the start ends at a word boundary near ``limit``; rest is '' when it fits."""
-    if len(text) <= limit:
+    """(start, rest) of ``text``: the start ends at a word boundary near ``limit``; rest is '' when it fits.
+
+    The start is on one line (lists and paragraphs flattened) so every card's preview is
+    about as tall; the whole answer, formatted, is one click away in place.
+    """
+    if len(text) <= limit and "\n" not in text.strip():
         return text, ""
-    cut = text.rfind(" ", 0, limit)
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat, text
+    cut = flat.rfind(" ", 0, limit)
     cut = cut if cut > limit // 2 else limit
-    return text[:cut].rstrip(), text[cut:].lstrip()
+    return flat[:cut].rstrip(), flat[cut:].lstrip()
 
 
 def pair_cards(ctx: Context, item: int, *, chosen: str | None = None, who: str = "") -> None:
@@ -54,11 +61,15 @@ def pair_cards(ctx: Context, item: int, *, chosen: str | None = None, who: str =
             if picked:
                 title += f" · :orange[chosen by {who}]" if who else " · :orange[your choice]"
             st.markdown(title)
-            start, rest = split_preview(str(pair[f"response_{side}"]))
-            st.markdown(escape_markdown(start) + (" …" if rest else ""))
-            if rest:
-                with st.expander(f"Show the rest ({len(rest.split())} more words)", key=f"more-{side}-{item}"):
-                    st.markdown(escape_markdown(rest))
+            text = str(pair[f"response_{side}"])
+            start, rest = split_preview(text)
+            if not rest:
+                st.markdown(escape_markdown(start))
+                continue
+            with st.container(key=f"preview-{side}"):
+                st.markdown(escape_markdown(start) + " …")
+            with st.expander(f"Show the whole answer ({len(text.split())} words)", key=f"more-{side}-{item}"):
+                st.markdown(escape_markdown(text))
 
 
 def live_metrics(snap: LiveSnapshot, *, goal: int | None = None, columns: int = 4) -> None:

@@ -51,7 +51,7 @@ def test_keyboard_labelling_updates_weights_and_survives_reload(app_server, brow
     # automatic menu of every file in pages/ (helpers included).
     nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
     assert "Explore" in nav and "common" not in nav.lower() and "helpers" not in nav.lower(), nav
-    assert page.evaluate(_METRIC, "Labels") == "0"
+    assert page.evaluate(_METRIC, "Labels") == "0 / 30"
     first = page.evaluate(_WEIGHTS_HTML)
     assert first
 
@@ -65,7 +65,7 @@ def test_keyboard_labelling_updates_weights_and_survives_reload(app_server, brow
             arg=before, timeout=LIMIT_S * 1000 * 5, polling="raf",
         )
         latencies.append(time.perf_counter() - start)
-        page.wait_for_function(f"(n) => ({_METRIC})('Labels') === n", arg=str(i), timeout=15_000)
+        page.wait_for_function(f"(n) => ({_METRIC})('Labels') === n", arg=f"{i} / 30", timeout=15_000)
     assert page.locator(EXCEPTION).count() == 0
     assert page.evaluate(_WEIGHTS_HTML) != first, "the weight chart did not change"
     print(
@@ -77,7 +77,7 @@ def test_keyboard_labelling_updates_weights_and_survives_reload(app_server, brow
     effective = page.evaluate(_METRIC, "Effective heads")
     page.reload()
     _open(page, url)
-    assert page.evaluate(_METRIC, "Labels") == str(N_LABELS)
+    assert page.evaluate(_METRIC, "Labels") == f"{N_LABELS} / 30"
     assert page.evaluate(_METRIC, "Effective heads") == effective
     assert page.locator(EXCEPTION).count() == 0
     shot = tmp_path / "label-page.png"
@@ -87,10 +87,10 @@ def test_keyboard_labelling_updates_weights_and_survives_reload(app_server, brow
     # a second user in another tab starts from zero; the first keeps their labels
     other = page.context.browser.new_page(viewport={"width": 1440, "height": 1300})
     _open(other, f"{app_server['url']}/?user=someone-else")
-    assert other.evaluate(_METRIC, "Labels") == "0"
+    assert other.evaluate(_METRIC, "Labels") == "0 / 30"
     page.reload()
     _open(page, url)
-    assert page.evaluate(_METRIC, "Labels") == str(N_LABELS)
+    assert page.evaluate(_METRIC, "Labels") == f"{N_LABELS} / 30"
 
 
 
