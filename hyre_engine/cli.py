@@ -394,6 +394,49 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- users ----------------------------------------------------------------------------
+
+
+def _users_arguments(parser: argparse.ArgumentParser) -> None:
+    from hyre_engine.auth import ANNOTATOR, ROLES, USERS_FILE_ENV
+
+    parser.add_argument("--file", help=f"users file (default: ${USERS_FILE_ENV} or data/users.json)")
+    sub = parser.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = sub.add_parser("add", help="add a user (asks for the password twice)")
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, default=ANNOTATOR)
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument("--replace", action="store_true", help="change an existing user's password or role")
+    remove = sub.add_parser("remove", help="remove a user")
+    remove.add_argument("name")
+    sub.add_parser("list", help="list users and roles")
+
+
+def _run_users(args: argparse.Namespace) -> int:
+    import getpass
+
+    from hyre_engine.auth import AuthError, UsersFile
+
+    users = UsersFile(args.file)
+    if args.users_command == "list":
+        for user in users.users():
+            print(f"{user.name}\t{user.role}")
+        return 0
+    if args.users_command == "remove":
+        users.remove(args.name)
+        print(f"removed user {args.name!r} from {users.path}")
+        return 0
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise AuthError("the two passwords differ")
+    user = users.add(args.name, password, role=args.role, replace=args.replace)
+    print(f"{'updated' if args.replace else 'added'} {user.role} {user.name!r} in {users.path}")
+    return 0
+
+
 # -- the commands ---------------------------------------------------------------------
 
 
@@ -436,6 +479,12 @@ COMMANDS: dict[str, Command] = {
         "and skips go to <name>.no_preference.jsonl (and the pair file's judgement column).",
         _export_arguments, _run_export,
     ),
+    "users": Command(
+        "add, remove or list the app's local users (argon2 password hashes)",
+        "Manage the local users file the app signs people in with ($HYRE_USERS, "
+        "default data/users.json).",
+        _users_arguments, _run_users,
+    ),
 }
 
 
@@ -454,6 +503,31 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
     return parser
 
 
+# Exit code of a command stopped by bad input (argparse uses the same for bad options).
+EXIT_INPUT_ERROR = 2
+# Exit code of a command stopped by Ctrl-C (128 + SIGINT), as a shell reports it.
+EXIT_INTERRUPTED = 130
+
+
+def input_error_types() -> tuple[type[BaseException], ...]:
+    """What counts as bad input rather than a bug: printed as one line, never a traceback.
+
+    ValueError covers DataError and every validation in the engine; OSError a file that
+    cannot be read; the store's lock error a database another process holds; DuckDB's
+    IOException a file that is not a database. The store's classes are looked up only
+    if a command loaded the store, so ``--help`` stays light.
+    """
+    types: list[type[BaseException]] = [ValueError, OSError, RecursionError]
+    for module in ("hyre_engine.store", "hyre_engine.store.connection"):
+        store = sys.modules.get(module)
+        if store is not None and hasattr(store, "StoreLockedError"):
+            types.append(store.StoreLockedError)
+    duckdb = sys.modules.get("duckdb")
+    if duckdb is not None:
+        types.append(duckdb.IOException)
+    return tuple(types)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # The top level has no options of its own, so the first word is the command.
@@ -462,9 +536,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if not isinstance(exc, input_error_types()):
+            raise
+        print(f"error: {' '.join(str(exc).split()) or type(exc).__name__}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
 
 
 if __name__ == "__main__":

@@ -27,6 +27,17 @@ gets the same order. Rows of one pair_id given in opposite A/B orders are
 flipped (label too) to the first row's order, so a pair_id always names one
 (prompt, response_a, response_b).
 
+**Cleaning.** NUL and other C0 control characters (tab, newline and carriage
+return kept) and the Unicode bidirectional embedding, override and isolate
+controls (U+202A-U+202E, U+2066-U+2069, which can make a text display
+differently from what it says) are removed from every text and name; a pair
+whose A and B texts are then identical carries no preference and is dropped.
+The counts are in ``frame.attrs["cleaned"]`` (`CLEAN_KEYS`) for the caller to show.
+
+**JSON** is refused past `MAX_JSON_DEPTH` levels of nesting (a RecursionError
+never escapes), and an integer too long for Python to convert
+is an error naming the file and line.
+
 **Errors** are `DataError` (a ValueError) naming the file, the row and the
 column. ``row`` is the 1-based line for JSONL and CSV (the CSV header is line
 1; a quoted field spanning lines counts from the record's first line) and the
@@ -45,6 +56,7 @@ import io
 import json
 import math
 import os
+import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -67,6 +79,16 @@ DEFAULT_MAX_PAIRS_PER_USER = 100
 DEFAULT_QUESTION = "Which text do you rate higher?"
 # Transcript marker of an assistant turn in HH-RLHF.
 HH_ASSISTANT = "\n\nAssistant:"
+
+# Preference records are flat; anything nested deeper than this is not a pool file
+# and would exhaust the parser's recursion (Python's own limit is about 1000 frames).
+MAX_JSON_DEPTH = 64
+# Characters removed from texts and names (see the module docstring).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# What cleaning counts: rows with control characters removed, rows with bidi
+# controls removed, rows dropped because A and B were the same text.
+CLEAN_KEYS = ("control_characters", "bidi_controls", "identical_pairs")
 
 CANONICAL_COLUMNS = ["pair_id", "prompt", "response_a", "response_b", "label", "group", "annotator"]
 FORMATS = ("auto", "design", "hh-rlhf", "llmbar", "ratings")
@@ -107,6 +129,7 @@ class _Source:
     rows: list[int]  # the row number of each record
     unit: str  # "line" or "record"
     columns: list[str] = field(default_factory=list)  # union of keys, first seen first
+    cleaned: dict[str, set[int]] = field(default_factory=dict)  # CLEAN_KEYS -> record indices
 
     def error(self, message: str, *, index: int | None = None, column: str | None = None) -> DataError:
         row = self.rows[index] if index is not None else None
@@ -246,10 +269,7 @@ def _parse_jsonl(text: str, name: str) -> _Source:
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"malformed JSON: {exc.msg} (char {exc.colno})", path=name, row=lineno, unit="line") from exc
+        rec = _json_value(line, name, lineno)
         if not isinstance(rec, dict):
             raise DataError(f"expected a JSON object, got {type(rec).__name__}", path=name, row=lineno, unit="line")
         records.append(rec)
@@ -257,13 +277,74 @@ def _parse_jsonl(text: str, name: str) -> _Source:
     return _with_columns(_Source(name, records, rows, "line"))
 
 
-def _parse_json(text: str, name: str) -> _Source:
+_CONTAINERS = (dict, list)  # what json.loads nests
+
+
+def json_depth(value: Any, *, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0), counting no further than limit + 1.
+
+    Iterative: a hostile document cannot exhaust the stack here.
+    """
+    if type(value) not in _CONTAINERS:
+        return 0
+    deepest, level, frontier = 0, 0, [value]
+    while frontier:  # breadth first, one level at a time
+        level += 1
+        if level > limit:
+            return level
+        deepest = level
+        nested = []
+        for node in frontier:
+            children = node.values() if type(node) is dict else node
+            nested.extend([c for c in children if type(c) in _CONTAINERS])
+        frontier = nested
+    return deepest
+
+
+def loads_json(text: str | bytes, *, name: str = "<json>", max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` that fails only with a `DataError` naming ``name`` (and the line).
+
+    Refuses nesting deeper than ``max_depth``, integers too long to convert and
+    malformed JSON: for profile documents as much as for pool files.
+    """
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":  # one object per line in a .json file
+        raise DataError(f"malformed JSON: {exc.msg} (char {exc.colno})", path=name, row=exc.lineno,
+                        unit="line") from None
+    except RecursionError:
+        raise DataError(f"JSON nested more than {max_depth} levels deep (the limit)", path=name) from None
+    except ValueError as exc:
+        # int("9" * 5000) is refused by Python's integer-string limit (a ValueError)
+        reason = "an integer with too many digits" if "digits" in str(exc) else str(exc)
+        raise DataError(f"unreadable JSON value ({reason})", path=name, row=_int_line(text),
+                        unit="line") from None
+    if json_depth(value, limit=max_depth) > max_depth:
+        raise DataError(f"JSON nested more than {max_depth} levels deep (the limit)", path=name)
+    return value
+
+
+def _int_line(text: str | bytes) -> int | None:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    m = re.search(r"\d{4000,}", text)  # CPython refuses integers of more than 4300 digits
+    return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+def _json_value(line: str, name: str, lineno: int) -> Any:
+    try:
+        return loads_json(line, name=name)
+    except DataError as exc:
+        raise DataError(exc.reason, path=name, row=lineno, unit="line") from None
+
+
+def _parse_json(text: str, name: str) -> _Source:
+    try:
+        value = loads_json(text, name=name)
+    except DataError as exc:
+        if exc.reason.startswith("malformed JSON: Extra data"):  # one object per line in a .json file
             return _parse_jsonl(text, name)
-        raise DataError(f"malformed JSON: {exc.msg} (char {exc.colno})", path=name, row=exc.lineno, unit="line") from exc
+        raise
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list):
@@ -338,8 +419,18 @@ def _text(src: _Source, i: int, column: str, *, allow_empty: bool = False) -> st
         raise src.error("missing value (null / NaN)", index=i, column=column)
     if not isinstance(value, str):
         raise src.error(f"expected text, got {type(value).__name__} {value!r:.40}", index=i, column=column)
+    value = _clean(src, i, value)
     if not allow_empty and not value.strip():
         raise src.error("empty text", index=i, column=column)
+    return value
+
+
+def _clean(src: _Source, i: int, value: str) -> str:
+    """``value`` without control and bidi characters, counting the record if it had any."""
+    for key, pattern in (("control_characters", _CONTROL), ("bidi_controls", _BIDI)):
+        value, n = pattern.subn("", value)
+        if n:
+            src.cleaned.setdefault(key, set()).add(i)
     return value
 
 
@@ -352,7 +443,8 @@ def _key(src: _Source, i: int, column: str, default: str | None) -> str | None:
         raise src.error(f"expected a name or number, got {type(value).__name__}", index=i, column=column)
     if isinstance(value, float | np.floating) and float(value).is_integer():
         value = int(value)  # 3.0 from a float column names the same user as 3
-    return str(value).strip()
+    text = _clean(src, i, str(value)).strip()
+    return text or default
 
 
 def _require(src: _Source, columns: Iterable[str], what: str) -> None:
@@ -415,9 +507,29 @@ def _convert(src: _Source, *, format: str, **options: Any) -> pd.DataFrame:
             raise TypeError(f"options {sorted(options)} only apply to format='ratings'")
         converter = {"design": _from_design, "hh-rlhf": _from_hh, "llmbar": _from_llmbar}[format]
         rows = converter(src, group=group, seed=seed)
+    identical = {r.index for r in rows if r.a == r.b}
+    if identical:
+        src.cleaned["identical_pairs"] = identical
+        rows = [r for r in rows if r.a != r.b]
+        if not rows:
+            raise src.error("every pair has identical A and B texts: no preferences to learn from")
     frame = _finish(src, rows)
-    frame.attrs.update({"source": src.path, "format": format})
+    frame.attrs.update({"source": src.path, "format": format,
+                        "cleaned": {k: len(src.cleaned.get(k, ())) for k in CLEAN_KEYS}})
     return frame
+
+
+def describe_cleaning(frame: pd.DataFrame) -> str | None:
+    """One sentence on what reading removed (see the module docstring), or None."""
+    counts = frame.attrs.get("cleaned") or {}
+    parts = []
+    if counts.get("identical_pairs"):
+        parts.append(f"dropped {counts['identical_pairs']} row(s) whose A and B texts are identical")
+    if counts.get("control_characters"):
+        parts.append(f"removed NUL/control characters from {counts['control_characters']} row(s)")
+    if counts.get("bidi_controls"):
+        parts.append(f"removed bidirectional override characters from {counts['bidi_controls']} row(s)")
+    return "; ".join(parts) if parts else None
 
 
 def detect_format(

@@ -1,0 +1,286 @@
+"""Who may use the app and what they may do: users, roles, sign-in policy, data folders.
+
+Two ways to sign in, both decided here and enforced by the app:
+
+- **A local users file** (JSON, ``HYRE_USERS`` or ``data/users.json``): each user has
+  a role and an argon2id password hash made by argon2-cffi (no hand-rolled crypto).
+  Manage it with ``python -m hyre_engine users add|remove|list``.
+- **OpenID Connect** through Streamlit's ``st.login``: configured by an ``[auth]``
+  table in ``.streamlit/secrets.toml``; roles then come from ``HYRE_ADMINS`` (a
+  comma-separated list of e-mail addresses or subjects), everyone else annotates.
+
+Without either, the app serves only on a loopback address and every browser gets its
+own anonymous identity (`anonymous_name`). `check_bind` refuses any other address
+unless sign-in is configured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# The two roles: an annotator labels as themselves; an admin also manages data.
+ANNOTATOR = "annotator"
+ADMIN = "admin"
+ROLES = (ANNOTATOR, ADMIN)
+
+# What each action needs. The pages ask `allowed(role, action)`; nothing else
+# decides who may do what.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "label": frozenset({ANNOTATOR, ADMIN}),
+    "view": frozenset({ANNOTATOR, ADMIN}),
+    "label_as_other": frozenset({ADMIN}),
+    "import": frozenset({ADMIN}),
+    "import_path": frozenset({ADMIN}),
+    "build": frozenset({ADMIN}),
+    "delete": frozenset({ADMIN}),
+    "export_all": frozenset({ADMIN}),
+    "import_profile": frozenset({ADMIN}),
+}
+
+# Addresses that only this machine can reach.
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+USERS_FILE_ENV = "HYRE_USERS"
+ADMINS_ENV = "HYRE_ADMINS"
+DATA_DIRS_ENV = "HYRE_DATA_DIRS"
+USERS_FILE_VERSION = 1
+# Shorter passwords fall to an offline guess quickly even behind argon2.
+MIN_PASSWORD_LENGTH = 10
+MAX_NAME_LENGTH = 64
+# Prefix of the per-browser identity given when nobody signs in.
+ANONYMOUS_PREFIX = "anon-"
+
+
+class AuthError(ValueError):
+    """A users file, a user name, a password or a bind address that cannot be used."""
+
+
+@dataclass(frozen=True)
+class User:
+    """A signed-in (or anonymous) person: ``name`` labels as this user, ``role`` in ROLES."""
+
+    name: str
+    role: str
+    anonymous: bool = False
+
+    def can(self, action: str) -> bool:
+        return allowed(self.role, action)
+
+
+def allowed(role: str, action: str) -> bool:
+    """Whether ``role`` may do ``action`` (a key of PERMISSIONS)."""
+    if action not in PERMISSIONS:
+        raise ValueError(f"unknown action {action!r}: expected one of {', '.join(sorted(PERMISSIONS))}")
+    return role in PERMISSIONS[action]
+
+
+def anonymous_name() -> str:
+    """A fresh identity for one browser: unguessable, so no two browsers share labels."""
+    return ANONYMOUS_PREFIX + secrets.token_hex(6)
+
+
+def check_name(name: object) -> str:
+    """A user name as stored: printable, no surrounding space, at most MAX_NAME_LENGTH."""
+    if not isinstance(name, str) or not name.strip():
+        raise AuthError("a user name must be non-empty text")
+    if name != name.strip():
+        raise AuthError(f"user name {name!r} has leading or trailing space")
+    if len(name) > MAX_NAME_LENGTH:
+        raise AuthError(f"user name is {len(name)} characters, over the limit of {MAX_NAME_LENGTH}")
+    bad = [c for c in name if unicodedata.category(c)[0] in "CZ" and c != " "]
+    if bad:
+        raise AuthError(f"user name {name!r} contains control or format character U+{ord(bad[0]):04X}")
+    return name
+
+
+def _hasher():
+    from argon2 import PasswordHasher
+
+    # argon2-cffi's defaults follow RFC 9106's second recommended option (argon2id).
+    return PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of ``password`` (salted, with its parameters inside the string)."""
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        raise AuthError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    return _hasher().hash(password)
+
+
+def default_users_path() -> Path:
+    env = os.environ.get(USERS_FILE_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "data" / "users.json"
+
+
+class UsersFile:
+    """The local users file: ``{"version": 1, "users": {name: {"role", "hash"}}}``.
+
+    Writes replace the file atomically with owner-only permissions; reading a file
+    that is not of this shape is an `AuthError`, never a silent empty list.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        self.path = Path(path) if path is not None else default_users_path()
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def load(self) -> dict[str, dict[str, str]]:
+        if not self.path.is_file():
+            return {}
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise AuthError(f"{self.path}: not a readable users file ({type(exc).__name__})") from None
+        if not isinstance(doc, dict) or doc.get("version") != USERS_FILE_VERSION:
+            raise AuthError(f"{self.path}: expected a users file of version {USERS_FILE_VERSION}")
+        users = doc.get("users")
+        if not isinstance(users, dict):
+            raise AuthError(f"{self.path}: 'users' must be an object")
+        for name, entry in users.items():
+            if not (isinstance(entry, dict) and entry.get("role") in ROLES
+                    and isinstance(entry.get("hash"), str) and entry["hash"].startswith("$argon2")):
+                raise AuthError(f"{self.path}: user {name!r} needs a role in {ROLES} and an argon2 hash")
+        return users
+
+    def _save(self, users: Mapping[str, Mapping[str, str]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"version": USERS_FILE_VERSION, "users": dict(sorted(users.items()))}, indent=2)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".users-", suffix=".json")
+        try:
+            os.fchmod(fd, 0o600)  # hashes are offline-guessable: keep them private
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def users(self) -> list[User]:
+        return [User(name, entry["role"]) for name, entry in sorted(self.load().items())]
+
+    def add(self, name: str, password: str, *, role: str = ANNOTATOR, replace: bool = False) -> User:
+        """Add (or with ``replace`` update) a user; the password is stored only as a hash."""
+        name = check_name(name)
+        if role not in ROLES:
+            raise AuthError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+        users = self.load()
+        if name in users and not replace:
+            raise AuthError(f"user {name!r} already exists (use --replace to change the password or role)")
+        users[name] = {"role": role, "hash": hash_password(password)}
+        self._save(users)
+        return User(name, role)
+
+    def remove(self, name: str) -> None:
+        users = self.load()
+        if name not in users:
+            raise AuthError(f"no user {name!r} in {self.path}")
+        del users[name]
+        self._save(users)
+
+    def verify(self, name: str, password: str) -> User | None:
+        """The user if ``password`` is theirs, else None (an unknown name costs the same time)."""
+        from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+        users = self.load()
+        entry = users.get(name)
+        hasher = _hasher()
+        # An unknown name is checked against a dummy hash so the answer's timing does
+        # not tell which names exist.
+        stored = entry["hash"] if entry else _dummy_hash()
+        try:
+            hasher.verify(stored, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return None
+        if entry is None:
+            return None
+        if hasher.check_needs_rehash(stored):
+            users[name] = {**entry, "hash": hasher.hash(password)}
+            self._save(users)
+        return User(name, entry["role"])
+
+
+_DUMMY: list[str] = []
+
+
+def _dummy_hash() -> str:
+    if not _DUMMY:
+        _DUMMY.append(_hasher().hash(secrets.token_hex(16)))
+    return _DUMMY[0]
+
+
+def oidc_configured(secrets_map: Mapping | None) -> bool:
+    """Whether Streamlit secrets hold an ``[auth]`` table that st.login can use."""
+    auth = (secrets_map or {}).get("auth") if secrets_map is not None else None
+    if not isinstance(auth, Mapping):
+        return False
+    shared = all(auth.get(k) for k in ("redirect_uri", "cookie_secret"))
+    providers = [auth] + [v for v in auth.values() if isinstance(v, Mapping)]
+    return shared and any(all(p.get(k) for k in ("client_id", "client_secret", "server_metadata_url"))
+                          for p in providers)
+
+
+def oidc_role(identity: Mapping, admins: Iterable[str] | None = None) -> str:
+    """The role of an OIDC identity: admin when its e-mail or subject is in HYRE_ADMINS."""
+    if admins is None:
+        admins = [a.strip() for a in os.environ.get(ADMINS_ENV, "").split(",") if a.strip()]
+    keys = {str(identity.get("email") or ""), str(identity.get("sub") or "")} - {""}
+    return ADMIN if keys & set(admins) else ANNOTATOR
+
+
+def is_loopback(address: str | None) -> bool:
+    """Whether a bind address is reachable only from this machine ("" means every interface)."""
+    return (address or "").strip().lower().strip("[]") in LOOPBACK or (address or "").startswith("127.")
+
+
+def check_bind(address: str | None, *, sign_in: bool) -> None:
+    """Refuse to serve on a non-loopback address unless sign-in is configured."""
+    if not is_loopback(address) and not sign_in:
+        shown = address or "every interface"
+        raise AuthError(
+            f"refusing to serve on {shown}: without sign-in anyone who reaches the port could "
+            "label, import and delete. Configure a users file (python -m hyre_engine users add) "
+            "or OpenID Connect ([auth] in .streamlit/secrets.toml), or bind to 127.0.0.1."
+        )
+
+
+# -- data folders a path import may read ----------------------------------------------
+
+
+def data_dirs(value: str | None = None) -> list[Path]:
+    """The folders a path import may read: HYRE_DATA_DIRS (os.pathsep-separated), resolved."""
+    raw = os.environ.get(DATA_DIRS_ENV, "") if value is None else value
+    return [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip()]
+
+
+def resolve_data_path(path: str | os.PathLike, allowed_dirs: Iterable[Path]) -> Path:
+    """``path`` resolved (symlinks, ``..``) if it lies inside one of ``allowed_dirs``.
+
+    Anything else is one and the same `AuthError`, whether or not the file exists,
+    so the answer tells nothing about files outside the folders.
+    """
+    dirs = [Path(d).resolve() for d in allowed_dirs]
+    if not dirs:
+        raise AuthError("path import is off: no data folders are configured (HYRE_DATA_DIRS)")
+    text = str(path)
+    if not text.strip() or "\x00" in text:
+        raise AuthError("give a path inside the configured data folders")
+    candidate = Path(text).expanduser()
+    if not candidate.is_absolute():
+        candidate = dirs[0] / candidate
+    resolved = candidate.resolve()
+    if not any(resolved.is_relative_to(d) for d in dirs):
+        raise AuthError("that path is outside the configured data folders")
+    if not resolved.is_file():
+        raise AuthError(f"no file {resolved.name!r} in the configured data folders")
+    return resolved

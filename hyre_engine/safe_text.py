@@ -1,0 +1,67 @@
+"""Text from data and from URLs, made safe to show in a browser.
+
+Anything a pool file or an address bar supplies is hostile until shown otherwise:
+a Markdown image ``![x](http://host/x.png)`` makes every viewer's browser fetch a
+URL, a ``javascript:`` link runs script on a click, and plotly renders a subset
+of HTML (``<a href>``, ``<b>``, ``<br>``) in every label.
+
+- `markdown_html`: a response text rendered as Markdown (CommonMark by markdown-it-py,
+  raw HTML off), then cleaned by nh3 (the ammonia sanitiser): no images at all, links
+  only with http(s) URLs, every link ``rel="noopener noreferrer nofollow"``.
+- `escape_markdown`: a name or group placed inside a Markdown string shows literally.
+- `escape_plotly`: a name or group placed in a plotly label, hover text or tick shows
+  literally (plotly decodes ``&lt;`` back to ``<`` as text, never as a tag).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+# Tags a rendered Markdown text may keep: text structure only. No <img> (a remote
+# image is a request to a third party on every view), no forms, no media.
+MARKDOWN_TAGS = frozenset({
+    "p", "br", "hr", "em", "strong", "del", "s", "code", "pre", "blockquote",
+    "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6", "a",
+    "table", "thead", "tbody", "tr", "th", "td",
+})
+# Only links a browser opens as an ordinary page; javascript:, data:, file: and
+# relative URLs (which would point into the app itself) are dropped.
+LINK_SCHEMES = frozenset({"http", "https"})
+MARKDOWN_ATTRIBUTES = {"a": {"href", "title"}, "th": {"align"}, "td": {"align"}}
+
+# Every ASCII punctuation character CommonMark lets a backslash escape: escaping all
+# of them leaves no Markdown syntax (links, images, emphasis, HTML, autolinks) alive.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&\"'=/^%@;,?])")
+
+
+def markdown_html(text: str) -> str:
+    """Sanitised HTML of ``text`` read as Markdown (see the module docstring)."""
+    import nh3
+    from markdown_it import MarkdownIt
+
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str, got {type(text).__name__}")
+    # html=False: raw HTML in the source is shown as text, never parsed as tags.
+    rendered = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table").enable(
+        "strikethrough").render(text)
+    return nh3.clean(
+        rendered,
+        tags=set(MARKDOWN_TAGS),
+        attributes={k: set(v) for k, v in MARKDOWN_ATTRIBUTES.items()},
+        url_schemes=set(LINK_SCHEMES),
+        url_relative="deny",
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    )
+
+
+def escape_markdown(text: object) -> str:
+    """``text`` with every Markdown metacharacter backslash-escaped, newlines as spaces."""
+    s = " ".join(str(text).splitlines())
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", s)
+
+
+def escape_plotly(text: object) -> str:
+    """``text`` with ``& < >`` as entities: plotly shows it literally, never as a tag."""
+    return html.escape(str(text), quote=False)
