@@ -343,3 +343,68 @@ def test_group_label_counts_per_group_in_first_seen_order():
     assert counts["share_a"].tolist() == pytest.approx([2 / 3, 0.0])
     with pytest.raises(ValueError, match=r"needs columns \['label'\]"):
         group_label_counts(frame.drop(columns="label"))
+
+
+# --- hostile and dirty input ----------------------------------------------------------
+
+from hyre_engine.data import MAX_JSON_DEPTH, describe_cleaning, json_depth, loads_json  # noqa: E402
+
+
+def _row(**kw):
+    return {"prompt": "p", "response_a": "x", "response_b": "y", "label": "a", **kw}
+
+
+def test_nul_and_bidi_are_removed_and_counted():
+    frame = preferences_from_records([
+        _row(prompt="p\x00q", response_a="x\u202ey"),
+        _row(prompt="r", response_b="z\u2066", group="g\x01"),
+        _row(prompt="s"),
+    ])
+    assert list(frame["prompt"]) == ["pq", "r", "s"]
+    assert frame["response_a"][0] == "xy" and frame["response_b"][1] == "z" and frame["group"][1] == "g"
+    assert frame.attrs["cleaned"] == {"control_characters": 2, "bidi_controls": 2, "identical_pairs": 0}
+    assert "NUL" in describe_cleaning(frame) and "bidirectional" in describe_cleaning(frame)
+    assert not frame.map(lambda v: isinstance(v, str) and ("\x00" in v or "\u202e" in v)).any().any()
+
+
+def test_identical_pairs_are_dropped_and_counted():
+    frame = preferences_from_records([_row(), _row(prompt="q", response_a="same", response_b="same"),
+                                      _row(prompt="r", response_a="s\u202e", response_b="s")])
+    assert len(frame) == 1 and frame.attrs["cleaned"]["identical_pairs"] == 2
+    assert "identical" in describe_cleaning(frame)
+    with pytest.raises(DataError, match="identical A and B"):
+        preferences_from_records([_row(response_b="x")])
+
+
+def test_clean_input_reports_nothing():
+    assert describe_cleaning(preferences_from_records([_row()])) is None
+
+
+def test_huge_integer_names_file_and_line(tmp_path):
+    path = tmp_path / "big.jsonl"
+    path.write_text(json.dumps(_row()) + "\n" + '{"prompt": "p", "n": ' + "9" * 5000 + "}\n")
+    with pytest.raises(DataError, match=r"big\.jsonl, line 2: .*too many digits"):
+        read_preferences(path)
+    path = tmp_path / "big.json"
+    path.write_text("[\n" + json.dumps(_row()) + ',\n{"n": ' + "9" * 5000 + "}]")
+    with pytest.raises(DataError, match=r"big\.json, line 3: .*too many digits"):
+        read_preferences(path)
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 5000, 200_000])
+def test_deep_json_is_a_data_error_never_recursion(tmp_path, depth):
+    doc = {**_row(), "meta": json.loads("[" * min(depth, 500) + "]" * min(depth, 500))} if depth <= 500 else None
+    text = json.dumps(doc) if doc else '{"meta": ' + "[" * depth + "]" * depth + "}"
+    for suffix, body in ((".jsonl", text + "\n"), (".json", "[" + text + "]")):
+        path = tmp_path / f"deep{suffix}"
+        path.write_text(body)
+        with pytest.raises(DataError, match="nested more than"):
+            read_preferences(path)
+
+
+def test_json_depth_and_loads_json():
+    assert json_depth(1) == 0 and json_depth([]) == 1 and json_depth({"a": [[1]]}) == 3
+    assert json_depth(json.loads("[" * 100 + "]" * 100), limit=10) == 11
+    assert loads_json('{"a": [1]}') == {"a": [1]}
+    with pytest.raises(DataError, match="x.json, line 1: malformed JSON"):
+        loads_json("{", name="x.json")
