@@ -150,6 +150,10 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="pool name in the store (default: the file's stem)")
     parser.add_argument("--format", default="auto", help="auto, design, hh-rlhf, llmbar, ratings")
     parser.add_argument(
+        "--replace", action="store_true",
+        help="replace a pool of the same name whose content differs (default: refuse)",
+    )
+    parser.add_argument(
         "--train-groups", help="comma-separated groups whose rows train the ensemble (default: all)"
     )
     parser.add_argument("--engine", default="local", choices=ENGINES,
@@ -193,11 +197,46 @@ def _run_build_ray(args: argparse.Namespace, config) -> int:
     return 0
 
 
+def _print_cleaning(frame) -> None:
+    from hyre_engine.data import describe_cleaning
+
+    cleaning = describe_cleaning(frame)
+    if cleaning:
+        print(f"cleaned: {cleaning}")
+
+
+# -- import ---------------------------------------------------------------------------
+
+
+def _import_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, help="preference file (JSONL, JSON, CSV or Parquet, optionally .gz)")
+    parser.add_argument("--name", help="pool name (default: the file's stem)")
+    parser.add_argument("--format", default="auto", help="auto, design, hh-rlhf, llmbar, ratings")
+    parser.add_argument("--replace", action="store_true", help="replace a pool of the same name")
+    parser.add_argument("--db", help="DuckDB file (default: $HYRE_DB or data/hyre.duckdb)")
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from hyre_engine.data import read_preferences
+
+    frame = read_preferences(args.file, format=args.format)  # bad input fails before the store opens
+    name = args.name or args.file.name.split(".")[0]
+    store = _open_store(args)
+    try:
+        pool_id = store.add_pool(name, frame, source=str(args.file), replace=args.replace)
+        n_pairs = store.n_pairs(pool_id)
+    finally:
+        store.close()
+    print(f"imported {len(frame)} judgements ({n_pairs} pairs) from {args.file} as pool '{name}'")
+    _print_cleaning(frame)
+    return 0
+
+
 def _run_build(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from hyre_engine.data import read_preferences
-    from hyre_engine.pipeline import build_pool
+    from hyre_engine.pipeline import build_pool, same_content
 
     config = config_from_args(
         args, train_groups=args.train_groups.split(",") if args.train_groups else None
@@ -206,15 +245,24 @@ def _run_build(args: argparse.Namespace) -> int:
         return _run_build_ray(args, config)
     if args.address or args.embed_batch_size or args.embed_actors:
         raise ValueError("--address, --embed-batch-size and --embed-actors need --engine ray")
+    frame = read_preferences(args.pool, format=args.format)  # bad input fails before the store opens
     store = _open_store(args)
     name = args.name or args.pool.stem.split(".")[0]
-    if name in set(store.list_pools()["name"]):
+    exists = name in set(store.list_pools()["name"])
+    if exists and same_content(store, store.get_pool(name)["pool_id"], frame):
         pool_id = store.get_pool(name)["pool_id"]
-        print(f"pool '{name}' already in the store: reusing it")
+        print(f"pool '{name}' already in the store: reusing it (same judgements)")
+    elif exists and not args.replace:
+        raise ValueError(
+            f"a pool named {name!r} already exists with different content than {args.pool}: "
+            "pass --replace to replace it (its ensembles, predictions and sessions go), "
+            "or --name to import it under another name"
+        )
     else:
-        frame = read_preferences(args.pool, format=args.format)
-        pool_id = store.add_pool(name, frame, source=str(args.pool))
-        print(f"imported {len(frame)} rows from {args.pool} as pool '{name}'")
+        pool_id = store.add_pool(name, frame, source=str(args.pool), replace=exists)
+        verb = "replaced the pool with" if exists else "imported"
+        print(f"{verb} {len(frame)} rows from {args.pool} as pool '{name}'")
+        _print_cleaning(frame)
     progress, close = _tqdm_progress()
     tuning = config.finetune is not None
     try:
@@ -464,6 +512,12 @@ COMMANDS: dict[str, Command] = {
         "Import a preference file into the store (or reuse it), embed its texts, "
         "train the ensemble on its training rows and cache the head predictions Z.",
         _build_arguments, _run_build,
+    ),
+    "import": Command(
+        "validate a preference file and store it as a pool (no embedding or training)",
+        "Read and validate a preference file, then store it as a pool. Bad input ends with "
+        "one error line naming the file and line, and leaves the store unchanged.",
+        _import_arguments, _run_import,
     ),
     "evaluate": Command(
         "accuracy vs number of labels for every group of a target file",

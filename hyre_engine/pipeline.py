@@ -436,6 +436,28 @@ def _describe_calibration(calibration: dict | None) -> str:
             f"(HyRe accuracy at n={calibration['n']} by beta: {calibration['scores']})")
 
 
+def same_content(store: Store, pool_id: str, frame) -> bool:
+    """Whether a stored pool holds exactly the pairs and judgements of ``frame``.
+
+    Compares texts per pair_id and the multiset of (pair_id, group, annotator,
+    label); metadata columns are not compared.
+    """
+    pairs = store.pool_pairs(pool_id, with_meta=False)
+    texts = ["pair_id", "prompt", "response_a", "response_b"]
+    new_pairs = frame[texts].drop_duplicates("pair_id")
+    if len(pairs) != len(new_pairs):
+        return False
+    stored = set(map(tuple, pairs[texts].itertuples(index=False, name=None)))
+    if stored != set(new_pairs.itertuples(index=False, name=None)):
+        return False
+    keys = ["pair_id", "group", "annotator", "label"]
+    labels = store.pool_labels(pool_id)[keys]
+    new_labels = frame[frame["label"].notna()][keys]
+    return sorted(labels.itertuples(index=False, name=None)) == sorted(
+        new_labels.itertuples(index=False, name=None)
+    )
+
+
 def pair_rows(pairs) -> dict[str, int]:
     """pair_id -> row index in the pool (the row of Z and of the embeddings)."""
     return dict(zip(pairs["pair_id"], pairs["row_index"], strict=True))
