@@ -247,7 +247,7 @@ def ensure_ensemble(store: Store, pool_id: str, pairs, config: BuildConfig, back
             report.seconds[CALIBRATE] = time.perf_counter() - cal_start
         model = train_on_rows(store, backbone_id, pairs, labels, config, progress=progress)
         weights, config_json = ens.ensemble_to_bytes(model)
-        ensemble_id = ensemble_record_id(model, settings)
+        ensemble_id = ensemble_record_id(model, settings, pool_id)
         store.put_ensemble(
             ensemble_id=ensemble_id,
             pool_id=pool_id,
@@ -365,15 +365,17 @@ def new_ensemble(labels, config: BuildConfig, input_dim: int):
     return model, row_groups
 
 
-def ensemble_record_id(model, settings: dict) -> str:
-    """The store id of a trained ensemble: its fingerprint (config, weights, head mask),
-    mixed with the calibration settings when there are any, so a calibrated and an
-    uncalibrated record of the same weights do not overwrite each other."""
+def ensemble_record_id(model, settings: dict, pool_id: str) -> str:
+    """The store id of a trained ensemble: its fingerprint (config, weights, head mask)
+    mixed with the pool it belongs to, and with the calibration settings when there
+    are any. The pool is part of the id because two pools imported from the same file
+    train bit-identical weights: with one shared id the second build would take the
+    first pool's ensemble over, and deleting either pool would delete both pools'
+    sessions and predictions. A calibrated and an uncalibrated record of the same
+    weights do not overwrite each other either."""
     fp = ens.fingerprint(model)
-    if "calibration" not in settings:
-        return fp
-    extra = json.dumps(settings["calibration"], sort_keys=True)
-    return hashlib.sha256(f"{fp}\0{extra}".encode()).hexdigest()[:16]
+    extra = json.dumps(settings.get("calibration"), sort_keys=True)
+    return hashlib.sha256(f"{fp}\0{pool_id}\0{extra}".encode()).hexdigest()[:16]
 
 
 def calibrate_beta(store: Store, backbone_id: str, pairs, labels, config: BuildConfig, *,

@@ -280,3 +280,32 @@ def test_build_stages_are_the_keys_a_build_reports():
 
     assert BUILD_STAGES == ("embed", "calibrate", "finetune", "train", "predict")
     assert EVALUATE_STAGES[: len(BUILD_STAGES)] == BUILD_STAGES and EVALUATE_STAGES[-1] == "evaluate"
+
+
+def test_same_file_under_two_names_gets_two_ensembles_and_deletes_stay_apart(subset_file, minilm, tmp_path):
+    """Regression: two pools of one file trained bit-identical weights under one
+    ensemble_id, the second build took the ensemble over, and deleting the second
+    pool deleted the first pool's sessions and predictions."""
+    with Store(tmp_path / "two.duckdb") as store:
+        frame = read_preferences(subset_file)
+        first, second = (store.add_pool(n, frame, source=str(subset_file)) for n in ("one", "two"))
+        r1 = build_pool(store, first, small_config(calibrate=False), backbone=minilm)
+        r2 = build_pool(store, second, small_config(calibrate=False), backbone=minilm)
+        assert r1.ensemble_id != r2.ensemble_id
+        assert store.get_ensemble(r1.ensemble_id)["pool_id"] == first
+        assert store.get_ensemble(r2.ensemble_id)["pool_id"] == second
+        pairs = store.pool_pairs(first, with_meta=False)
+        session = store.get_or_create_session(user="ann", pool_id=first, ensemble_id=r1.ensemble_id)
+        store.add_session_label(session, row_index=0, pair_id=pairs["pair_id"][0], label="a")
+        Z1 = store.get_head_predictions(r1.ensemble_id, first)  # noqa: N806
+        store.delete_pool(second)
+        np.testing.assert_array_equal(store.get_head_predictions(r1.ensemble_id, first), Z1)
+        assert len(store.session_labels(session)) == 1
+        assert set(store.list_ensembles()["ensemble_id"]) == {r1.ensemble_id}
+        # the store itself refuses to re-point an ensemble to another pool
+        third = store.add_pool("three", frame, source=str(subset_file))
+        record = store.get_ensemble(r1.ensemble_id)
+        with pytest.raises(ValueError, match="belongs to pool"):
+            store.put_ensemble(ensemble_id=r1.ensemble_id, pool_id=third, backbone_id=record["backbone_id"],
+                               config=record["config"], weights=record["weights"],
+                               train_fingerprint=record["train_fingerprint"])

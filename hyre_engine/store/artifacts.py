@@ -142,6 +142,11 @@ class ArtifactsMixin(StoreBase):
         meta_json = _to_json(meta or {}, what="meta")
         with self._transaction() as (cur, counts):
             self._require(cur, "pools", "pool_id", pool_id, "pool")
+            owner = _first(cur.execute("SELECT pool_id FROM ensembles WHERE ensemble_id = ?", [ensemble_id]))
+            if owner is not None and owner[0] != pool_id:
+                # An ensemble belongs to exactly one pool: re-pointing it would let a
+                # delete of this pool remove the other pool's sessions and predictions.
+                raise ValueError(f"ensemble {ensemble_id} belongs to pool {owner[0]}, not {pool_id}")
             cur.execute("DELETE FROM ensembles WHERE ensemble_id = ?", [ensemble_id])
             cur.execute(
                 "INSERT INTO ensembles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
