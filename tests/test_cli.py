@@ -236,3 +236,16 @@ def test_exported_names_resolve_to_their_modules_objects():
     assert hyre_engine.store is store  # submodules are attributes too
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = hyre_engine.no_such_name
+
+
+@pytest.mark.slow
+def test_build_refuses_a_changed_file_under_an_existing_name_unless_replace(files, tmp_path, capsys):
+    db = str(tmp_path / "replace.duckdb")
+    base = ["--db", db, "--train-groups", "crowd", *SMALL_BUILD, "--name", "p"]
+    assert main(["build", "--pool", str(files["pool"]), *base]) == 0
+    capsys.readouterr()
+    assert main(["build", "--pool", str(files["train"]), *base]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: a pool named 'p' already exists with different content") and "--replace" in err
+    assert main(["build", "--pool", str(files["train"]), *base, "--replace"]) == 0
+    assert "replaced the pool with" in capsys.readouterr().out
