@@ -47,10 +47,12 @@ from hyre_engine.store.connection import (
 )
 from hyre_engine.store.pools import PoolsMixin
 from hyre_engine.store.results import ResultsMixin
-from hyre_engine.store.sessions import SessionsMixin
+from hyre_engine.store.sessions import AUDIT_ACTIONS, AlreadyLabelledError, SessionsMixin
 from hyre_engine.store.shards import ShardsMixin
 
 __all__ = [
+    "AUDIT_ACTIONS",
+    "AlreadyLabelledError",
     "DB_ENV_VAR",
     "DEFAULT_DB_PATH",
     "MEMORY",

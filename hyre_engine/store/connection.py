@@ -130,6 +130,14 @@ _SCHEMA = (
         session_id VARCHAR NOT NULL, seq INTEGER NOT NULL, row_index INTEGER NOT NULL,
         pair_id VARCHAR NOT NULL, label VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL,
         PRIMARY KEY (session_id, seq))""",
+    # Append-only history of every label added, undone, reset or restored: who and when.
+    # session_labels holds the live labels; this table keeps what was removed from it.
+    """CREATE TABLE IF NOT EXISTS label_audit (
+        session_id VARCHAR NOT NULL, event INTEGER NOT NULL, action VARCHAR NOT NULL,
+        seq INTEGER NOT NULL, row_index INTEGER NOT NULL, pair_id VARCHAR NOT NULL,
+        label VARCHAR NOT NULL, actor VARCHAR NOT NULL, happened_at TIMESTAMP NOT NULL,
+        batch VARCHAR NOT NULL,
+        PRIMARY KEY (session_id, event))""",
     """CREATE TABLE IF NOT EXISTS profiles (
         user_name VARCHAR NOT NULL, ensemble_id VARCHAR NOT NULL, weights DOUBLE[] NOT NULL,
         labels VARCHAR NOT NULL, meta VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL,

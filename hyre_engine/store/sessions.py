@@ -1,10 +1,13 @@
-"""Labelling sessions: settings, labels in order, undo and reset."""
+"""Labelling sessions: settings, labels in order, undo and reset, and their audit trail."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+import duckdb
 import pandas as pd
 
 from hyre_engine.numerics import SESSION_LABELS
@@ -17,6 +20,18 @@ from hyre_engine.store.connection import (
     _now,
     _to_json,
 )
+
+
+class AlreadyLabelledError(ValueError):
+    """The pair already has a label in this session (``seq``): say so, never drop the click."""
+
+    def __init__(self, message: str, *, seq: int) -> None:
+        super().__init__(message)
+        self.seq = int(seq)
+
+
+# What the label audit trail records.
+AUDIT_ACTIONS = ("add", "undo", "reset", "restore")
 
 
 class SessionsMixin(StoreBase):
@@ -83,11 +98,13 @@ class SessionsMixin(StoreBase):
         return merged
 
     def add_session_label(
-        self, session_id: str, *, row_index: int, pair_id: str, label: str
+        self, session_id: str, *, row_index: int, pair_id: str, label: str, actor: str | None = None
     ) -> int:
         """Append a label ('a', 'b' or 'skip') for one pair of the session's pool; returns its seq (0, 1, ...).
 
-        A pair already labelled in this session raises ValueError (undo it first).
+        A pair already labelled in this session raises `AlreadyLabelledError` (a
+        ValueError; undo it first). ``actor`` (default: the session's user) is
+        recorded in the audit trail.
         """
         if label not in SESSION_LABELS:
             raise ValueError(f"label must be one of {SESSION_LABELS}, got {label!r}")
@@ -116,8 +133,9 @@ class SessionsMixin(StoreBase):
                 )
             )
             if done is not None:
-                raise ValueError(
-                    f"row_index {row_index} is already labelled in this session (seq {done[0]})"
+                raise AlreadyLabelledError(
+                    f"row_index {row_index} is already labelled in this session (seq {done[0]})",
+                    seq=done[0],
                 )
             seq = cur.execute(
                 "SELECT coalesce(max(seq) + 1, 0) FROM session_labels WHERE session_id = ?",
@@ -128,13 +146,17 @@ class SessionsMixin(StoreBase):
                 "INSERT INTO session_labels VALUES (?, ?, ?, ?, ?, ?)",
                 [session_id, seq, row_index, str(pair_id), label, now],
             )
+            self._audit(cur, session_id, "add", [(seq, row_index, str(pair_id), label)], actor, now)
             cur.execute(
                 "UPDATE sessions SET updated_at = ? WHERE session_id = ?", [now, session_id]
             )
         return seq
 
-    def undo_session_label(self, session_id: str) -> dict[str, Any] | None:
-        """Remove the session's last label and return it ({seq, row_index, pair_id, label, created_at}), or None."""
+    def undo_session_label(self, session_id: str, *, actor: str | None = None) -> dict[str, Any] | None:
+        """Remove the session's last label and return it ({seq, row_index, pair_id, label, created_at}), or None.
+
+        The removed label stays in the audit trail (`label_history`).
+        """
         with self._transaction() as (cur, _):
             self._require(cur, "sessions", "session_id", session_id, "session")
             row = _first(
@@ -149,8 +171,10 @@ class SessionsMixin(StoreBase):
             cur.execute(
                 "DELETE FROM session_labels WHERE session_id = ? AND seq = ?", [session_id, row[0]]
             )
+            now = _now()
+            self._audit(cur, session_id, "undo", [row[:4]], actor, now)
             cur.execute(
-                "UPDATE sessions SET updated_at = ? WHERE session_id = ?", [_now(), session_id]
+                "UPDATE sessions SET updated_at = ? WHERE session_id = ?", [now, session_id]
             )
         return dict(zip(("seq", "row_index", "pair_id", "label", "created_at"), row, strict=True))
 
@@ -163,17 +187,82 @@ class SessionsMixin(StoreBase):
             [session_id],
         )
 
-    def reset_session(self, session_id: str) -> int:
-        """Remove all of the session's labels (settings stay); returns how many were removed."""
+    def reset_session(self, session_id: str, *, actor: str | None = None) -> int:
+        """Remove all of the session's labels (settings stay); returns how many were removed.
+
+        The labels stay in the audit trail, and `undo_reset` puts them back.
+        """
         with self._transaction() as (cur, _):
             self._require(cur, "sessions", "session_id", session_id, "session")
-            removed = cur.execute(
-                "DELETE FROM session_labels WHERE session_id = ?", [session_id]
-            ).fetchall()[0][0]
+            rows = cur.execute(
+                "SELECT seq, row_index, pair_id, label FROM session_labels WHERE session_id = ? "
+                "ORDER BY seq",
+                [session_id],
+            ).fetchall()
+            cur.execute("DELETE FROM session_labels WHERE session_id = ?", [session_id])
+            now = _now()
+            self._audit(cur, session_id, "reset", rows, actor, now, batch=_new_id("reset"))
             cur.execute(
-                "UPDATE sessions SET updated_at = ? WHERE session_id = ?", [_now(), session_id]
+                "UPDATE sessions SET updated_at = ? WHERE session_id = ?", [now, session_id]
             )
-        return removed
+        return len(rows)
+
+    def undo_reset(self, session_id: str, *, actor: str | None = None) -> int:
+        """Put back the labels of the session's last reset; returns how many.
+
+        Only while nothing was labelled since (ValueError otherwise: undo those
+        labels first), so the restored labels keep their order and numbers.
+        """
+        with self._transaction() as (cur, _):
+            self._require(cur, "sessions", "session_id", session_id, "session")
+            last = _first(cur.execute(
+                "SELECT batch FROM label_audit WHERE session_id = ? AND action = 'reset' "
+                "ORDER BY event DESC LIMIT 1", [session_id]))
+            restored = last is not None and _first(cur.execute(
+                "SELECT 1 FROM label_audit WHERE session_id = ? AND action = 'restore' AND batch = ?",
+                [session_id, last[0]])) is not None
+            if last is None or restored:
+                raise ValueError("this session has no reset to undo")
+            n_now = cur.execute(
+                "SELECT count(*) FROM session_labels WHERE session_id = ?", [session_id]
+            ).fetchall()[0][0]
+            if n_now:
+                raise ValueError(
+                    f"{n_now} label(s) were added since the reset: undo them before undoing the reset"
+                )
+            rows = cur.execute(
+                "SELECT seq, row_index, pair_id, label, happened_at FROM label_audit WHERE session_id = ? "
+                "AND batch = ? AND action = 'reset' ORDER BY seq", [session_id, last[0]]).fetchall()
+            for seq, row_index, pair_id, label, at in rows:
+                cur.execute("INSERT INTO session_labels VALUES (?, ?, ?, ?, ?, ?)",
+                            [session_id, seq, row_index, pair_id, label, at])
+            now = _now()
+            self._audit(cur, session_id, "restore", [r[:4] for r in rows], actor, now, batch=last[0])
+            cur.execute("UPDATE sessions SET updated_at = ? WHERE session_id = ?", [now, session_id])
+        return len(rows)
+
+    def label_history(self, session_id: str) -> pd.DataFrame:
+        """The audit trail: DataFrame(event, action, seq, row_index, pair_id, label, actor, happened_at, batch).
+
+        ``action`` is one of `AUDIT_ACTIONS`; rows of one reset (and its restore) share ``batch``.
+        """
+        return self._fetch_df(
+            "SELECT event, action, seq, row_index, pair_id, label, actor, happened_at, batch FROM label_audit "
+            "WHERE session_id = ? ORDER BY event, seq", [session_id])
+
+    def _audit(self, cur: duckdb.DuckDBPyConnection, session_id: str, action: str,
+               rows: Sequence[Sequence[Any]], actor: str | None, at: datetime, *, batch: str = "") -> None:
+        """Record one audit event per label row, inside the caller's transaction."""
+        if actor is None:
+            found = _first(cur.execute("SELECT user_name FROM sessions WHERE session_id = ?", [session_id]))
+            actor = found[0] if found else ""
+        start = cur.execute(
+            "SELECT coalesce(max(event) + 1, 0) FROM label_audit WHERE session_id = ?", [session_id]
+        ).fetchall()[0][0]
+        for k, (seq, row_index, pair_id, label) in enumerate(rows):
+            cur.execute("INSERT INTO label_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [session_id, start + k, action, int(seq), int(row_index), str(pair_id), str(label),
+                         str(actor), at, batch])
 
     def delete_session(self, session_id: str) -> None:
         """Delete a session and its labels."""
