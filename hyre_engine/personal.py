@@ -1,0 +1,592 @@
+"""The personal head: a Bayesian linear correction on the backbone's embedding difference.
+
+Reweighting can only choose among the hypotheses the heads already hold. The personal
+head adds what no head holds: for a pool pair i with embedding difference
+d_i = phi(a_i) - phi(b_i) (n_pairs x dim, the pool's ``D``),
+
+    m_i = o_i + v . d_i,        o_i = sum_k w_k z_ik  (the reweighted ensemble's margin),
+
+with the prior v ~ N(0, I / lam) and the Bradley-Terry likelihood of the person's A/B
+labels (skips carry no label and are simply never added). v is fitted by MAP with
+Newton steps and its Laplace covariance Sigma = (lam I + D_L^T S D_L)^-1 gives every
+pool pair's margin variance d_i^T Sigma d_i.
+
+Labels are few (n << dim), so everything runs in the n-dimensional dual: at the MAP the
+gradient condition D_L^T (p - y) + lam v = 0 puts v in the row span of the labelled
+differences D_L, v = D_L^T alpha. One label costs one pass over D (the new column of the
+cross matrix C = D D_L^T, O(n_pairs dim)) plus O(n_pairs n^2) for the variances; no
+dim x dim matrix is ever formed.
+
+Pure numpy. Shapes follow docs/engine.md: labels y are 1 when A is preferred.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from hyre_engine.reweight import DEFAULT_BETA, Posterior, _sigmoid, validate_weights
+
+# Prior precision of v. 0.1 on unit-norm MiniLM embeddings: a difference of two unit
+# vectors has norm ~1, so a prior sd of ~3 per direction lets a few labels move the
+# margin by a few logits, and the reference measurement of this model used 0.1.
+DEFAULT_LAMBDA = 0.1
+# Candidate precisions for calibration on held-out training annotators: two decades
+# either side of the reference 0.1, half a decade apart.
+DEFAULT_CALIBRATION_LAMBDAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+# Newton stops when the gradient norm in v-space is below this (relative to 1 + the
+# norm of D_L^T y); the MAP is then exact to ~1e-12, far inside the 1e-8 at which
+# sequential and batch fits must agree.
+NEWTON_TOL = 1e-12
+# Damped Newton on a strictly convex objective converges in ~5-10 steps; 100 only
+# guards against a pathological input.
+NEWTON_MAX_ITER = 100
+# Backtracking halvings per Newton step before giving up on decreasing the objective.
+_MAX_HALVINGS = 40
+# Capacity of the per-label cross matrix grows by doubling from this.
+_INITIAL_CAPACITY = 16
+# MacKay's probit approximation: E[sigmoid(f)] ~ sigmoid(mu / sqrt(1 + pi s2 / 8)).
+_PROBIT_SCALE = math.pi / 8.0
+# Houlsby et al. (2011): E_f[h(Phi(f))] ~ C / sqrt(s2 + C^2) exp(-mu^2 / (2 (s2 + C^2)))
+# with h in bits and C = sqrt(pi ln 2 / 2); a logistic link is Phi(kappa f), kappa^2 = pi / 8.
+_HOULSBY_C2 = math.pi * math.log(2.0) / 2.0
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_lambda(lam) -> float:
+    try:
+        value = float(lam)
+    except (TypeError, ValueError):
+        raise ValueError(f"lambda must be a positive number, got {lam!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"lambda (the prior precision of v) must be finite and > 0, got {lam!r}")
+    return value
+
+
+def check_diffs(diffs, *, name: str = "diffs", dim: int | None = None) -> np.ndarray:
+    """Validate embedding differences (n_pairs, dim): numeric, 2-D, finite, non-empty."""
+    arr = np.asarray(diffs)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_pairs, dim), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"{name} has dim {arr.shape[1]} but the model expects dim {dim}")
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).any(axis=1).sum())
+        raise ValueError(f"{name} contains NaN or inf in {bad} of {arr.shape[0]} rows (embeddings)")
+    return arr
+
+
+def embedding_differences(xa, xb) -> np.ndarray:
+    """D = phi(a) - phi(b), float32 (n_pairs, dim), from the two sides' embeddings."""
+    a = check_diffs(xa, name="embeddings of A")
+    b = check_diffs(xb, name="embeddings of B")
+    if a.shape != b.shape:
+        raise ValueError(f"embeddings of A {a.shape} and B {b.shape} must have the same shape")
+    return (a.astype(np.float32, copy=False) - b.astype(np.float32, copy=False))
+
+
+def _check_label(y) -> float:
+    if isinstance(y, bool | np.bool_):
+        return float(y)
+    try:
+        value = float(y)
+    except (TypeError, ValueError):
+        raise ValueError(f"a label must be 0 (B preferred) or 1 (A preferred), got {y!r}") from None
+    if value not in (0.0, 1.0):
+        raise ValueError(f"a label must be 0 (B preferred) or 1 (A preferred), got {y!r}")
+    return value
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
+# --------------------------------------------------------------------------- the personal head
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """The personal head after one label: enough to undo back to it exactly."""
+
+    alpha: np.ndarray  # (n,) dual coefficients, v = D_L^T alpha
+    offsets: np.ndarray  # (n,) the offsets the fit used
+    chol_inv: np.ndarray  # (n, n) L^-1 of lam I + S^1/2 G S^1/2
+    sqrt_s: np.ndarray  # (n,) sqrt(p (1 - p)) at the MAP
+    iterations: int
+
+
+class PersonalHead:
+    """MAP and Laplace posterior of v over a fixed pool of embedding differences.
+
+    ``diffs`` (n_pairs, dim) is the pool's D. Labels are added by pool row with the
+    offsets o (the reweighted ensemble's margins) of *every* labelled row, because the
+    offsets move whenever the head weights move. Each ``add`` refits to convergence,
+    warm-started from the previous v; ``undo`` restores the previous fit bit for bit.
+    """
+
+    def __init__(self, diffs, *, lam: float = DEFAULT_LAMBDA, tol: float = NEWTON_TOL,
+                 max_iter: int = NEWTON_MAX_ITER) -> None:
+        D = check_diffs(diffs)
+        self.lam = _check_lambda(lam)
+        self.tol = float(tol)
+        self.max_iter = int(max_iter)
+        self.n_pairs, self.dim = D.shape
+        self._D = np.ascontiguousarray(D, dtype=np.float32)
+        self._sq_norms = np.einsum("ij,ij->i", self._D, self._D, dtype=np.float64)
+        self._rows: list[int] = []
+        self._y: list[float] = []
+        self._DL = np.zeros((0, self.dim))  # float64 labelled differences, in label order
+        self._G = np.zeros((0, 0))  # Gram D_L D_L^T, float64
+        self._C = np.zeros((_INITIAL_CAPACITY, self.n_pairs), dtype=np.float32)  # rows of D_L D^T
+        self._fits: list[_Fit] = []
+
+    # ---- labels
+
+    @property
+    def n_labels(self) -> int:
+        return len(self._rows)
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Pool rows labelled so far (n,), in label order."""
+        return np.array(self._rows, dtype=np.int64)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels (n,) in label order, 1 = A preferred."""
+        return np.array(self._y, dtype=np.float64)
+
+    def _check_offsets(self, offsets, n: int) -> np.ndarray:
+        o = np.asarray(offsets, dtype=np.float64)
+        if o.shape != (n,):
+            raise ValueError(f"offsets must have shape ({n},), one per labelled row, got {o.shape}")
+        if not np.isfinite(o).all():
+            raise ValueError("offsets contain NaN or inf")
+        return o
+
+    def add(self, row: int, y, offsets) -> PersonalHead:
+        """Label pool row ``row`` with y (1 = A) and refit; ``offsets`` (n_labels + 1,) in label order."""
+        if isinstance(row, bool) or not isinstance(row, int | np.integer):
+            raise ValueError(f"row must be an integer pool index, got {row!r}")
+        row = int(row)
+        if not 0 <= row < self.n_pairs:
+            raise ValueError(f"row {row} is outside the pool of {self.n_pairs} pairs")
+        label = _check_label(y)
+        n = self.n_labels
+        o = self._check_offsets(offsets, n + 1)
+        d_new = self._D[row].astype(np.float64)
+        # Grow the append-only structures; undo truncates them again.
+        cross = self._DL @ d_new
+        G = np.empty((n + 1, n + 1))
+        G[:n, :n] = self._G
+        G[n, :n] = G[:n, n] = cross
+        G[n, n] = d_new @ d_new
+        if n == self._C.shape[0]:
+            grown = np.zeros((2 * n, self.n_pairs), dtype=np.float32)
+            grown[:n] = self._C
+            self._C = grown
+        np.dot(self._D, self._D[row], out=self._C[n])
+        self._rows.append(row)
+        self._y.append(label)
+        self._DL = np.vstack([self._DL, d_new[None, :]])
+        self._G = G
+        warm = np.zeros(n + 1)
+        if self._fits:
+            warm[:n] = self._fits[-1].alpha
+        self._fits.append(self._solve(o, warm))
+        return self
+
+    def refit(self, offsets) -> PersonalHead:
+        """Refit the same labels with new offsets (n_labels,), e.g. after the weights moved.
+
+        Replaces the current fit (undo then goes back past the last add, not to the old offsets).
+        """
+        n = self.n_labels
+        if n == 0:
+            self._check_offsets(offsets, 0)
+            return self
+        o = self._check_offsets(offsets, n)
+        self._fits[-1] = self._solve(o, self._fits[-1].alpha)
+        return self
+
+    def undo(self) -> PersonalHead:
+        """Remove the last label; the previous fit comes back exactly."""
+        if not self._rows:
+            raise ValueError("nothing to undo: the personal head has no labels")
+        n = self.n_labels - 1
+        self._rows.pop()
+        self._y.pop()
+        self._fits.pop()
+        self._DL = self._DL[:n].copy()
+        self._G = self._G[:n, :n].copy()
+        self._C[n] = 0.0
+        return self
+
+    # ---- Newton in the dual
+
+    def _objective(self, alpha: np.ndarray, o: np.ndarray, y: np.ndarray) -> float:
+        m = o + self._G @ alpha
+        s = 2.0 * y - 1.0
+        return float(_softplus(-s * m).sum() + 0.5 * self.lam * alpha @ self._G @ alpha)
+
+    def _solve(self, o: np.ndarray, alpha: np.ndarray) -> _Fit:
+        """Damped Newton from ``alpha`` to the MAP for offsets ``o``.
+
+        The offsets of *all* labelled rows move with the head weights, so the previous
+        v is a starting point, not a fit: iterate until the gradient vanishes.
+        """
+        y = np.array(self._y)
+        G, lam = self._G, self.lam
+        n = len(y)
+        scale = 1.0 + math.sqrt(max(float(y @ G @ y), 0.0))
+        f = self._objective(alpha, o, y)
+        iterations = 0
+        for iterations in range(1, self.max_iter + 1):  # noqa: B007 - reported in the fit
+            p = _sigmoid(o + G @ alpha)
+            r = p - y + lam * alpha  # gradient in v-space is D_L^T r
+            grad_norm = math.sqrt(max(float(r @ G @ r), 0.0))
+            if grad_norm <= self.tol * scale:
+                break
+            S = p * (1.0 - p)
+            # (lam I + S G) delta = -r  gives  H D_L^T delta = -grad  in v-space.
+            delta = np.linalg.solve(lam * np.eye(n) + S[:, None] * G, -r)
+            step = 1.0
+            for _ in range(_MAX_HALVINGS):
+                candidate = alpha + step * delta
+                f_new = self._objective(candidate, o, y)
+                if f_new <= f + 1e-4 * step * float(r @ G @ delta):
+                    break
+                step *= 0.5
+            if f_new > f:
+                break  # at rounding level: no step decreases the objective
+            alpha, f = candidate, f_new
+        p = _sigmoid(o + G @ alpha)
+        sqrt_s = np.sqrt(p * (1.0 - p))
+        M = lam * np.eye(n) + sqrt_s[:, None] * G * sqrt_s[None, :]
+        chol_inv = np.linalg.inv(np.linalg.cholesky(M))
+        return _Fit(alpha=alpha.copy(), offsets=o.copy(), chol_inv=chol_inv, sqrt_s=sqrt_s,
+                    iterations=iterations)
+
+    # ---- what the fit says
+
+    @property
+    def alpha(self) -> np.ndarray:
+        """Dual coefficients (n_labels,): v = D_L^T alpha."""
+        return self._fits[-1].alpha.copy() if self._fits else np.zeros(0)
+
+    @property
+    def v(self) -> np.ndarray:
+        """MAP of v (dim,), float64; exactly zero before any label."""
+        if not self._fits:
+            return np.zeros(self.dim)
+        return self._fits[-1].alpha @ self._DL
+
+    @property
+    def iterations(self) -> int:
+        """Newton steps the last fit took (0 before any label)."""
+        return self._fits[-1].iterations if self._fits else 0
+
+    def corrections(self) -> np.ndarray:
+        """v . d_i for every pool pair (n_pairs,), float64 (via the cross matrix: O(n_pairs n))."""
+        if not self._fits:
+            return np.zeros(self.n_pairs)
+        n = self.n_labels
+        return self._fits[-1].alpha @ self._C[:n].astype(np.float64)
+
+    def variances(self) -> np.ndarray:
+        """Laplace variance of each pool pair's margin d_i^T Sigma d_i (n_pairs,).
+
+        Woodbury: Sigma = (1/lam) (I - A^T (lam I + A A^T)^-1 A) with A = S^1/2 D_L, so
+        d^T Sigma d = (||d||^2 - ||L^-1 S^1/2 D_L d||^2) / lam, from the cross matrix.
+        """
+        if not self._fits:
+            return self._sq_norms / self.lam
+        fit, n = self._fits[-1], self.n_labels
+        X = (fit.chol_inv * fit.sqrt_s[None, :]).astype(np.float32) @ self._C[:n]
+        correction = np.einsum("ij,ij->j", X, X, dtype=np.float64)
+        return np.maximum(self._sq_norms - correction, 0.0) / self.lam
+
+    def covariance_apply(self, x) -> np.ndarray:
+        """Sigma @ x for x (dim,) or (dim, m), without forming Sigma (dim x dim)."""
+        X = np.asarray(x, dtype=np.float64)
+        if X.shape[0] != self.dim or X.ndim not in (1, 2):
+            raise ValueError(f"x must have shape ({self.dim},) or ({self.dim}, m), got {X.shape}")
+        if not self._fits:
+            return X / self.lam
+        fit = self._fits[-1]
+        A = fit.sqrt_s[:, None] * self._DL  # (n, dim)
+        inner = fit.chol_inv.T @ (fit.chol_inv @ (A @ X))
+        return (X - A.T @ inner) / self.lam
+
+    def covariance(self) -> np.ndarray:
+        """The full Laplace covariance (dim, dim); for export and tests, not for the pool loop."""
+        return self.covariance_apply(np.eye(self.dim))
+
+    def margin_variance(self, diffs) -> np.ndarray:
+        """d^T Sigma d (m,) for new differences (m, dim), e.g. pairs outside the pool."""
+        X = check_diffs(diffs, dim=self.dim).astype(np.float64)
+        return np.einsum("ij,ji->i", X, self.covariance_apply(X.T))
+
+    @classmethod
+    def from_labels(cls, diffs, rows, y, offsets, *, lam: float = DEFAULT_LAMBDA) -> PersonalHead:
+        """All labels at once: the same MAP as adding them one by one (to Newton's tolerance)."""
+        head = cls(diffs, lam=lam)
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        o = np.asarray(offsets, dtype=np.float64).reshape(-1)
+        if not (rows.shape == y.shape == o.shape):
+            raise ValueError(f"rows {rows.shape}, y {y.shape} and offsets {o.shape} must match")
+        if rows.size == 0:
+            return head
+        # Build the labelled structures without intermediate fits, then solve once.
+        for r, label in zip(rows, y, strict=True):
+            if not 0 <= r < head.n_pairs:
+                raise ValueError(f"row {r} is outside the pool of {head.n_pairs} pairs")
+            head._y.append(_check_label(label))
+            head._rows.append(int(r))
+        n = rows.size
+        head._DL = head._D[rows].astype(np.float64)
+        head._G = head._DL @ head._DL.T
+        head._C = np.zeros((max(_INITIAL_CAPACITY, n), head.n_pairs), dtype=np.float32)
+        head._C[:n] = head._D[rows] @ head._D.T
+        head._fits.append(head._solve(head._check_offsets(o, n), np.zeros(n)))
+        return head
+
+
+def fit_logistic(diffs, y, *, lam: float = DEFAULT_LAMBDA, offsets=None) -> np.ndarray:
+    """MAP v (dim,) of L2 logistic regression on ``diffs`` (n, dim), no intercept.
+
+    Minimises sum_i softplus(-s_i (o_i + v . d_i)) + lam / 2 ||v||^2 (s = 2y - 1): with
+    zero offsets this is scikit-learn's LogisticRegression(fit_intercept=False, C=1/lam).
+    """
+    X = check_diffs(diffs)
+    y = np.asarray(y, dtype=np.float64)
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
+    o = np.zeros(X.shape[0]) if offsets is None else offsets
+    return PersonalHead.from_labels(X, np.arange(X.shape[0]), y, o, lam=lam).v
+
+
+# --------------------------------------------------------------------------- probit scoring
+
+
+def probit_probability(mu, s2) -> np.ndarray:
+    """MacKay's E[sigmoid(f)] for f ~ N(mu, s2): sigmoid(mu / sqrt(1 + pi s2 / 8))."""
+    mu = np.asarray(mu)
+    s2 = np.asarray(s2)
+    return _sigmoid(mu / np.sqrt(1.0 + _PROBIT_SCALE * s2))
+
+
+def _entropy_nats(q: np.ndarray) -> np.ndarray:
+    tiny = np.finfo(np.float64).tiny
+    q = np.clip(q, 0.0, 1.0)
+    r = 1.0 - q
+    return -(q * np.log(np.maximum(q, tiny)) + r * np.log(np.maximum(r, tiny)))
+
+
+def gaussian_logit_entropy(mu, s2) -> np.ndarray:
+    """Predictive entropy (nats) of y when the logit is N(mu, s2), probit-approximated."""
+    return _entropy_nats(probit_probability(mu, s2).astype(np.float64))
+
+
+def gaussian_logit_bald(mu, s2) -> np.ndarray:
+    """BALD I(y; f) (nats) for a logit f ~ N(mu, s2), after Houlsby et al. (2011).
+
+    A logistic link is written as a probit Phi(kappa f), kappa^2 = pi / 8, and Houlsby's
+    Gaussian-shaped entropy h(Phi(x)) ~ exp(-x^2 / (2 C^2)) bits is used for *both*
+    terms of H[E p] - E[H(p)], so that the score is exactly 0 when s2 = 0 (with the exact
+    entropy in the first term the approximation's own error, up to 0.05 nats at
+    |mu| ~ 3, would remain as a spurious score on pairs nobody is unsure about).
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    s2 = np.asarray(s2, dtype=np.float64)
+    m2 = _PROBIT_SCALE * mu * mu
+    t2 = _PROBIT_SCALE * s2
+    predictive = np.exp(-m2 / (2.0 * _HOULSBY_C2 * (1.0 + t2)))
+    expected = math.sqrt(_HOULSBY_C2) / np.sqrt(t2 + _HOULSBY_C2) * np.exp(
+        -m2 / (2.0 * (t2 + _HOULSBY_C2))
+    )
+    return np.maximum(math.log(2.0) * (predictive - expected), 0.0)
+
+
+# Query criteria of the personal model by name (the predictive is Gaussian in the logit).
+PERSONAL_SCORERS = {
+    "personal_entropy": gaussian_logit_entropy,
+    "personal_bald": gaussian_logit_bald,
+}
+
+
+# --------------------------------------------------------------------------- HyRe + personal head
+
+
+class PersonalModel:
+    """One person's model on a pool: HyRe weights w plus the personal head v.
+
+    ``logits`` Z (n_pairs, n_heads) and ``diffs`` D (n_pairs, dim) of the same pool.
+    ``add(row, y)`` updates w (HyRe's posterior), then refits v with the new offsets
+    o = Z_L w of every labelled row; ``predictive()`` is the margin's mean and variance
+    (heads' disagreement under w plus the Laplace variance of v . d). With
+    ``reweight=False`` w stays uniform (the ``residual`` model: uniform ensemble + v).
+    """
+
+    def __init__(self, logits, diffs, *, beta: float = DEFAULT_BETA, lam: float = DEFAULT_LAMBDA,
+                 loss: str = "zero-one", reweight: bool = True) -> None:
+        Z = np.asarray(logits)
+        if Z.ndim != 2:
+            raise ValueError(f"logits must be 2-D (n_pairs, n_heads), got shape {Z.shape}")
+        if not np.isfinite(Z).all():
+            raise ValueError("logits contain NaN or inf")
+        D = check_diffs(diffs)
+        if D.shape[0] != Z.shape[0]:
+            raise ValueError(f"logits have {Z.shape[0]} pairs but diffs have {D.shape[0]}: "
+                             "they must describe the same pool")
+        self.n_pairs, self.n_heads = Z.shape
+        self.reweight = bool(reweight)
+        self._Z = np.ascontiguousarray(Z, dtype=np.float32)
+        # Centred copies make the weighted variance E_w[z^2] - E_w[z]^2 cancellation-free.
+        self._row_mean = self._Z.mean(axis=1, dtype=np.float64)
+        centred = self._Z - self._row_mean[:, None].astype(np.float32)
+        self._centred = centred
+        self._centred_sq = centred * centred
+        self.posterior = Posterior(self.n_heads, beta=beta, loss=loss)
+        self.head = PersonalHead(D, lam=lam)
+        self._cache: dict[str, np.ndarray] = {}
+
+    @property
+    def lam(self) -> float:
+        return self.head.lam
+
+    @property
+    def beta(self) -> float:
+        return self.posterior.beta
+
+    @property
+    def dim(self) -> int:
+        return self.head.dim
+
+    @property
+    def n_labels(self) -> int:
+        return self.head.n_labels
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Head weights w (n_heads,); uniform for the residual model."""
+        if not self.reweight:
+            return np.full(self.n_heads, 1.0 / self.n_heads)
+        return self.posterior.weights
+
+    @property
+    def v(self) -> np.ndarray:
+        """The personal direction (dim,), zero before any label."""
+        return self.head.v
+
+    def add(self, row: int, y) -> PersonalModel:
+        """Label pool row ``row`` (1 = A preferred, 0 = B); skips are never added."""
+        label = _check_label(y)
+        if isinstance(row, bool) or not isinstance(row, int | np.integer) or not 0 <= row < self.n_pairs:
+            raise ValueError(f"row must be a pool index in [0, {self.n_pairs}), got {row!r}")
+        self.posterior.add(self._Z[row].astype(np.float64), label)
+        rows = np.append(self.head.rows, int(row))
+        self.head.add(int(row), label, self._Z[rows].astype(np.float64) @ self.weights)
+        self._cache.clear()
+        return self
+
+    def undo(self) -> PersonalModel:
+        """Remove the last label: w and v return exactly to what they were."""
+        if self.n_labels == 0:
+            raise ValueError("nothing to undo: no labels have been added")
+        self.posterior.undo()
+        self.head.undo()
+        self._cache.clear()
+        return self
+
+    def offsets(self) -> np.ndarray:
+        """The reweighted ensemble's margin sum_k w_k z_ik (n_pairs,)."""
+        if "offsets" not in self._cache:
+            w = self.weights.astype(np.float32)
+            self._cache["offsets"] = self._row_mean + (self._centred @ w)
+        return self._cache["offsets"]
+
+    def margins(self) -> np.ndarray:
+        """The personal model's margin m_i = o_i + v . d_i (n_pairs,)."""
+        return self.offsets() + self.head.corrections()
+
+    def probabilities(self) -> np.ndarray:
+        """P(A preferred) under the MAP: sigmoid(m) (n_pairs,)."""
+        return _sigmoid(self.margins())
+
+    def head_variance(self) -> np.ndarray:
+        """The heads' disagreement: variance of z_ik under w (n_pairs,)."""
+        w = self.weights.astype(np.float32)
+        mean = self._centred @ w
+        return np.maximum(self._centred_sq @ w - mean * mean, 0.0).astype(np.float64)
+
+    def predictive(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and variance of each pair's margin (n_pairs,) each.
+
+        Variance = the heads' variance under w + d_i^T Sigma d_i: which head is right and
+        what v is are independent sources of uncertainty about the same logit.
+        """
+        return self.margins(), self.head_variance() + self.head.variances()
+
+    def score(self, strategy: str) -> np.ndarray:
+        """Scores (n_pairs,) of ``personal_entropy`` or ``personal_bald``; higher = ask sooner."""
+        try:
+            scorer = PERSONAL_SCORERS[strategy]
+        except (KeyError, TypeError):
+            raise ValueError(f"unknown personal strategy {strategy!r}; valid: "
+                             f"{', '.join(sorted(PERSONAL_SCORERS))}") from None
+        return scorer(*self.predictive())
+
+    def next_item(self, strategy: str = "personal_bald", *, exclude=None, seed=None) -> int:
+        """The pool row to ask about next (labelled rows are always excluded)."""
+        from hyre_engine.acquisition import select
+
+        mask = np.zeros(self.n_pairs, dtype=bool)
+        mask[self.head.rows] = True
+        if exclude is not None:
+            ex = np.asarray(exclude)
+            if ex.dtype == np.bool_:
+                mask |= ex
+            elif ex.size:
+                mask[ex.astype(np.int64)] = True
+        return int(select(self.score(strategy), 1, exclude=mask, seed=seed)[0])
+
+    def flip_share(self) -> float:
+        """How much is personal: the share of pool pairs whose preferred side the personal
+        head flips relative to the reweighted ensemble alone."""
+        o = self.offsets()
+        m = o + self.head.corrections()
+        return float(np.mean(np.sign(m) != np.sign(o)))
+
+    @classmethod
+    def replay(cls, logits, diffs, rows, y, *, beta: float = DEFAULT_BETA, lam: float = DEFAULT_LAMBDA,
+               loss: str = "zero-one", reweight: bool = True) -> PersonalModel:
+        """Rebuild a model from its labels (rows, y) in order, e.g. from a stored session."""
+        model = cls(logits, diffs, beta=beta, lam=lam, loss=loss, reweight=reweight)
+        for r, label in zip(np.asarray(rows).reshape(-1), np.asarray(y).reshape(-1), strict=True):
+            model.add(int(r), label)
+        return model
+
+
+def personal_margins(logits, diffs, w, v) -> np.ndarray:
+    """m = Z w + D v (n_pairs,) for stored weights (n_heads,) and v (dim,), e.g. a profile."""
+    Z = np.asarray(logits, dtype=np.float64)
+    D = check_diffs(diffs)
+    if Z.ndim != 2 or Z.shape[0] != D.shape[0]:
+        raise ValueError(f"logits {Z.shape} and diffs {D.shape} must describe the same pairs")
+    w = validate_weights(w, Z.shape[1])
+    v = np.asarray(v, dtype=np.float64)
+    if v.shape != (D.shape[1],):
+        raise ValueError(f"v has shape {v.shape} but the embeddings have dim {D.shape[1]}")
+    if not np.isfinite(v).all():
+        raise ValueError("v contains NaN or inf")
+    return Z @ w + D.astype(np.float64) @ v

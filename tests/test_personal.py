@@ -1,0 +1,263 @@
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+from sklearn.linear_model import LogisticRegression
+
+from hyre_engine.personal import (
+    DEFAULT_LAMBDA,
+    PersonalHead,
+    PersonalModel,
+    embedding_differences,
+    fit_logistic,
+    gaussian_logit_bald,
+    gaussian_logit_entropy,
+    personal_margins,
+    probit_probability,
+)
+
+
+def _unit_rows(rng, n, dim):
+    x = rng.normal(size=(n, dim))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def pool():
+    rng = np.random.default_rng(0)
+    n_pairs, n_heads, dim = 300, 12, 24
+    D = (_unit_rows(rng, n_pairs, dim) - _unit_rows(rng, n_pairs, dim)).astype(np.float32)
+    Z = rng.normal(scale=2.0, size=(n_pairs, n_heads)).astype(np.float32)
+    rows = rng.choice(n_pairs, size=15, replace=False)
+    y = rng.integers(0, 2, size=15).astype(float)
+    return Z, D, rows, y
+
+
+def _objective(v, D, y, o, lam):
+    m = o + D @ v
+    return np.logaddexp(0.0, -(2 * y - 1) * m).sum() + 0.5 * lam * v @ v
+
+
+# ---- known answers
+
+
+@pytest.mark.parametrize("lam", [0.1, 1.0, 3.0])
+def test_zero_offset_map_matches_sklearn_logistic_regression(lam):
+    rng = np.random.default_rng(1)
+    X = _unit_rows(rng, 40, 60)  # n < dim: the dual form must still be exact
+    y = (rng.random(40) < 0.5).astype(float)
+    v = fit_logistic(X, y, lam=lam)
+    sk = LogisticRegression(fit_intercept=False, C=1.0 / lam, solver="newton-cholesky", tol=1e-14,
+                            max_iter=10_000).fit(X, y)
+    np.testing.assert_allclose(v, sk.coef_[0], atol=1e-6)
+
+
+def test_map_with_offset_matches_scipy_minimize():
+    rng = np.random.default_rng(2)
+    X = _unit_rows(rng, 25, 10)
+    y = (rng.random(25) < 0.5).astype(float)
+    o = rng.normal(scale=1.5, size=25)
+    v = fit_logistic(X, y, lam=0.1, offsets=o)
+    ref = minimize(_objective, np.zeros(10), args=(X, y, o, 0.1), method="BFGS",
+                   jac=lambda v, *_: X.T @ (1 / (1 + np.exp(-(o + X @ v))) - y) + 0.1 * v, tol=1e-12)
+    np.testing.assert_allclose(v, ref.x, atol=1e-6)
+    # The offset matters: without it the fit is a different v.
+    assert np.abs(fit_logistic(X, y, lam=0.1) - v).max() > 1e-2
+
+
+def test_laplace_covariance_and_pool_variances_are_exact(pool):
+    Z, D, rows, y = pool
+    o = np.random.default_rng(3).normal(size=rows.size)
+    head = PersonalHead.from_labels(D, rows, y, o, lam=0.3)
+    DL = D[rows].astype(np.float64)
+    p = 1 / (1 + np.exp(-(o + DL @ head.v)))
+    H = 0.3 * np.eye(D.shape[1]) + DL.T @ (DL * (p * (1 - p))[:, None])
+    sigma = np.linalg.inv(H)
+    np.testing.assert_allclose(head.covariance(), sigma, atol=1e-9)
+    expected = np.einsum("ij,jk,ik->i", D.astype(np.float64), sigma, D.astype(np.float64))
+    np.testing.assert_allclose(head.variances(), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(head.margin_variance(D[:5]), expected[:5], rtol=1e-9)
+    np.testing.assert_allclose(head.corrections(), D.astype(np.float64) @ head.v, atol=1e-5)
+
+
+# ---- sequential, batch, undo, zero
+
+
+def test_sequential_equals_batch(pool):
+    Z, D, rows, y = pool
+    model = PersonalModel(Z, D, lam=DEFAULT_LAMBDA)
+    for r, label in zip(rows, y, strict=True):
+        model.add(int(r), label)
+    # Batch: the final weights' offsets on every labelled row, all labels at once.
+    offsets = Z[rows].astype(np.float64) @ model.weights
+    batch = PersonalHead.from_labels(D, rows, y, offsets, lam=DEFAULT_LAMBDA)
+    np.testing.assert_allclose(model.v, batch.v, atol=1e-8)
+    replayed = PersonalModel.replay(Z, D, rows, y, lam=DEFAULT_LAMBDA)
+    np.testing.assert_array_equal(replayed.v, model.v)
+
+
+def test_each_label_refits_all_offsets_to_convergence(pool):
+    Z, D, rows, y = pool
+    model = PersonalModel(Z, D, beta=2.0)
+    for r, label in zip(rows, y, strict=True):
+        model.add(int(r), label)
+        o = Z[model.head.rows].astype(np.float64) @ model.weights
+        DL = D[model.head.rows].astype(np.float64)
+        p = 1 / (1 + np.exp(-(o + DL @ model.v)))
+        grad = DL.T @ (p - model.head.labels) + model.lam * model.v
+        assert np.abs(grad).max() < 1e-9
+
+
+def test_undo_is_exact(pool):
+    Z, D, rows, y = pool
+    model = PersonalModel(Z, D)
+    for r, label in zip(rows[:6], y[:6], strict=True):
+        model.add(int(r), label)
+    v, w = model.v.copy(), model.weights.copy()
+    var, m = model.head.variances().copy(), model.margins().copy()
+    model.add(int(rows[6]), y[6]).add(int(rows[7]), y[7])
+    model.undo().undo()
+    np.testing.assert_array_equal(model.v, v)
+    np.testing.assert_array_equal(model.weights, w)
+    np.testing.assert_array_equal(model.head.variances(), var)
+    np.testing.assert_array_equal(model.margins(), m)
+    for _ in range(6):
+        model.undo()
+    np.testing.assert_array_equal(model.v, np.zeros(D.shape[1]))
+    with pytest.raises(ValueError, match="nothing to undo"):
+        model.undo()
+
+
+def test_zero_before_any_label_is_hyre(pool):
+    Z, D, _, _ = pool
+    model = PersonalModel(Z, D)
+    assert model.n_labels == 0
+    np.testing.assert_array_equal(model.v, np.zeros(D.shape[1]))
+    np.testing.assert_array_equal(model.head.corrections(), np.zeros(len(Z)))
+    np.testing.assert_allclose(model.margins(), Z.astype(np.float64).mean(axis=1), atol=1e-5)
+    # Prior variance of every pair's margin: ||d||^2 / lambda.
+    np.testing.assert_allclose(model.head.variances(),
+                               (D.astype(np.float64) ** 2).sum(1) / DEFAULT_LAMBDA, rtol=1e-6)
+    assert model.flip_share() == 0.0
+
+
+def test_capacity_growth_keeps_the_fit(pool):
+    Z, D, _, _ = pool
+    rng = np.random.default_rng(5)
+    rows = rng.choice(len(Z), size=40, replace=False)  # past the initial capacity of 16
+    y = rng.integers(0, 2, size=40)
+    model = PersonalModel.replay(Z, D, rows, y, reweight=False)
+    np.testing.assert_allclose(model.head.corrections(), D.astype(np.float64) @ model.v, atol=1e-5)
+
+
+def test_residual_model_keeps_uniform_weights(pool):
+    Z, D, rows, y = pool
+    model = PersonalModel.replay(Z, D, rows, y, reweight=False)
+    np.testing.assert_array_equal(model.weights, np.full(Z.shape[1], 1 / Z.shape[1]))
+    v = fit_logistic(D[rows], y, offsets=Z[rows].astype(np.float64).mean(axis=1))
+    np.testing.assert_allclose(model.v, v, atol=1e-8)
+
+
+def test_labels_move_the_model_towards_the_person():
+    rng = np.random.default_rng(6)
+    n, dim = 400, 16
+    D = rng.normal(size=(n, dim)).astype(np.float32)
+    truth = rng.normal(size=dim)
+    y = (D @ truth > 0).astype(float)
+    Z = rng.normal(size=(n, 5)).astype(np.float32)  # heads that know nothing of this person
+    model = PersonalModel(Z, D, lam=0.1)
+    order = rng.permutation(n)[:40]
+    before = np.mean((model.margins() > 0) == y)
+    for r in order:
+        model.add(int(r), y[r])
+    rest = np.setdiff1d(np.arange(n), order)
+    assert np.mean((model.margins()[rest] > 0) == y[rest]) > max(before, 0.5) + 0.2
+    assert 0.0 < model.flip_share() <= 1.0
+
+
+# ---- scoring
+
+
+def test_probit_probability_matches_monte_carlo():
+    rng = np.random.default_rng(7)
+    mu, s2 = 1.2, 4.0
+    f = rng.normal(mu, math.sqrt(s2), size=400_000)
+    mc = np.mean(1 / (1 + np.exp(-f)))
+    assert abs(float(probit_probability(mu, s2)) - mc) < 0.01
+
+
+def test_bald_matches_quadrature_and_vanishes_without_uncertainty():
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
+    weights = weights / weights.sum()
+    for mu, s2 in [(0.0, 4.0), (1.5, 1.0), (3.0, 0.5), (4.0, 4.0), (0.0, 0.3)]:
+        p = 1 / (1 + np.exp(-(mu + math.sqrt(s2) * nodes)))
+        h = -(p * np.log(p) + (1 - p) * np.log1p(-p))
+        pm = weights @ p
+        exact = -(pm * math.log(pm) + (1 - pm) * math.log(1 - pm)) - weights @ h
+        # Two approximations (probit link, Gaussian-shaped entropy): within ~12%.
+        assert abs(float(gaussian_logit_bald(mu, s2)) - exact) < 0.12 * exact + 0.005
+    assert float(gaussian_logit_bald(0.7, 0.0)) == 0.0
+    # Entropy is highest at mu = 0; BALD grows with the variance at fixed mu.
+    assert gaussian_logit_entropy(0.0, 1.0) > gaussian_logit_entropy(2.0, 1.0)
+    assert gaussian_logit_bald(0.0, 5.0) > gaussian_logit_bald(0.0, 0.5)
+
+
+def test_next_item_never_repeats_a_label_and_prefers_uncertain_pairs(pool):
+    Z, D, rows, y = pool
+    model = PersonalModel(Z, D)
+    asked = []
+    for _ in range(8):
+        item = model.next_item("personal_bald", seed=0)
+        assert item not in asked
+        asked.append(item)
+        model.add(item, 1)
+    mu, s2 = model.predictive()
+    scores = model.score("personal_bald")
+    assert scores.shape == (len(Z),)
+    np.testing.assert_allclose(scores, gaussian_logit_bald(mu, s2))
+    with pytest.raises(ValueError, match="unknown personal strategy"):
+        model.score("nope")
+
+
+def test_personal_margins_from_stored_weights_and_v(pool):
+    Z, D, rows, y = pool
+    model = PersonalModel.replay(Z, D, rows, y)
+    np.testing.assert_allclose(personal_margins(Z, D, model.weights, model.v), model.margins(), atol=1e-4)
+
+
+# ---- bad input
+
+
+def test_bad_input_raises_value_errors_naming_the_problem(pool):
+    Z, D, rows, y = pool
+    bad = D.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        PersonalHead(bad)
+    with pytest.raises(ValueError, match="lambda"):
+        PersonalHead(D, lam=0.0)
+    with pytest.raises(ValueError, match="lambda"):
+        PersonalHead(D, lam=-1)
+    with pytest.raises(ValueError, match="lambda"):
+        PersonalModel(Z, D, lam=float("nan"))
+    with pytest.raises(ValueError, match="same pool"):
+        PersonalModel(Z[:-1], D)
+    with pytest.raises(ValueError, match="2-D"):
+        PersonalHead(D[0])
+    head = PersonalHead(D)
+    with pytest.raises(ValueError, match="offsets must have shape"):
+        head.add(0, 1, np.zeros(3))
+    with pytest.raises(ValueError, match="outside the pool"):
+        head.add(len(D), 1, np.zeros(1))
+    with pytest.raises(ValueError, match="label must be 0"):
+        head.add(0, 0.5, np.zeros(1))
+    with pytest.raises(ValueError, match="dim"):
+        head.margin_variance(np.zeros((2, D.shape[1] + 1)))
+    with pytest.raises(ValueError, match="same shape"):
+        embedding_differences(np.zeros((3, 4)), np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="dim"):
+        personal_margins(Z, D, np.full(Z.shape[1], 1 / Z.shape[1]), np.zeros(D.shape[1] + 1))
+    # A rejected label leaves the head as it was.
+    assert head.n_labels == 0
+    np.testing.assert_array_equal(head.v, np.zeros(D.shape[1]))
