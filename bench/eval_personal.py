@@ -1,0 +1,179 @@
+"""The personal head on real per-user data: uniform, HyRe, personal, residual, probe, ceiling.
+
+Usage:
+  .venv/bin/python bench/eval_personal.py popquorn [--seeds 10] [--fraction 0.1] [--json out/personal-pq.json]
+  .venv/bin/python bench/eval_personal.py demo     [--seeds 10] [--fraction 0.2] [--json out/personal-demo.json]
+
+POPQUORN: the split of bench/eval_popquorn.py (200 training annotators, 62 targets, up
+to 80 pairs each). Demo: the crowd trains, the five personas held out of it are the
+targets. The ensemble trains on the training annotators only; lambda is calibrated on
+held-out *training* annotators with a calibration ensemble that never saw them (unless
+--lam is given); beta is fixed (--beta, default 1). Every method is scored, per target
+and seed, on the rows not yet labelled; the summary is the mean over targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+from hyre_engine.personal import DEFAULT_CALIBRATION_LAMBDAS, embedding_differences  # noqa: E402
+from hyre_engine.personal_protocol import (  # noqa: E402
+    PERSONAL_METHODS,
+    calibrate_lambda,
+    evaluate_personal_group,
+)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _group_arrays(store, backbone_id, pool_id, logits, labels, name):
+    from hyre_engine.pipeline import pair_embeddings
+
+    pairs = store.pool_pairs(pool_id)
+    xa, xb = pair_embeddings(store, backbone_id, pairs)
+    rows = labels[labels["group"] == name] if "group" in labels else labels
+    idx = rows["row_index"].to_numpy()
+    y = (rows["label"] == "a").to_numpy().astype(np.float64)
+    return logits[idx], embedding_differences(xa[idx], xb[idx]), y
+
+
+def calibrate(store, backbone, pool_id, config, *, beta, lambdas, train_groups=None) -> dict:
+    """Lambda from held-out training annotators (a calibration ensemble trained without them)."""
+    from hyre_engine import ensemble as ens
+    from hyre_engine.pipeline import (
+        holdout_annotators,
+        pair_embeddings,
+        pd_index,
+        train_on_rows,
+        training_rows,
+    )
+
+    pairs = store.pool_pairs(pool_id)
+    labels = training_rows(store, pool_id, train_groups)  # training rows only: never the targets
+    annotators = labels["annotator"].astype(str)
+    held = holdout_annotators(sorted(annotators.unique()), fraction=0.15, seed=config.seed)
+    model = train_on_rows(store, backbone.id, pairs, labels[~annotators.isin(held).to_numpy()], config)
+    xa, xb = pair_embeddings(store, backbone.id, pairs)
+    index = pd_index(pairs)
+    groups = []
+    for name in held:
+        rows = labels[(annotators == name).to_numpy()]
+        idx = rows["pair_id"].map(index).to_numpy()
+        y = (rows["label"] == "a").to_numpy().astype(np.float64)
+        groups.append((ens.predict_pairs(model, xa[idx], xb[idx]), embedding_differences(xa[idx], xb[idx]), y))
+    out = calibrate_lambda(groups, beta=beta, lambdas=lambdas)
+    out["holdout_annotators"] = held
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", choices=["popquorn", "demo"])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--n", default="0,1,5,10,20")
+    parser.add_argument("--fraction", type=float, default=0.1, help="annotator fraction of each head")
+    parser.add_argument("--heads", type=int, default=100)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--prior-scale", type=float, default=1.0)
+    parser.add_argument("--ensemble-seed", type=int, default=0)
+    parser.add_argument("--beta", type=float, default=1.0)
+    parser.add_argument("--lam", type=float, help="fixed lambda (default: calibrated)")
+    parser.add_argument("--lambdas", default=",".join(map(str, DEFAULT_CALIBRATION_LAMBDAS)))
+    parser.add_argument("--strategies", default="random,personal_bald")
+    parser.add_argument("--train-pairs", type=int, help="POPQUORN: pairs per training annotator")
+    parser.add_argument("--db", help="DuckDB file (default out/bench-<data>.duckdb)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    from hyre_engine.backbone import load_backbone
+    from hyre_engine.pipeline import BuildConfig, build_pool, predict_pool
+    from hyre_engine.store import Store
+
+    db = args.db or f"out/bench-{args.data}.duckdb"
+    Path(db).parent.mkdir(parents=True, exist_ok=True)
+    store = Store(db)
+    backbone = load_backbone(None)
+    common = dict(n_heads=args.heads, hidden=args.hidden, prior_scale=args.prior_scale,
+                  annotator_fraction=args.fraction, seed=args.ensemble_seed, calibrate=False)
+    if args.data == "popquorn":
+        from eval_popquorn import prepare
+
+        train_pool, target_pool, targets = prepare(store, train_pairs=args.train_pairs)
+        config = BuildConfig(**common)
+        train_groups = None
+    else:
+        from hyre_engine.demo import load_personas
+        from hyre_engine.pipeline import DEMO_TRAIN_GROUPS, ensure_demo
+
+        train_pool = target_pool = ensure_demo(
+            store, config=BuildConfig(train_groups=DEMO_TRAIN_GROUPS, annotator_fraction=None, calibrate=False)
+        ).pool_id
+        targets = [p.id for p in load_personas() if not p.in_crowd]
+        train_groups = DEMO_TRAIN_GROUPS
+        config = BuildConfig(train_groups=DEMO_TRAIN_GROUPS, **common)
+
+    started = time.perf_counter()
+    report = build_pool(store, train_pool, config, backbone=backbone)
+    _log(f"ensemble {report.ensemble_id} ({'trained' if report.trained else 'reused'}, "
+         f"{time.perf_counter() - started:.0f} s)")
+    calibration = None
+    lam = args.lam
+    if lam is None:
+        started = time.perf_counter()
+        calibration = calibrate(store, backbone, train_pool, config, beta=args.beta,
+                                lambdas=[float(v) for v in args.lambdas.split(",")], train_groups=train_groups)
+        lam = calibration["lam"]
+        _log(f"lambda calibrated: {calibration['scores']} -> {lam:g} ({time.perf_counter() - started:.0f} s)")
+    logits = predict_pool(store, report.ensemble_id, target_pool, backbone)
+    labels = store.pool_labels(target_pool)
+    labels = labels[labels["label"].isin(["a", "b"])]
+    n_values = [int(v) for v in args.n.split(",")]
+    results = {}
+    for strategy in args.strategies.split(","):
+        started = time.perf_counter()
+        groups = {}
+        for name in targets:
+            Z, D, y = _group_arrays(store, backbone.id, target_pool, logits, labels, name)
+            if len(y) < 4:
+                continue
+            groups[name] = evaluate_personal_group(Z, D, y, n_values=n_values, seeds=args.seeds,
+                                                   strategy=strategy, beta=args.beta, lam=lam).to_json()
+        summary = {m: {"mean": np.mean([g["methods"][m]["mean"] for g in groups.values()], axis=0).round(6).tolist(),
+                       "std_over_seeds": np.mean([g["methods"][m]["std"] for g in groups.values()], axis=0)
+                       .round(6).tolist()}
+                   for m in PERSONAL_METHODS}
+        flip = np.mean([g["flip_share"]["mean"] for g in groups.values()], axis=0).round(4).tolist()
+        results[strategy] = {"n": n_values, "groups": groups, "summary": summary, "flip_share": flip,
+                             "seconds": round(time.perf_counter() - started, 1)}
+        print(f"\n{args.data}, strategy {strategy}: {len(groups)} targets, {args.seeds} seeds, beta {args.beta:g}, "
+              f"lambda {lam:g}, ensemble {report.ensemble_id}")
+        print(f"{'method':<14}" + "".join(f"{'n=' + str(n):>8}" for n in n_values))
+        for m, s in summary.items():
+            print(f"{m:<14}" + "".join(f"{v:>8.3f}" for v in s["mean"]))
+        print(f"{'(flip share)':<14}" + "".join(f"{v:>8.3f}" for v in flip), flush=True)
+    out = {"data": args.data, "config": config.ensemble_settings(), "ensemble_id": report.ensemble_id,
+           "beta": args.beta, "lam": lam, "calibration": calibration, "seeds": args.seeds, "results": results}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
