@@ -299,7 +299,8 @@ class PersonalHead:
         if not self._fits:
             return np.zeros(self.n_pairs)
         n = self.n_labels
-        return self._fits[-1].alpha @ self._C[:n].astype(np.float64)
+        # float32 pass over the cross matrix (the pool loop's cost); exact to float32 rounding.
+        return (self._fits[-1].alpha.astype(np.float32) @ self._C[:n]).astype(np.float64)
 
     def variances(self) -> np.ndarray:
         """Laplace variance of each pool pair's margin d_i^T Sigma d_i (n_pairs,).
@@ -508,12 +509,21 @@ class PersonalModel:
         self._cache.clear()
         return self
 
+    def _head_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and variance of z_ik under w (n_pairs,) each, one pass over Z per label."""
+        if "mean" not in self._cache:
+            w = self.weights.astype(np.float32)
+            centred_mean = self._centred @ w
+            var = self._centred_sq @ w
+            var -= centred_mean * centred_mean
+            np.maximum(var, 0.0, out=var)
+            self._cache["mean"] = self._row_mean + centred_mean
+            self._cache["var"] = var
+        return self._cache["mean"], self._cache["var"]
+
     def offsets(self) -> np.ndarray:
         """The reweighted ensemble's margin sum_k w_k z_ik (n_pairs,)."""
-        if "offsets" not in self._cache:
-            w = self.weights.astype(np.float32)
-            self._cache["offsets"] = self._row_mean + (self._centred @ w)
-        return self._cache["offsets"]
+        return self._head_moments()[0]
 
     def margins(self) -> np.ndarray:
         """The personal model's margin m_i = o_i + v . d_i (n_pairs,)."""
@@ -525,9 +535,7 @@ class PersonalModel:
 
     def head_variance(self) -> np.ndarray:
         """The heads' disagreement: variance of z_ik under w (n_pairs,)."""
-        w = self.weights.astype(np.float32)
-        mean = self._centred @ w
-        return np.maximum(self._centred_sq @ w - mean * mean, 0.0).astype(np.float64)
+        return self._head_moments()[1].astype(np.float64)
 
     def predictive(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance of each pair's margin (n_pairs,) each.
@@ -535,7 +543,7 @@ class PersonalModel:
         Variance = the heads' variance under w + d_i^T Sigma d_i: which head is right and
         what v is are independent sources of uncertainty about the same logit.
         """
-        return self.margins(), self.head_variance() + self.head.variances()
+        return self.margins(), self._head_moments()[1] + self.head.variances()
 
     def score(self, strategy: str) -> np.ndarray:
         """Scores (n_pairs,) of ``personal_entropy`` or ``personal_bald``; higher = ask sooner."""

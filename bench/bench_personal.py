@@ -1,0 +1,96 @@
+"""Latency of one label with the personal head: new weights, new v and the next query.
+
+Run: .venv/bin/python bench/bench_personal.py [--repeats 30] [--labels 20]
+
+N = 100,000 pool pairs, K = 100 heads (float32 cached Z), d = 384 (MiniLM) float32
+embedding differences D. One step = the label's HyRe update, the personal head's refit
+(every labelled row's offset moved with w; Newton to convergence, warm-started), the
+pool's predictive mean and variance (heads' variance under w + Laplace variance by
+Woodbury) and the next query by personal BALD. Baseline in the same run: the HyRe-only
+step (update + BALD over the heads + select). Medians over steps taken after
+--labels earlier labels (the cost grows with the number of labels n through O(N n^2)).
+The machine may be shared: the ratio is the robust figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from hyre_engine.acquisition import PoolScorer, select  # noqa: E402
+from hyre_engine.personal import PersonalModel  # noqa: E402
+from hyre_engine.reweight import Posterior  # noqa: E402
+
+# The issue's target: pool, ensemble and backbone sizes of a large real pool.
+N_ITEMS, N_HEADS, DIM = 100_000, 100, 384
+TARGET_MS = 20.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=30, help="timed labels")
+    parser.add_argument("--labels", type=int, default=10, help="labels given before timing starts")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    z = (rng.standard_normal((N_ITEMS, N_HEADS)) * 2.0).astype(np.float32)
+    xa = rng.standard_normal((N_ITEMS, DIM)).astype(np.float32)
+    xb = rng.standard_normal((N_ITEMS, DIM)).astype(np.float32)
+    xa /= np.linalg.norm(xa, axis=1, keepdims=True)  # unit-norm, as MiniLM's embeddings
+    xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+    d = xa - xb
+    truth = rng.standard_normal(DIM)
+    labels = (d @ truth + z.mean(axis=1) > 0).astype(float)
+
+    t0 = time.perf_counter()
+    model = PersonalModel(z, d, lam=0.1)
+    build_personal = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scorer = PoolScorer(z)
+    build_hyre = time.perf_counter() - t0
+    post = Posterior(N_HEADS)
+
+    asked_p, asked_h = [0], [0]
+
+    def personal_step() -> None:
+        item = asked_p[-1]
+        model.add(item, labels[item])
+        asked_p.append(model.next_item("personal_bald", seed=len(asked_p)))
+
+    def hyre_step() -> None:
+        item = asked_h[-1]
+        post.add(z[item], labels[item])
+        scores = scorer.score("bald", post.weights)
+        asked_h.append(int(select(scores, 1, exclude=asked_h, seed=len(asked_h))[0]))
+
+    for _ in range(args.labels):
+        personal_step()
+        hyre_step()
+    times_p, times_h = [], []
+    for _ in range(args.repeats):  # interleaved, so both see the same machine load
+        t0 = time.perf_counter()
+        personal_step()
+        times_p.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        hyre_step()
+        times_h.append(time.perf_counter() - t0)
+    p_ms, h_ms = np.median(times_p) * 1e3, np.median(times_h) * 1e3
+    n_first, n_last = args.labels + 1, args.labels + args.repeats
+    print(f"machine: {os.cpu_count()} CPU cores, numpy {np.__version__}, load {os.getloadavg()[0]:.1f}")
+    print(f"setup once per pool: PersonalModel {build_personal * 1e3:.0f} ms, PoolScorer {build_hyre * 1e3:.0f} ms")
+    print(f"one label -> new w, new v, next query (personal BALD), N={N_ITEMS:,}, K={N_HEADS}, d={DIM}, "
+          f"labels {n_first}..{n_last}: median {p_ms:.2f} ms (p90 {np.percentile(times_p, 90) * 1e3:.2f}) "
+          f"target <= {TARGET_MS:.0f} ms {'PASS' if p_ms <= TARGET_MS else 'FAIL'}")
+    print(f"HyRe-only step (update + BALD + select), same run: median {h_ms:.2f} ms; "
+          f"personal / HyRe-only = {p_ms / h_ms:.2f}x")
+    print(f"Newton steps per refit (last label): {model.head.iterations}")
+
+
+if __name__ == "__main__":
+    main()
