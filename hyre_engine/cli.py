@@ -297,9 +297,21 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", default="random", choices=STRATEGIES)
     parser.add_argument("--loss", default="zero-one", choices=LOSSES, help="reweighting loss")
     parser.add_argument("--beta", type=float, help="reweighting temperature (default: the ensemble's)")
+    parser.add_argument("--lambda", dest="lam", type=_positive_float,
+                        help="prior precision of the personal head (default: the ensemble's, else 0.1)")
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
     add_ensemble_arguments(parser)
     parser.add_argument("--json", type=Path, help="write the results here")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -313,10 +325,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     target_pool = import_file(store, args.target, format=args.format)
     result = evaluate_pools(
         store, train_pool, target_pool, config=config_from_args(args), n_values=n_values,
-        seeds=args.seeds, strategy=args.strategy, loss=args.loss, beta=args.beta, methods=methods,
+        seeds=args.seeds, strategy=args.strategy, loss=args.loss, beta=args.beta, lam=args.lam,
+        methods=methods,
     )
     print(format_table(result, title=f"{len(result['groups'])} target groups, {args.seeds} seeds, "
-                       f"strategy {args.strategy}, beta {result['beta']:g} ({result['beta_source']})"))
+                       f"strategy {args.strategy}, beta {result['beta']:g} ({result['beta_source']}), "
+                       f"lambda {result['lambda']:g} ({result['lambda_source']})"))
     _write_json(args.json, result)
     return 0
 

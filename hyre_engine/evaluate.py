@@ -36,6 +36,7 @@ from hyre_engine.protocol import (
     evaluate_group,
     summarise,
 )
+from hyre_engine.personal import DEFAULT_LAMBDA, embedding_differences
 from hyre_engine.reweight import DEFAULT_BETA
 from hyre_engine.store import Store
 
@@ -75,6 +76,15 @@ def _beta_of(meta: dict, beta: float | None) -> tuple[float, str]:
     return float(meta.get("beta", DEFAULT_BETA)), source
 
 
+def _lam_of(meta: dict, lam: float | None) -> tuple[float, str]:
+    """The personal head's prior precision: given, else the ensemble's stored one, else the default."""
+    if lam is not None:
+        return float(lam), "given"
+    if "lambda" in meta:
+        return float(meta["lambda"]), "ensemble"
+    return DEFAULT_LAMBDA, "default"
+
+
 def _single_logits(store: Store, train_pool: str, target_pool: str, config: BuildConfig,
                    backbone: Backbone) -> np.ndarray:
     """The one-head baseline: the same settings with K = 1, no mask, no calibration."""
@@ -111,6 +121,7 @@ def _evaluate_groups(store: Store, target_pool: str, target: _Target, names: Seq
             groups[name] = evaluate_group(
                 target.logits[idx], y,
                 single=None if target.single is None else target.single[idx],
+                diffs=embedding_differences(target.xa[idx], target.xb[idx]),
                 finetune=_finetune_for(target, idx, y), **protocol,
             )
         if progress:
@@ -129,6 +140,7 @@ def evaluate_pools(
     strategy: str = "random",
     loss: str = "zero-one",
     beta: float | None = None,
+    lam: float | None = None,
     methods: Sequence[str] = ALL_METHODS,
     target_groups: Sequence[str] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -152,6 +164,7 @@ def evaluate_pools(
         config = replace(config, finetune=None, backbone=report.finetune_path)
     meta = store.get_ensemble(report.ensemble_id)["meta"]
     beta, beta_source = _beta_of(meta, beta)
+    lam, lam_source = _lam_of(meta, lam)
     # predict_pool embeds the target pool's texts, so it runs before reading its embeddings.
     logits = predict_pool(store, report.ensemble_id, target_pool, backbone, progress=progress)
     xa, xb = pair_embeddings(store, backbone.id, store.pool_pairs(target_pool))
@@ -162,7 +175,8 @@ def evaluate_pools(
         xa=xa, xb=xb,
     )
     groups = _evaluate_groups(store, target_pool, target, target_groups, progress, n_values=n_values,
-                              seeds=seeds, strategy=strategy, loss=loss, beta=beta, methods=methods)
+                              seeds=seeds, strategy=strategy, loss=loss, beta=beta, lam=lam,
+                              methods=methods)
     result = summarise(n_values, groups)
     result.update(
         {
@@ -172,6 +186,8 @@ def evaluate_pools(
             "loss": loss,
             "beta": beta,
             "beta_source": beta_source,
+            "lambda": lam,
+            "lambda_source": lam_source,
             "calibration": meta.get("calibration"),
             "seeds": seeds,
             "config": settings,

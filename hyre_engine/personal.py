@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hyre_engine.reweight import DEFAULT_BETA, Posterior, _sigmoid, validate_weights
+from hyre_engine.numerics import sigmoid as _sigmoid
+from hyre_engine.reweight import DEFAULT_BETA, Posterior, validate_weights
 
 # Prior precision of v. 0.1 on unit-norm MiniLM embeddings: a difference of two unit
 # vectors has norm ~1, so a prior sd of ~3 per direction lets a few labels move the

@@ -29,19 +29,14 @@ from hyre_engine.personal import (
     PersonalModel,
     check_diffs,
 )
-from hyre_engine.reweight import DEFAULT_BETA, _sigmoid
+from hyre_engine.numerics import accuracy as _accuracy
+from hyre_engine.numerics import sigmoid as _sigmoid
+from hyre_engine.reweight import DEFAULT_BETA
 
 PERSONAL_METHODS = ("uniform", "hyre", "personal", "residual", "probe", "user_ceiling")
 # Orders a personal evaluation can follow: random, or the personal model's own scorers.
 PERSONAL_STRATEGIES = ("random", *PERSONAL_SCORERS)
 DEFAULT_N = (0, 1, 5, 10, 20)
-
-
-def _accuracy(prob: np.ndarray, y: np.ndarray) -> float:
-    # One tie rule for every method: P(A) = 0.5 (to rounding) counts half.
-    correct = np.where(y == 1, prob > 0.5, prob < 0.5).astype(np.float64)
-    correct[np.abs(prob - 0.5) <= 1e-9] = 0.5
-    return float(correct.mean()) if len(y) else float("nan")
 
 
 @dataclass

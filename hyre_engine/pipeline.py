@@ -22,6 +22,9 @@ from hyre_engine import reweight, training
 from hyre_engine.backbone import Backbone, load_backbone
 from hyre_engine.joint_training import JointTrainingConfig
 from hyre_engine.numerics import PAIR_LABELS, label_targets
+from hyre_engine.diversity import DEFAULT_DISTINCT_THRESHOLD, distinct_heads
+from hyre_engine.personal import DEFAULT_LAMBDA, embedding_differences
+from hyre_engine.personal_protocol import calibrate_lambda
 from hyre_engine.protocol import beta_scores
 from hyre_engine.reweight import DEFAULT_BETA
 from hyre_engine.store import Store
@@ -136,7 +139,11 @@ class BuildReport:
     trained: bool = False
     predicted: bool = False
     beta: float = DEFAULT_BETA  # the ensemble's reweighting temperature (calibrated or default)
+    # The personal head's prior precision (calibrated with beta, or the default).
+    lam: float = DEFAULT_LAMBDA
     calibration: dict | None = None
+    # Distinct head functions on this pool: clusters of heads correlating > 0.98.
+    distinct_heads: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     finetuned: bool = False  # the backbone was fine-tuned with the heads in this build
     finetune_path: str | None = None  # the fine-tuned backbone's folder (load_backbone reads it)
@@ -151,9 +158,13 @@ class BuildReport:
             + ("trained" if self.trained else "reused")
             + f" ({self.seconds.get('train', 0.0):.1f} s)",
             f"beta {self.beta:g}: " + _describe_calibration(self.calibration),
+            f"lambda {self.lam:g} (personal head prior precision): "
+            + _describe_lambda(self.calibration),
             "head predictions: "
             + ("computed" if self.predicted else "reused")
             + f" ({self.seconds.get('predict', 0.0):.1f} s)",
+            f"distinct head functions: {self.distinct_heads} "
+            f"(heads whose predictions on the pool correlate > {DEFAULT_DISTINCT_THRESHOLD:g} count once)",
         ]
         return "\n".join(lines)
 
@@ -226,6 +237,7 @@ def build_pool(
     start = time.perf_counter()
     report.predicted = _ensure_predictions(store, report.ensemble_id, pool_id, pairs, backbone.id, progress)
     report.seconds[PREDICT] = time.perf_counter() - start
+    report.distinct_heads = distinct_heads(store.get_head_predictions(report.ensemble_id, pool_id)).n_distinct
     return report
 
 
@@ -259,6 +271,7 @@ def ensure_ensemble(store: Store, pool_id: str, pairs, config: BuildConfig, back
                 "model_config": json.loads(config_json),
                 "train_groups": config.train_groups,
                 "beta": DEFAULT_BETA if calibration is None else calibration["beta"],
+                "lambda": (calibration or {}).get("lambda", DEFAULT_LAMBDA),
                 "calibration": calibration,
             },
         )
@@ -266,6 +279,7 @@ def ensure_ensemble(store: Store, pool_id: str, pairs, config: BuildConfig, back
     report.ensemble_id = ensemble_id
     meta = store.get_ensemble(ensemble_id)["meta"]
     report.beta = float(meta.get("beta", DEFAULT_BETA))
+    report.lam = float(meta.get("lambda", DEFAULT_LAMBDA))
     report.calibration = meta.get("calibration")
     report.seconds[TRAIN] = time.perf_counter() - start
 
@@ -408,19 +422,25 @@ def calibrate_beta(store: Store, backbone_id: str, pairs, labels, config: BuildC
     model = train_on_rows(store, backbone_id, pairs, labels[~is_held], config)
     index = pair_rows(pairs)
     xa_all, xb_all = pair_embeddings(store, backbone_id, pairs)
-    groups = []
+    groups, diffs = [], []
     for name in held:
         rows = labels[(annotators == name).to_numpy()]
         idx = rows["pair_id"].map(index).to_numpy()
         groups.append((ens.predict_pairs(model, xa_all[idx], xb_all[idx]),
                        label_targets(rows["label"].to_numpy())))
+        diffs.append(embedding_differences(xa_all[idx], xb_all[idx]))
     scores, uniform = beta_scores(groups, betas, n_values=config.calibration_n,
                                   seeds=config.calibration_seeds)
+    beta = betas[reweight.choose_beta(betas, scores)]
+    # lambda at the chosen beta, on the same held-out training annotators.
+    lam_cal = calibrate_lambda([(z, d, y) for (z, y), d in zip(groups, diffs, strict=True)], beta=beta,
+                               n_values=config.calibration_n, seeds=config.calibration_seeds)
     if progress:
         progress(CALIBRATE, len(held), len(held))
     mean = scores.mean(axis=0)
     out.update(
-        beta=betas[reweight.choose_beta(betas, scores)],
+        beta=beta,
+        **{"lambda": lam_cal["lam"], "lambda_scores": lam_cal["scores"]},
         scores={f"{b:g}": round(float(v), 6) for b, v in zip(betas, mean, strict=True)},
         uniform=round(float(uniform.mean()), 6),
         holdout_annotators=held,
@@ -458,6 +478,13 @@ def same_content(store: Store, pool_id: str, frame) -> bool:
     return sorted(labels.itertuples(index=False, name=None)) == sorted(
         new_labels.itertuples(index=False, name=None)
     )
+
+
+def _describe_lambda(calibration: dict | None) -> str:
+    if not calibration or "lambda_scores" not in calibration:
+        return "default (not calibrated)"
+    return (f"calibrated at beta {calibration['beta']:g} (personal accuracy by lambda: "
+            f"{calibration['lambda_scores']})")
 
 
 def pair_rows(pairs) -> dict[str, int]:

@@ -18,6 +18,7 @@ import numpy as np
 from hyre_engine import baselines
 from hyre_engine.acquisition import PREFERENCE_STRATEGIES, adaptive_order
 from hyre_engine.numerics import accuracy, finite_logits, sigmoid
+from hyre_engine.personal import DEFAULT_LAMBDA, PersonalHead, PersonalModel
 from hyre_engine.reweight import (
     DEFAULT_BETA,
     PREFERENCE_LOSSES,
@@ -59,6 +60,11 @@ class Fold:
     seed: int
     single: np.ndarray | None = None
     finetune: Finetune | None = None
+    # The personal methods: embedding differences (n_rows, dim) and the head's settings.
+    diffs: np.ndarray | None = None
+    beta: float = DEFAULT_BETA
+    lam: float = DEFAULT_LAMBDA
+    loss: str = "zero-one"
 
 
 def _uniform(f: Fold) -> float:
@@ -89,6 +95,36 @@ def _finetune(f: Fold) -> float:
     return accuracy(prob, f.y[f.rest])
 
 
+def _personal_model(f: Fold, *, reweight: bool) -> float:
+    model = PersonalModel.replay(f.logits, f.diffs, f.adapt, f.y[f.adapt], beta=f.beta, lam=f.lam,
+                                 loss=f.loss, reweight=reweight)
+    return accuracy(sigmoid(model.margins()[f.rest]), f.y[f.rest])
+
+
+def _personal(f: Fold) -> float:
+    return _personal_model(f, reweight=True)
+
+
+def _residual(f: Fold) -> float:
+    return _personal_model(f, reweight=False)
+
+
+def _probe(f: Fold) -> float:
+    # A logistic regression on the difference alone, from scratch: no heads, no offset.
+    head = PersonalHead.from_labels(f.diffs, f.adapt, f.y[f.adapt], np.zeros(len(f.adapt)), lam=f.lam)
+    return accuracy(sigmoid(head.corrections()[f.rest]), f.y[f.rest])
+
+
+def _user_ceiling(f: Fold) -> float:
+    # An upper bound, not a method: fitted on a random half of the group's rows (a new
+    # half per seed), scored on the other half; it ignores n.
+    n_rows = len(f.y)
+    half = np.random.default_rng(10_000 + f.seed).permutation(n_rows)
+    fit, test = half[: n_rows // 2], half[n_rows // 2:]
+    head = PersonalHead.from_labels(f.diffs, fit, f.y[fit], np.zeros(len(fit)), lam=f.lam)
+    return accuracy(sigmoid(head.corrections()[test]), f.y[test])
+
+
 Method = Callable[[Fold], float]
 
 # Every method the protocol scores, by name: accuracy on the fold's rest rows.
@@ -99,10 +135,18 @@ METHODS: dict[str, Method] = {
     "convex": _convex,
     "finetune": _finetune,
     "best_head_oracle": _best_head_oracle,
+    # HyRe plus the personal head: the personalised model.
+    "personal": _personal,
+    # The uniform ensemble plus the personal head.
+    "residual": _residual,
+    "probe": _probe,
+    # Upper bound: half-split per-user logistic regression on the embedding difference.
+    "user_ceiling": _user_ceiling,
 }
 ALL_METHODS = tuple(METHODS)
 # Methods that need an input beyond the group's head predictions: the Fold field they read.
-METHOD_INPUTS = {"single": "single", "finetune": "finetune"}
+METHOD_INPUTS = {"single": "single", "finetune": "finetune", "personal": "diffs", "residual": "diffs",
+                 "probe": "diffs", "user_ceiling": "diffs"}
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
@@ -184,17 +228,26 @@ def evaluate_group(
     beta: float = DEFAULT_BETA,
     single: np.ndarray | None = None,
     finetune: Finetune | None = None,
+    diffs: np.ndarray | None = None,
+    lam: float = DEFAULT_LAMBDA,
     methods: Sequence[str] = ALL_METHODS,
 ) -> GroupResult:
     """Accuracy of each method against n on one target group.
 
     logits: (n_rows, n_heads) head margins on the group's rows; y: (n_rows,) in
     {0, 1}; single: (n_rows,) a one-head model's margins (method ``single``);
-    finetune: returns fine-tuned heads' logits given the adaptation rows. Methods
-    whose input is not given are left out.
+    finetune: returns fine-tuned heads' logits given the adaptation rows; diffs:
+    (n_rows, dim) embedding differences phi(a) - phi(b) (the personal methods, with
+    prior precision ``lam``). Methods whose input is not given are left out.
     """
     logits, y, n_values = _check_group(logits, y, n_values, loss)
-    given = {"single": single, "finetune": finetune}
+    if diffs is not None:
+        from hyre_engine.personal import check_diffs
+
+        diffs = check_diffs(diffs)
+        if diffs.shape[0] != logits.shape[0]:
+            raise ValueError(f"diffs has {diffs.shape[0]} rows but logits has {logits.shape[0]}")
+    given = {"single": single, "finetune": finetune, "diffs": diffs}
     methods = check_methods(
         [m for m in methods if m not in METHOD_INPUTS or given[METHOD_INPUTS[m]] is not None]
     )
@@ -213,7 +266,8 @@ def evaluate_group(
             w = weights_from_losses(per_example[adapt].sum(axis=0), beta=beta)
             fold = Fold(logits=logits, p_heads=p_heads, y=y, adapt=adapt,
                         rest=np.setdiff1d(np.arange(n_rows), adapt), weights=w, seed=seed,
-                        single=single, finetune=finetune)
+                        single=single, finetune=finetune, diffs=diffs, beta=beta, lam=lam,
+                        loss=loss)
             eff[seed, j] = effective_heads(w)
             ent[seed, j] = weight_entropy(w)
             for m in methods:

@@ -12,6 +12,7 @@ import pytest
 
 from hyre_engine import ensemble as ens
 from hyre_engine.evaluate import evaluate_pools
+from hyre_engine.personal import DEFAULT_CALIBRATION_LAMBDAS
 from hyre_engine.pipeline import (
     BuildConfig,
     build_pool,
@@ -129,10 +130,17 @@ def test_calibration_uses_training_annotators_only(tmp_path):
     assert set(cal["holdout_annotators"]) < set(TRAIN_ANNOTATORS)
     assert cal["n_train_annotators"] == len(TRAIN_ANNOTATORS) - len(cal["holdout_annotators"])
     assert reports[0].beta == cal["beta"] == max(cal["betas"], key=lambda b: (cal["scores"][f"{b:g}"], -b))
-    # flipping every target label changes nothing: calibration and ensemble never saw them
+    # lambda is chosen with beta, on the same held-out training annotators
+    assert reports[0].lam == cal["lambda"] and set(cal["lambda_scores"]) == {
+        f"{v:g}" for v in DEFAULT_CALIBRATION_LAMBDAS}
+    # flipping every target label changes nothing: calibration (beta and lambda) and the
+    # ensemble never saw them
     assert reports[1].calibration == cal
+    assert reports[1].lam == reports[0].lam
     assert reports[1].ensemble_id == reports[0].ensemble_id
     assert stores[0].get_ensemble(reports[0].ensemble_id)["meta"]["beta"] == reports[0].beta
+    assert stores[0].get_ensemble(reports[0].ensemble_id)["meta"]["lambda"] == reports[0].lam
+    assert 1 <= reports[0].distinct_heads <= TINY["n_heads"]
 
 
 @pytest.mark.slow
@@ -159,8 +167,16 @@ def test_evaluate_uses_the_stored_beta_unless_given(tmp_path):
     assert stored["beta_source"] == "calibrated"
     assert stored["beta"] == build_pool(store, pool, config, backbone=HashEncoder()).beta
     assert stored["calibration"]["holdout_annotators"]
-    given = evaluate_pools(store, pool, pool, beta=2.5, **common)
+    assert (stored["lambda"], stored["lambda_source"]) == (
+        build_pool(store, pool, config, backbone=HashEncoder()).lam, "ensemble")
+    given = evaluate_pools(store, pool, pool, beta=2.5, lam=0.7, **common)
     assert (given["beta"], given["beta_source"]) == (2.5, "given")
+    assert (given["lambda"], given["lambda_source"]) == (0.7, "given")
+    personal = evaluate_pools(store, pool, pool, **{**common, "methods": ["uniform", "personal", "residual",
+                                                                         "probe", "user_ceiling"]})
+    assert set(personal["summary"]) == {"uniform", "personal", "residual", "probe", "user_ceiling"}
+    # Before any label the personal head is zero: personal is the (uniform) ensemble's margin.
+    assert personal["summary"]["residual"]["mean"][0] == personal["summary"]["personal"]["mean"][0]
     assert len(stored["groups"]["target"]["weight_entropy"]["mean"]) == 2
 
 

@@ -263,3 +263,44 @@ def test_bad_input_raises_value_errors_naming_the_problem(pool):
     # A rejected label leaves the head as it was.
     assert head.n_labels == 0
     np.testing.assert_array_equal(head.v, np.zeros(D.shape[1]))
+
+
+# ---- the protocol's personal methods
+
+
+def _person(seed=9, n=120, dim=16, heads=6):
+    rng = np.random.default_rng(seed)
+    D = rng.normal(size=(n, dim)).astype(np.float32)
+    y = (D @ rng.normal(size=dim) > 0).astype(float)
+    Z = rng.normal(size=(n, heads)).astype(np.float32)  # heads that know nothing of this person
+    return Z, D, y
+
+
+def test_protocol_scores_personal_methods_on_the_same_rows():
+    from hyre_engine.protocol import evaluate_group
+
+    Z, D, y = _person()
+    r = evaluate_group(Z, y, diffs=D, lam=0.1, n_values=[0, 1, 30], seeds=3,
+                       methods=["uniform", "hyre", "personal", "residual", "probe", "user_ceiling"])
+    m = {k: v["mean"] for k, v in r.methods.items()}
+    assert m["probe"][0] == 0.5  # nothing learnt: every pair a tie
+    assert m["personal"][2] > m["uniform"][2] + 0.15
+    assert m["residual"][2] > m["uniform"][2] + 0.15
+    assert len(set(m["user_ceiling"])) == 1  # the ceiling ignores n
+    # Without diffs the personal methods are left out, as single and finetune are.
+    assert "personal" not in evaluate_group(Z, y, n_values=[0, 1], seeds=1).methods
+
+
+def test_personal_protocol_active_order_and_lambda_calibration():
+    from hyre_engine.personal_protocol import calibrate_lambda, evaluate_personal_group, personal_order
+
+    Z, D, y = _person()
+    order = personal_order(Z, D, y, 10, strategy="personal_bald", beta=1.0, lam=0.1, seed=0)
+    assert len(set(order.tolist())) == 10
+    r = evaluate_personal_group(Z, D, y, n_values=[0, 20], seeds=2, strategy="personal_entropy")
+    assert r.methods["personal"]["mean"][1] > r.methods["uniform"]["mean"][1]
+    assert r.flip_share["mean"][0] == 0.0
+    cal = calibrate_lambda([(Z, D, y)], beta=1.0, lambdas=[0.1, 1000.0], n_values=[10], seeds=2)
+    assert cal["lam"] == 0.1  # a prior so tight v cannot move loses to a real fit
+    with pytest.raises(ValueError, match="positive"):
+        calibrate_lambda([(Z, D, y)], beta=1.0, lambdas=[0.0])
