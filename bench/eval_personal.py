@@ -53,13 +53,8 @@ def _group_arrays(store, backbone_id, pool_id, logits, labels, name):
 def calibrate(store, backbone, pool_id, config, *, beta, lambdas, train_groups=None) -> dict:
     """Lambda from held-out training annotators (a calibration ensemble trained without them)."""
     from hyre_engine import ensemble as ens
-    from hyre_engine.pipeline import (
-        holdout_annotators,
-        pair_embeddings,
-        pd_index,
-        train_on_rows,
-        training_rows,
-    )
+    from hyre_engine.pipeline import pair_embeddings, pair_rows, train_on_rows, training_rows
+    from hyre_engine.reweight import holdout_annotators
 
     pairs = store.pool_pairs(pool_id)
     labels = training_rows(store, pool_id, train_groups)  # training rows only: never the targets
@@ -67,7 +62,7 @@ def calibrate(store, backbone, pool_id, config, *, beta, lambdas, train_groups=N
     held = holdout_annotators(sorted(annotators.unique()), fraction=0.15, seed=config.seed)
     model = train_on_rows(store, backbone.id, pairs, labels[~annotators.isin(held).to_numpy()], config)
     xa, xb = pair_embeddings(store, backbone.id, pairs)
-    index = pd_index(pairs)
+    index = pair_rows(pairs)
     groups = []
     for name in held:
         rows = labels[(annotators == name).to_numpy()]
@@ -118,8 +113,7 @@ def main() -> int:
         config = BuildConfig(**common)
         train_groups = None
     else:
-        from hyre_engine.demo import load_personas
-        from hyre_engine.pipeline import DEMO_TRAIN_GROUPS, ensure_demo
+        from hyre_engine.demo import DEMO_TRAIN_GROUPS, ensure_demo, load_personas
 
         train_pool = target_pool = ensure_demo(
             store, config=BuildConfig(train_groups=DEMO_TRAIN_GROUPS, annotator_fraction=None, calibrate=False)

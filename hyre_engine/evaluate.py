@@ -20,6 +20,7 @@ from hyre_engine import ensemble as ens
 from hyre_engine import training
 from hyre_engine.backbone import Backbone, load_backbone
 from hyre_engine.numerics import PAIR_LABELS, label_targets
+from hyre_engine.personal import DEFAULT_LAMBDA, embedding_differences
 from hyre_engine.pipeline import (
     BUILD_STAGES,
     BuildConfig,
@@ -36,7 +37,6 @@ from hyre_engine.protocol import (
     evaluate_group,
     summarise,
 )
-from hyre_engine.personal import DEFAULT_LAMBDA, embedding_differences
 from hyre_engine.reweight import DEFAULT_BETA
 from hyre_engine.store import Store
 

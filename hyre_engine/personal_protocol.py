@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hyre_engine.numerics import accuracy as _accuracy
+from hyre_engine.numerics import sigmoid as _sigmoid
 from hyre_engine.personal import (
     DEFAULT_CALIBRATION_LAMBDAS,
     DEFAULT_LAMBDA,
@@ -29,8 +31,6 @@ from hyre_engine.personal import (
     PersonalModel,
     check_diffs,
 )
-from hyre_engine.numerics import accuracy as _accuracy
-from hyre_engine.numerics import sigmoid as _sigmoid
 from hyre_engine.reweight import DEFAULT_BETA
 
 PERSONAL_METHODS = ("uniform", "hyre", "personal", "residual", "probe", "user_ceiling")

@@ -292,7 +292,11 @@ def test_protocol_scores_personal_methods_on_the_same_rows():
 
 
 def test_personal_protocol_active_order_and_lambda_calibration():
-    from hyre_engine.personal_protocol import calibrate_lambda, evaluate_personal_group, personal_order
+    from hyre_engine.personal_protocol import (
+        calibrate_lambda,
+        evaluate_personal_group,
+        personal_order,
+    )
 
     Z, D, y = _person()
     order = personal_order(Z, D, y, 10, strategy="personal_bald", beta=1.0, lam=0.1, seed=0)
