@@ -26,6 +26,10 @@ METHOD_TEXT = {
     "finetune": "Fine-tuning",
     "convex": "Convex fit",
     "best_head_oracle": "Best head (oracle)",
+    "personal": "HyRe + personal head",
+    "residual": "Uniform ensemble + personal head",
+    "probe": "Probe (logistic regression on the embedding difference)",
+    "user_ceiling": "Per-user fit on half the rows (upper bound)",
 }
 LOSS_TEXT = {"zero-one": "0-1 error (the paper's choice)", "cross-entropy": "cross-entropy"}
 # Build and evaluation stages: what a progress bar says.
