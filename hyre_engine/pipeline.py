@@ -20,8 +20,8 @@ import numpy as np
 from hyre_engine import ensemble as ens
 from hyre_engine import reweight, training
 from hyre_engine.backbone import Backbone, load_backbone
-from hyre_engine.joint_training import JointTrainingConfig
 from hyre_engine.diversity import DEFAULT_DISTINCT_THRESHOLD, distinct_heads
+from hyre_engine.joint_training import JointTrainingConfig
 from hyre_engine.numerics import PAIR_LABELS, label_targets
 from hyre_engine.personal import DEFAULT_LAMBDA, embedding_differences
 from hyre_engine.personal_protocol import calibrate_lambda
