@@ -393,6 +393,25 @@ class LiveState:
         return self.session_id == session_id and self.beta == beta and self.n_rows == stored_rows(store, session_id)
 
 
+def ensemble_beta(meta: dict | None) -> float:
+    """An ensemble's reweighting temperature: the one calibrated at build time, else the paper's."""
+    return float((meta or {}).get("beta", DEFAULT_BETA))
+
+
+def session_beta(store: Store, session_id: str) -> float:
+    """The beta a labelling session personalises with, on every page that replays it.
+
+    The session's own choice (set while labelling) wins; otherwise its ensemble's
+    calibrated beta. Every page computes a session's weights with this one value, so
+    the same person has the same weights wherever they are shown.
+    """
+    session = store.get_session(session_id)
+    settings = session["settings"] or {}
+    if "beta" in settings:
+        return float(settings["beta"])
+    return ensemble_beta(store.get_ensemble(session["ensemble_id"])["meta"])
+
+
 def stored_rows(store: Store, session_id: str) -> int:
     """How many rows (labels and skips) the store holds for the session."""
     return len(store.session_labels(session_id))

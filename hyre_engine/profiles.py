@@ -1,7 +1,7 @@
 """People's weight vectors: where they come from, the profile file, comparing them, using them.
 
 - Weight sources: the uniform ensemble, a user's labelling session (its labels replayed
-  through HyRe with the session's beta), a saved profile, a simulated persona's first
+  through HyRe with the beta the Label page used, `live.session_beta`), a saved profile, a simulated persona's first
   labels. `list_sources` names them, `source_weights` computes their weights.
 - The profile document: the JSON a profile is exported as, and `parse_profile`, which
   validates an uploaded one against the current ensemble.
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hyre_engine.live import LABELS, group_truth
+from hyre_engine.live import LABELS, ensemble_beta, group_truth, session_beta
 from hyre_engine.numerics import accuracy, label_targets, sigmoid
 from hyre_engine.reweight import DEFAULT_BETA, Posterior, effective_heads
 
@@ -190,12 +190,14 @@ def source_weights(
     if kind == UNIFORM_KEY:
         return Weights(source, np.full(n_heads, 1.0 / n_heads), [], DEFAULT_BETA)
     if kind == "session":
-        beta = float(store.get_session(ident)["settings"].get("beta", DEFAULT_BETA))
+        # The beta the Label page labels with (the session's choice, else the ensemble's).
+        beta = session_beta(store, ident)
         rows = store.session_labels(ident)
         rows = rows[rows["label"].isin(list(LABELS))]
         items, labels = rows["row_index"].to_numpy(dtype=np.int64), rows["label"].to_numpy(dtype=object)
     elif kind == "persona":
-        beta = DEFAULT_BETA
+        # A persona's demo session on the Label page runs at the ensemble's beta: so does this.
+        beta = ensemble_beta(store.get_ensemble(ensemble_id)["meta"])
         labels_of = truth(ident) if truth is not None else group_truth(store, pool_id, ident, n_items)
         items = np.flatnonzero(labels_of != None)[:PERSONA_LABELS]  # noqa: E711 (elementwise)
         labels = labels_of[items]

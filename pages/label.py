@@ -58,9 +58,9 @@ def _session_settings(ctx: Context, session_id: str) -> tuple[str, float]:
     strategy = settings.get("strategy", DEFAULT_STRATEGY)
     if strategy not in STRATEGIES:
         strategy = DEFAULT_STRATEGY
-    # The ensemble's calibrated temperature (chosen on held-out training annotators)
-    # is the default; a session's own choice in the Advanced panel overrides it.
-    return strategy, float(settings.get("beta", ctx.beta))
+    # The ensemble's calibrated temperature is the default, the session's own choice in
+    # the Advanced panel overrides it: the one rule every page replays a session with.
+    return strategy, live.session_beta(ctx.store, session_id)
 
 
 def _session_goal(ctx: Context, session_id: str) -> int:

@@ -19,7 +19,6 @@ from hyre_engine.demo import DEMO_POOL_NAME
 from hyre_engine.device import describe_device
 from hyre_engine.ensemble import Ensemble, fingerprint
 from hyre_engine.pca import FunctionPCA, fit_pool_pca
-from hyre_engine.reweight import DEFAULT_BETA
 from hyre_engine.store import Store, StoreLockedError, default_db_path
 from pages._shared.first_launch import build_demo_with_progress
 
@@ -164,7 +163,7 @@ class Context:
     @property
     def beta(self) -> float:
         """The ensemble's reweighting temperature (calibrated at build time, else the paper's)."""
-        return float((self.ensemble.get("meta") or {}).get("beta", DEFAULT_BETA))
+        return live.ensemble_beta(self.ensemble.get("meta"))
 
     @property
     def train_groups(self) -> list[str] | None:
