@@ -57,7 +57,10 @@ def test_explore_page_colours_by_user_and_names_axes(app_db):
     # alice's own session is the default colouring; its weights are HyRe's on her labels
     assert at.selectbox(key="explore_source").value.startswith("session:")
     losses = example_losses(z[labels["row_index"].to_numpy()], (labels["label"] == "a").to_numpy(float))
-    expected = weights_from_losses(losses.sum(axis=0), beta=1.0)
+    # at the beta the Label page labels with: the ensemble's calibrated one (no session override)
+    with Store(path) as store:
+        label_beta = float(store.get_ensemble(info["ensemble_id"])["meta"].get("beta", 1.0))
+    expected = weights_from_losses(losses.sum(axis=0), beta=label_beta)
     k = info["n_heads"]
     assert _metric(at, "Effective heads") == f"{1 / np.sum(expected**2):.1f} / {k}"
     assert float(_metric(at, "Effective heads").split()[0]) < k

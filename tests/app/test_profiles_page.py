@@ -61,7 +61,11 @@ def test_profiles_save_import_and_score(app_db):
         z = store.get_head_predictions(info["ensemble_id"], info["pool_id"])
     assert saved is not None and len(saved["labels"]) == N_ALICE
     rows = [lab["row_index"] for lab in saved["labels"]]
-    expected = weights_from_labels(z, rows, [lab["label"] for lab in saved["labels"]])
+    # replayed at the beta the Label page used: the ensemble's calibrated one (no session override)
+    with Store(path) as store:
+        label_beta = float(store.get_ensemble(info["ensemble_id"])["meta"].get("beta", 1.0))
+    assert saved["meta"]["beta"] == label_beta
+    expected = weights_from_labels(z, rows, [lab["label"] for lab in saved["labels"]], beta=label_beta)
     np.testing.assert_allclose(saved["weights"], expected)
     # the comparison now lists the profile next to the session and the personas
     names = at.dataframe[1].value["who"].tolist()
