@@ -17,6 +17,7 @@ from hyre_engine.pipeline import (
     BuildConfig,
     build_pool,
     calibrate_beta,
+    ensemble_record_id,
     load_model,
     train_on_rows,
     training_rows,
@@ -82,8 +83,9 @@ def test_saved_mask_matches_the_training_annotators_and_round_trips(tmp_path):
     expected = ens.make_head_mask(8, len(TRAIN_ANNOTATORS), fraction=0.25, seed=3)
     np.testing.assert_array_equal(model.head_mask.numpy(), expected)
     assert (expected.sum(axis=1) == 2).all()
-    # the mask is part of the weights, hence of the fingerprint and the stored id
-    assert report.ensemble_id == ens.fingerprint(model)
+    # the mask is part of the weights, hence of the fingerprint and the stored id (which
+    # also names the pool the ensemble belongs to)
+    assert report.ensemble_id == ensemble_record_id(model, {}, pool)
     again = ens.ensemble_from_bytes(*ens.ensemble_to_bytes(model))
     np.testing.assert_array_equal(again.head_mask.numpy(), expected)
     other = BuildConfig(train_groups=["crowd"], annotator_fraction=0.5, calibrate=False, **TINY)
@@ -112,6 +114,12 @@ def test_a_head_never_learns_from_annotators_outside_its_mask(tmp_path):
     assert (np.abs(z[0][:, sees] - z[1][:, sees]).max(axis=0) > 1e-3).all()
 
 
+def _weights_id(store, report) -> str:
+    """The fingerprint of a build's trained weights: equal across stores when the
+    weights are, unlike the store id, which also names the pool."""
+    return ens.fingerprint(load_model(store, report.ensemble_id))
+
+
 def _xs(store, pairs):
     encoder = HashEncoder()
     return (store.get_embeddings(encoder.id, pairs["hash_a"].tolist()),
@@ -137,7 +145,7 @@ def test_calibration_uses_training_annotators_only(tmp_path):
     # ensemble never saw them
     assert reports[1].calibration == cal
     assert reports[1].lam == reports[0].lam
-    assert reports[1].ensemble_id == reports[0].ensemble_id
+    assert _weights_id(stores[1], reports[1]) == _weights_id(stores[0], reports[0])
     assert stores[0].get_ensemble(reports[0].ensemble_id)["meta"]["beta"] == reports[0].beta
     assert stores[0].get_ensemble(reports[0].ensemble_id)["meta"]["lambda"] == reports[0].lam
     assert 1 <= reports[0].distinct_heads <= TINY["n_heads"]
@@ -146,13 +154,14 @@ def test_calibration_uses_training_annotators_only(tmp_path):
 @pytest.mark.slow
 def test_builds_are_reproducible_with_a_seed(tmp_path):
     config = BuildConfig(train_groups=["crowd"], annotator_fraction=0.25, **TINY)
-    first = build_pool(*_store(tmp_path, "a"), config, backbone=HashEncoder())
-    second = build_pool(*_store(tmp_path, "b"), config, backbone=HashEncoder())
-    assert (first.ensemble_id, first.beta, first.calibration) == (
-        second.ensemble_id, second.beta, second.calibration)
+    (store_a, pool_a), (store_b, pool_b) = _store(tmp_path, "a"), _store(tmp_path, "b")
+    first = build_pool(store_a, pool_a, config, backbone=HashEncoder())
+    second = build_pool(store_b, pool_b, config, backbone=HashEncoder())
+    assert (_weights_id(store_a, first), first.beta, first.calibration) == (
+        _weights_id(store_b, second), second.beta, second.calibration)
     store, pool = _store(tmp_path, "c")
     reseeded = build_pool(store, pool, BuildConfig(**{**config.__dict__, "seed": 4}), backbone=HashEncoder())
-    assert reseeded.ensemble_id != first.ensemble_id
+    assert _weights_id(store, reseeded) != _weights_id(store_a, first)
     # building again reuses everything, calibration included
     again = build_pool(store, pool, BuildConfig(**{**config.__dict__, "seed": 4}), backbone=HashEncoder())
     assert not again.trained and again.beta == reseeded.beta and "calibrate" not in again.seconds
