@@ -54,8 +54,9 @@ TEMPLATE = "{prompt}\n\n{response}"
 # Window for Hugging Face folders whose tokenizer sets no sane limit; reward
 # models are usually used at 512-2048 tokens, and longer costs quadratic time.
 DEFAULT_HF_MAX_LENGTH = 512
-# Batches per encode call: the progress callback fires once per chunk.
-CHUNK_BATCHES = 4
+# Batches per encode call: the progress callback fires once per chunk, so one batch
+# (64 texts, ~1 s on two cores) keeps a progress bar moving.
+CHUNK_BATCHES = 1
 # A text of at most (max_length - BYTE_SLACK) UTF-8 bytes cannot exceed the
 # window (tokens cover >= 1 byte; the slack covers special / prefix tokens),
 # so only longer texts pay for the extra tokenization of the trimming step.
@@ -68,6 +69,15 @@ TRIM_ROUNDS = 4
 # How many tokens past the needed cut to look for a word start (BPE/WordPiece
 # re-tokenize a cut word differently; a few lost tokens of context are cheaper).
 WORD_SEARCH = 8
+
+# How a sentence-transformers backbone runs: "torch" (the model's own encode), or
+# ONNX Runtime on an export of the same weights ("onnx" float32, "onnx-int8").
+BACKENDS = ("torch", "onnx", "onnx-int8")
+# What "auto" picks on a CPU. Measured on this project's 2-core CPU
+# (bench/bench_embedding.py): float32 ONNX was not faster than torch, and int8 was
+# faster but its cosine to the float32 vectors (0.986) is below the 0.99 the heads
+# were validated at; so torch stays the default and ONNX is opt-in.
+DEFAULT_CPU_BACKEND = "torch"
 
 Progress = Callable[[int, int], None]
 
@@ -263,14 +273,18 @@ class Backbone:
     # Set for a fine-tuned backbone: "ft-<mode>-<hash of its trained weights>" (the
     # base model's folder hash does not change when only the weights do).
     variant: str = ""
+    backend: str = "torch"  # one of BACKENDS; hf folders always run on torch
     _position_ids: bool = field(default=False, repr=False)
     _format_tokenizer: Any = field(default=None, init=False, repr=False)
 
     @property
     def id(self) -> str:
+        # The backend is part of the key so vectors of two backends are never mixed;
+        # torch keeps the bare id so caches written before the ONNX backend stay valid.
+        suffix = "" if self.backend == "torch" else f"/{self.backend}"
         base = (
             f"{self.name}@{self.revision}/max{self.max_length}"
-            f"/tpl-{_template_hash(self.template)}/{self.pooling}"
+            f"/tpl-{_template_hash(self.template)}/{self.pooling}{suffix}"
         )
         return f"{base}+{self.variant}" if self.variant else base
 
@@ -291,6 +305,8 @@ class Backbone:
         # thread while the model embeds the previous chunk, and the shared
         # wrapper's backend has truncation / padding state that calls change.
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is None and hasattr(self.tokenizer, "encode_batch"):
+            backend = self.tokenizer  # already a tokenizers.Tokenizer (the ONNX backend)
         if backend is not None:
             from tokenizers import Tokenizer
 
@@ -362,6 +378,8 @@ class Backbone:
         # Formatting tokenizes on the CPU (Rust, without the GIL): the next chunk's
         # runs in a worker while the model embeds this one, so it costs little time.
         workers = 1 if self._format_tokenizer is not None else 0
+        if progress is not None:
+            progress(0, total)  # the caller's bar shows the stage before the first chunk is done
         try:
             with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
                 pending = pool.submit(texts_of, chunks[0]) if workers else None
@@ -384,6 +402,10 @@ class Backbone:
         return out
 
     def _embed_chunk(self, texts: list[str]) -> np.ndarray:
+        if self.backend != "torch":
+            return np.concatenate([
+                self.model.encode(texts[start:stop]) for start, stop in _batched(len(texts), self.batch_size)
+            ])
         if self.kind == "sentence-transformers":
             vectors = self.model.encode(
                 texts, batch_size=self.batch_size, convert_to_numpy=False, convert_to_tensor=True,
@@ -459,6 +481,8 @@ def load_backbone(
     max_length: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     pooling: str = "auto",
+    backend: str = "auto",
+    cache_dir: str | os.PathLike | None = None,
 ) -> Backbone:
     """Load a backbone from a local folder; ``None`` (or "all-MiniLM-L6-v2") is the embedded default.
 
@@ -467,6 +491,11 @@ def load_backbone(
     folders: "auto" (CLS token when the tokenizer has one, else last non-pad
     token), "cls" or "last". Nothing is ever downloaded: a folder that does not
     exist raises `BackboneNotFoundError` (a FileNotFoundError).
+
+    ``backend`` (sentence-transformers folders): "torch", "onnx", "onnx-int8" or
+    "auto" (torch on CUDA / MPS, DEFAULT_CPU_BACKEND on a CPU). An ONNX backend
+    exports the weights once into ``cache_dir`` (default
+    `onnx_backend.default_cache_dir()`), keyed by their hash.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -474,6 +503,8 @@ def load_backbone(
         raise ValueError(f"max_length must be >= 8 tokens, got {max_length}")
     if pooling not in ("auto", "cls", "last"):
         raise ValueError(f"unknown pooling {pooling!r}: expected 'auto', 'cls' or 'last'")
+    if backend not in ("auto", *BACKENDS):
+        raise ValueError(f"unknown backend {backend!r}: expected 'auto', {', '.join(map(repr, BACKENDS))}")
     torch_device = pick_device(str(device) if device is not None else None)
     if name_or_path is None or str(name_or_path) in DEFAULT_ALIASES:
         path = default_model_path()
@@ -492,7 +523,15 @@ def load_backbone(
             return load_finetuned_backbone(path, device=device, max_length=max_length, batch_size=batch_size)
     revision = folder_fingerprint(path)
     if (path / "modules.json").is_file():
+        if backend == "auto":
+            backend = DEFAULT_CPU_BACKEND if torch_device.type == "cpu" else "torch"
+        if backend != "torch":
+            if torch_device.type != "cpu":
+                raise ValueError(f"the {backend} backend runs on the CPU only, not on {torch_device.type}")
+            return _load_onnx(path, name, revision, max_length, batch_size, backend, cache_dir)
         return _load_sentence_transformer(path, name, revision, torch_device, max_length, batch_size)
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"the {backend} backend needs a sentence-transformers folder; {str(path)!r} runs on torch")
     if (path / "config.json").is_file():
         return _load_hf(path, name, revision, torch_device, max_length, batch_size, pooling)
     raise BackboneNotFoundError(
@@ -518,6 +557,25 @@ def _load_sentence_transformer(path, name, revision, device, max_length, batch_s
         name=name, path=path, kind="sentence-transformers", model=model, tokenizer=model.tokenizer,
         device=device, max_length=window, dim=dim, batch_size=batch_size, pooling="model",
         revision=revision,
+    )
+
+
+def _load_onnx(path, name, revision, max_length, batch_size, backend, cache_dir) -> Backbone:
+    from hyre_engine.onnx_backend import OnnxEncoder, ensure_export
+
+    folder = ensure_export(path, backend, cache_dir=Path(cache_dir) if cache_dir is not None else None)
+    # Same thread count as torch would use, so the two backends compete fairly for the CPU.
+    encoder = OnnxEncoder(folder, threads=torch.get_num_threads())
+    window = encoder.max_length
+    if max_length is not None:
+        if max_length > window:
+            raise ValueError(f"max_length {max_length} exceeds the window of {name} ({window} tokens)")
+        encoder = OnnxEncoder(folder, threads=torch.get_num_threads(), max_length=max_length)
+        window = max_length
+    return Backbone(
+        name=name, path=path, kind="sentence-transformers", model=encoder, tokenizer=encoder.tokenizer,
+        device=torch.device("cpu"), max_length=window, dim=encoder.dim, batch_size=batch_size,
+        pooling="model", revision=revision, backend=backend,
     )
 
 
