@@ -163,6 +163,12 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
                         help="texts per embedding batch (ray engine)")
     parser.add_argument("--embed-actors", type=int, default=None,
                         help="embedding actors (ray engine; default: one per GPU, else one)")
+    parser.add_argument(
+        "--embedding-backend", default="auto", choices=("auto", "torch", "onnx", "onnx-int8"),
+        help="how the default sentence-transformers backbone runs on a CPU (auto: the measured faster one); "
+        "ONNX exports are cached next to the store, and vectors are cached per backend",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
     add_ensemble_arguments(parser)
     add_finetune_arguments(parser)
 
@@ -237,6 +243,7 @@ def _run_build(args: argparse.Namespace) -> int:
 
     from hyre_engine.data import read_preferences
     from hyre_engine.pipeline import build_pool, same_content
+    from hyre_engine.store import default_db_path
 
     config = config_from_args(
         args, train_groups=args.train_groups.split(",") if args.train_groups else None
@@ -263,14 +270,24 @@ def _run_build(args: argparse.Namespace) -> int:
         verb = "replaced the pool with" if exists else "imported"
         print(f"{verb} {len(frame)} rows from {args.pool} as pool '{name}'")
         _print_cleaning(frame)
-    progress, close = _tqdm_progress()
+    backbone = None
+    if args.embedding_backend not in ("auto", "torch"):
+        from hyre_engine.backbone import load_backbone
+
+        db_path = Path(args.db or default_db_path())
+        backbone = load_backbone(
+            config.backbone, backend=args.embedding_backend, cache_dir=db_path.parent / "onnx-cache"
+        )
+    progress, close = _tqdm_progress() if not args.quiet else (None, lambda: None)
     tuning = config.finetune is not None
     try:
         # fine-tuning steps get one tqdm bar per epoch (with its ETA) from joint_training
         report = build_pool(
-            store, pool_id, config,
-            progress=lambda stage, done, total: stage != "finetune" and progress(stage, done, total),
-            show_progress_bar=tuning, finetune_progress=_print_epoch if tuning else None,
+            store, pool_id, config, backbone=backbone,
+            progress=(lambda stage, done, total: stage != "finetune" and progress(stage, done, total))
+            if progress is not None else None,
+            show_progress_bar=tuning and not args.quiet,
+            finetune_progress=_print_epoch if tuning and not args.quiet else None,
         )
     except KeyboardInterrupt:
         print("\ninterrupted: the fine-tuning keeps its last finished epoch; run the same command "

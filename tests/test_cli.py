@@ -56,6 +56,33 @@ def last_json_line(out: str) -> dict:
 
 
 @pytest.mark.slow
+def test_quiet_build_leaves_stderr_empty_and_progress_counts_are_monotone(files, tmp_path, capsys):
+    db = str(tmp_path / "quiet.duckdb")
+    argv = ["build", "--pool", str(files["pool"]), "--db", db, "--train-groups", "crowd", "--quiet", *SMALL_BUILD]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert last_json_line(captured.out)["embedded"] == 18  # stdout still ends in the JSON report
+
+    from hyre_engine.pipeline import BUILD_STAGES, BuildConfig, build_pool
+    from hyre_engine.store import Store
+
+    store = Store(tmp_path / "progress.duckdb")
+    from hyre_engine.data import read_preferences
+
+    pool_id = store.add_pool("subset", read_preferences(files["pool"]))
+    calls: dict[str, list[tuple[int, int]]] = {}
+    config = BuildConfig(train_groups=["crowd"], n_heads=8, hidden=16, calibrate=False)
+    build_pool(store, pool_id, config, progress=lambda stage, done, total: calls.setdefault(stage, []).append(
+        (done, total)))
+    assert {"embed", "train", "predict"} <= set(calls) <= set(BUILD_STAGES)
+    for stage, seen in calls.items():
+        done = [d for d, _ in seen]
+        assert done == sorted(done), stage  # monotone
+        assert len({t for _, t in seen}) == 1 and done[-1] == seen[-1][1], stage  # ends at the total
+
+
+@pytest.mark.slow
 def test_build_prints_what_it_computed_then_what_it_reused(files, tmp_path, capsys):
     db = str(tmp_path / "build.duckdb")
     argv = ["build", "--pool", str(files["pool"]), "--db", db, "--train-groups", "crowd", *SMALL_BUILD]
