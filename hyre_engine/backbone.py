@@ -54,9 +54,11 @@ TEMPLATE = "{prompt}\n\n{response}"
 # Window for Hugging Face folders whose tokenizer sets no sane limit; reward
 # models are usually used at 512-2048 tokens, and longer costs quadratic time.
 DEFAULT_HF_MAX_LENGTH = 512
-# Batches per encode call: the progress callback fires once per chunk, so one batch
-# (64 texts, ~1 s on two cores) keeps a progress bar moving.
-CHUNK_BATCHES = 1
+# Batches per unit of embedding work handed to a worker (the Ray engine's batch).
+CHUNK_BATCHES = 4
+# Batches per in-process encode call; the progress callback fires once per call, and
+# one batch (64 texts, ~1 s on two idle cores) keeps a progress bar moving.
+PROGRESS_BATCHES = 1
 # A text of at most (max_length - BYTE_SLACK) UTF-8 bytes cannot exceed the
 # window (tokens cover >= 1 byte; the slack covers special / prefix tokens),
 # so only longer texts pay for the extra tokenization of the trimming step.
@@ -369,7 +371,7 @@ class Backbone:
         out = np.empty((total, self.dim), dtype=np.float32)
         if total == 0:
             return out
-        chunks = [order[start:stop] for start, stop in _batched(total, self.batch_size * CHUNK_BATCHES)]
+        chunks = [order[start:stop] for start, stop in _batched(total, self.batch_size * PROGRESS_BATCHES)]
         bar = None
         if show_progress_bar:
             from tqdm.auto import tqdm
