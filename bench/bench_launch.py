@@ -3,9 +3,9 @@
     nice .venv/bin/python bench/bench_launch.py
 
 Each step runs in a fresh interpreter (a launch pays every import once): importing
-torch; importing transformers; importing sentence-transformers (what loading the
-model used to cost); `load_backbone()` of the default MiniLM on the CPU (now on the
-bare transformers model, without sentence-transformers) and its first `embed`.
+torch; importing transformers; importing sentence-transformers (most of what loading the
+model costs); `load_backbone()` of the default MiniLM on the CPU (which imports
+sentence-transformers) and its first `embed`.
 Prints seconds per step and the load average, since the machine is shared.
 """
 

@@ -75,10 +75,11 @@ WORD_SEARCH = 8
 # How a sentence-transformers backbone runs: "torch" (the model's own encode), or
 # ONNX Runtime on an export of the same weights ("onnx" float32, "onnx-int8").
 BACKENDS = ("torch", "onnx", "onnx-int8")
-# What "auto" picks on a CPU. Measured on this project's 2-core CPU
-# (bench/bench_embedding.py): float32 ONNX was not faster than torch, and int8 was
-# faster but its cosine to the float32 vectors (0.986) is below the 0.99 the heads
-# were validated at; so torch stays the default and ONNX is opt-in.
+# What "auto" picks on a CPU. Measured on this project's shared 2-core CPU: float32
+# ONNX was 0.84x torch at load ~2 and 1.64x at load ~10 (bench/bench_embedding.py),
+# so not reliably faster; int8 was 1.25-2.0x but its worst cosine to the float32
+# vectors (0.97-0.989) is below the 0.99 the heads were validated at. So torch stays
+# the default and ONNX is opt-in (`build --embedding-backend`).
 DEFAULT_CPU_BACKEND = "torch"
 
 Progress = Callable[[int, int], None]
@@ -544,8 +545,17 @@ def load_backbone(
 
 def _load_sentence_transformer(path, name, revision, device, max_length, batch_size) -> Backbone:
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
-    model = SentenceTransformer(str(path), device=str(device), local_files_only=True)
+    # transformers draws a "Loading weights" bar on stderr for a 0.1 s load; callers
+    # draw their own progress, and `build --quiet` leaves stderr to errors
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = SentenceTransformer(str(path), device=str(device), local_files_only=True)
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
     window = int(model.max_seq_length or DEFAULT_HF_MAX_LENGTH)
     if max_length is not None:
         if max_length > window:
