@@ -579,7 +579,7 @@ def _build_finetuned(store: Store, pool_id: str, config: BuildConfig, backbone: 
             calibration = calibrate_beta(store, tuned.id, pairs, labels, config, progress=progress)
         model = jt.load_finetuned_heads(folder)
         weights, config_json = ens.ensemble_to_bytes(model)
-        ensemble_id = ensemble_record_id(model, settings)
+        ensemble_id = ensemble_record_id(model, settings, pool_id)
         store.put_ensemble(
             ensemble_id=ensemble_id, pool_id=pool_id, backbone_id=tuned.id, config=settings,
             weights=weights, train_fingerprint=fingerprint,
