@@ -277,10 +277,9 @@ def _reset_control(ctx: Context, session_id: str, where) -> None:
 
 def _advanced(ctx: Context, session_id: str) -> None:
     strategy, beta = _session_settings(ctx, session_id)
-    with st.expander(
-        "Advanced: query strategy, temperature, goal, reset",
-        expanded=bool(st.session_state.get(CONFIRM_RESET_KEY)),
-    ):
+    # a constant label and no `expanded=`: a change of either would rebuild the panel, and
+    # it would fold shut between "Reset session" and its confirmation
+    with st.expander("Advanced: query strategy, temperature, goal, reset"):
         cols = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
         st.session_state.setdefault("adv_strategy", strategy)
         st.session_state.setdefault("adv_beta", beta)

@@ -94,8 +94,13 @@ def test_a_name_typed_then_a_key_keeps_the_name(app_server, browser_page):
     field.fill("kim")
     field.press("Enter")
     page.wait_for_function("() => window.location.search.includes('user=kim')", timeout=STEP_TIMEOUT_MS)
-    page.wait_for_function(f"() => ({_METRIC})('Labels') === '0 / 30'", timeout=STEP_TIMEOUT_MS)
+    # the rerun under the new name has finished when the sidebar names kim
+    page.wait_for_function("() => document.querySelector('[data-testid=stSidebar]').innerText.includes('User kim')",
+                           timeout=STEP_TIMEOUT_MS)
+    # Enter handed the keys back to the page
+    assert page.evaluate("() => document.activeElement.tagName") != "INPUT"
     page.keyboard.press("a")
+    _wait_labels(page, "1 / 30")
     page.keyboard.press("b")
     _wait_labels(page, "2 / 30")
     assert page.locator(NAME).input_value() == "kim"
@@ -116,13 +121,15 @@ def test_reset_only_after_confirming_and_keys_overlay(app_server, browser_page):
     page.wait_for_selector("[role='dialog']", state="detached", timeout=STEP_TIMEOUT_MS)
 
     page.get_by_text("Advanced: query strategy").click()
-    page.locator(".st-key-btn_reset button").click()
+    page.locator(".st-key-btn_reset button:visible").first.click()
     page.wait_for_selector(".st-key-btn_reset_confirm button", timeout=STEP_TIMEOUT_MS)
     assert page.evaluate(_METRIC, "Labels") == "1 / 30"  # nothing deleted yet
     page.locator(".st-key-btn_reset_cancel button").click()
-    page.wait_for_selector(".st-key-btn_reset button", timeout=STEP_TIMEOUT_MS)
+    # the rerun swaps the confirmation back for the button (a stale copy may linger a moment)
+    page.wait_for_selector(".st-key-btn_reset_confirm", state="detached", timeout=STEP_TIMEOUT_MS)
+    page.wait_for_selector(".st-key-btn_reset button:visible", timeout=STEP_TIMEOUT_MS)
     assert _stored_count(page, app_server["url"], "resetter") == "1 / 30"
-    page.locator(".st-key-btn_reset button").click()
+    page.locator(".st-key-btn_reset button:visible").first.click()
     page.locator(".st-key-btn_reset_confirm button").click()
     _wait_labels(page, "0 / 30")
     assert _stored_count(page, app_server["url"], "resetter") == "0 / 30"
