@@ -440,6 +440,9 @@ def open_live(
     if len(rows):
         state.last_item = int(rows["row_index"].iloc[-1])
         state.last_label = str(rows["label"].iloc[-1])
+        if state.last_label in LABELS:
+            # the replayed event: a reload shows the same feedback line as before it
+            state.last_event = live.events[-1]
     return state
 
 

@@ -233,6 +233,23 @@ def test_labels_go_to_the_store_first_and_a_reopened_session_continues(tmp_path)
         assert live.stored_rows(store, sid) == 0
 
 
+def test_a_reopened_session_keeps_its_last_label_as_evidence(tmp_path):
+    """After a reload, a session whose last answer was B still shows B's feedback, not 'no evidence'."""
+    from hyre_engine import live
+
+    store, pool_id, sid, logits, truth, pair_ids = _stored_pool(tmp_path)
+    with store:
+        state = live.open_live(store, sid, logits, pair_ids, beta=1.0, strategy="bald")
+        live.record_label(store, state, state.live.next_item(), "a")
+        before = live.record_label(store, state, state.live.next_item(), "b")
+        again = live.open_live(store, sid, logits, pair_ids, beta=1.0, strategy="bald")
+        assert again.last_label == "b"
+        assert again.last_event == before
+        live.record_label(store, again, again.live.next_item(), "tie")
+        reopened = live.open_live(store, sid, logits, pair_ids, beta=1.0, strategy="bald")
+        assert reopened.last_label == "tie" and reopened.last_event is None
+
+
 def test_persona_step_answers_with_the_group_labels(tmp_path):
     from hyre_engine import live
 
