@@ -20,13 +20,14 @@ from hyre_engine import ensemble as ens
 from hyre_engine import training
 from hyre_engine.backbone import Backbone, load_backbone
 from hyre_engine.numerics import PAIR_LABELS, label_targets
-from hyre_engine.personal import DEFAULT_LAMBDA, embedding_differences
+from hyre_engine.personal import DEFAULT_LAMBDA
 from hyre_engine.pipeline import (
     BUILD_STAGES,
     BuildConfig,
     build_pool,
     load_model,
     pair_embeddings,
+    pool_differences,
     predict_pool,
 )
 from hyre_engine.protocol import (
@@ -66,6 +67,7 @@ class _Target:
     model: ens.Ensemble | None  # the ensemble itself, for fine-tuning, if asked for
     xa: np.ndarray  # (n_pairs, dim) embeddings of response A
     xb: np.ndarray
+    diffs: np.ndarray  # (n_pairs, dim) the stored D = xa - xb (pipeline.pool_differences)
 
 
 def _beta_of(meta: dict, beta: float | None) -> tuple[float, str]:
@@ -121,7 +123,7 @@ def _evaluate_groups(store: Store, target_pool: str, target: _Target, names: Seq
             groups[name] = evaluate_group(
                 target.logits[idx], y,
                 single=None if target.single is None else target.single[idx],
-                diffs=embedding_differences(target.xa[idx], target.xb[idx]),
+                diffs=target.diffs[idx],
                 finetune=_finetune_for(target, idx, y), **protocol,
             )
         if progress:
@@ -172,7 +174,7 @@ def evaluate_pools(
         logits=logits,
         single=_single_logits(store, train_pool, target_pool, config, backbone) if "single" in methods else None,
         model=load_model(store, report.ensemble_id) if "finetune" in methods else None,
-        xa=xa, xb=xb,
+        xa=xa, xb=xb, diffs=pool_differences(store, target_pool, backbone.id),
     )
     groups = _evaluate_groups(store, target_pool, target, target_groups, progress, n_values=n_values,
                               seeds=seeds, strategy=strategy, loss=loss, beta=beta, lam=lam,

@@ -144,6 +144,8 @@ class BuildReport:
     calibration: dict | None = None
     # Distinct head functions on this pool: clusters of heads correlating > 0.98.
     distinct_heads: int = 0
+    # Rows of the pool's embedding differences D computed in this build (the rest were stored).
+    differences: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     finetuned: bool = False  # the backbone was fine-tuned with the heads in this build
     finetune_path: str | None = None  # the fine-tuned backbone's folder (load_backbone reads it)
@@ -163,6 +165,8 @@ class BuildReport:
             "head predictions: "
             + ("computed" if self.predicted else "reused")
             + f" ({self.seconds.get('predict', 0.0):.1f} s)",
+            f"embedding differences: {self.differences} rows computed, "
+            f"{self.n_pairs - self.differences} reused",
             f"distinct head functions: {self.distinct_heads} "
             f"(heads whose predictions on the pool correlate > {DEFAULT_DISTINCT_THRESHOLD:g} count once)",
         ]
@@ -237,6 +241,7 @@ def build_pool(
     start = time.perf_counter()
     report.predicted = _ensure_predictions(store, report.ensemble_id, pool_id, pairs, backbone.id, progress)
     report.seconds[PREDICT] = time.perf_counter() - start
+    report.differences, _ = ensure_differences(store, pool_id, backbone.id, pairs)
     report.distinct_heads = distinct_heads(store.get_head_predictions(report.ensemble_id, pool_id)).n_distinct
     return report
 
@@ -313,6 +318,25 @@ def ensure_embeddings(store: Store, pool_id: str, backbone: Backbone, *, progres
         )
         store.put_embeddings(backbone.id, todo["text_hash"].tolist(), vectors)
     return len(todo), len(texts) - len(todo)
+
+
+def ensure_differences(store: Store, pool_id: str, backbone_id: str, pairs=None) -> tuple[int, int]:
+    """Store D = phi(a) - phi(b) for the pool's pairs that have none yet (the pool only grows,
+    so only its new rows are computed): (computed, reused). Needs the pairs' embeddings."""
+    pairs = store.pool_pairs(pool_id, with_meta=False) if pairs is None else pairs
+    stored = store.n_pair_differences(backbone_id, pool_id)
+    if stored >= len(pairs):
+        return 0, stored
+    new = pairs.iloc[stored:]
+    xa, xb = pair_embeddings(store, backbone_id, new)
+    store.append_pair_differences(backbone_id, pool_id, embedding_differences(xa, xb), start=stored)
+    return len(new), stored
+
+
+def pool_differences(store: Store, pool_id: str, backbone_id: str) -> np.ndarray:
+    """The pool's D (n_pairs, dim) float32 from the store, storing the rows it lacks first."""
+    ensure_differences(store, pool_id, backbone_id)
+    return store.get_pair_differences(backbone_id, pool_id)
 
 
 def predict_pool(
@@ -596,4 +620,5 @@ def _build_finetuned(store: Store, pool_id: str, config: BuildConfig, backbone: 
     start = time.perf_counter()
     report.predicted = _ensure_predictions(store, ensemble_id, pool_id, pairs, tuned.id, progress)
     report.seconds[PREDICT] = time.perf_counter() - start
+    report.differences, _ = ensure_differences(store, pool_id, tuned.id, pairs)
     return report

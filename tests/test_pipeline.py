@@ -139,6 +139,7 @@ def test_rebuild_with_nothing_new_computes_nothing(built, minilm):
     assert (again.embedded, again.embeddings_reused) == (0, built.report.n_texts)
     assert not again.trained and not again.predicted
     assert again.ensemble_id == built.report.ensemble_id
+    assert (built.report.differences, again.differences) == (built.report.n_pairs, 0)  # D reused
     assert events == []  # no stage even started
     assert store.stats.as_dict() == before  # not one row written
     assert elapsed < REBUILD_SECONDS
@@ -224,6 +225,29 @@ def test_predict_pool_scores_a_second_pool_with_the_trained_ensemble(
     after = store.stats.as_dict()
     np.testing.assert_array_equal(predict_pool(store, ensemble_id, other, minilm), Z)
     assert store.stats.as_dict() == after
+
+
+def test_embedding_differences_are_stored_and_grow_with_the_pool(built, minilm):
+    from hyre_engine.pipeline import ensure_differences, pair_embeddings, pool_differences
+
+    store = built.store
+    pairs = store.pool_pairs(built.pool, with_meta=False)
+    xa, xb = pair_embeddings(store, minilm.id, pairs)
+    D = store.get_pair_differences(minilm.id, built.pool)  # noqa: N806
+    assert D.dtype == np.float32 and D.shape == (len(pairs), minilm.dim)
+    np.testing.assert_array_equal(D, (xa - xb).astype(np.float32))
+    # a pool that grows computes the new rows only, and the old rows stay as they were
+    grown = store.add_pool("grows", pairs.iloc[:20][["pair_id", "prompt", "response_a", "response_b"]])
+    assert ensure_differences(store, grown, minilm.id) == (20, 0)
+    store.add_pairs(grown, pairs.iloc[20:30][["pair_id", "prompt", "response_a", "response_b"]])
+    before = store.stats.difference_rows_added
+    np.testing.assert_array_equal(pool_differences(store, grown, minilm.id), D[:30])
+    assert store.stats.difference_rows_added - before == 10
+    assert ensure_differences(store, grown, minilm.id) == (0, 30)
+    with pytest.raises(ValueError, match="cannot append at row 3"):
+        store.append_pair_differences(minilm.id, grown, D[:1], start=3)
+    store.delete_pool(grown)
+    assert store.get_pair_differences(minilm.id, grown) is None
 
 
 def test_predict_pool_refuses_another_backbone(built, minilm):

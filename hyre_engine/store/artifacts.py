@@ -1,4 +1,4 @@
-"""Artifacts: embeddings per backbone and text, ensembles, and head predictions Z."""
+"""Artifacts: embeddings per backbone and text, ensembles, head predictions Z and embedding differences D."""
 
 from __future__ import annotations
 
@@ -306,3 +306,63 @@ class ArtifactsMixin(StoreBase):
             Z = Z[np.argsort(row_index, kind="stable")]  # noqa: N806
         return Z
 
+
+    # ------------------------------------------------------------ embedding differences D
+
+    def n_pair_differences(self, backbone_id: str, pool_id: str) -> int:
+        """How many leading rows (row_index 0..n-1) of the pool's D this backbone has stored."""
+        return int(self._cursor().execute(
+            "SELECT count(*) FROM pair_differences WHERE backbone_id = ? AND pool_id = ?",
+            [backbone_id, pool_id],
+        ).fetchall()[0][0])
+
+    def append_pair_differences(self, backbone_id: str, pool_id: str, D: np.ndarray, *,  # noqa: N803
+                                start: int) -> int:
+        """Store rows ``start .. start + len(D) - 1`` of the pool's D (n, dim) float32; returns rows added.
+
+        ``start`` must be the number of rows already stored (D grows with the pool, never
+        rewrites a row), and the rows must exist in the pool.
+        """
+        D = np.asarray(D)  # noqa: N806
+        if D.ndim != 2 or D.shape[1] == 0:
+            raise ValueError(f"D must have shape (n_pairs, dim) with dim >= 1, got {D.shape}")
+        if not np.isfinite(D).all():
+            raise ValueError("D contains NaN or infinite values (embeddings)")
+        table = pa.table({
+            "row_index": pa.array(np.arange(start, start + D.shape[0], dtype=np.int32)),
+            "d": _list_array(D.astype(np.float32, copy=False)),
+        })
+        with self._transaction() as (cur, counts):
+            self._require(cur, "pools", "pool_id", pool_id, "pool")
+            stored, dim = cur.execute(
+                "SELECT count(*), max(len(d)) FROM pair_differences WHERE backbone_id = ? AND pool_id = ?",
+                [backbone_id, pool_id],
+            ).fetchall()[0]
+            if stored != start:
+                raise ValueError(f"D of pool {pool_id} has {stored} rows stored, cannot append at row {start}")
+            if dim is not None and dim != D.shape[1]:
+                raise ValueError(f"D of pool {pool_id} has dim {dim}, the new rows have dim {D.shape[1]}")
+            n_pairs = cur.execute("SELECT count(*) FROM pairs WHERE pool_id = ?", [pool_id]).fetchall()[0][0]
+            if start + D.shape[0] > n_pairs:
+                raise ValueError(f"D rows up to {start + D.shape[0]} but pool {pool_id} has {n_pairs} pairs")
+            with self._registered(cur, table) as name:
+                added = cur.execute(
+                    f"INSERT INTO pair_differences SELECT ?, ?, row_index, d FROM {name}",
+                    [backbone_id, pool_id],
+                ).fetchall()[0][0]
+            counts.difference_rows_added += added
+        return int(added)
+
+    def get_pair_differences(self, backbone_id: str, pool_id: str) -> np.ndarray | None:
+        """D (n, dim) float32 aligned with row_index (the rows stored so far), None when none are."""
+        result = self._cursor().sql(
+            "SELECT row_index, d FROM pair_differences WHERE backbone_id = ? AND pool_id = ?",
+            params=[backbone_id, pool_id],
+        ).to_arrow_table()
+        if result.num_rows == 0:
+            return None
+        D = _list_column_to_matrix(result.column("d"))  # noqa: N806
+        row_index = result.column("row_index").to_numpy()
+        if not np.array_equal(row_index, np.arange(result.num_rows)):
+            D = D[np.argsort(row_index, kind="stable")]  # noqa: N806
+        return D

@@ -80,6 +80,7 @@ class StoreStats:
     embeddings_added: int = 0
     ensembles_added: int = 0
     prediction_rows_added: int = 0
+    difference_rows_added: int = 0
 
     def reset(self) -> None:
         for f in fields(self):
@@ -120,6 +121,11 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS head_predictions (
         ensemble_id VARCHAR NOT NULL, pool_id VARCHAR NOT NULL, row_index INTEGER NOT NULL,
         z FLOAT[] NOT NULL)""",
+    # D: phi(a) - phi(b) per pair of a pool under one backbone (the personal head's input),
+    # appended as the pool grows; rows are read as a whole set, like Z.
+    """CREATE TABLE IF NOT EXISTS pair_differences (
+        backbone_id VARCHAR NOT NULL, pool_id VARCHAR NOT NULL, row_index INTEGER NOT NULL,
+        d FLOAT[] NOT NULL, PRIMARY KEY (backbone_id, pool_id, row_index))""",
     # persona is '' (not NULL) when absent so that the UNIQUE key also covers human sessions.
     """CREATE TABLE IF NOT EXISTS sessions (
         session_id VARCHAR PRIMARY KEY, user_name VARCHAR NOT NULL, pool_id VARCHAR NOT NULL,

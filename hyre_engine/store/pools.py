@@ -205,6 +205,7 @@ class PoolsMixin(StoreBase):
             "sessions",
             "head_predictions",
             "prediction_sets",
+            "pair_differences",
             "labels",
             "pairs",
             "pools",
