@@ -28,10 +28,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from hyre_engine.personal import DEFAULT_CALIBRATION_LAMBDAS, embedding_differences  # noqa: E402
-from hyre_engine.personal_protocol import (  # noqa: E402
+from hyre_engine.protocol import (  # noqa: E402
     PERSONAL_METHODS,
     calibrate_lambda,
-    evaluate_personal_group,
+    evaluate_group,
 )
 
 
@@ -40,14 +40,13 @@ def _log(msg: str) -> None:
 
 
 def _group_arrays(store, backbone_id, pool_id, logits, labels, name):
-    from hyre_engine.pipeline import pair_embeddings
+    from hyre_engine.pipeline import pool_differences
 
-    pairs = store.pool_pairs(pool_id)
-    xa, xb = pair_embeddings(store, backbone_id, pairs)
+    D = pool_differences(store, pool_id, backbone_id)  # noqa: N806 - the stored D of the pool
     rows = labels[labels["group"] == name] if "group" in labels else labels
     idx = rows["row_index"].to_numpy()
     y = (rows["label"] == "a").to_numpy().astype(np.float64)
-    return logits[idx], embedding_differences(xa[idx], xb[idx]), y
+    return logits[idx], D[idx], y
 
 
 def calibrate(store, backbone, pool_id, config, *, beta, lambdas, train_groups=None) -> dict:
@@ -146,8 +145,8 @@ def main() -> int:
             Z, D, y = _group_arrays(store, backbone.id, target_pool, logits, labels, name)
             if len(y) < 4:
                 continue
-            groups[name] = evaluate_personal_group(Z, D, y, n_values=n_values, seeds=args.seeds,
-                                                   strategy=strategy, beta=args.beta, lam=lam).to_json()
+            groups[name] = evaluate_group(Z, y, diffs=D, n_values=n_values, seeds=args.seeds, strategy=strategy,
+                                          beta=args.beta, lam=lam, methods=PERSONAL_METHODS).to_json()
         summary = {m: {"mean": np.mean([g["methods"][m]["mean"] for g in groups.values()], axis=0).round(6).tolist(),
                        "std_over_seeds": np.mean([g["methods"][m]["std"] for g in groups.values()], axis=0)
                        .round(6).tolist()}

@@ -1,14 +1,17 @@
 """Which pair to ask about next: named scorers under the current weights, then ranking.
 
-Every scorer has the signature ``scorer(preds, w, *, rng=None) -> (n_items,)`` and scores
-with the *current* head weights w (after reweighting, a uniform average would ask about
-disagreements among heads the labels have already ruled out). Higher means more worth
-labelling. ``select`` ranks scores separately; ``PoolScorer`` caches what does not
+``SCORERS`` is the one registry of query criteria, of two kinds. A head scorer has the
+signature ``scorer(preds, w, *, rng=None) -> (n_items,)`` and scores with the *current*
+head weights w (after reweighting, a uniform average would ask about disagreements among
+heads the labels have already ruled out). A Gaussian scorer (``GAUSSIAN_SCORERS``, the
+personal model's) has the signature ``scorer(mu, s2) -> (n_items,)``: it scores the
+predictive of each pair's margin, a logit ~ N(mu, s2). Higher means more worth labelling. ``select`` ranks scores separately; ``PoolScorer`` caches what does not
 depend on w so that scoring a whole pool after each label is two matrix-vector products.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -86,19 +89,79 @@ def random(preds, w, *, rng=None) -> np.ndarray:
     return _generator(rng).random(p.shape[0])
 
 
+# -- Gaussian scorers: a logit f ~ N(mu, s2), the personal model's predictive ------------
+
+# MacKay's probit approximation: E[sigmoid(f)] ~ sigmoid(mu / sqrt(1 + pi s2 / 8)).
+_PROBIT_SCALE = math.pi / 8.0
+# Houlsby et al. (2011): E_f[h(Phi(f))] ~ C / sqrt(s2 + C^2) exp(-mu^2 / (2 (s2 + C^2)))
+# with h in bits and C = sqrt(pi ln 2 / 2); a logistic link is Phi(kappa f), kappa^2 = pi / 8.
+_HOULSBY_C2 = math.pi * math.log(2.0) / 2.0
+
+
+def probit_probability(mu, s2) -> np.ndarray:
+    """MacKay's E[sigmoid(f)] for f ~ N(mu, s2): sigmoid(mu / sqrt(1 + pi s2 / 8))."""
+    mu = np.asarray(mu)
+    s2 = np.asarray(s2)
+    return sigmoid(mu / np.sqrt(1.0 + _PROBIT_SCALE * s2))
+
+
+def _entropy_nats(q: np.ndarray) -> np.ndarray:
+    tiny = np.finfo(np.float64).tiny
+    q = np.clip(q, 0.0, 1.0)
+    r = 1.0 - q
+    return -(q * np.log(np.maximum(q, tiny)) + r * np.log(np.maximum(r, tiny)))
+
+
+def gaussian_logit_entropy(mu, s2) -> np.ndarray:
+    """Predictive entropy (nats) of y when the logit is N(mu, s2), probit-approximated."""
+    return _entropy_nats(probit_probability(mu, s2).astype(np.float64))
+
+
+def gaussian_logit_bald(mu, s2) -> np.ndarray:
+    """BALD I(y; f) (nats) for a logit f ~ N(mu, s2), after Houlsby et al. (2011).
+
+    A logistic link is written as a probit Phi(kappa f), kappa^2 = pi / 8, and Houlsby's
+    Gaussian-shaped entropy h(Phi(x)) ~ exp(-x^2 / (2 C^2)) bits is used for *both*
+    terms of H[E p] - E[H(p)], so that the score is exactly 0 when s2 = 0 (with the exact
+    entropy in the first term the approximation's own error, up to 0.05 nats at
+    |mu| ~ 3, would remain as a spurious score on pairs nobody is unsure about).
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    s2 = np.asarray(s2, dtype=np.float64)
+    m2 = _PROBIT_SCALE * mu * mu
+    t2 = _PROBIT_SCALE * s2
+    predictive = np.exp(-m2 / (2.0 * _HOULSBY_C2 * (1.0 + t2)))
+    expected = math.sqrt(_HOULSBY_C2) / np.sqrt(t2 + _HOULSBY_C2) * np.exp(
+        -m2 / (2.0 * (t2 + _HOULSBY_C2))
+    )
+    return np.maximum(math.log(2.0) * (predictive - expected), 0.0)
+
+
 Scorer = Callable[..., np.ndarray]
 
-# Registered query criteria by name (the paper compares random, entropy and BALD).
+# The one registry of query criteria by name (the paper compares random, entropy and
+# BALD; the personal model asks by the entropy and BALD of its Gaussian predictive).
 SCORERS: dict[str, Scorer] = {
     "random": random,
     "entropy": entropy,
     "bald": bald,
     "variance": variance,
+    "personal_entropy": gaussian_logit_entropy,
+    "personal_bald": gaussian_logit_bald,
 }
 # Scorers that read the predictions as regression values, not as preference logits.
 REGRESSION_ONLY = frozenset({"variance"})
-# The strategies that choose preference pairs, in the registry's order.
-PREFERENCE_STRATEGIES = tuple(name for name in SCORERS if name not in REGRESSION_ONLY)
+# Scorers of a Gaussian logit's (mean, variance), not of head predictions and weights.
+GAUSSIAN_SCORERS = frozenset({"personal_entropy", "personal_bald"})
+# The strategies that choose preference pairs from the heads, in the registry's order.
+PREFERENCE_STRATEGIES = tuple(
+    name for name in SCORERS if name not in REGRESSION_ONLY and name not in GAUSSIAN_SCORERS
+)
+# The orders the personal model can ask in: random, or its own Gaussian scorers.
+PERSONAL_STRATEGIES = ("random", *(name for name in SCORERS if name in GAUSSIAN_SCORERS))
+# A head strategy's counterpart under the personal model (what the Label page's menu means
+# when the session personalises with the personal head).
+PERSONAL_VARIANT = {"random": "random", "entropy": "personal_entropy", "bald": "personal_bald"}
 
 
 def get_scorer(name: str) -> Scorer:
@@ -199,6 +262,9 @@ class PoolScorer:
     def score(self, strategy: str, w, *, rng=None) -> np.ndarray:
         """Scores (n_items,) float32 of the named strategy under weights w (n_heads,)."""
         get_scorer(strategy)  # unknown names fail with the list of valid ones
+        if strategy in GAUSSIAN_SCORERS:
+            raise ValueError(f"{strategy!r} scores a personal model's predictive, not head weights: "
+                             "use PersonalModel.score")
         w32 = self._weights(w)
         if strategy == "random":
             return _generator(rng).random(self.n_items, dtype=np.float32)

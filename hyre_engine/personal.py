@@ -27,6 +27,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The probit predictive and the Gaussian scorers live in acquisition (the one registry);
+# re-exported here for the personal model's users.
+from hyre_engine.acquisition import (  # noqa: F401
+    GAUSSIAN_SCORERS,
+    SCORERS,
+    gaussian_logit_bald,
+    gaussian_logit_entropy,
+    probit_probability,
+    select,
+)
 from hyre_engine.numerics import sigmoid as _sigmoid
 from hyre_engine.reweight import DEFAULT_BETA, Posterior, validate_weights
 
@@ -48,11 +58,8 @@ NEWTON_MAX_ITER = 100
 _MAX_HALVINGS = 40
 # Capacity of the per-label cross matrix grows by doubling from this.
 _INITIAL_CAPACITY = 16
-# MacKay's probit approximation: E[sigmoid(f)] ~ sigmoid(mu / sqrt(1 + pi s2 / 8)).
-_PROBIT_SCALE = math.pi / 8.0
-# Houlsby et al. (2011): E_f[h(Phi(f))] ~ C / sqrt(s2 + C^2) exp(-mu^2 / (2 (s2 + C^2)))
-# with h in bits and C = sqrt(pi ln 2 / 2); a logistic link is Phi(kappa f), kappa^2 = pi / 8.
-_HOULSBY_C2 = math.pi * math.log(2.0) / 2.0
+# The personal model's query criteria (registered in acquisition.SCORERS), by name.
+PERSONAL_SCORERS = {name: SCORERS[name] for name in SCORERS if name in GAUSSIAN_SCORERS}
 
 
 # --------------------------------------------------------------------------- checks
@@ -377,55 +384,6 @@ def fit_logistic(diffs, y, *, lam: float = DEFAULT_LAMBDA, offsets=None) -> np.n
     return PersonalHead.from_labels(X, np.arange(X.shape[0]), y, o, lam=lam).v
 
 
-# --------------------------------------------------------------------------- probit scoring
-
-
-def probit_probability(mu, s2) -> np.ndarray:
-    """MacKay's E[sigmoid(f)] for f ~ N(mu, s2): sigmoid(mu / sqrt(1 + pi s2 / 8))."""
-    mu = np.asarray(mu)
-    s2 = np.asarray(s2)
-    return _sigmoid(mu / np.sqrt(1.0 + _PROBIT_SCALE * s2))
-
-
-def _entropy_nats(q: np.ndarray) -> np.ndarray:
-    tiny = np.finfo(np.float64).tiny
-    q = np.clip(q, 0.0, 1.0)
-    r = 1.0 - q
-    return -(q * np.log(np.maximum(q, tiny)) + r * np.log(np.maximum(r, tiny)))
-
-
-def gaussian_logit_entropy(mu, s2) -> np.ndarray:
-    """Predictive entropy (nats) of y when the logit is N(mu, s2), probit-approximated."""
-    return _entropy_nats(probit_probability(mu, s2).astype(np.float64))
-
-
-def gaussian_logit_bald(mu, s2) -> np.ndarray:
-    """BALD I(y; f) (nats) for a logit f ~ N(mu, s2), after Houlsby et al. (2011).
-
-    A logistic link is written as a probit Phi(kappa f), kappa^2 = pi / 8, and Houlsby's
-    Gaussian-shaped entropy h(Phi(x)) ~ exp(-x^2 / (2 C^2)) bits is used for *both*
-    terms of H[E p] - E[H(p)], so that the score is exactly 0 when s2 = 0 (with the exact
-    entropy in the first term the approximation's own error, up to 0.05 nats at
-    |mu| ~ 3, would remain as a spurious score on pairs nobody is unsure about).
-    """
-    mu = np.asarray(mu, dtype=np.float64)
-    s2 = np.asarray(s2, dtype=np.float64)
-    m2 = _PROBIT_SCALE * mu * mu
-    t2 = _PROBIT_SCALE * s2
-    predictive = np.exp(-m2 / (2.0 * _HOULSBY_C2 * (1.0 + t2)))
-    expected = math.sqrt(_HOULSBY_C2) / np.sqrt(t2 + _HOULSBY_C2) * np.exp(
-        -m2 / (2.0 * (t2 + _HOULSBY_C2))
-    )
-    return np.maximum(math.log(2.0) * (predictive - expected), 0.0)
-
-
-# Query criteria of the personal model by name (the predictive is Gaussian in the logit).
-PERSONAL_SCORERS = {
-    "personal_entropy": gaussian_logit_entropy,
-    "personal_bald": gaussian_logit_bald,
-}
-
-
 # --------------------------------------------------------------------------- HyRe + personal head
 
 
@@ -526,9 +484,15 @@ class PersonalModel:
         """The reweighted ensemble's margin sum_k w_k z_ik (n_pairs,)."""
         return self._head_moments()[0]
 
+    def corrections(self) -> np.ndarray:
+        """The personal head's part v . d_i (n_pairs,), once per label."""
+        if "corrections" not in self._cache:
+            self._cache["corrections"] = self.head.corrections()
+        return self._cache["corrections"]
+
     def margins(self) -> np.ndarray:
         """The personal model's margin m_i = o_i + v . d_i (n_pairs,)."""
-        return self.offsets() + self.head.corrections()
+        return self.offsets() + self.corrections()
 
     def probabilities(self) -> np.ndarray:
         """P(A preferred) under the MAP: sigmoid(m) (n_pairs,)."""
@@ -557,8 +521,6 @@ class PersonalModel:
 
     def next_item(self, strategy: str = "personal_bald", *, exclude=None, seed=None) -> int:
         """The pool row to ask about next (labelled rows are always excluded)."""
-        from hyre_engine.acquisition import select
-
         mask = np.zeros(self.n_pairs, dtype=bool)
         mask[self.head.rows] = True
         if exclude is not None:
@@ -573,8 +535,7 @@ class PersonalModel:
         """How much is personal: the share of pool pairs whose preferred side the personal
         head flips relative to the reweighted ensemble alone."""
         o = self.offsets()
-        m = o + self.head.corrections()
-        return float(np.mean(np.sign(m) != np.sign(o)))
+        return float(np.mean(np.sign(o + self.corrections()) != np.sign(o)))
 
     @classmethod
     def replay(cls, logits, diffs, rows, y, *, beta: float = DEFAULT_BETA, lam: float = DEFAULT_LAMBDA,

@@ -24,8 +24,7 @@ from hyre_engine.diversity import DEFAULT_DISTINCT_THRESHOLD, distinct_heads
 from hyre_engine.joint_training import JointTrainingConfig
 from hyre_engine.numerics import PAIR_LABELS, label_targets
 from hyre_engine.personal import DEFAULT_LAMBDA, embedding_differences
-from hyre_engine.personal_protocol import calibrate_lambda
-from hyre_engine.protocol import beta_scores
+from hyre_engine.protocol import beta_scores, calibrate_lambda
 from hyre_engine.reweight import DEFAULT_BETA
 from hyre_engine.store import Store
 

@@ -1,8 +1,12 @@
 """The accuracy-vs-n protocol: adapt to each target group with n labels, score the rest.
 
 For every target group and seed, n adaptation rows are drawn (at random, or
-chosen one by one with an acquisition strategy under the current weights) and
-every method of ``METHODS`` is scored on the group's remaining rows.
+chosen one by one with an acquisition strategy under the current weights, or by the
+personal model's own scorers under its posterior) and every method of ``METHODS`` is
+scored on the group's remaining rows. ``METHODS`` is the one definition of every
+evaluated method, the personal ones (personal, residual, probe, user_ceiling) included;
+``calibrate_lambda`` and ``beta_scores`` choose the personal head's prior and HyRe's
+temperature with it, on held-out training annotators.
 Everything here works on cached arrays (numpy and scipy only, never torch):
 the fine-tuning method receives its fine-tuned logits from a callable that the
 caller, who holds the model, supplies.
@@ -12,13 +16,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from hyre_engine import baselines
-from hyre_engine.acquisition import PREFERENCE_STRATEGIES, adaptive_order
+from hyre_engine.acquisition import (
+    GAUSSIAN_SCORERS,
+    PERSONAL_STRATEGIES,
+    PREFERENCE_STRATEGIES,
+    adaptive_order,
+)
 from hyre_engine.numerics import accuracy, finite_logits, sigmoid
-from hyre_engine.personal import DEFAULT_LAMBDA, PersonalHead, PersonalModel
+from hyre_engine.personal import (
+    DEFAULT_CALIBRATION_LAMBDAS,
+    DEFAULT_LAMBDA,
+    PersonalHead,
+    PersonalModel,
+    check_diffs,
+)
 from hyre_engine.reweight import (
     DEFAULT_BETA,
     PREFERENCE_LOSSES,
@@ -33,10 +49,12 @@ from hyre_engine.reweight import (
 DEFAULT_N = (0, 1, 5, 10, 20)
 # Adaptation draws per group: enough for a standard error of ~1 point on 100-row groups.
 DEFAULT_SEEDS = 20
-STRATEGIES = PREFERENCE_STRATEGIES
+# The heads' strategies, then the personal model's own (they need the embedding differences).
+STRATEGIES = (*PREFERENCE_STRATEGIES, *(s for s in PERSONAL_STRATEGIES if s in GAUSSIAN_SCORERS))
 LOSSES = PREFERENCE_LOSSES
-# The per-group weight diagnostics that evaluate_group records beside the methods.
-DIAGNOSTICS = ("effective_heads", "weight_entropy")
+# The per-group diagnostics that evaluate_group records beside the methods (flip_share:
+# the share of unlabelled rows whose side the personal head flips, when diffs are given).
+DIAGNOSTICS = ("effective_heads", "weight_entropy", "flip_share")
 
 # finetune(adapt_rows, seed) -> logits (n_rows, n_heads) of the fine-tuned heads on the group
 Finetune = Callable[[np.ndarray, int], np.ndarray]
@@ -65,6 +83,17 @@ class Fold:
     beta: float = DEFAULT_BETA
     lam: float = DEFAULT_LAMBDA
     loss: str = "zero-one"
+
+    @cached_property
+    def personal_model(self) -> PersonalModel:
+        """HyRe + the personal head after the fold's adaptation labels (built once per fold)."""
+        return PersonalModel.replay(self.logits, self.diffs, self.adapt, self.y[self.adapt], beta=self.beta,
+                                    lam=self.lam, loss=self.loss)
+
+    def flip_share(self) -> float:
+        """Share of the rest rows whose preferred side the personal head flips."""
+        model = self.personal_model
+        return float(np.mean(np.sign(model.margins()[self.rest]) != np.sign(model.offsets()[self.rest])))
 
 
 def _uniform(f: Fold) -> float:
@@ -95,18 +124,14 @@ def _finetune(f: Fold) -> float:
     return accuracy(prob, f.y[f.rest])
 
 
-def _personal_model(f: Fold, *, reweight: bool) -> float:
-    model = PersonalModel.replay(f.logits, f.diffs, f.adapt, f.y[f.adapt], beta=f.beta, lam=f.lam,
-                                 loss=f.loss, reweight=reweight)
-    return accuracy(sigmoid(model.margins()[f.rest]), f.y[f.rest])
-
-
 def _personal(f: Fold) -> float:
-    return _personal_model(f, reweight=True)
+    return accuracy(sigmoid(f.personal_model.margins()[f.rest]), f.y[f.rest])
 
 
 def _residual(f: Fold) -> float:
-    return _personal_model(f, reweight=False)
+    model = PersonalModel.replay(f.logits, f.diffs, f.adapt, f.y[f.adapt], beta=f.beta, lam=f.lam,
+                                 loss=f.loss, reweight=False)
+    return accuracy(sigmoid(model.margins()[f.rest]), f.y[f.rest])
 
 
 def _probe(f: Fold) -> float:
@@ -147,6 +172,8 @@ ALL_METHODS = tuple(METHODS)
 # Methods that need an input beyond the group's head predictions: the Fold field they read.
 METHOD_INPUTS = {"single": "single", "finetune": "finetune", "personal": "diffs", "residual": "diffs",
                  "probe": "diffs", "user_ceiling": "diffs"}
+# The personal head's comparison: the references, HyRe, and every method that reads diffs.
+PERSONAL_METHODS = ("uniform", "hyre", *(m for m in METHODS if METHOD_INPUTS.get(m) == "diffs"))
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
@@ -165,14 +192,19 @@ class GroupResult:
     effective_heads: dict[str, list[float]] = field(default_factory=dict)
     # Shannon entropy (nats) of HyRe's weights at each n: log K when uniform, 0 on one head.
     weight_entropy: dict[str, list[float]] = field(default_factory=dict)
+    # Share of unlabelled rows whose side the personal head flips (only with diffs).
+    flip_share: dict[str, list[float]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "n_examples": self.n_examples,
             "methods": self.methods,
             "effective_heads": self.effective_heads,
             "weight_entropy": self.weight_entropy,
         }
+        if self.flip_share:
+            out["flip_share"] = self.flip_share
+        return out
 
 
 def adaptation_order(
@@ -184,11 +216,15 @@ def adaptation_order(
     beta: float,
     loss: str,
     seed: int,
+    diffs: np.ndarray | None = None,
+    lam: float = DEFAULT_LAMBDA,
 ) -> np.ndarray:
     """The first ``n_max`` rows a user would label, in order.
 
     Random draws them uniformly; an active strategy picks each next row by its
-    score under the weights after the previous labels (the paper's protocol).
+    score under the weights after the previous labels (the paper's protocol); a
+    personal strategy (``personal_bald``, ``personal_entropy``) by the personal model's
+    predictive after them, which needs ``diffs`` (n_rows, dim) and ``lam``.
     """
     n_rows, n_heads = logits.shape
     n_max = min(n_max, n_rows - 1)
@@ -197,6 +233,14 @@ def adaptation_order(
     if strategy == "random" or n_max <= 0:
         rng = np.random.default_rng(seed)
         return rng.permutation(n_rows)[: max(n_max, 0)]
+    if strategy in GAUSSIAN_SCORERS:
+        if diffs is None:
+            raise ValueError(f"strategy {strategy!r} asks by the personal model: it needs diffs")
+        model = PersonalModel(logits, diffs, beta=beta, lam=lam, loss=loss)
+        for step in range(n_max):
+            item = model.next_item(strategy, seed=seed + step)
+            model.add(item, y[item])
+        return model.head.rows
     posterior = Posterior(n_heads, beta=beta, loss=loss)
     return adaptive_order(logits, y, n_max, posterior=posterior, strategy=strategy, seed=seed)
 
@@ -242,8 +286,6 @@ def evaluate_group(
     """
     logits, y, n_values = _check_group(logits, y, n_values, loss)
     if diffs is not None:
-        from hyre_engine.personal import check_diffs
-
         diffs = check_diffs(diffs)
         if diffs.shape[0] != logits.shape[0]:
             raise ValueError(f"diffs has {diffs.shape[0]} rows but logits has {logits.shape[0]}")
@@ -255,11 +297,12 @@ def evaluate_group(
     acc = {m: np.full((seeds, len(n_values)), np.nan) for m in methods}
     eff = np.full((seeds, len(n_values)), np.nan)
     ent = np.full((seeds, len(n_values)), np.nan)
+    flips = np.full((seeds, len(n_values)), np.nan)
     per_example = example_losses(logits, y, loss=loss)
     p_heads = sigmoid(logits)
     for seed in range(seeds):
         order = adaptation_order(
-            logits, y, max(n_values), strategy=strategy, beta=beta, loss=loss, seed=seed
+            logits, y, max(n_values), strategy=strategy, beta=beta, loss=loss, seed=seed, diffs=diffs, lam=lam,
         )
         for j, n in enumerate(n_values):
             adapt = order[: min(n, len(order))]
@@ -270,6 +313,8 @@ def evaluate_group(
                         loss=loss)
             eff[seed, j] = effective_heads(w)
             ent[seed, j] = weight_entropy(w)
+            if diffs is not None:
+                flips[seed, j] = fold.flip_share()
             for m in methods:
                 acc[m][seed, j] = METHODS[m](fold)
     return GroupResult(
@@ -277,6 +322,7 @@ def evaluate_group(
         methods={m: _stats(a, nan=True) for m, a in acc.items()},
         effective_heads=_stats(eff),
         weight_entropy=_stats(ent),
+        flip_share=_stats(flips) if diffs is not None else {},
     )
 
 
@@ -302,7 +348,8 @@ def format_table(result: dict, *, title: str = "") -> str:
     lines += [header, "-" * len(header)]
     for method, stats in result["summary"].items():
         lines.append(f"{method:<18}" + "".join(f"{v:>9.3f}" for v in stats["mean"]))
-    for key, label, fmt in zip(DIAGNOSTICS, ("(effective heads)", "(weight entropy)"), (".1f", ".2f"), strict=True):
+    labels = ("(effective heads)", "(weight entropy)", "(personal flips)")
+    for key, label, fmt in zip(DIAGNOSTICS, labels, (".1f", ".2f", ".3f"), strict=True):
         mean_row = diagnostic_means(result, key)
         if mean_row is not None:
             lines.append(f"{label:<18}" + "".join(f"{v:>9{fmt}}" for v in mean_row))
@@ -359,3 +406,36 @@ def beta_scores(
             scores[i, j] = float(np.mean(result.methods["hyre"]["mean"]))
             uniform[i] = float(np.mean(result.methods["uniform"]["mean"]))
     return scores, uniform
+
+
+def calibrate_lambda(groups, *, beta: float, lambdas: Sequence[float] = DEFAULT_CALIBRATION_LAMBDAS,
+                     n_values: Sequence[int] = (5, 10), seeds: int = 5) -> dict:
+    """Choose lambda by the personal model's accuracy on held-out *training* annotators.
+
+    ``groups``: iterable of (logits (n, K), diffs (n, dim), y (n,)) of each held-out
+    annotator, predicted by an ensemble that never trained on them. Returns a JSON-safe
+    dict: the chosen ``lam`` (ties: the larger, i.e. the more cautious, lambda) and the
+    mean accuracy per candidate.
+    """
+    lambdas = sorted({float(v) for v in lambdas})
+    if not lambdas or min(lambdas) <= 0:
+        raise ValueError(f"calibration lambdas must be positive, got {lambdas}")
+    groups = list(groups)
+    if not groups:
+        raise ValueError("lambda calibration needs at least one held-out annotator")
+    scores = np.zeros((len(groups), len(lambdas)))
+    for i, (logits, diffs, y) in enumerate(groups):
+        for j, lam in enumerate(lambdas):
+            r = evaluate_group(logits, y, diffs=diffs, n_values=n_values, seeds=seeds, beta=beta, lam=lam,
+                               methods=["personal"])
+            scores[i, j] = float(np.mean(r.methods["personal"]["mean"]))
+    mean = scores.mean(axis=0)
+    best = int(np.flatnonzero(mean >= mean.max() - 1e-12)[-1])
+    return {
+        "lam": lambdas[best],
+        "lambdas": lambdas,
+        "scores": {f"{v:g}": round(float(s), 6) for v, s in zip(lambdas, mean, strict=True)},
+        "n": [int(n) for n in n_values],
+        "seeds": int(seeds),
+        "beta": float(beta),
+    }

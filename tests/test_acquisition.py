@@ -73,10 +73,10 @@ def test_random_scorer_needs_rng_and_is_reproducible():
 
 
 def test_registry_and_unknown_names():
-    assert set(SCORERS) == {"entropy", "bald", "variance", "random"}
+    assert set(SCORERS) == {"entropy", "bald", "variance", "random", "personal_entropy", "personal_bald"}
     assert get_scorer("bald") is bald
     with pytest.raises(
-        ValueError, match="unknown scorer 'margin'.*bald, entropy, random, variance"
+        ValueError, match="unknown scorer 'margin'.*bald, entropy, personal_bald, personal_entropy, random, variance"
     ):
         get_scorer("margin")
 
@@ -225,9 +225,16 @@ def test_pool_scorer_rejects_bad_input(pool):
 
 
 def test_preference_strategies_come_from_the_registry():
-    from hyre_engine.acquisition import PREFERENCE_STRATEGIES, REGRESSION_ONLY
+    from hyre_engine.acquisition import (
+        GAUSSIAN_SCORERS,
+        PREFERENCE_STRATEGIES,
+        REGRESSION_ONLY,
+        PoolScorer,
+    )
 
-    assert set(PREFERENCE_STRATEGIES) | REGRESSION_ONLY == set(SCORERS)
+    assert set(PREFERENCE_STRATEGIES) | REGRESSION_ONLY | GAUSSIAN_SCORERS == set(SCORERS)
+    with pytest.raises(ValueError, match="personal model's predictive"):
+        PoolScorer(np.zeros((3, 2))).score("personal_bald", np.full(2, 0.5))
     assert PREFERENCE_STRATEGIES == ("random", "entropy", "bald")
 
 

@@ -292,18 +292,25 @@ def test_protocol_scores_personal_methods_on_the_same_rows():
 
 
 def test_personal_protocol_active_order_and_lambda_calibration():
-    from hyre_engine.personal_protocol import (
+    from hyre_engine.protocol import (
+        PERSONAL_METHODS,
+        adaptation_order,
         calibrate_lambda,
-        evaluate_personal_group,
-        personal_order,
+        evaluate_group,
     )
 
     Z, D, y = _person()
-    order = personal_order(Z, D, y, 10, strategy="personal_bald", beta=1.0, lam=0.1, seed=0)
+    order = adaptation_order(Z, y, 10, strategy="personal_bald", beta=1.0, loss="zero-one", seed=0,
+                             diffs=D, lam=0.1)
     assert len(set(order.tolist())) == 10
-    r = evaluate_personal_group(Z, D, y, n_values=[0, 20], seeds=2, strategy="personal_entropy")
+    with pytest.raises(ValueError, match="needs diffs"):
+        adaptation_order(Z, y, 10, strategy="personal_bald", beta=1.0, loss="zero-one", seed=0)
+    r = evaluate_group(Z, y, diffs=D, n_values=[0, 20], seeds=2, strategy="personal_entropy",
+                       methods=PERSONAL_METHODS)
+    assert set(r.methods) == {"uniform", "hyre", "personal", "residual", "probe", "user_ceiling"}
     assert r.methods["personal"]["mean"][1] > r.methods["uniform"]["mean"][1]
-    assert r.flip_share["mean"][0] == 0.0
+    assert r.flip_share["mean"][0] == 0.0 and r.flip_share["mean"][1] > 0.0
+    assert "flip_share" in r.to_json() and "flip_share" not in evaluate_group(Z, y, seeds=1).to_json()
     cal = calibrate_lambda([(Z, D, y)], beta=1.0, lambdas=[0.1, 1000.0], n_values=[10], seeds=2)
     assert cal["lam"] == 0.1  # a prior so tight v cannot move loses to a real fit
     with pytest.raises(ValueError, match="positive"):

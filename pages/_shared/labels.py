@@ -17,6 +17,8 @@ EVAL_STRATEGY_TEXT = {
     "random": "Random: the n labels are drawn at random (the paper's main protocol)",
     "entropy": "Entropy: each next label is where the weighted model is least sure",
     "bald": "BALD: each next label is where the heads disagree most",
+    "personal_entropy": "Personal entropy: where HyRe + the personal head is least sure",
+    "personal_bald": "Personal BALD: where HyRe + the personal head would learn most",
 }
 # Evaluation methods: legend and table names.
 METHOD_TEXT = {
