@@ -1,10 +1,17 @@
 """The live labelling loop: a HyRe posterior over a cached pool, one label at a time.
 
-`LiveSession` holds the cached head predictions Z of a pool and a HyRe posterior.
+`LiveSession` holds the cached head predictions Z of a pool and a HyRe posterior;
+given the pool's embedding differences D it also holds the personal model (HyRe's
+weights w plus the personal head v, `personal.PersonalModel`), and personalises with
+it (``method="personal"``, the default) or with the reweighted heads alone
+(``method="hyre"``, the paper's method). Both models learn from every label, so the
+switch changes which one asks the next pair and speaks for the person, at once.
 After each label, `snapshot()` says where the session stands: the weights (and
-which heads gained), the heads' place in the function-space PCA, the next pair to
-ask about, and the accuracy curves. Everything is numpy on cached arrays, so an
-update costs a few matrix-vector products over Z.
+which heads gained), the heads' place in the function-space PCA and the person's own
+function projected onto it, the next pair to ask about, the share of the pool the
+personal head flips, and the accuracy curves of HyRe, the personal model and the
+uniform ensemble. Everything is numpy on cached arrays, so an update costs a few
+matrix-vector products over Z and D.
 
 `LiveState` binds a session to its stored labels: `open_live` replays them,
 `record_label` / `undo_label` / `persona_step` write the store first (the source
@@ -18,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hyre_engine.acquisition import PoolScorer, get_scorer, select, varied_query
+from hyre_engine.acquisition import PERSONAL_VARIANT, PoolScorer, get_scorer, select, varied_query
 from hyre_engine.candidates import DEFAULT_FULL_POOL_MAX, CandidateSampler
 from hyre_engine.numerics import (
     LABEL_A,
@@ -29,7 +36,8 @@ from hyre_engine.numerics import (
     label_targets,
     sigmoid,
 )
-from hyre_engine.pca import FunctionPCA, fit_pool_pca
+from hyre_engine.pca import FunctionPCA, fit_pool_pca, project_function
+from hyre_engine.personal import DEFAULT_LAMBDA, PersonalModel
 from hyre_engine.reweight import DEFAULT_BETA, Posterior, weight_entropy
 
 if TYPE_CHECKING:
@@ -41,6 +49,9 @@ LABELS = PAIR_LABELS
 GAIN_TOL = 1e-12
 # BALD by default: the paper's active querying is slightly better than random.
 DEFAULT_STRATEGY = "bald"
+# Who speaks for the person: HyRe + the personal head (issue 11), or HyRe alone (the paper).
+METHODS = ("personal", "hyre")
+DEFAULT_METHOD = "personal"
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ class LabelEvent:
     label: str  # "a" or "b"
     hyre_correct: float
     uniform_correct: float
+    personal_correct: float | None = None  # None without the personal model
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,7 @@ class AccuracyCurves:
     hyre: list[float | None]
     uniform: list[float | None]
     best_head_oracle: list[float | None] | None = None
+    personal: list[float | None] | None = None  # HyRe + the personal head, when the session has it
 
     @property
     def n_values(self) -> list[int]:
@@ -92,10 +105,20 @@ class LiveSnapshot:
     n_labels: int
     running: AccuracyCurves  # prequential: predicted before each label was given
     held_out: AccuracyCurves | None = None  # persona sessions: on its pairs not labelled yet
+    method: str = "hyre"  # who speaks for the person (METHODS)
+    # The person's current function (the method's margins on the pool) in the PCA plane (2,).
+    person_coords: np.ndarray | None = None
+    # Share of pool pairs whose preferred side the personal head flips; None without it.
+    flip_share: float | None = None
 
     @property
     def n_heads(self) -> int:
         return int(self.weights.size)
+
+    @property
+    def personal(self) -> bool:
+        """Whether the personal model speaks for the person."""
+        return self.method == "personal"
 
 
 class LiveSession:
@@ -108,7 +131,9 @@ class LiveSession:
     on the variety rules of ``acquisition.varied_query``: never the prompt just asked
     about, and a first pair drawn by ``start`` (a seed, e.g. ``start_seed(user)``)
     among the most informative ones, on pools scored whole (a pool above ``sample_above``
-    draws its candidates at random, which already varies the prompts).
+    draws its candidates at random, which already varies the prompts). ``diffs`` (the
+    pool's D, (n_items, dim)) and ``lam`` add the personal model (pools scored whole
+    only); ``method`` chooses who personalises ("personal" needs diffs).
     """
 
     def __init__(
@@ -123,6 +148,9 @@ class LiveSession:
         sample_above: int | None = DEFAULT_FULL_POOL_MAX,
         prompts: np.ndarray | None = None,
         start: int | None = None,
+        diffs: np.ndarray | None = None,
+        lam: float = DEFAULT_LAMBDA,
+        method: str | None = None,
     ) -> None:
         if logits.ndim != 2:
             raise ValueError(f"logits must be (n_items, n_heads), got shape {logits.shape}")
@@ -140,7 +168,17 @@ class LiveSession:
         self.set_strategy(strategy)
         self.seed = seed
         self.beta = beta
-        self.posterior = Posterior(self.n_heads, beta=beta, loss="zero-one")
+        # The personal model owns HyRe's posterior when there is one: one w for both methods.
+        self.personal: PersonalModel | None = None
+        if diffs is not None:
+            if self.sampler is not None:
+                raise ValueError("the personal head needs a pool scored whole, not a sampled one")
+            self.personal = PersonalModel(self.logits, diffs, beta=beta, lam=lam)
+            self.posterior = self.personal.posterior
+        else:
+            self.posterior = Posterior(self.n_heads, beta=beta, loss="zero-one")
+        self.lam = float(lam) if self.personal is None else self.personal.lam
+        self.set_method(method or (DEFAULT_METHOD if self.personal is not None else "hyre"))
         self.pca = pca if pca is not None else fit_pool_pca(self.logits, seed=seed)
         self.events: list[LabelEvent] = []
         self._skipped: set[int] = set()
@@ -164,6 +202,7 @@ class LiveSession:
             head_right = (self.logits[known] > 0) == (y[:, None] == 1.0)
             self._best_head_held_out = float(head_right.mean(axis=0).max()) if known.any() else None
             self._held_out: list[float | None] = [self._uniform_held_out]
+            self._held_out_personal: list[float | None] = [self._uniform_held_out]
 
     # -- settings --------------------------------------------------------------
 
@@ -171,6 +210,18 @@ class LiveSession:
         """Choose how the next pair is picked (a query scorer's name); ValueError when unknown."""
         get_scorer(strategy)
         self.strategy = strategy
+
+    def set_method(self, method: str) -> None:
+        """Choose who personalises: "personal" (needs diffs) or "hyre"; takes effect at once."""
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if method == "personal" and self.personal is None:
+            raise ValueError("method 'personal' needs the pool's embedding differences (diffs)")
+        self.method = method
+
+    @property
+    def has_personal(self) -> bool:
+        return self.personal is not None
 
     # -- labelling -------------------------------------------------------------
 
@@ -200,13 +251,20 @@ class LiveSession:
         y = np.array([1.0 if label == LABEL_A else 0.0])
         z = self.logits[item].astype(np.float64)
         p = sigmoid(z)
+        personal_correct = None
+        if self.personal is not None:
+            personal_correct = float(correct(sigmoid(self.personal.margins()[item : item + 1]), y)[0])
         event = LabelEvent(
             item=item,
             label=label,
             hyre_correct=float(correct(np.array([self.posterior.weights @ p]), y)[0]),
             uniform_correct=float(correct(np.array([p.mean()]), y)[0]),
+            personal_correct=personal_correct,
         )
-        self.posterior.add(z[None, :], y)
+        if self.personal is not None:
+            self.personal.add(item, y[0])  # w (the shared posterior) and v
+        else:
+            self.posterior.add(z[None, :], y)
         self._weight_history.append(self.posterior.weights)
         self.events.append(event)
         self._skipped.discard(item)
@@ -215,6 +273,7 @@ class LiveSession:
         self._order.append(item)
         if self._truth is not None:
             self._held_out.append(self._held_out_accuracy())
+            self._held_out_personal.append(self._held_out_accuracy(personal=True))
         return event
 
     def skip(self, item: int) -> None:
@@ -237,13 +296,17 @@ class LiveSession:
         """Remove the last label; returns it, or None when there is none."""
         if not self.events:
             return None
-        self.posterior.undo()
+        if self.personal is not None:
+            self.personal.undo()  # w and v exactly as before the label
+        else:
+            self.posterior.undo()
         event = self.events.pop()
         _drop_last(self._order, event.item)
         if self.sampler is not None and not self.is_answered(event.item):
             self.sampler.mark_available([event.item])
         if self._truth is not None:
             self._held_out.pop()
+            self._held_out_personal.pop()
         self._weight_history.pop()
         return event
 
@@ -263,15 +326,34 @@ class LiveSession:
 
     # -- reading ---------------------------------------------------------------
 
+    def _scores(self) -> np.ndarray:
+        """(n_items,) query scores of the strategy under the method's posterior."""
+        rng = np.random.default_rng(self.seed + len(self.events))
+        strategy = PERSONAL_VARIANT.get(self.strategy, self.strategy) if self.personal_speaks else self.strategy
+        if strategy == "random" or not self.personal_speaks:
+            return self.scorer.score(strategy, self.posterior.weights, rng=rng)
+        return self.personal.score(strategy)
+
+    @property
+    def personal_speaks(self) -> bool:
+        return self.method == "personal" and self.personal is not None
+
+    def margins(self) -> np.ndarray:
+        """The person's current margins on the pool (n_items,): the method's function."""
+        if self.personal_speaks:
+            return self.personal.margins()
+        if self.personal is not None:
+            return self.personal.offsets()
+        return self.logits.astype(np.float64) @ self.posterior.weights
+
     def next_item(self) -> int | None:
-        """The pair to ask about next under the current weights, or None when all are done."""
+        """The pair to ask about next under the current model, or None when all are done."""
         exclude = set(self.labelled.tolist()) | self._skipped
         if len(exclude) >= self.n_items:
             return None
         if self.sampler is not None:  # one fresh draw per answered pair: a replay repeats it
             return self.sampler.next_item(self.strategy, self.posterior.weights, len(exclude))
-        rng = np.random.default_rng(self.seed + len(self.events))
-        scores = self.scorer.score(self.strategy, self.posterior.weights, rng=rng)
+        scores = self._scores()
         excluded = np.fromiter(exclude, dtype=np.int64)
         if self._prompts is None:
             return int(select(scores, 1, exclude=excluded, seed=self.seed)[0])
@@ -287,10 +369,13 @@ class LiveSession:
         n = len(self.events)
         change = w - self._weight_history[-2] if n else np.zeros_like(w)
         steps = np.arange(1, n + 1)
+        has_personal = self.personal is not None
         running = AccuracyCurves(
             first_n=1,
             hyre=(np.cumsum([e.hyre_correct for e in self.events]) / steps).tolist(),
             uniform=(np.cumsum([e.uniform_correct for e in self.events]) / steps).tolist(),
+            personal=(np.cumsum([e.personal_correct for e in self.events]) / steps).tolist()
+            if has_personal else None,
         )
         held_out = None
         if self._truth is not None:
@@ -299,6 +384,7 @@ class LiveSession:
                 hyre=list(self._held_out),
                 uniform=[self._uniform_held_out] * (n + 1),
                 best_head_oracle=[self._best_head_held_out] * (n + 1),
+                personal=list(self._held_out_personal) if has_personal else None,
             )
         return LiveSnapshot(
             weights=w,
@@ -314,17 +400,22 @@ class LiveSession:
             n_labels=n,
             running=running,
             held_out=held_out,
+            method=self.method,
+            person_coords=project_function(self.pca, self.margins())[:2] if self.sampler is None else None,
+            flip_share=self.personal.flip_share() if has_personal else None,
         )
 
     # -- helpers ---------------------------------------------------------------
 
-    def _held_out_accuracy(self) -> float | None:
+    def _held_out_accuracy(self, *, personal: bool = False) -> float | None:
         assert self._truth is not None
+        if personal and self.personal is None:
+            return None
         known = self._truth != None  # noqa: E711 (elementwise)
         known[self.labelled] = False
         if not known.any():
             return None
-        p = self._probabilities(self.posterior.weights)
+        p = sigmoid(self.personal.margins()) if personal else self._probabilities(self.posterior.weights)
         return _accuracy(p[known], label_targets(self._truth[known]))
 
     @property
@@ -380,6 +471,7 @@ class LiveState:
     pair_ids: np.ndarray  # (n_items,) pair_id per row_index, to write labels
     n_rows: int
     beta: float
+    lam: float = DEFAULT_LAMBDA
     last_event: LabelEvent | None = None
     last_item: int | None = None
     last_label: str | None = None
@@ -388,9 +480,14 @@ class LiveState:
     def strategy(self) -> str:
         return self.live.strategy
 
-    def is_current(self, store: Store, session_id: str, beta: float) -> bool:
-        """Whether this state still mirrors the stored session (same id, beta and row count)."""
-        return self.session_id == session_id and self.beta == beta and self.n_rows == stored_rows(store, session_id)
+    @property
+    def method(self) -> str:
+        return self.live.method
+
+    def is_current(self, store: Store, session_id: str, beta: float, lam: float | None = None) -> bool:
+        """Whether this state still mirrors the stored session (same id, beta, lambda and row count)."""
+        return (self.session_id == session_id and self.beta == beta and (lam is None or self.lam == lam)
+                and self.n_rows == stored_rows(store, session_id))
 
 
 def ensemble_beta(meta: dict | None) -> float:
@@ -412,6 +509,26 @@ def session_beta(store: Store, session_id: str) -> float:
     return ensemble_beta(store.get_ensemble(session["ensemble_id"])["meta"])
 
 
+def ensemble_lambda(meta: dict | None) -> float:
+    """An ensemble's personal-head prior precision: the one calibrated with beta, else the default."""
+    return float((meta or {}).get("lambda", DEFAULT_LAMBDA))
+
+
+def session_lambda(store: Store, session_id: str) -> float:
+    """The lambda a session's personal head uses on every page: its own setting, else its ensemble's."""
+    session = store.get_session(session_id)
+    settings = session["settings"] or {}
+    if "lambda" in settings:
+        return float(settings["lambda"])
+    return ensemble_lambda(store.get_ensemble(session["ensemble_id"])["meta"])
+
+
+def session_method(store: Store, session_id: str) -> str:
+    """Who personalises the session: its setting ("personal" or "hyre"), else DEFAULT_METHOD."""
+    method = (store.get_session(session_id)["settings"] or {}).get("method", DEFAULT_METHOD)
+    return method if method in METHODS else DEFAULT_METHOD
+
+
 def stored_rows(store: Store, session_id: str) -> int:
     """How many rows (labels and skips) the store holds for the session."""
     return len(store.session_labels(session_id))
@@ -429,14 +546,19 @@ def open_live(
     pca: FunctionPCA | None = None,
     prompts: np.ndarray | None = None,
     start: int | None = None,
+    diffs: np.ndarray | None = None,
+    lam: float = DEFAULT_LAMBDA,
+    method: str | None = None,
 ) -> LiveState:
-    """A LiveSession with the session's stored labels replayed in order (``prompts``, ``start``: variety)."""
+    """A LiveSession with the session's stored labels replayed in order (``prompts``, ``start``:
+    variety; ``diffs``, ``lam``, ``method``: the personal model, see LiveSession)."""
     rows = store.session_labels(session_id)
     live = LiveSession(
         logits, beta=beta, strategy=strategy, truth=truth, pca=pca, prompts=prompts, start=start,
+        diffs=diffs, lam=lam, method=method if diffs is not None else "hyre",
     )
     live.replay(list(zip(rows["row_index"].astype(int).tolist(), rows["label"].tolist(), strict=True)))
-    state = LiveState(session_id, live, np.asarray(pair_ids, dtype=object), len(rows), beta)
+    state = LiveState(session_id, live, np.asarray(pair_ids, dtype=object), len(rows), beta, live.lam)
     if len(rows):
         state.last_item = int(rows["row_index"].iloc[-1])
         state.last_label = str(rows["label"].iloc[-1])

@@ -130,11 +130,32 @@ def fit_pool_pca(logits: np.ndarray, *, seed: int = 0) -> FunctionPCA:
     if z.ndim != 2:
         raise ValueError(f"logits must be (n_items, n_heads), got shape {z.shape}")
     n_items, n_heads = z.shape
+    rows = None
     if n_items > PCA_MAX_ITEMS:
         rows = np.sort(np.random.default_rng(seed).choice(n_items, PCA_MAX_ITEMS, replace=False))
         z = z[rows]
     n_components = min(PCA_COMPONENTS, n_heads, z.shape[0])
-    return FunctionPCA(n_components=n_components).fit(z)
+    pca = FunctionPCA(n_components=n_components).fit(z)
+    # the pool rows the fit used (None: all of them), so that functions on the whole pool project
+    pca.pool_rows_ = rows
+    return pca
+
+
+def project_function(pca: FunctionPCA, margins) -> np.ndarray:
+    """Coordinates (n_components,) of one function of the pool, e.g. a person's margins (n_items,).
+
+    The function is placed as a head would be: (m - mean) @ components.T, so a weighted
+    average of the heads lands at the same average of their coordinates, and a function
+    no head holds (HyRe + the personal head) may land outside their cloud. ``margins`` is
+    over the whole pool; a PCA fitted on a subsample (``fit_pool_pca``) reads its rows.
+    """
+    m = as_finite("margins", margins, ndim=1).astype(np.float64, copy=False)
+    rows = getattr(pca, "pool_rows_", None)
+    if rows is not None:
+        if m.shape[0] <= int(rows.max()):
+            raise ValueError(f"margins has {m.shape[0]} items but the PCA was fitted on a pool's rows up to {rows.max()}")
+        m = m[rows]
+    return pca.transform(m[:, None])[0]
 
 
 def cumulative_variance_ratio(pca: FunctionPCA) -> np.ndarray:

@@ -297,3 +297,91 @@ def test_new_people_start_at_different_pairs():
     firsts = {LiveSession(logits, prompts=prompts, start=start_seed(f"u{i}")).next_item() for i in range(20)}
     assert len(firsts) > 3
     assert LiveSession(logits).next_item() == LiveSession(logits).next_item()
+
+
+# ---------------------------------------------------------------- the personal model in the live loop
+
+
+def _personal_pool(n_items=150, n_heads=8, dim=12, seed=3):
+    """Heads that know nothing of the person; the person is a direction in the embedding."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n_items, n_heads)).astype(np.float32)
+    diffs = rng.normal(size=(n_items, dim)).astype(np.float32)
+    truth = np.where(diffs @ rng.normal(size=dim) > 0, "a", "b").astype(object)
+    return logits, diffs, truth
+
+
+def test_the_live_session_drives_the_personal_model_and_undo_is_exact():
+    from hyre_engine.acquisition import select
+    from hyre_engine.personal import PersonalModel
+
+    logits, diffs, truth = _personal_pool()
+    session = LiveSession(logits, diffs=diffs, lam=0.1, truth=truth)
+    hyre_only = LiveSession(logits, truth=truth)
+    assert session.method == "personal" and hyre_only.method == "hyre"
+    snap = session.snapshot()
+    assert snap.flip_share == 0.0  # the personal head is zero before any label
+    labelled = []
+    for _ in range(8):
+        item = session.next_item()
+        # the next query is the personal model's BALD under its current posterior
+        expected = PersonalModel.replay(logits, diffs, labelled, label_targets_of(truth, labelled), lam=0.1)
+        best = select(expected.score("personal_bald"), 1, exclude=np.array(labelled, dtype=np.int64), seed=0)[0]
+        assert item == best
+        session.add_label(item, truth[item])
+        hyre_only.add_label(item, truth[item])
+        labelled.append(item)
+    # one w for both methods, and v as a batch refit of the same labels gives it
+    np.testing.assert_allclose(session.weights, hyre_only.weights, atol=1e-12)
+    batch = PersonalModel.replay(logits, diffs, labelled, label_targets_of(truth, labelled), lam=0.1)
+    np.testing.assert_allclose(session.personal.v, batch.v, atol=1e-8)
+    v_before, w_before = session.personal.v.copy(), session.weights.copy()
+    coords_before = session.snapshot().person_coords.copy()
+    item = session.next_item()
+    session.add_label(item, truth[item])
+    assert not np.allclose(session.snapshot().person_coords, coords_before)  # labelling moves the person
+    session.undo()
+    np.testing.assert_array_equal(session.personal.v, v_before)
+    np.testing.assert_array_equal(session.weights, w_before)
+    np.testing.assert_array_equal(session.snapshot().person_coords, coords_before)
+    snap = session.snapshot()
+    assert snap.held_out.personal is not None and len(snap.held_out.personal) == 9
+    assert len(snap.running.personal) == 8 and 0.0 < snap.flip_share < 1.0
+
+
+def label_targets_of(truth, rows):
+    return (truth[np.asarray(rows, dtype=np.int64)] == "a").astype(float)
+
+
+def test_hyre_only_places_the_person_at_the_weighted_mean_of_the_heads():
+    logits, diffs, truth = _personal_pool()
+    session = LiveSession(logits, diffs=diffs, method="hyre")
+    for item in (4, 9, 30):
+        session.add_label(item, truth[item])
+    snap = session.snapshot()
+    assert snap.method == "hyre" and not snap.personal
+    np.testing.assert_allclose(snap.person_coords, snap.weights @ snap.head_coords, atol=1e-4)
+    session.set_method("personal")  # both models learnt every label: the switch is immediate
+    assert session.snapshot().personal and session.next_item() not in (4, 9, 30)
+    with pytest.raises(ValueError, match="method must be one of"):
+        session.set_method("paper")
+    with pytest.raises(ValueError, match="needs the pool's embedding differences"):
+        LiveSession(logits, method="personal")
+
+
+def test_open_live_replays_the_personal_model(tmp_path):
+    from hyre_engine import live
+
+    store, pool_id, sid, logits, truth, pair_ids = _stored_pool(tmp_path)
+    diffs = np.random.default_rng(0).normal(size=(logits.shape[0], 5)).astype(np.float32)
+    with store:
+        state = live.open_live(store, sid, logits, pair_ids, beta=1.0, strategy="bald", diffs=diffs, lam=0.3)
+        for _ in range(4):
+            live.record_label(store, state, state.live.next_item(), "a")
+        again = live.open_live(store, sid, logits, pair_ids, beta=1.0, strategy="bald", diffs=diffs, lam=0.3)
+        np.testing.assert_array_equal(again.live.personal.v, state.live.personal.v)
+        assert again.live.next_item() == state.live.next_item()
+        assert again.is_current(store, sid, 1.0, 0.3) and not again.is_current(store, sid, 1.0, 0.1)
+        assert live.session_method(store, sid) == "personal"
+        store.update_session(sid, method="hyre")
+        assert live.session_method(store, sid) == "hyre"

@@ -181,3 +181,19 @@ def test_axis_profile_counts_what_each_end_favours():
     assert by_name[WORDS].plus == ((1.5, 2),)  # (2 + 1) / 2
     assert by_name[WORDS].minus == ((6.0, 2),)
     assert "topic" not in by_name  # not a per-response attribute
+
+
+def test_a_function_of_the_pool_projects_where_a_head_would():
+    from hyre_engine.pca import PCA_MAX_ITEMS, fit_pool_pca, project_function
+
+    rng = np.random.default_rng(4)
+    Z = rng.normal(size=(300, 9))  # noqa: N806
+    pca = fit_pool_pca(Z)
+    np.testing.assert_allclose(project_function(pca, Z[:, 3]), pca.head_coords_[3], atol=1e-9)
+    w = rng.dirichlet(np.ones(9))
+    np.testing.assert_allclose(project_function(pca, Z @ w), w @ pca.head_coords_, atol=1e-9)
+    big = rng.normal(size=(PCA_MAX_ITEMS + 50, 4)).astype(np.float32)
+    sub = fit_pool_pca(big)  # fitted on a subsample of the rows: a whole-pool function still projects
+    np.testing.assert_allclose(project_function(sub, big[:, 1]), sub.head_coords_[1], atol=1e-4)
+    with pytest.raises(ValueError, match="margins"):
+        project_function(pca, np.full(300, np.nan))
