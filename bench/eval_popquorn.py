@@ -55,7 +55,7 @@ def prepare(store: Store, *, path: Path = DATA, n_train: int = N_TRAIN_USERS, ma
     pools = store.list_pools()
     names = set(pools["name"]) if len(pools) else set()
     if train_name in names and target_name in names:
-        train_id, target_id = store.get_pool(train_name)["pool_id"], store.get_pool(target_name)["pool_id"]
+        train_id, target_id = store.get_pool(train_name).pool_id, store.get_pool(target_name).pool_id
         targets = sorted(store.pool_labels(target_id)["group"].unique())
         return train_id, target_id, targets
     def read(cap: int):
@@ -72,11 +72,11 @@ def prepare(store: Store, *, path: Path = DATA, n_train: int = N_TRAIN_USERS, ma
     train = read(train_pairs) if train_pairs != max_pairs else frame
     train = train[train["group"].astype(str).isin(train_users)]
     if train_name in names:
-        train_id = store.get_pool(train_name)["pool_id"]
+        train_id = store.get_pool(train_name).pool_id
     else:
         train_id = store.add_pool(train_name, train.reset_index(drop=True), source=str(path))
     if target_name in names:
-        target_id = store.get_pool(target_name)["pool_id"]
+        target_id = store.get_pool(target_name).pool_id
     else:
         target_id = store.add_pool(target_name, frame[is_target].reset_index(drop=True), source=str(path))
     targets = sorted(frame.loc[is_target, "group"].astype(str).unique())

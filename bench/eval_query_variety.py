@@ -65,7 +65,7 @@ def main() -> int:
     Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     store = Store(args.db)
     ensure_demo(store)
-    pool_id = store.get_pool(DEMO_POOL_NAME)["pool_id"]
+    pool_id = store.get_pool(DEMO_POOL_NAME).pool_id
     ensemble_id = store.list_ensembles(pool_id)["ensemble_id"].iloc[-1]
     logits = store.get_head_predictions(ensemble_id, pool_id)
     pairs = store.pool_pairs(pool_id, with_meta=False)

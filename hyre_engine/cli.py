@@ -256,8 +256,8 @@ def _run_build(args: argparse.Namespace) -> int:
     store = _open_store(args)
     name = args.name or args.pool.stem.split(".")[0]
     exists = name in set(store.list_pools()["name"])
-    if exists and same_content(store, store.get_pool(name)["pool_id"], frame):
-        pool_id = store.get_pool(name)["pool_id"]
+    if exists and same_content(store, store.get_pool(name).pool_id, frame):
+        pool_id = store.get_pool(name).pool_id
         print(f"pool '{name}' already in the store: reusing it (same judgements)")
     elif exists and not args.replace:
         raise ValueError(

@@ -527,7 +527,7 @@ def ensure_demo(store, *, config=None, backbone=None, pairs_path: Path | None = 
 
     pools = store.list_pools()
     if len(pools) and DEMO_POOL_NAME in set(pools["name"]):
-        pool_id = store.get_pool(DEMO_POOL_NAME)["pool_id"]
+        pool_id = store.get_pool(DEMO_POOL_NAME).pool_id
     else:
         path = pairs_path or PAIRS_FILE
         pool_id = store.add_pool(DEMO_POOL_NAME, read_preferences(path), source=str(path))

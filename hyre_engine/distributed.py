@@ -516,8 +516,8 @@ def predict_shards(store: Store, ensemble_id: str, pool_id: str, backbone_id: st
     xa = store.get_embeddings(backbone_id, pairs["hash_a"].tolist())
     xb = store.get_embeddings(backbone_id, pairs["hash_b"].tolist())
     record = store.get_ensemble(ensemble_id)
-    config_json = json.dumps(record["meta"]["model_config"])
-    n_heads = int(record["meta"]["model_config"]["n_heads"])
+    config_json = json.dumps(record.meta.model_config)
+    n_heads = int(record.meta.model_config["n_heads"])
     dtype = z_dtype(len(pairs))
     gpus = _gpus(ray)
     table = pa.table({
@@ -530,7 +530,7 @@ def predict_shards(store: Store, ensemble_id: str, pool_id: str, backbone_id: st
     tracker = _TrackerClient(ray.remote(num_cpus=0)(_Tracker).remote())
     ds = ds.map_batches(
         PredictActor,
-        fn_constructor_args=(record["weights"], config_json, dtype.name, "cuda" if gpus else "cpu",
+        fn_constructor_args=(record.weights, config_json, dtype.name, "cuda" if gpus else "cpu",
                              options.threads_per_actor, tracker.handle),
         batch_size=options.predict_batch_size, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=options.predict_actors),
@@ -582,7 +582,7 @@ def build_pool_ray(
         pools = store.list_pools()
         start = time.perf_counter()
         if len(pools) and name in set(pools["name"]):
-            pool_id = store.get_pool(name)["pool_id"]
+            pool_id = store.get_pool(name).pool_id
         else:
             frame = read_pool(pattern, options=options)
             pool_id = store.add_pool(name, canonical_frame(frame), source=str(pattern))

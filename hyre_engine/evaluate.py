@@ -38,8 +38,7 @@ from hyre_engine.protocol import (
     evaluate_group,
     summarise,
 )
-from hyre_engine.reweight import DEFAULT_BETA
-from hyre_engine.store import Store
+from hyre_engine.store import EnsembleMeta, Store
 
 # The stages evaluate_pools reports: the build's, then one step per target group.
 EVALUATE = "evaluate"
@@ -54,7 +53,7 @@ def import_file(store: Store, path: Path, *, format: str = "auto", name: str | N
     name = name or f"{Path(path).name.split('.')[0]}-{digest}"
     pools = store.list_pools()
     if len(pools) and name in set(pools["name"]):
-        return store.get_pool(name)["pool_id"]
+        return store.get_pool(name).pool_id
     return store.add_pool(name, read_preferences(path, format=format), source=str(path))
 
 
@@ -70,20 +69,20 @@ class _Target:
     diffs: np.ndarray  # (n_pairs, dim) the stored D = xa - xb (pipeline.pool_differences)
 
 
-def _beta_of(meta: dict, beta: float | None) -> tuple[float, str]:
+def _beta_of(meta: EnsembleMeta, beta: float | None) -> tuple[float, str]:
     """The reweighting temperature to use and where it came from."""
     if beta is not None:
         return beta, "given"
-    source = "calibrated" if (meta.get("calibration") or {}).get("scores") else "default"
-    return float(meta.get("beta", DEFAULT_BETA)), source
+    source = "calibrated" if (meta.calibration or {}).get("scores") else "default"
+    return meta.beta, source
 
 
-def _lam_of(meta: dict, lam: float | None) -> tuple[float, str]:
+def _lam_of(meta: EnsembleMeta, lam: float | None) -> tuple[float, str]:
     """The personal head's prior precision: given, else the ensemble's stored one, else the default."""
     if lam is not None:
         return float(lam), "given"
-    if "lambda" in meta:
-        return float(meta["lambda"]), "ensemble"
+    if meta.lam is not None:
+        return meta.lam, "ensemble"
     return DEFAULT_LAMBDA, "default"
 
 
@@ -164,7 +163,7 @@ def evaluate_pools(
         # baseline trains on its frozen embeddings rather than fine-tuning a second time
         backbone = load_backbone(report.finetune_path, device=backbone.device)
         config = replace(config, finetune=None, backbone=report.finetune_path)
-    meta = store.get_ensemble(report.ensemble_id)["meta"]
+    meta = store.get_ensemble(report.ensemble_id, with_weights=False).meta
     beta, beta_source = _beta_of(meta, beta)
     lam, lam_source = _lam_of(meta, lam)
     # predict_pool embeds the target pool's texts, so it runs before reading its embeddings.
@@ -190,7 +189,7 @@ def evaluate_pools(
             "beta_source": beta_source,
             "lambda": lam,
             "lambda_source": lam_source,
-            "calibration": meta.get("calibration"),
+            "calibration": meta.calibration,
             "seeds": seeds,
             "config": settings,
             "seconds": round(time.perf_counter() - started, 2),

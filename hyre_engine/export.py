@@ -89,7 +89,7 @@ def judgements(
     pools = store.list_pools()
     if pool is not None:
         try:
-            pool_id = store.get_pool(pool)["pool_id"]
+            pool_id = store.get_pool(pool).pool_id
         except KeyError:
             raise ValueError(f"no pool named {pool!r}; pools: {sorted(pools['name'])}") from None
         pools = pools[pools["pool_id"] == pool_id]

@@ -41,7 +41,7 @@ from hyre_engine.personal import DEFAULT_LAMBDA, PersonalModel
 from hyre_engine.reweight import DEFAULT_BETA, Posterior, weight_entropy
 
 if TYPE_CHECKING:
-    from hyre_engine.store import Store
+    from hyre_engine.store import EnsembleMeta, LabelRecord, Store
 
 # The values a label may take ("a" / "b"), and the stored value of a skipped pair.
 LABELS = PAIR_LABELS
@@ -490,9 +490,9 @@ class LiveState:
                 and self.n_rows == stored_rows(store, session_id))
 
 
-def ensemble_beta(meta: dict | None) -> float:
+def ensemble_beta(meta: EnsembleMeta | None) -> float:
     """An ensemble's reweighting temperature: the one calibrated at build time, else the paper's."""
-    return float((meta or {}).get("beta", DEFAULT_BETA))
+    return DEFAULT_BETA if meta is None else meta.beta
 
 
 def session_beta(store: Store, session_id: str) -> float:
@@ -503,10 +503,10 @@ def session_beta(store: Store, session_id: str) -> float:
     the same person has the same weights wherever they are shown.
     """
     session = store.get_session(session_id)
-    settings = session["settings"] or {}
+    settings = session.settings or {}
     if "beta" in settings:
         return float(settings["beta"])
-    return ensemble_beta(store.get_ensemble(session["ensemble_id"])["meta"])
+    return ensemble_beta(store.get_ensemble(session.ensemble_id, with_weights=False).meta)
 
 
 def ensemble_lambda(meta: dict | None) -> float:
@@ -582,14 +582,14 @@ def record_label(store: Store, state: LiveState, item: int, label: str) -> Label
     return state.last_event
 
 
-def undo_label(store: Store, state: LiveState) -> dict | None:
+def undo_label(store: Store, state: LiveState) -> LabelRecord | None:
     """Remove the session's last row (label or skip) from the store and the posterior."""
     row = store.undo_session_label(state.session_id)
     if row is None:
         return None
     state.n_rows -= 1
-    if row["label"] not in LABELS:
-        state.live.unskip(int(row["row_index"]))
+    if row.label not in LABELS:
+        state.live.unskip(row.row_index)
     else:
         state.live.undo()
     state.last_event, state.last_item, state.last_label = None, None, None

@@ -281,10 +281,10 @@ def ensure_ensemble(store: Store, pool_id: str, pairs, config: BuildConfig, back
         )
         report.trained = True
     report.ensemble_id = ensemble_id
-    meta = store.get_ensemble(ensemble_id)["meta"]
-    report.beta = float(meta.get("beta", DEFAULT_BETA))
-    report.lam = float(meta.get("lambda", DEFAULT_LAMBDA))
-    report.calibration = meta.get("calibration")
+    meta = store.get_ensemble(ensemble_id, with_weights=False).meta
+    report.beta = meta.beta
+    report.lam = meta.lam_or_default
+    report.calibration = meta.calibration
     report.seconds[TRAIN] = time.perf_counter() - start
 
 
@@ -342,10 +342,10 @@ def predict_pool(
     store: Store, ensemble_id: str, pool_id: str, backbone: Backbone, *, progress: Progress | None = None
 ) -> np.ndarray:
     """Z (n_pairs, n_heads) of an ensemble on any pool, embedding and caching as needed."""
-    record = store.get_ensemble(ensemble_id)
-    if record["backbone_id"] != backbone.id:
+    record = store.get_ensemble(ensemble_id, with_weights=False)
+    if record.backbone_id != backbone.id:
         raise ValueError(
-            f"ensemble {ensemble_id} was trained on backbone {record['backbone_id']}, not {backbone.id}"
+            f"ensemble {ensemble_id} was trained on backbone {record.backbone_id}, not {backbone.id}"
         )
     pairs = store.pool_pairs(pool_id)
     cached = store.get_head_predictions(ensemble_id, pool_id)
@@ -518,7 +518,7 @@ def pair_rows(pairs) -> dict[str, int]:
 def load_model(store: Store, ensemble_id: str):
     """The stored ensemble, rebuilt from its safetensors weights and JSON config."""
     record = store.get_ensemble(ensemble_id)
-    return ens.ensemble_from_bytes(record["weights"], json.dumps(record["meta"]["model_config"]))
+    return ens.ensemble_from_bytes(record.weights, json.dumps(record.meta.model_config))
 
 
 # -- joint fine-tuning of the backbone ---------------------------------------------------
@@ -612,9 +612,9 @@ def _build_finetuned(store: Store, pool_id: str, config: BuildConfig, backbone: 
         )
         report.trained = True
     report.ensemble_id = ensemble_id
-    meta = store.get_ensemble(ensemble_id)["meta"]
-    report.beta = float(meta.get("beta", DEFAULT_BETA))
-    report.calibration = meta.get("calibration")
+    meta = store.get_ensemble(ensemble_id, with_weights=False).meta
+    report.beta = meta.beta
+    report.calibration = meta.calibration
     report.seconds[TRAIN] = time.perf_counter() - start
     start = time.perf_counter()
     report.predicted = _ensure_predictions(store, ensemble_id, pool_id, pairs, tuned.id, progress)

@@ -197,7 +197,7 @@ def source_weights(
         items, labels = rows["row_index"].to_numpy(dtype=np.int64), rows["label"].to_numpy(dtype=object)
     elif kind == "persona":
         # A persona's demo session on the Label page runs at the ensemble's beta: so does this.
-        beta = ensemble_beta(store.get_ensemble(ensemble_id)["meta"])
+        beta = ensemble_beta(store.get_ensemble(ensemble_id, with_weights=False).meta)
         labels_of = truth(ident) if truth is not None else group_truth(store, pool_id, ident, n_items)
         items = np.flatnonzero(labels_of != None)[:PERSONA_LABELS]  # noqa: E711 (elementwise)
         labels = labels_of[items]
@@ -205,9 +205,8 @@ def source_weights(
         profile = store.get_profile(ident, ensemble_id)
         if profile is None:
             raise KeyError(f"no saved profile for {ident!r}")
-        w = np.asarray(profile["weights"], dtype=np.float64)
-        beta = float(profile["meta"].get("beta", DEFAULT_BETA))
-        return Weights(source, w / w.sum(), list(profile["labels"]), beta)
+        w = np.asarray(profile.weights, dtype=np.float64)
+        return Weights(source, w / w.sum(), list(profile.labels), profile.meta.beta)
     else:
         raise KeyError(f"unknown weight source {source.key!r}")
     w = weights_from_labels(logits, items, labels, beta=beta)

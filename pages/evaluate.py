@@ -48,10 +48,10 @@ def _backbone_path(ctx: Context) -> str | None:
     backbone_id = ctx.backbone_id
     if is_embedded_backbone(backbone_id):
         return None
-    known = ctx.store.get_result(BACKBONE_PATH_PREFIX + backbone_id) or {}
+    known = ctx.store.get_result(BACKBONE_PATH_PREFIX + backbone_id)
     return st.text_input(
         "Backbone folder",
-        value=known.get("path", ""),
+        value=known.value.get("path", "") if known is not None else "",
         key="eval_backbone_path",
         help=f"This ensemble was trained on {backbone_label(backbone_id)}, a local model "
         "folder: give its path so the evaluation can embed with it.",
@@ -168,7 +168,7 @@ def _options(ctx: Context, groups: list[str]) -> Options | None:
 def _key(ctx: Context, opts: Options) -> str:
     pool = ctx.pool
     return result_key(
-        pool_id=pool["pool_id"], n_pairs=pool["n_pairs"], n_labels=pool["n_labels"],
+        pool_id=pool.pool_id, n_pairs=pool.n_pairs, n_labels=pool.n_labels,
         backbone=ctx.backbone_id, settings=opts.config.ensemble_settings(), **opts.key_parts(),
     )
 
@@ -265,7 +265,8 @@ def main() -> None:
     if opts is None:
         return
     key = _key(ctx, opts)
-    cached = ctx.store.get_result(key)
+    stored = ctx.store.get_result(key)
+    cached = None if stored is None else stored.value
     if st.button("Run again" if cached else "Run the evaluation", type="secondary" if cached else "primary",
                  icon=":material/play_arrow:", key="eval_run"):
         result = _run(ctx, opts, key)

@@ -54,7 +54,7 @@ CONFIRM_RESET_KEY = "label_confirm_reset"
 
 
 def _session_settings(ctx: Context, session_id: str) -> tuple[str, float]:
-    settings = ctx.store.get_session(session_id)["settings"]
+    settings = ctx.store.get_session(session_id).settings
     strategy = settings.get("strategy", DEFAULT_STRATEGY)
     if strategy not in STRATEGIES:
         strategy = DEFAULT_STRATEGY
@@ -64,7 +64,7 @@ def _session_settings(ctx: Context, session_id: str) -> tuple[str, float]:
 
 
 def _session_goal(ctx: Context, session_id: str) -> int:
-    goal = ctx.store.get_session(session_id)["settings"].get("goal", DEFAULT_GOAL)
+    goal = ctx.store.get_session(session_id).settings.get("goal", DEFAULT_GOAL)
     return int(min(max(int(goal), GOAL_RANGE[0]), GOAL_RANGE[1]))
 
 

@@ -227,7 +227,7 @@ def _score_section(ctx: Context) -> None:
             st.warning("Every candidate needs some text.")
         else:
             try:
-                backbone = scoring_backbone(ctx.backbone_id, ctx.ensemble["meta"].get("backbone_path"))
+                backbone = scoring_backbone(ctx.backbone_id, ctx.ensemble.meta.backbone_path)
             except (ValueError, FileNotFoundError) as exc:
                 st.error(str(exc))
                 return

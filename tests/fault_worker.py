@@ -55,7 +55,7 @@ def bulk_frame(name: str, n: int):
 def main(db: str, seed: int) -> None:
     rng = np.random.default_rng(seed)
     store = Store(db)
-    pool_id = store.get_pool(POOL)["pool_id"]
+    pool_id = store.get_pool(POOL).pool_id
     Z = store.get_head_predictions(ENSEMBLE, pool_id)  # noqa: N806
     pairs = store.pool_pairs(pool_id, with_meta=False)
     pair_of = dict(zip(pairs["row_index"], pairs["pair_id"], strict=True))

@@ -146,8 +146,8 @@ def test_calibration_uses_training_annotators_only(tmp_path):
     assert reports[1].calibration == cal
     assert reports[1].lam == reports[0].lam
     assert _weights_id(stores[1], reports[1]) == _weights_id(stores[0], reports[0])
-    assert stores[0].get_ensemble(reports[0].ensemble_id)["meta"]["beta"] == reports[0].beta
-    assert stores[0].get_ensemble(reports[0].ensemble_id)["meta"]["lambda"] == reports[0].lam
+    assert stores[0].get_ensemble(reports[0].ensemble_id).meta.beta == reports[0].beta
+    assert stores[0].get_ensemble(reports[0].ensemble_id).meta.lam == reports[0].lam
     assert 1 <= reports[0].distinct_heads <= TINY["n_heads"]
 
 

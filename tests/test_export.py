@@ -120,7 +120,7 @@ def test_bad_requests_fail_before_writing(store, tmp_path):
 
 
 def test_a_user_relabelling_a_pair_in_another_session_keeps_the_latest(store):
-    pool_id = store.get_pool("pool one")["pool_id"]
+    pool_id = store.get_pool("pool one").pool_id
     store.put_ensemble(ensemble_id="e2", pool_id=pool_id, backbone_id="t",
                        config={"kind": "t", "n_heads": 3}, weights=b"\0", train_fingerprint="t2")
     again = store.get_or_create_session(user="lee", pool_id=pool_id, ensemble_id="e2")

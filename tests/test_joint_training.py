@@ -288,7 +288,7 @@ def test_build_with_a_finetuned_backbone_caches_under_the_new_id_and_rebuilds_no
     base = load_backbone(tiny_model_dir)
     assert report.finetuned and report.trained and report.predicted
     assert report.backbone_id.startswith(base.id + "+ft-full-")
-    assert store.get_ensemble(report.ensemble_id)["backbone_id"] == report.backbone_id
+    assert store.get_ensemble(report.ensemble_id).backbone_id == report.backbone_id
     tuned = load_backbone(report.finetune_path)
     assert tuned.id == report.backbone_id
     # Z comes from the jointly trained heads on the fine-tuned embeddings

@@ -316,8 +316,8 @@ def test_same_file_under_two_names_gets_two_ensembles_and_deletes_stay_apart(sub
         r1 = build_pool(store, first, small_config(calibrate=False), backbone=minilm)
         r2 = build_pool(store, second, small_config(calibrate=False), backbone=minilm)
         assert r1.ensemble_id != r2.ensemble_id
-        assert store.get_ensemble(r1.ensemble_id)["pool_id"] == first
-        assert store.get_ensemble(r2.ensemble_id)["pool_id"] == second
+        assert store.get_ensemble(r1.ensemble_id).pool_id == first
+        assert store.get_ensemble(r2.ensemble_id).pool_id == second
         pairs = store.pool_pairs(first, with_meta=False)
         session = store.get_or_create_session(user="ann", pool_id=first, ensemble_id=r1.ensemble_id)
         store.add_session_label(session, row_index=0, pair_id=pairs["pair_id"][0], label="a")
@@ -330,6 +330,6 @@ def test_same_file_under_two_names_gets_two_ensembles_and_deletes_stay_apart(sub
         third = store.add_pool("three", frame, source=str(subset_file))
         record = store.get_ensemble(r1.ensemble_id)
         with pytest.raises(ValueError, match="belongs to pool"):
-            store.put_ensemble(ensemble_id=r1.ensemble_id, pool_id=third, backbone_id=record["backbone_id"],
-                               config=record["config"], weights=record["weights"],
-                               train_fingerprint=record["train_fingerprint"])
+            store.put_ensemble(ensemble_id=r1.ensemble_id, pool_id=third, backbone_id=record.backbone_id,
+                               config=record.config, weights=record.weights,
+                               train_fingerprint=record.train_fingerprint)

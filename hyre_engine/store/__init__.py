@@ -25,6 +25,10 @@ Design notes
 - Timestamps are naive UTC.
 
 
+Single records come back as frozen dataclasses (`records`: `PoolRecord`, `EnsembleRecord`
+with its `EnsembleMeta`, `SessionRecord`, `LabelRecord`, `ProfileRecord`, `ResultRecord`);
+listings stay DataFrames.
+
 The store assumes the frames it is given were validated by ``hyre_engine.data``
 (``read_preferences`` and friends): its own checks only guard what the tables need.
 """
@@ -46,6 +50,16 @@ from hyre_engine.store.connection import (
     text_hash,
 )
 from hyre_engine.store.pools import PoolsMixin
+from hyre_engine.store.records import (
+    EnsembleMeta,
+    EnsembleRecord,
+    LabelRecord,
+    PoolRecord,
+    ProfileMeta,
+    ProfileRecord,
+    ResultRecord,
+    SessionRecord,
+)
 from hyre_engine.store.results import ResultsMixin
 from hyre_engine.store.sessions import AUDIT_ACTIONS, AlreadyLabelledError, SessionsMixin
 from hyre_engine.store.shards import ShardsMixin
@@ -55,9 +69,17 @@ __all__ = [
     "AlreadyLabelledError",
     "DB_ENV_VAR",
     "DEFAULT_DB_PATH",
+    "EnsembleMeta",
+    "EnsembleRecord",
+    "LabelRecord",
     "MEMORY",
+    "PoolRecord",
+    "ProfileMeta",
+    "ProfileRecord",
+    "ResultRecord",
     "SCHEMA_VERSION",
     "SESSION_MODES",
+    "SessionRecord",
     "Store",
     "StoreLockedError",
     "StoreStats",

@@ -22,6 +22,7 @@ from hyre_engine.store.connection import (
     _strings,
     _to_json,
 )
+from hyre_engine.store.records import EnsembleMeta, EnsembleRecord
 
 
 class ArtifactsMixin(StoreBase):
@@ -129,7 +130,7 @@ class ArtifactsMixin(StoreBase):
         config: dict[str, Any],
         weights: bytes,
         train_fingerprint: str,
-        meta: dict[str, Any] | None = None,
+        meta: EnsembleMeta | dict[str, Any] | None = None,
     ) -> None:
         """Store a trained ensemble (weights: safetensors bytes); an existing id is overwritten."""
         _check_name(ensemble_id, "ensemble_id")
@@ -139,6 +140,8 @@ class ArtifactsMixin(StoreBase):
         if not isinstance(config, dict):
             raise ValueError(f"config must be a dict, got {type(config).__name__}")
         config_json = _to_json(config, what="config")
+        if isinstance(meta, EnsembleMeta):
+            meta = meta.to_json()
         meta_json = _to_json(meta or {}, what="meta")
         with self._transaction() as (cur, counts):
             self._require(cur, "pools", "pool_id", pool_id, "pool")
@@ -163,32 +166,25 @@ class ArtifactsMixin(StoreBase):
             )
             counts.ensembles_added += 1
 
-    def get_ensemble(self, ensemble_id: str) -> dict[str, Any]:
-        """{ensemble_id, pool_id, backbone_id, config, train_fingerprint, weights (bytes), meta, created_at}."""
+    def get_ensemble(self, ensemble_id: str, *, with_weights: bool = True) -> EnsembleRecord:
+        """The stored ensemble; its weights (safetensors bytes) only when ``with_weights``."""
         row = _first(
             self._cursor().execute(
-                "SELECT ensemble_id, pool_id, backbone_id, config, train_fingerprint, weights, meta, "
-                "created_at FROM ensembles WHERE ensemble_id = ?",
+                "SELECT ensemble_id, pool_id, backbone_id, config, train_fingerprint, meta, created_at, "
+                "octet_length(weights), " + ("weights" if with_weights else "NULL")
+                + " FROM ensembles WHERE ensemble_id = ?",
                 [ensemble_id],
             )
         )
         if row is None:
             raise KeyError(f"no ensemble {ensemble_id!r}")
-        keys = (
-            "ensemble_id",
-            "pool_id",
-            "backbone_id",
-            "config",
-            "train_fingerprint",
-            "weights",
-            "meta",
-            "created_at",
+        eid, pool_id, backbone_id, config, fingerprint, meta, created_at, n_bytes, weights = row
+        return EnsembleRecord(
+            ensemble_id=eid, pool_id=pool_id, backbone_id=backbone_id, config=json.loads(config),
+            train_fingerprint=fingerprint, meta=EnsembleMeta.from_json(json.loads(meta)),
+            created_at=created_at, n_bytes=int(n_bytes),
+            weights=None if weights is None else bytes(weights),
         )
-        out = dict(zip(keys, row, strict=True))
-        out["config"] = json.loads(out["config"])
-        out["meta"] = json.loads(out["meta"])
-        out["weights"] = bytes(out["weights"])
-        return out
 
     def find_ensemble(
         self, pool_id: str, backbone_id: str, config: dict[str, Any], train_fingerprint: str

@@ -23,6 +23,7 @@ from hyre_engine.store.connection import (
     _Prepared,
     _strings,
 )
+from hyre_engine.store.records import PoolRecord
 
 
 class PoolsMixin(StoreBase):
@@ -171,15 +172,16 @@ class PoolsMixin(StoreBase):
         """DataFrame(pool_id, name, source, created_at, n_pairs, n_labels), oldest first."""
         return self._fetch_df(self._POOL_SUMMARY + " ORDER BY p.created_at, p.name")
 
-    def get_pool(self, pool_id_or_name: str) -> dict[str, Any]:
-        """{pool_id, name, source, created_at, n_pairs, n_labels}; looks up the id first, then the name."""
+    def get_pool(self, pool_id_or_name: str) -> PoolRecord:
+        """The pool with this id, else with this name; KeyError when there is none."""
         cur = self._cursor()
         for key in ("pool_id", "name"):
             # key is one of two literal column names, the value is a parameter
-            found = cur.execute(self._POOL_SUMMARY + f" WHERE p.{key} = ?", [pool_id_or_name]).df()
-            if len(found):
-                values = found.iloc[0].to_dict()
-                return {k: v.item() if isinstance(v, np.generic) else v for k, v in values.items()}
+            row = _first(cur.execute(self._POOL_SUMMARY + f" WHERE p.{key} = ?", [pool_id_or_name]))
+            if row is not None:
+                pool_id, name, source, created_at, n_pairs, n_labels = row
+                return PoolRecord(pool_id=pool_id, name=name, source=source, created_at=created_at,
+                                  n_pairs=int(n_pairs), n_labels=int(n_labels))
         raise KeyError(f"no pool with id or name {pool_id_or_name!r}")
 
     def delete_pool(self, pool_id: str) -> None:

@@ -15,6 +15,7 @@ from hyre_engine.store.connection import (
     _now,
     _to_json,
 )
+from hyre_engine.store.records import ProfileMeta, ProfileRecord, ResultRecord
 
 
 class ResultsMixin(StoreBase):
@@ -27,7 +28,7 @@ class ResultsMixin(StoreBase):
         ensemble_id: str,
         weights: np.ndarray,
         labels: list[dict[str, Any]],
-        meta: dict[str, Any] | None = None,
+        meta: ProfileMeta | dict[str, Any] | None = None,
     ) -> None:
         """Save (or overwrite) a user's head weights (n_heads,) and the labels they came from."""
         _check_name(user, "user")
@@ -37,6 +38,8 @@ class ResultsMixin(StoreBase):
         if not np.isfinite(weights).all() or (weights < 0).any():
             raise ValueError("weights must be finite and non-negative")
         labels_json = _to_json(list(labels), what="labels")
+        if isinstance(meta, ProfileMeta):
+            meta = meta.to_json()
         meta_json = _to_json(meta or {}, what="meta")
         with self._transaction() as (cur, _):
             self._require(cur, "ensembles", "ensemble_id", ensemble_id, "ensemble")
@@ -48,8 +51,8 @@ class ResultsMixin(StoreBase):
                 [user, ensemble_id, weights.tolist(), labels_json, meta_json, _now()],
             )
 
-    def get_profile(self, user: str, ensemble_id: str) -> dict[str, Any] | None:
-        """{user, ensemble_id, weights (n_heads,) float64, labels, meta, updated_at}, or None."""
+    def get_profile(self, user: str, ensemble_id: str) -> ProfileRecord | None:
+        """The user's saved weights on this ensemble, or None."""
         row = _first(
             self._cursor().execute(
                 "SELECT weights, labels, meta, updated_at FROM profiles WHERE user_name = ? AND ensemble_id = ?",
@@ -58,14 +61,11 @@ class ResultsMixin(StoreBase):
         )
         if row is None:
             return None
-        return {
-            "user": user,
-            "ensemble_id": ensemble_id,
-            "weights": np.asarray(row[0], dtype=np.float64),
-            "labels": json.loads(row[1]),
-            "meta": json.loads(row[2]),
-            "updated_at": row[3],
-        }
+        weights = np.asarray(row[0], dtype=np.float64)
+        weights.setflags(write=False)
+        return ProfileRecord(user=user, ensemble_id=ensemble_id, weights=weights,
+                             labels=json.loads(row[1]), meta=ProfileMeta.from_json(json.loads(row[2])),
+                             updated_at=row[3])
 
     def list_profiles(self, ensemble_id: str | None = None) -> pd.DataFrame:
         """DataFrame(user, ensemble_id, n_heads, n_labels, updated_at)."""
@@ -98,6 +98,7 @@ class ResultsMixin(StoreBase):
             cur.execute("DELETE FROM results WHERE key = ?", [key])
             cur.execute("INSERT INTO results VALUES (?, ?, ?)", [key, value_json, _now()])
 
-    def get_result(self, key: str) -> dict[str, Any] | None:
-        row = _first(self._cursor().execute("SELECT value FROM results WHERE key = ?", [key]))
-        return None if row is None else json.loads(row[0])
+    def get_result(self, key: str) -> ResultRecord | None:
+        """The result cached under ``key``, or None."""
+        row = _first(self._cursor().execute("SELECT value, updated_at FROM results WHERE key = ?", [key]))
+        return None if row is None else ResultRecord(key=key, value=json.loads(row[0]), updated_at=row[1])

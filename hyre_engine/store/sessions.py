@@ -20,6 +20,7 @@ from hyre_engine.store.connection import (
     _now,
     _to_json,
 )
+from hyre_engine.store.records import LabelRecord, SessionRecord
 
 
 class AlreadyLabelledError(ValueError):
@@ -73,14 +74,20 @@ class SessionsMixin(StoreBase):
             )
             return session_id
 
-    def get_session(self, session_id: str) -> dict[str, Any]:
-        """{session_id, user, pool_id, ensemble_id, mode, persona, settings, n_labels, created_at, updated_at}."""
-        frame = self.list_sessions(session_id=session_id)
-        if not len(frame):
+    def get_session(self, session_id: str) -> SessionRecord:
+        """The session with its settings and how many rows it has labelled; KeyError when absent."""
+        row = _first(self._cursor().execute(
+            "SELECT s.session_id, s.user_name, s.pool_id, s.ensemble_id, s.mode, s.persona, s.settings, "
+            "(SELECT count(*) FROM session_labels l WHERE l.session_id = s.session_id), s.created_at, "
+            "s.updated_at FROM sessions s WHERE s.session_id = ?", [session_id]))
+        if row is None:
             raise KeyError(f"no session {session_id!r}")
-        out = frame.iloc[0].to_dict()
-        out["n_labels"] = int(out["n_labels"])
-        return out
+        sid, user, pool_id, ensemble_id, mode, persona, settings, n_labels, created, updated = row
+        return SessionRecord(
+            session_id=sid, user=user, pool_id=pool_id, ensemble_id=ensemble_id, mode=mode,
+            persona=persona or None, settings=json.loads(settings), n_labels=int(n_labels),
+            created_at=created, updated_at=updated,
+        )
 
     def update_session(self, session_id: str, **settings: Any) -> dict[str, Any]:
         """Merge settings (e.g. strategy, beta) into the session's; returns all its settings."""
@@ -152,8 +159,8 @@ class SessionsMixin(StoreBase):
             )
         return seq
 
-    def undo_session_label(self, session_id: str, *, actor: str | None = None) -> dict[str, Any] | None:
-        """Remove the session's last label and return it ({seq, row_index, pair_id, label, created_at}), or None.
+    def undo_session_label(self, session_id: str, *, actor: str | None = None) -> LabelRecord | None:
+        """Remove the session's last label and return it, or None when it has none.
 
         The removed label stays in the audit trail (`label_history`).
         """
@@ -176,7 +183,9 @@ class SessionsMixin(StoreBase):
             cur.execute(
                 "UPDATE sessions SET updated_at = ? WHERE session_id = ?", [now, session_id]
             )
-        return dict(zip(("seq", "row_index", "pair_id", "label", "created_at"), row, strict=True))
+        seq, row_index, pair_id, label, created_at = row
+        return LabelRecord(seq=int(seq), row_index=int(row_index), pair_id=pair_id, label=label,
+                           created_at=created_at)
 
     def session_labels(self, session_id: str) -> pd.DataFrame:
         """DataFrame(seq, row_index, pair_id, label, created_at) in labelling order."""

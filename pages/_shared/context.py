@@ -19,7 +19,7 @@ from hyre_engine.demo import DEMO_POOL_NAME
 from hyre_engine.device import describe_device
 from hyre_engine.ensemble import Ensemble, fingerprint
 from hyre_engine.pca import FunctionPCA, fit_pool_pca
-from hyre_engine.store import Store, StoreLockedError, default_db_path
+from hyre_engine.store import EnsembleRecord, PoolRecord, Store, StoreLockedError, default_db_path
 from pages._shared.first_launch import build_demo_with_progress
 
 if TYPE_CHECKING:
@@ -132,8 +132,8 @@ class Context:
     """The pool, ensemble and user the pages work on in this run."""
 
     db_path: str
-    pool: dict[str, Any]  # Store.get_pool: pool_id, name, n_pairs, n_labels, ...
-    ensemble: dict[str, Any]  # a Store.list_ensembles row: ensemble_id, backbone_id, config, meta
+    pool: PoolRecord
+    ensemble: EnsembleRecord  # read without its weights
     user: str
 
     @property
@@ -142,40 +142,41 @@ class Context:
 
     @property
     def pool_id(self) -> str:
-        return self.pool["pool_id"]
+        return self.pool.pool_id
 
     @property
     def pool_name(self) -> str:
-        return str(self.pool["name"])
+        return self.pool.name
 
     @property
     def ensemble_id(self) -> str:
-        return self.ensemble["ensemble_id"]
+        return self.ensemble.ensemble_id
 
     @property
     def backbone_id(self) -> str:
-        return self.ensemble["backbone_id"]
+        return self.ensemble.backbone_id
 
     @property
     def config(self) -> dict[str, Any]:
-        return self.ensemble["config"] or {}
+        return self.ensemble.config or {}
 
     @property
     def beta(self) -> float:
         """The ensemble's reweighting temperature (calibrated at build time, else the paper's)."""
-        return live.ensemble_beta(self.ensemble.get("meta"))
+        return live.ensemble_beta(self.ensemble.meta)
 
     @property
     def train_groups(self) -> list[str] | None:
-        return (self.ensemble.get("meta") or {}).get("train_groups")
+        groups = self.ensemble.meta.train_groups
+        return None if groups is None else list(groups)
 
     @property
     def n_pairs(self) -> int:
-        return int(self.pool["n_pairs"])
+        return self.pool.n_pairs
 
     @property
     def n_heads(self) -> int:
-        return int(self.config.get("n_heads", 0))
+        return self.ensemble.n_heads
 
     def arrays(self) -> PoolArrays:
         return pool_arrays(self.db_path, self.ensemble_id, self.pool_id, self.n_pairs)
@@ -230,17 +231,16 @@ def ensembles_for_pages(db: Store) -> pd.DataFrame:
     return ensembles[heads >= 2]
 
 
-def _ready_ensemble(path: str, pool: dict[str, Any], ensembles: pd.DataFrame, wanted: str | None):
+def _ready_ensemble(path: str, pool: PoolRecord, ensembles: pd.DataFrame,
+                    wanted: str | None) -> EnsembleRecord | None:
     """The wanted ensemble of the pool if its Z is cached, else the newest that has one."""
-    rows = ensembles[ensembles["pool_id"] == pool["pool_id"]].iloc[::-1]
-    order = sorted(range(len(rows)), key=lambda i: rows.iloc[i]["ensemble_id"] != wanted)
-    for i in order:
-        row = rows.iloc[i].to_dict()
+    ids = ensembles.loc[ensembles["pool_id"] == pool.pool_id, "ensemble_id"].tolist()[::-1]
+    for ensemble_id in sorted(ids, key=lambda e: e != wanted):
         try:
-            pool_arrays(path, row["ensemble_id"], pool["pool_id"], int(pool["n_pairs"]))
+            pool_arrays(path, ensemble_id, pool.pool_id, pool.n_pairs)
         except LookupError:
             continue
-        return row
+        return get_store(path).get_ensemble(ensemble_id, with_weights=False)
     return None
 
 
@@ -268,17 +268,17 @@ def resolve_context() -> Context | None:
     pool = db.get_pool(wanted_pool)
     ensemble = _ready_ensemble(path, pool, ensembles, st.session_state.get(ENSEMBLE_KEY))
     if ensemble is None:
-        if pool["name"] == DEMO_POOL_NAME:
+        if pool.name == DEMO_POOL_NAME:
             # an interrupted first build: finish it (everything done is reused)
             build_demo_with_progress(db, path, needs_build=lambda: _demo_needs_build(path, db))
         else:
             st.error(
-                f"Pool '{pool['name']}' has an ensemble but no cached head predictions yet. "
+                f"Pool '{pool.name}' has an ensemble but no cached head predictions yet. "
                 "Build it first: `python -m hyre_engine build --pool FILE`."
             )
         return None
-    st.session_state[POOL_KEY] = pool["pool_id"]
-    st.session_state[ENSEMBLE_KEY] = ensemble["ensemble_id"]
+    st.session_state[POOL_KEY] = pool.pool_id
+    st.session_state[ENSEMBLE_KEY] = ensemble.ensemble_id
     return Context(db_path=path, pool=pool, ensemble=ensemble, user=current_user())
 
 

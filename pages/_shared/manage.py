@@ -22,7 +22,7 @@ NOTICE_KEY = "data_notice_manage"
 
 def _delete_pool(pool_id: str) -> None:
     db = store()
-    name = db.get_pool(pool_id)["name"]
+    name = db.get_pool(pool_id).name
     db.delete_pool(pool_id)
     _forget(pool_id=pool_id)
     st.session_state[NOTICE_KEY] = f"Deleted pool '{name}' with its ensembles and sessions."

@@ -55,7 +55,7 @@ def test_run_evaluation_shows_curves_table_csv_and_caches(app_db):
 
     with Store(path) as store:
         keys = store._fetch_df("SELECT key FROM results")["key"].tolist()
-        cached = [store.get_result(k) for k in keys if k.startswith(RESULT_PREFIX)]
+        cached = [store.get_result(k).value for k in keys if k.startswith(RESULT_PREFIX)]
         # the evaluation reused the demo ensemble: nothing was trained
         assert set(store.list_ensembles()["ensemble_id"]) == {info["ensemble_id"]}
     assert len(cached) == 1

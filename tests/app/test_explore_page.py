@@ -59,7 +59,7 @@ def test_explore_page_colours_by_user_and_names_axes(app_db):
     losses = example_losses(z[labels["row_index"].to_numpy()], (labels["label"] == "a").to_numpy(float))
     # at the beta the Label page labels with: the ensemble's calibrated one (no session override)
     with Store(path) as store:
-        label_beta = float(store.get_ensemble(info["ensemble_id"])["meta"].get("beta", 1.0))
+        label_beta = store.get_ensemble(info["ensemble_id"]).meta.beta
     expected = weights_from_losses(losses.sum(axis=0), beta=label_beta)
     k = info["n_heads"]
     assert _metric(at, "Effective heads") == f"{1 / np.sum(expected**2):.1f} / {k}"

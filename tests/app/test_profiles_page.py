@@ -59,14 +59,14 @@ def test_profiles_save_import_and_score(app_db):
     with Store(path) as store:
         saved = store.get_profile("alice", info["ensemble_id"])
         z = store.get_head_predictions(info["ensemble_id"], info["pool_id"])
-    assert saved is not None and len(saved["labels"]) == N_ALICE
-    rows = [lab["row_index"] for lab in saved["labels"]]
+    assert saved is not None and len(saved.labels) == N_ALICE
+    rows = [lab["row_index"] for lab in saved.labels]
     # replayed at the beta the Label page used: the ensemble's calibrated one (no session override)
     with Store(path) as store:
-        label_beta = float(store.get_ensemble(info["ensemble_id"])["meta"].get("beta", 1.0))
-    assert saved["meta"]["beta"] == label_beta
-    expected = weights_from_labels(z, rows, [lab["label"] for lab in saved["labels"]], beta=label_beta)
-    np.testing.assert_allclose(saved["weights"], expected)
+        label_beta = store.get_ensemble(info["ensemble_id"]).meta.beta
+    assert saved.meta.beta == label_beta
+    expected = weights_from_labels(z, rows, [lab["label"] for lab in saved.labels], beta=label_beta)
+    np.testing.assert_allclose(saved.weights, expected)
     # the comparison now lists the profile next to the session and the personas
     names = at.dataframe[1].value["who"].tolist()
     assert "alice · session" in names and "alice · profile" in names
@@ -92,7 +92,7 @@ def test_profiles_save_import_and_score(app_db):
     with Store(path) as store:
         carol = store.get_profile("carol", info["ensemble_id"])
     k = info["n_heads"]
-    np.testing.assert_allclose(carol["weights"], np.arange(1, k + 1) / (k * (k + 1) / 2))
+    np.testing.assert_allclose(carol.weights, np.arange(1, k + 1) / (k * (k + 1) / 2))
 
     # score the example candidates with the uniform weights: both rankings agree
     at.selectbox(key="profiles_score_source").set_value("uniform").run()

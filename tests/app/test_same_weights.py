@@ -4,6 +4,7 @@ weight sources of Explore and Profiles replay a session with one beta (live.sess
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -28,8 +29,9 @@ def _session(store: Store, info: dict, user: str, group: str, **settings) -> str
 
 
 def _set_ensemble_beta(store: Store, ensemble_id: str, beta: float) -> None:
-    meta = {**store.get_ensemble(ensemble_id)["meta"], "beta": beta}
-    store._cursor().execute("UPDATE ensembles SET meta = ? WHERE ensemble_id = ?", [json.dumps(meta), ensemble_id])
+    meta = replace(store.get_ensemble(ensemble_id).meta, beta=beta)
+    store._cursor().execute("UPDATE ensembles SET meta = ? WHERE ensemble_id = ?",
+                            [json.dumps(meta.to_json()), ensemble_id])
 
 
 @pytest.mark.parametrize("settings, beta", [({}, ENSEMBLE_BETA), ({"beta": SESSION_BETA}, SESSION_BETA)])

@@ -7,7 +7,7 @@ import pytest
 from safetensors.numpy import load as st_load
 from store_helpers import add_ensemble, fake_vectors, table_counts
 
-from hyre_engine.store import text_hash
+from hyre_engine.store import EnsembleMeta, text_hash
 
 
 def test_embeddings_round_trip_in_requested_order(store):
@@ -44,8 +44,8 @@ def test_embeddings_keep_first_vector_and_validate(store):
 def test_ensemble_round_trip_and_find(store, pool):
     add_ensemble(store, pool)
     got = store.get_ensemble("ens1")
-    assert got["config"] == {"n_heads": 4, "hidden": 16} and got["meta"] == {"beta": 1.0}
-    np.testing.assert_array_equal(st_load(got["weights"])["w"], np.arange(6).reshape(2, 3))
+    assert got.config == {"n_heads": 4, "hidden": 16} and got.meta == EnsembleMeta(beta=1.0)
+    np.testing.assert_array_equal(st_load(got.weights)["w"], np.arange(6).reshape(2, 3))
     # key order of the config does not matter; any changed input does
     assert store.find_ensemble(pool, "bb", {"hidden": 16, "n_heads": 4}, "train-fp") == "ens1"
     assert store.find_ensemble(pool, "bb", {"hidden": 32, "n_heads": 4}, "train-fp") is None
@@ -53,8 +53,8 @@ def test_ensemble_round_trip_and_find(store, pool):
     assert store.find_ensemble(pool, "bb2", {"hidden": 16, "n_heads": 4}, "train-fp") is None
     listed = store.list_ensembles(pool)
     assert listed["ensemble_id"].tolist() == ["ens1"] and listed["n_bytes"].iloc[0] == len(
-        got["weights"]
-    )
+        got.weights
+    ) == got.n_bytes
     assert store.list_ensembles("pool_other").empty
     with pytest.raises(KeyError, match="no ensemble"):
         store.get_ensemble("missing")

@@ -46,13 +46,13 @@ def test_file_persists_across_reopen(tmp_path):
         s.put_result("k", {"v": 1})
     assert path.exists()
     with Store(path) as s:
-        assert s.get_pool("demo")["pool_id"] == pool
+        assert s.get_pool("demo").pool_id == pool
         assert s.missing_embeddings("bb", hashes) == []
         np.testing.assert_array_equal(s.get_embeddings("bb", hashes), fake_vectors(hashes))
         np.testing.assert_array_equal(s.get_head_predictions("ens1", pool), z)
         assert s.get_or_create_session(user="ann", pool_id=pool, ensemble_id="ens1") == sid
         assert s.session_labels(sid)["pair_id"].tolist() == ["p2"]
-        assert s.get_result("k") == {"v": 1}
+        assert s.get_result("k").value == {"v": 1}
         s._cursor().execute("UPDATE schema_version SET version = 999")
     with pytest.raises(RuntimeError, match="schema version"):
         Store(path)

@@ -35,8 +35,8 @@ def test_add_pool_round_trip(store):
 
     info = store.get_pool("demo")
     assert info == store.get_pool(pool_id)
-    assert (info["pool_id"], info["name"], info["source"]) == (pool_id, "demo", "file.jsonl")
-    assert (info["n_pairs"], info["n_labels"]) == (3, 6)
+    assert (info.pool_id, info.name, info.source) == (pool_id, "demo", "file.jsonl")
+    assert (info.n_pairs, info.n_labels) == (3, 6)
     assert store.list_pools()["name"].tolist() == ["demo"]
     assert store.n_pairs(pool_id) == 3
     with pytest.raises(KeyError, match="nope"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hyre_engine.store import ProfileMeta
+
 
 def test_profiles(store, session_setup):
     _, ens = session_setup
@@ -21,8 +23,8 @@ def test_profiles(store, session_setup):
         user="bob", ensemble_id=ens, weights=np.full(4, 0.25), labels=[{"row_index": 1}]
     )
     got = store.get_profile("ann", ens)
-    np.testing.assert_array_equal(got["weights"], [0.5, 0.5, 0, 0])
-    assert got["labels"] == [] and got["meta"] == {}
+    np.testing.assert_array_equal(got.weights, [0.5, 0.5, 0, 0])
+    assert got.labels == [] and got.meta == ProfileMeta()
     listed = store.list_profiles(ens)
     assert listed[["user", "n_heads", "n_labels"]].values.tolist() == [["ann", 4, 0], ["bob", 4, 1]]
     store.delete_profile("ann", ens)
@@ -39,9 +41,9 @@ def test_results_cache(store):
     assert store.get_result("eval:x") is None
     value = {"n": [0, 1], "summary": {"hyre": {"mean": [np.float64(0.5), 0.75]}}}
     store.put_result("eval:x", value)
-    assert store.get_result("eval:x") == {"n": [0, 1], "summary": {"hyre": {"mean": [0.5, 0.75]}}}
+    assert store.get_result("eval:x").value == {"n": [0, 1], "summary": {"hyre": {"mean": [0.5, 0.75]}}}
     store.put_result("eval:x", {"n": [5]})
-    assert store.get_result("eval:x") == {"n": [5]}
+    assert store.get_result("eval:x").value == {"n": [5]}
     with pytest.raises(ValueError, match="not JSON serialisable"):
         store.put_result("eval:y", {"f": object()})
     assert store.get_result("eval:y") is None

@@ -20,13 +20,13 @@ def test_session_resume_and_identity(store, session_setup):
     )
     assert len({a, b, p, p2}) == 4
     info = store.get_session(p)
-    assert (info["user"], info["mode"], info["persona"], info["n_labels"]) == (
+    assert (info.user, info.mode, info.persona, info.n_labels) == (
         "ann",
         "persona",
         "u1",
         0,
     )
-    assert store.get_session(a)["persona"] is None
+    assert store.get_session(a).persona is None
     assert store.list_sessions(pool, user="ann")["session_id"].tolist() == [a, p, p2]
     with pytest.raises(ValueError, match="persona"):
         store.get_or_create_session(user="ann", pool_id=pool, ensemble_id=ens, mode="persona")
@@ -56,12 +56,7 @@ def test_session_labels_undo_reset_and_isolation(store, session_setup):
     assert store.session_labels(bob)["pair_id"].tolist() == ["p1"]  # bob sees only his label
 
     undone = store.undo_session_label(ann)
-    assert {k: undone[k] for k in ("seq", "row_index", "pair_id", "label")} == {
-        "seq": 2,
-        "row_index": 4,
-        "pair_id": "p4",
-        "label": "b",
-    }
+    assert (undone.seq, undone.row_index, undone.pair_id, undone.label) == (2, 4, "p4", "b")
     assert store.add_session_label(ann, row_index=2, pair_id="p2", label="a") == 2
     assert store.session_labels(ann)["pair_id"].tolist() == ["p3", "p0", "p2"]
 
@@ -78,7 +73,7 @@ def test_session_labels_undo_reset_and_isolation(store, session_setup):
     assert store.update_session(ann, beta=0.5) == {"strategy": "bald", "beta": 0.5}
     assert store.reset_session(ann) == 3
     assert store.session_labels(ann).empty and store.undo_session_label(ann) is None
-    assert store.get_session(ann)["settings"] == {"strategy": "bald", "beta": 0.5}
+    assert store.get_session(ann).settings == {"strategy": "bald", "beta": 0.5}
     assert store.session_labels(bob)["pair_id"].tolist() == ["p1"]
     store.delete_session(bob)
     assert store.list_sessions()["session_id"].tolist() == [ann]
@@ -99,7 +94,7 @@ def test_audit_trail_keeps_undone_and_reset_labels_with_who_and_when(store, pool
     pairs = store.pool_pairs(pool, with_meta=False)
     for row, label in enumerate("abs"):
         _label(store, session, pairs, row, {"s": "skip"}.get(label, label))
-    assert store.undo_session_label(session)["row_index"] == 2
+    assert store.undo_session_label(session).row_index == 2
     assert store.reset_session(session, actor="admin-carol") == 2
     assert len(store.session_labels(session)) == 0
     history = store.label_history(session)

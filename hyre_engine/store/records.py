@@ -1,0 +1,211 @@
+"""The store's typed records: what its ``get_*`` methods return, as frozen dataclasses.
+
+A record is read once from its row and never changes: callers read fields
+(``store.get_ensemble(eid).meta.beta``), not string keys, so a misspelt field is an
+AttributeError where it is written rather than a silent default far away. The JSON
+columns that hold a known shape (an ensemble's or a profile's ``meta``) are parsed
+into their own records; keys this code does not know are kept in ``extra`` so that
+nothing a newer build wrote is lost on a rewrite. Free-form JSON (an ensemble's
+``config``, a session's ``settings``, a cached result's ``value``) stays a dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hyre_engine.personal import DEFAULT_LAMBDA
+from hyre_engine.reweight import DEFAULT_BETA
+
+__all__ = [
+    "DEFAULT_BETA",
+    "DEFAULT_LAMBDA",
+    "EnsembleMeta",
+    "EnsembleRecord",
+    "LabelRecord",
+    "PoolRecord",
+    "ProfileMeta",
+    "ProfileRecord",
+    "ResultRecord",
+    "SessionRecord",
+]
+
+
+def _split_known(cls: type, data: Mapping[str, Any] | None, renamed: Mapping[str, str]) -> dict[str, Any]:
+    """The keyword arguments of ``cls`` found in ``data`` (JSON keys renamed by ``renamed``),
+    with every other key under ``extra``."""
+    if data is not None and not isinstance(data, Mapping):
+        raise ValueError(f"{cls.__name__} must be read from a JSON object, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)} - {"extra"}
+    kwargs: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in (data or {}).items():
+        name = renamed.get(key, key)
+        if name in known:
+            kwargs[name] = value
+        else:
+            extra[key] = value
+    kwargs["extra"] = extra
+    return kwargs
+
+
+def _join_known(record: Any, renamed: Mapping[str, str]) -> dict[str, Any]:
+    """The JSON object of a meta record: its set fields under their JSON keys, then ``extra``."""
+    back = {v: k for k, v in renamed.items()}
+    out = {back.get(f.name, f.name): getattr(record, f.name) for f in fields(record)
+           if f.name != "extra" and getattr(record, f.name) is not None}
+    return {**record.extra, **out}
+
+
+@dataclass(frozen=True)
+class EnsembleMeta:
+    """What a build records beside an ensemble's weights (the ``meta`` JSON column)."""
+
+    # EnsembleConfig as JSON: what `ensemble_from_bytes` rebuilds the torch model from
+    model_config: dict[str, Any] | None = None
+    train_groups: tuple[str, ...] | None = None  # None: every labelled row trained it
+    beta: float = DEFAULT_BETA  # the reweighting temperature (calibrated at build time, else the paper's)
+    lam: float | None = None  # the personal head's prior precision; None: not calibrated with the ensemble
+    calibration: dict[str, Any] | None = None  # the calibration's scores and choices
+    backbone_path: str | None = None  # a fine-tuned build: the folder of its backbone
+    base_backbone_id: str | None = None  # a fine-tuned build: the backbone it started from
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this code does not know, kept as stored
+
+    # the JSON key "lambda" is a Python keyword
+    _RENAMED: ClassVar[Mapping[str, str]] = {"lambda": "lam"}
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beta", float(self.beta))
+        if self.lam is not None:
+            object.__setattr__(self, "lam", float(self.lam))
+        if self.train_groups is not None:
+            object.__setattr__(self, "train_groups", tuple(str(g) for g in self.train_groups))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> EnsembleMeta:
+        kwargs = _split_known(cls, data, cls._RENAMED)
+        if kwargs.get("beta") is None:
+            kwargs.pop("beta", None)
+        return cls(**kwargs)
+
+    def to_json(self) -> dict[str, Any]:
+        out = _join_known(self, self._RENAMED)
+        if self.train_groups is not None:
+            out["train_groups"] = list(self.train_groups)
+        return out
+
+    @property
+    def lam_or_default(self) -> float:
+        """The stored lambda, else the personal head's default."""
+        return DEFAULT_LAMBDA if self.lam is None else self.lam
+
+
+@dataclass(frozen=True)
+class ProfileMeta:
+    """What a saved profile records beside its weights (the ``meta`` JSON column)."""
+
+    beta: float = DEFAULT_BETA  # the temperature the weights were computed at
+    source: str | None = None  # the weight source's key ("session:...", "import", ...); JSON "from"
+    created_at: str | None = None  # an imported profile: when its file was made (ISO 8601)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _RENAMED: ClassVar[Mapping[str, str]] = {"from": "source"}
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beta", float(self.beta))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> ProfileMeta:
+        kwargs = _split_known(cls, data, cls._RENAMED)
+        if kwargs.get("beta") is None:
+            kwargs.pop("beta", None)
+        return cls(**kwargs)
+
+    def to_json(self) -> dict[str, Any]:
+        return _join_known(self, self._RENAMED)
+
+
+@dataclass(frozen=True)
+class PoolRecord:
+    """A pool and its size (`Store.get_pool`)."""
+
+    pool_id: str
+    name: str
+    source: str
+    created_at: datetime
+    n_pairs: int
+    n_labels: int
+
+
+@dataclass(frozen=True)
+class EnsembleRecord:
+    """A stored ensemble (`Store.get_ensemble`); ``weights`` (safetensors bytes) is None when
+    read without them (``with_weights=False``), ``n_bytes`` is their size either way."""
+
+    ensemble_id: str
+    pool_id: str
+    backbone_id: str
+    config: dict[str, Any]  # BuildConfig.ensemble_settings() of the build
+    train_fingerprint: str
+    meta: EnsembleMeta
+    created_at: datetime
+    n_bytes: int
+    weights: bytes | None = None
+
+    @property
+    def n_heads(self) -> int:
+        """K as the build settings state it (0 when they do not)."""
+        return int((self.config or {}).get("n_heads", 0))
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A labelling session (`Store.get_session`); ``persona`` is None for a person's own session."""
+
+    session_id: str
+    user: str
+    pool_id: str
+    ensemble_id: str
+    mode: str  # one of SESSION_MODES
+    persona: str | None
+    settings: dict[str, Any]  # what the Label page chose (strategy, beta, goal, ...), free-form
+    n_labels: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    """One row of a session's labels (`Store.undo_session_label` returns the one it removed)."""
+
+    seq: int
+    row_index: int
+    pair_id: str
+    label: str  # one of SESSION_LABELS
+    created_at: datetime
+
+
+# eq=False: ``weights`` is an array, whose == is elementwise and has no single truth value.
+@dataclass(frozen=True, eq=False)
+class ProfileRecord:
+    """A user's saved head weights on one ensemble (`Store.get_profile`)."""
+
+    user: str
+    ensemble_id: str
+    weights: np.ndarray  # (n_heads,) float64, read-only
+    labels: list[dict[str, Any]]  # the labels the weights came from, as saved
+    meta: ProfileMeta
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """A cached result (`Store.get_result`): the JSON object stored under ``key``."""
+
+    key: str
+    value: dict[str, Any]
+    updated_at: datetime
