@@ -509,23 +509,23 @@ def session_beta(store: Store, session_id: str) -> float:
     return ensemble_beta(store.get_ensemble(session.ensemble_id, with_weights=False).meta)
 
 
-def ensemble_lambda(meta: dict | None) -> float:
+def ensemble_lambda(meta: EnsembleMeta | None) -> float:
     """An ensemble's personal-head prior precision: the one calibrated with beta, else the default."""
-    return float((meta or {}).get("lambda", DEFAULT_LAMBDA))
+    return DEFAULT_LAMBDA if meta is None else meta.lam_or_default
 
 
 def session_lambda(store: Store, session_id: str) -> float:
     """The lambda a session's personal head uses on every page: its own setting, else its ensemble's."""
     session = store.get_session(session_id)
-    settings = session["settings"] or {}
+    settings = session.settings or {}
     if "lambda" in settings:
         return float(settings["lambda"])
-    return ensemble_lambda(store.get_ensemble(session["ensemble_id"])["meta"])
+    return ensemble_lambda(store.get_ensemble(session.ensemble_id, with_weights=False).meta)
 
 
 def session_method(store: Store, session_id: str) -> str:
     """Who personalises the session: its setting ("personal" or "hyre"), else DEFAULT_METHOD."""
-    method = (store.get_session(session_id)["settings"] or {}).get("method", DEFAULT_METHOD)
+    method = (store.get_session(session_id).settings or {}).get("method", DEFAULT_METHOD)
     return method if method in METHODS else DEFAULT_METHOD
 
 
