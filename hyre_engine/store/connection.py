@@ -1,16 +1,18 @@
 """The store's connection, schema and shared helpers: cursors per thread, one lock for
-writes, one transaction per write, and the tables' definitions."""
+writes, one transaction per write, the file shared with other processes (lease.py), and
+the tables' definitions."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import inspect
 import json
 import os
 import threading
 import uuid
-import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +24,8 @@ import pandas as pd
 import pyarrow as pa
 
 from hyre_engine.numerics import PAIR_LABELS
+from hyre_engine.store.lease import Lease, lock_timeout_from_env
+from hyre_engine.store.lease import StoreLockedError as StoreLockedError  # re-exported
 
 # Bump when a table changes shape; a file written under another version fails loudly on open.
 SCHEMA_VERSION = 1
@@ -330,6 +334,17 @@ def _label_rows(frame: pd.DataFrame, base: pd.DataFrame, meta: list[str]) -> pd.
     return labels
 
 
+def _one_operation(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` run as one store operation (the file stays open until it returns)."""
+
+    @functools.wraps(method)
+    def operation(self: StoreBase, *args: Any, **kwargs: Any) -> Any:
+        with self._lease.scope():
+            return method(self, *args, **kwargs)
+
+    return operation
+
+
 def _strings(values: pd.Series | np.ndarray | Sequence[str | None]) -> pa.Array:
     # from_pandas: pandas 3 turns None into NaN in string columns; both become SQL NULL
     return pa.array(values, type=pa.string(), from_pandas=True)
@@ -338,41 +353,42 @@ def _strings(values: pd.Series | np.ndarray | Sequence[str | None]) -> pa.Array:
 # ---------------------------------------------------------------- Store
 
 
-class StoreLockedError(RuntimeError):
-    """The database file is open for writing in another process (DuckDB allows one)."""
-
-
 class StoreBase:
     """The project's one database (a file, or ":memory:" for tests).
 
     Safe to share between the threads of one process (the Streamlit server):
     each thread gets its own cursor. Use as a context manager or call `close()`.
+
+    Several processes can use one file (the app, and a CLI build or evaluate): the
+    file is held only while this process uses it and handed over when another one
+    asks (store/lease.py). Every public method of a subclass is one operation: the
+    connection it reads and writes through stays open until it returns.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, value in list(vars(cls).items()):
+            if not name.startswith("_") and inspect.isfunction(value):
+                setattr(cls, name, _one_operation(value))
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None
+    ) -> None:
         self.path = default_db_path() if path is None else str(path)
         if self.path != MEMORY:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._con = duckdb.connect(self.path)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise
-            raise StoreLockedError(
-                f"the database {self.path} is in use by another process (DuckDB lets one "
-                "process open a file for writing): stop that process (the app, or a build "
-                "or evaluate command), or point this one at another file with HYRE_DB / --db"
-            ) from exc
+        self._lease = Lease(
+            self.path, connect=lambda: duckdb.connect(self.path),
+            lock_timeout=lock_timeout_from_env() if lock_timeout is None else lock_timeout,
+            shared=self.path != MEMORY,
+        )
         self._write_lock = threading.RLock()
-        self._cursor_lock = threading.Lock()
-        self._local = threading.local()
-        self._cursors: list[tuple[weakref.ref[threading.Thread], duckdb.DuckDBPyConnection]] = []
-        self._closed = False
         self.stats = StoreStats()
         try:
-            self._create_schema()
-        except Exception:
-            self._con.close()
+            with self._lease.scope():
+                self._create_schema()
+        except BaseException:
+            self._lease.close()
             raise
 
     # ------------------------------------------------------------ plumbing
@@ -384,48 +400,29 @@ class StoreBase:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Store({self.path!r}{', closed' if self._closed else ''})"
+        return f"Store({self.path!r}{', closed' if self._lease._closed else ''})"
 
     def close(self) -> None:
         """Close every thread's cursor and the connection (idempotent)."""
-        with self._cursor_lock:
-            if self._closed:
-                return
-            self._closed = True
-            for _, cur in self._cursors:
-                cur.close()
-            self._cursors = []
-            self._con.close()
+        self._lease.close()
+
+    def release(self) -> bool:
+        """Give the file up now unless an operation runs (it is reopened on the next one)."""
+        return self._lease.release()
+
+    @property
+    def _cursors(self) -> list[duckdb.DuckDBPyConnection]:
+        return self._lease.cursors
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
-        if self._closed:
-            raise RuntimeError(f"{self!r} is closed")
-        cur = getattr(self._local, "cursor", None)
-        if cur is not None:
-            return cur
-        with self._cursor_lock:
-            if self._closed:
-                raise RuntimeError(f"{self!r} is closed")
-            # Streamlit runs each rerun in a fresh thread: drop the cursors of finished threads.
-            alive = []
-            for ref, other in self._cursors:
-                thread = ref()
-                if thread is None or not thread.is_alive():
-                    other.close()
-                else:
-                    alive.append((ref, other))
-            cur = self._con.cursor()
-            alive.append((weakref.ref(threading.current_thread()), cur))
-            self._cursors = alive
-        self._local.cursor = cur
-        return cur
+        return self._lease.cursor()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, StoreStats]]:
         """One write transaction; yields (cursor, counts to add to `stats` on commit)."""
-        cur = self._cursor()
         counts = StoreStats()
-        with self._write_lock:
+        with self._lease.scope(), self._write_lock:
+            cur = self._cursor()
             cur.execute("BEGIN TRANSACTION")
             try:
                 yield cur, counts
@@ -474,7 +471,8 @@ class StoreBase:
                 )
 
     def _fetch_df(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        return self._cursor().execute(sql, list(params)).df()
+        with self._lease.scope():
+            return self._cursor().execute(sql, list(params)).df()
 
     def _require(
         self, cur: duckdb.DuckDBPyConnection, table: str, key: str, value: str, what: str

@@ -125,7 +125,9 @@ def test_threads_share_one_store(store, session_setup):
     assert len(store._cursors) <= 2
 
 
-def test_a_file_held_by_another_process_is_a_clear_error(tmp_path):
+def test_a_file_held_by_a_process_that_does_not_take_turns_is_a_clear_error(tmp_path):
+    """A foreign program (here a bare duckdb connection) keeps the file: a bounded wait, then
+    StoreLockedError; HyRe processes hand the file over (tests/store/test_processes.py)."""
     import subprocess
     import sys
     import time
@@ -133,19 +135,21 @@ def test_a_file_held_by_another_process_is_a_clear_error(tmp_path):
     from hyre_engine.store import StoreLockedError
 
     path = tmp_path / "held.duckdb"
+    Store(path).close()
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from hyre_engine.store import Store; s = Store(sys.argv[1]); "
+         "import sys, time, duckdb; c = duckdb.connect(sys.argv[1]); "
          "print('open', flush=True); time.sleep(60)", str(path)],
         stdout=subprocess.PIPE, text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "open"
-        with pytest.raises(StoreLockedError, match="in use by another process.*HYRE_DB"):
-            Store(path)
+        started = time.monotonic()
+        with pytest.raises(StoreLockedError, match="in use by another process for 0.5 s.*HYRE_DB"):
+            Store(path, lock_timeout=0.5)
+        assert 0.5 <= time.monotonic() - started < 10
     finally:
         holder.kill()
         holder.wait()
-    time.sleep(0.2)
-    with Store(path) as store:  # free again once the other process is gone
+    with Store(path, lock_timeout=10) as store:  # free again once the other process is gone
         assert store.list_pools().empty
