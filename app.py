@@ -5,6 +5,7 @@ fresh install), draws the shared sidebar, and runs the page chosen in the
 navigation. Pages live in pages/ and only call hyre_engine and render.
 """
 
+import gc
 import os
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -26,6 +27,12 @@ import hyre_engine.store  # noqa: E402, F401
 from pages._shared import context as app_context  # noqa: E402
 from pages._shared.sidebar import render_sidebar  # noqa: E402
 from pages._shared.widgets import STYLE_FILE  # noqa: E402
+
+# The imports above are the server's life-long objects: moved out of the collector's
+# reach once (the first run), so a full collection no longer walks torch's and pandas'
+# millions of objects; later runs freeze nothing (their garbage stays collectable).
+if not gc.get_freeze_count():
+    gc.freeze()
 
 
 def _launch() -> None:
