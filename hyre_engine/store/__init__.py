@@ -15,6 +15,8 @@ Design notes
   (a duckdb cursor is a duplicate connection to the same database). Writes are
   serialised by a process-local lock, because two threads writing the same rows
   would otherwise fail duckdb's optimistic concurrency check instead of waiting.
+- Several processes: the file is held only while this process uses it, and handed
+  over when another process waits for it (lease.py; docs/engine.md).
 - Every write is one transaction: on any error it is rolled back, so nothing
   already stored is lost or half-written.
 - Arrays (embeddings, Z) are stored one row per item as a FLOAT[] list and read
