@@ -59,7 +59,8 @@ def _label(db: str, n: int) -> None:
     from hyre_engine.store import Store
 
     store = Store(db)
-    pool = store.get_pool("bench")["pool_id"]
+    found = store.get_pool("bench")
+    pool = found["pool_id"] if isinstance(found, dict) else found.pool_id  # the baseline returns a dict
     session = store.get_or_create_session(user=f"u{os.getpid()}", pool_id=pool, ensemble_id="ens")
     times = []
     for i in range(n):

@@ -132,8 +132,8 @@ def test_a_cli_build_runs_while_the_app_side_labels_and_the_app_sees_the_new_poo
     # the app side sees the new pool, its ensemble and its Z without reopening
     assert set(app.list_pools()["name"]) - before == {"cli-pool"}
     new_pool = app.get_pool("cli-pool")
-    ensembles = app.list_ensembles(new_pool["pool_id"])
+    ensembles = app.list_ensembles(new_pool.pool_id)
     assert report["ensemble_id"] in set(ensembles["ensemble_id"])
-    z = app.get_head_predictions(report["ensemble_id"], new_pool["pool_id"])
-    assert z.shape == (new_pool["n_pairs"], 8) and np.isfinite(z).all()
+    z = app.get_head_predictions(report["ensemble_id"], new_pool.pool_id)
+    assert z.shape == (new_pool.n_pairs, 8) and np.isfinite(z).all()
     app.close()
