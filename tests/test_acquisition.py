@@ -300,3 +300,29 @@ def test_varied_query_refuses_bad_shapes():
         varied_query(np.zeros(3), ["a", "b"])
     with pytest.raises(ValueError, match="top must be a positive integer"):
         varied_query(np.zeros(3), ["a", "b", "c"], top=0)
+
+
+def test_scorers_of_one_read_only_z_share_their_tables_and_score_the_same():
+    import gc
+
+    from hyre_engine import acquisition
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(50, 6)).astype(np.float32)
+    private = PoolScorer(z.copy())  # writable: its own tables
+    z.setflags(write=False)  # what the app caches for every session of a pool
+    first, second = PoolScorer(z), PoolScorer(z)
+    assert first._p is second._p and first._h is second._h
+    assert not first._p.flags.writeable
+    assert private._p is not first._p
+    w = rng.dirichlet(np.ones(6))
+    for strategy in ("bald", "entropy"):
+        np.testing.assert_array_equal(first.score(strategy, w), private.score(strategy, w))
+    # a read-only view of a writable array may still change: never shared
+    view = np.ascontiguousarray(rng.normal(size=(8, 3)).astype(np.float32))[:]
+    view.setflags(write=False)
+    assert PoolScorer(view)._p is not PoolScorer(view)._p
+    key = id(z)
+    del first, second, z
+    gc.collect()
+    assert key not in acquisition._SHARED_TABLES

@@ -385,3 +385,13 @@ def test_open_live_replays_the_personal_model(tmp_path):
         assert live.session_method(store, sid) == "personal"
         store.update_session(sid, method="hyre")
         assert live.session_method(store, sid) == "hyre"
+
+
+def test_sessions_on_the_apps_cached_z_share_its_scoring_tables():
+    # the Label page hands every browser session the same read-only float32 Z (context.pool_arrays)
+    z = np.random.default_rng(5).normal(size=(40, 8)).astype("float32", order="C")
+    z.setflags(write=False)
+    one, two = LiveSession(z, strategy="bald"), LiveSession(z, strategy="bald")
+    assert one.logits is z and one.scorer._p is two.scorer._p and one.scorer._h is two.scorer._h
+    one.add_label(one.snapshot().next_item, "a")
+    assert two.snapshot().n_labels == 0  # shared tables, separate posteriors
