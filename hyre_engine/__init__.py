@@ -59,6 +59,7 @@ _LAZY: dict[str, str] = {
     "TrainReport": "hyre_engine.training",
     "fit_ensemble": "hyre_engine.training",
     "finetune_heads": "hyre_engine.training",
+    "finetune_heads_batched": "hyre_engine.training",
     # device.py (torch)
     "pick_device": "hyre_engine.device",
     # backbone.py (torch, sentence-transformers on load)

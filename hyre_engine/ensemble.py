@@ -179,11 +179,15 @@ class _BatchedMLP(nn.Module):
             self.register_buffer(name, tensor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(torch.einsum("bd,kdh->bkh", x, self.w0) + self.b0)
+        # Hidden states are (K, B, H): each layer is one batched matmul over the K nets that
+        # reads the (K, fan_in, H) weights in place (einsum's "bd,kdh->bkh" copied them), and
+        # the same code runs under torch.func.vmap (training.finetune_heads_batched).
+        h = torch.relu(torch.matmul(x.unsqueeze(-3), self.w0) + self.b0.unsqueeze(-2))
         for i in range(1, self.n_layers):
             w, b = getattr(self, f"w{i}"), getattr(self, f"b{i}")
-            h = torch.relu(torch.einsum("bkd,kdh->bkh", h, w) + b)
-        return torch.einsum("bkh,kh->bk", h, self.w_out) + self.b_out
+            h = torch.relu(torch.matmul(h, w) + b.unsqueeze(-2))
+        out = torch.matmul(h, self.w_out.unsqueeze(-1)).squeeze(-1) + self.b_out.unsqueeze(-1)
+        return out.transpose(-1, -2)
 
 
 class _MLP(nn.Module):
@@ -443,7 +447,7 @@ def predict(
     out = np.empty((len(arr), model.config.n_heads), dtype=np.float32)
     try:
         for lo in range(0, len(arr), batch_size):
-            chunk = torch.from_numpy(arr[lo : lo + batch_size]).to(dev)
+            chunk = torch.from_numpy(arr[lo : lo + batch_size]).to(dev, model.input_mean.dtype)
             out[lo : lo + batch_size] = model(chunk).float().cpu().numpy()
     finally:
         model.train(was_training)

@@ -95,14 +95,14 @@ def _single_logits(store: Store, train_pool: str, target_pool: str, config: Buil
 
 
 def _finetune_for(target: _Target, idx: np.ndarray, y: np.ndarray):
-    """The protocol's fine-tuning callable for one group (rows ``idx`` of the target pool)."""
+    """The protocol's fine-tuning callable for one group (rows ``idx`` of the target pool):
+    every adaptation set of the group (all seeds and n) fine-tuned in one batched model."""
 
-    def finetune(adapt: np.ndarray, seed: int) -> np.ndarray:
-        tuned = training.finetune_heads(
-            target.model, task="preference", inputs=(target.xa[idx[adapt]], target.xb[idx[adapt]]),
-            targets=y[adapt], seed=seed,
+    def finetune(adapt_sets: list[np.ndarray]) -> np.ndarray:
+        return training.finetune_heads_batched(
+            target.model, task="preference", inputs=(target.xa[idx], target.xb[idx]), targets=y,
+            adapt=adapt_sets,
         )
-        return ens.predict_pairs(tuned, target.xa[idx], target.xb[idx])
 
     return finetune if target.model is not None else None
 

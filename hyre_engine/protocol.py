@@ -15,7 +15,7 @@ caller, who holds the model, supplies.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -56,8 +56,13 @@ LOSSES = PREFERENCE_LOSSES
 # the share of unlabelled rows whose side the personal head flips, when diffs are given).
 DIAGNOSTICS = ("effective_heads", "weight_entropy", "flip_share")
 
-# finetune(adapt_rows, seed) -> logits (n_rows, n_heads) of the fine-tuned heads on the group
-Finetune = Callable[[np.ndarray, int], np.ndarray]
+# finetune(adapt_sets) -> logits (n_sets, n_rows, n_heads): for every set of adaptation rows
+# (each non-empty), the heads fine-tuned on those rows, predicting every row of the group.
+# One call per group, so the caller can fine-tune every seed and n at once
+# (training.finetune_heads_batched); fine-tuning is full-batch, so a seed adds nothing.
+Finetune = Callable[[list[np.ndarray]], np.ndarray]
+# progress(seeds done, seeds) within one group
+GroupProgress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,8 @@ class Fold:
     weights: np.ndarray
     seed: int
     single: np.ndarray | None = None
-    finetune: Finetune | None = None
+    # (n_rows, n_heads) logits of the heads fine-tuned on ``adapt`` (None: none asked for)
+    tuned: np.ndarray | None = None
     # The personal methods: embedding differences (n_rows, dim) and the head's settings.
     diffs: np.ndarray | None = None
     beta: float = DEFAULT_BETA
@@ -119,7 +125,7 @@ def _single(f: Fold) -> float:
 
 def _finetune(f: Fold) -> float:
     # No labels: fine-tuning does nothing, so the untouched heads are its answer.
-    tuned = f.finetune(f.adapt, f.seed) if len(f.adapt) else f.logits
+    tuned = f.tuned if len(f.adapt) else f.logits
     prob = sigmoid(np.asarray(tuned, dtype=np.float64)[f.rest]).mean(axis=1)
     return accuracy(prob, f.y[f.rest])
 
@@ -170,7 +176,7 @@ METHODS: dict[str, Method] = {
 }
 ALL_METHODS = tuple(METHODS)
 # Methods that need an input beyond the group's head predictions: the Fold field they read.
-METHOD_INPUTS = {"single": "single", "finetune": "finetune", "personal": "diffs", "residual": "diffs",
+METHOD_INPUTS = {"single": "single", "finetune": "tuned", "personal": "diffs", "residual": "diffs",
                  "probe": "diffs", "user_ceiling": "diffs"}
 # The personal head's comparison: the references, HyRe, and every method that reads diffs.
 PERSONAL_METHODS = ("uniform", "hyre", *(m for m in METHODS if METHOD_INPUTS.get(m) == "diffs"))
@@ -261,6 +267,51 @@ def _check_group(logits, y, n_values: Sequence[int], loss: str) -> tuple[np.ndar
     return logits, y, n_values
 
 
+def _check_diffs(diffs, n_rows: int) -> np.ndarray | None:
+    if diffs is None:
+        return None
+    diffs = check_diffs(diffs)
+    if diffs.shape[0] != n_rows:
+        raise ValueError(f"diffs has {diffs.shape[0]} rows but logits has {n_rows}")
+    return diffs
+
+
+def _folds(logits, y, n_values, seeds: int, *, strategy: str, beta: float, loss: str, diffs, lam: float,
+           single) -> list[list[Fold]]:
+    """folds[seed][j]: the (seed, n_values[j]) split, its HyRe weights, the methods' inputs."""
+    n_rows = logits.shape[0]
+    per_example = example_losses(logits, y, loss=loss)
+    p_heads = sigmoid(logits)
+    folds = []
+    for seed in range(seeds):
+        order = adaptation_order(logits, y, max(n_values), strategy=strategy, beta=beta, loss=loss, seed=seed,
+                                 diffs=diffs, lam=lam)
+        folds.append([])
+        for n in n_values:
+            adapt = order[: min(n, len(order))]
+            w = weights_from_losses(per_example[adapt].sum(axis=0), beta=beta)
+            folds[-1].append(Fold(logits=logits, p_heads=p_heads, y=y, adapt=adapt,
+                                  rest=np.setdiff1d(np.arange(n_rows), adapt), weights=w, seed=seed,
+                                  single=single, diffs=diffs, beta=beta, lam=lam, loss=loss))
+    return folds
+
+
+def _fine_tuned(folds: list[list[Fold]], finetune: Finetune) -> list[list[Fold]]:
+    """The folds with their fine-tuned heads' logits: one ``finetune`` call for every fold
+    that has labels (every seed and n of the group)."""
+    labelled = [(s, j) for s, row in enumerate(folds) for j, f in enumerate(row) if len(f.adapt)]
+    if not labelled:
+        return folds
+    tuned = np.asarray(finetune([folds[s][j].adapt for s, j in labelled]))
+    expected = (len(labelled), *folds[0][0].logits.shape)
+    if tuned.shape != expected:
+        raise ValueError(f"finetune returned logits of shape {tuned.shape}, expected {expected}")
+    folds = [list(row) for row in folds]
+    for (s, j), logits in zip(labelled, tuned, strict=True):
+        folds[s][j] = replace(folds[s][j], tuned=logits)
+    return folds
+
+
 def evaluate_group(
     logits: np.ndarray,
     y: np.ndarray,
@@ -275,50 +326,41 @@ def evaluate_group(
     diffs: np.ndarray | None = None,
     lam: float = DEFAULT_LAMBDA,
     methods: Sequence[str] = ALL_METHODS,
+    progress: GroupProgress | None = None,
 ) -> GroupResult:
     """Accuracy of each method against n on one target group.
 
     logits: (n_rows, n_heads) head margins on the group's rows; y: (n_rows,) in
     {0, 1}; single: (n_rows,) a one-head model's margins (method ``single``);
-    finetune: returns fine-tuned heads' logits given the adaptation rows; diffs:
-    (n_rows, dim) embedding differences phi(a) - phi(b) (the personal methods, with
-    prior precision ``lam``). Methods whose input is not given are left out.
+    finetune: the fine-tuned heads' logits for all of the group's adaptation sets
+    at once (``Finetune``); diffs: (n_rows, dim) embedding differences
+    phi(a) - phi(b) (the personal methods, with prior precision ``lam``). Methods
+    whose input is not given are left out. ``progress(seeds done, seeds)``.
     """
     logits, y, n_values = _check_group(logits, y, n_values, loss)
-    if diffs is not None:
-        diffs = check_diffs(diffs)
-        if diffs.shape[0] != logits.shape[0]:
-            raise ValueError(f"diffs has {diffs.shape[0]} rows but logits has {logits.shape[0]}")
-    given = {"single": single, "finetune": finetune, "diffs": diffs}
+    diffs = _check_diffs(diffs, logits.shape[0])
+    given = {"single": single, "tuned": finetune, "diffs": diffs}
     methods = check_methods(
         [m for m in methods if m not in METHOD_INPUTS or given[METHOD_INPUTS[m]] is not None]
     )
-    n_rows = logits.shape[0]
+    folds = _folds(logits, y, n_values, seeds, strategy=strategy, beta=beta, loss=loss, diffs=diffs, lam=lam,
+                   single=single)
+    if "finetune" in methods:
+        folds = _fine_tuned(folds, finetune)
     acc = {m: np.full((seeds, len(n_values)), np.nan) for m in methods}
-    eff = np.full((seeds, len(n_values)), np.nan)
-    ent = np.full((seeds, len(n_values)), np.nan)
-    flips = np.full((seeds, len(n_values)), np.nan)
-    per_example = example_losses(logits, y, loss=loss)
-    p_heads = sigmoid(logits)
-    for seed in range(seeds):
-        order = adaptation_order(
-            logits, y, max(n_values), strategy=strategy, beta=beta, loss=loss, seed=seed, diffs=diffs, lam=lam,
-        )
-        for j, n in enumerate(n_values):
-            adapt = order[: min(n, len(order))]
-            w = weights_from_losses(per_example[adapt].sum(axis=0), beta=beta)
-            fold = Fold(logits=logits, p_heads=p_heads, y=y, adapt=adapt,
-                        rest=np.setdiff1d(np.arange(n_rows), adapt), weights=w, seed=seed,
-                        single=single, finetune=finetune, diffs=diffs, beta=beta, lam=lam,
-                        loss=loss)
-            eff[seed, j] = effective_heads(w)
-            ent[seed, j] = weight_entropy(w)
+    eff, ent, flips = (np.full((seeds, len(n_values)), np.nan) for _ in range(3))
+    for seed, row in enumerate(folds):
+        for j, fold in enumerate(row):
+            eff[seed, j] = effective_heads(fold.weights)
+            ent[seed, j] = weight_entropy(fold.weights)
             if diffs is not None:
                 flips[seed, j] = fold.flip_share()
             for m in methods:
                 acc[m][seed, j] = METHODS[m](fold)
+        if progress is not None:
+            progress(seed + 1, seeds)
     return GroupResult(
-        n_examples=n_rows,
+        n_examples=logits.shape[0],
         methods={m: _stats(a, nan=True) for m, a in acc.items()},
         effective_heads=_stats(eff),
         weight_entropy=_stats(ent),

@@ -48,13 +48,13 @@ def test_single_and_finetune_methods_use_what_they_are_given():
     single = np.where(y == 1, 2.0, -2.0)  # a perfect single model
     calls = []
 
-    def finetune(adapt, seed):
-        calls.append(len(adapt))
-        return logits
+    def finetune(adapt_sets):
+        calls.append([len(a) for a in adapt_sets])
+        return np.stack([logits] * len(adapt_sets))
 
     result = evaluate_group(logits, y, n_values=[0, 4], seeds=2, single=single, finetune=finetune)
     assert result.methods["single"]["mean"] == [1.0, 1.0]
-    assert calls == [4, 4]  # n = 0 reuses the untouched heads
+    assert calls == [[4, 4]]  # one call for every seed; n = 0 reuses the untouched heads
     assert result.methods["finetune"]["mean"][1] == pytest.approx(result.methods["uniform"]["mean"][1])
 
 

@@ -313,3 +313,56 @@ def test_finetune_heads_adapts_a_copy_and_leaves_the_original():
     sign = 2 * y[:, None] - 1
     assert np.logaddexp(0, -sign * after).mean() < np.logaddexp(0, -sign * before).mean()
     assert ((after > 0) == (y[:, None] > 0.5)).mean() == 1.0
+
+
+@pytest.mark.parametrize("kind", ["shared", "vanilla", "epinet"])
+def test_batched_finetune_equals_a_loop_of_finetune_heads(kind):
+    # float64: Adam divides by the root of each gradient's second moment, so a gradient
+    # that is zero up to rounding (an output bias cancels in a margin) takes an O(lr) step
+    # from float32 rounding noise, in either path; float64 noise is far under Adam's eps.
+    rng = np.random.default_rng(3)
+    cfg = ens.EnsembleConfig(kind=kind, input_dim=6, n_heads=5, hidden=8, trunk_layers=int(kind == "vanilla"), seed=1)
+    model = ens.build_ensemble(cfg)
+    X = rng.normal(size=(60, 6)).astype(np.float32)
+    training.fit_ensemble(model, task="preference", inputs=(X[:30], X[30:]),
+                          targets=(X[:30, 0] > X[30:, 0]).astype(np.float32), epochs=3, device="cpu")
+    model = model.double()
+    xa, xb = X[:30], X[30:]
+    y = (xa[:, 1] > xb[:, 1]).astype(np.float32)
+    # every seed and n of a group: nested draws of different sizes, two of the same size
+    sets = [rng.permutation(30)[:n] for n in (1, 3, 3, 7)] + [np.arange(7)]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batched = training.finetune_heads_batched(model, task="preference", inputs=(xa, xb), targets=y,
+                                              adapt=sets, steps=40, lr=1e-2, device="cpu")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    loop = np.stack([
+        ens.predict_pairs(training.finetune_heads(model, task="preference", inputs=(xa[s], xb[s]), targets=y[s],
+                                                  steps=40, lr=1e-2, device="cpu"), xa, xb)
+        for s in sets
+    ])
+    untouched = ens.predict_pairs(model, xa, xb)
+    assert np.abs(loop - untouched).max() > 0.5  # fine-tuning moved the heads
+    np.testing.assert_allclose(batched, loop, atol=1e-5)
+
+
+def test_batched_finetune_chunks_by_memory_and_counts_steps_over_chunks():
+    rng = np.random.default_rng(0)
+    model = ens.build_ensemble(ens.EnsembleConfig(input_dim=4, n_heads=3, hidden=4))
+    x = rng.normal(size=(10, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.float32)
+    sets = [np.arange(n) for n in (1, 2, 3)]
+    whole = training.finetune_heads_batched(model, task="classification", inputs=x, targets=y, adapt=sets,
+                                            steps=5, device="cpu")
+    per_member = 16 * sum(p.numel() for p in model.parameters())
+    seen = []
+    chunked = training.finetune_heads_batched(model, task="classification", inputs=x, targets=y, adapt=sets,
+                                              steps=5, device="cpu", max_bytes=per_member,
+                                              progress=lambda step, total, loss: seen.append((step, total)))
+    np.testing.assert_allclose(chunked, whole, atol=1e-6)
+    assert seen == [(s, 15) for s in range(1, 16)]  # 3 chunks of one member, 5 steps each
+    with pytest.raises(ValueError, match=r"adapt\[1\] must be a non-empty"):
+        training.finetune_heads_batched(model, task="classification", inputs=x, targets=y,
+                                        adapt=[np.arange(2), np.arange(0)])
+    with pytest.raises(ValueError, match=r"adapt\[0\] must index the 10 rows"):
+        training.finetune_heads_batched(model, task="classification", inputs=x, targets=y, adapt=[np.array([10])])
