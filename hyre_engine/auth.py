@@ -42,6 +42,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "delete": frozenset({ADMIN}),
     "export_all": frozenset({ADMIN}),
     "import_profile": frozenset({ADMIN}),
+    "manage_users": frozenset({ADMIN}),  # rename, merge, delete people (hyre_engine.people)
+    "edit_guidelines": frozenset({ADMIN}),  # a pool's labelling guidelines (Data page)
 }
 
 # Addresses that only this machine can reach.

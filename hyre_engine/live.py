@@ -170,6 +170,7 @@ class LiveSession:
         self.beta = beta
         # The personal model owns HyRe's posterior when there is one: one w for both methods.
         self.personal: PersonalModel | None = None
+        self.diffs = diffs  # kept as given, so a replay (reopen_live) can rebuild the same session
         if diffs is not None:
             if self.sampler is not None:
                 raise ValueError("the personal head needs a pool scored whole, not a sampled one")
@@ -472,6 +473,7 @@ class LiveState:
     n_rows: int
     beta: float
     lam: float = DEFAULT_LAMBDA
+    revision: int = 0  # the store's session_revision when this state last matched it
     last_event: LabelEvent | None = None
     last_item: int | None = None
     last_label: str | None = None
@@ -485,9 +487,14 @@ class LiveState:
         return self.live.method
 
     def is_current(self, store: Store, session_id: str, beta: float, lam: float | None = None) -> bool:
-        """Whether this state still mirrors the stored session (same id, beta, lambda and row count)."""
+        """Whether this state still mirrors the stored session (same id, beta, lambda, rows and audit events).
+
+        The revision catches what a row count cannot: an old label edited, or one deleted and
+        another added, in this tab or another.
+        """
         return (self.session_id == session_id and self.beta == beta and (lam is None or self.lam == lam)
-                and self.n_rows == stored_rows(store, session_id))
+                and self.n_rows == stored_rows(store, session_id)
+                and self.revision == store.session_revision(session_id))
 
 
 def ensemble_beta(meta: EnsembleMeta | None) -> float:
@@ -558,7 +565,8 @@ def open_live(
         diffs=diffs, lam=lam, method=method if diffs is not None else "hyre",
     )
     live.replay(list(zip(rows["row_index"].astype(int).tolist(), rows["label"].tolist(), strict=True)))
-    state = LiveState(session_id, live, np.asarray(pair_ids, dtype=object), len(rows), beta, live.lam)
+    state = LiveState(session_id, live, np.asarray(pair_ids, dtype=object), len(rows), beta, live.lam,
+                      revision=store.session_revision(session_id))
     if len(rows):
         state.last_item = int(rows["row_index"].iloc[-1])
         state.last_label = str(rows["label"].iloc[-1])
@@ -573,6 +581,7 @@ def record_label(store: Store, state: LiveState, item: int, label: str) -> Label
     that prefers neither side (skip, tie, both bad, can't judge), which the heads never see."""
     store.add_session_label(state.session_id, row_index=item, pair_id=str(state.pair_ids[item]), label=label)
     state.n_rows += 1
+    state.revision += 1  # one audit event
     state.last_item, state.last_label = item, label
     if label not in LABELS:  # a skip, tie, both bad or can't judge: no evidence
         state.live.skip(item)
@@ -588,6 +597,7 @@ def undo_label(store: Store, state: LiveState) -> LabelRecord | None:
     if row is None:
         return None
     state.n_rows -= 1
+    state.revision += 1
     if row.label not in LABELS:
         state.live.unskip(row.row_index)
     else:
@@ -607,3 +617,29 @@ def persona_step(store: Store, state: LiveState) -> bool:
     label = state.live.persona_label(item)
     record_label(store, state, item, SKIP if label is None else label)
     return True
+
+
+def reopen_live(store: Store, state: LiveState) -> LiveState:
+    """A fresh LiveState of the same session and settings, replayed from the store.
+
+    What an edit or a delete of an old label leads to: the posterior, the accuracy
+    curves and the next query are exactly those of the stored labels replayed in order.
+    """
+    old = state.live
+    return open_live(
+        store, state.session_id, old.logits, state.pair_ids, beta=state.beta, strategy=old.strategy,
+        truth=old._truth, pca=old.pca, prompts=old._prompts, start=old.start,
+        diffs=old.diffs, lam=state.lam, method=old.method,
+    )
+
+
+def change_label(store: Store, state: LiveState, seq: int, label: str | None) -> LiveState:
+    """Change (``label``) or delete (None) the session's stored row ``seq``; returns the replayed state.
+
+    The store keeps the change in its audit trail; the old state is stale afterwards.
+    """
+    if label is None:
+        store.delete_session_label(state.session_id, seq)
+    else:
+        store.edit_session_label(state.session_id, seq, label=label)
+    return reopen_live(store, state)

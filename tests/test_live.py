@@ -395,3 +395,47 @@ def test_sessions_on_the_apps_cached_z_share_its_scoring_tables():
     assert one.logits is z and one.scorer._p is two.scorer._p and one.scorer._h is two.scorer._h
     one.add_label(one.snapshot().next_item, "a")
     assert two.snapshot().n_labels == 0  # shared tables, separate posteriors
+
+
+def test_editing_or_deleting_an_old_label_replays_exactly(tmp_path):
+    """After an old label is changed or deleted, the weights equal a fresh replay of the store."""
+    from hyre_engine import live
+
+    store, pool_id, sid, logits, truth, pair_ids = _stored_pool(tmp_path, n_items=12, n_heads=6)
+    with store:
+        state = live.open_live(store, sid, logits, pair_ids, beta=1.5, strategy="bald")
+        for label in "ababa":
+            live.record_label(store, state, state.live.next_item(), label)
+        live.record_label(store, state, state.live.next_item(), "tie")
+        rows = store.session_labels(sid)
+        before = state.live.weights.copy()
+        # another tab's state sees the edit by the revision, not by the row count
+        other = live.open_live(store, sid, logits, pair_ids, beta=1.5, strategy="bald")
+        state = live.change_label(store, state, 1, "a")  # the second label, b -> a
+        assert not other.is_current(store, sid, 1.5) and state.is_current(store, sid, 1.5)
+        assert not np.allclose(state.live.weights, before)
+        state = live.change_label(store, state, 3, None)  # delete the fourth
+        state = live.change_label(store, state, 5, "b")  # the tie becomes a preference
+
+        stored = store.session_labels(sid)
+        assert stored["seq"].tolist() == [0, 1, 2, 4, 5]
+        assert stored["label"].tolist() == ["a", "a", "a", "a", "b"]
+        assert stored["row_index"].tolist() == rows["row_index"].drop(index=3).tolist()
+        # a fresh replay, and the posterior from scratch on the labels as they now stand
+        fresh = live.open_live(store, sid, logits, pair_ids, beta=1.5, strategy="bald")
+        np.testing.assert_array_equal(state.live.weights, fresh.live.weights)
+        items = stored["row_index"].to_numpy()
+        batch = Posterior(6, beta=1.5, loss="zero-one").add(
+            logits[items].astype(np.float64), (stored["label"] == "a").to_numpy(dtype=float))
+        np.testing.assert_allclose(state.live.weights, batch.weights, atol=1e-12)
+        assert state.live.snapshot().next_item == fresh.live.snapshot().next_item
+        # the deleted pair may be asked again; the audit trail has both changes, with who
+        assert not state.live.is_answered(int(rows["row_index"][3]))
+        history = store.label_history(sid)
+        assert history["action"].tolist()[-3:] == ["edit", "delete", "edit"]
+        assert set(history["actor"]) == {"u"}
+        # undo after the edits still takes back the last row
+        live.undo_label(store, state)
+        assert store.session_labels(sid)["seq"].tolist() == [0, 1, 2, 4]
+        with pytest.raises(KeyError, match="no label number 3"):
+            store.edit_session_label(sid, 3, label="a")

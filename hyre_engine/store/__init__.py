@@ -1,4 +1,4 @@
-"""DuckDB store (a package: connection and schema, pools, artifacts, sessions, results): pools, texts, labels, embeddings, ensembles, head predictions,
+"""DuckDB store (a package: connection and schema, pools, artifacts, sessions, people, annotations, results): pools, texts, labels, embeddings, ensembles, head predictions,
 labelling sessions, user profiles and cached results, in one database file.
 
 The only module of the engine that imports duckdb. Everything the app keeps
@@ -37,6 +37,7 @@ The store assumes the frames it is given were validated by ``hyre_engine.data``
 
 from __future__ import annotations
 
+from hyre_engine.store.annotations import AnnotationsMixin
 from hyre_engine.store.artifacts import ArtifactsMixin
 from hyre_engine.store.connection import (
     DB_ENV_VAR,
@@ -51,7 +52,8 @@ from hyre_engine.store.connection import (
     default_db_path,
     text_hash,
 )
-from hyre_engine.store.pools import PoolsMixin
+from hyre_engine.store.people import PeopleMixin
+from hyre_engine.store.pools import PoolExistsError, PoolsMixin
 from hyre_engine.store.records import (
     EnsembleMeta,
     EnsembleRecord,
@@ -75,6 +77,7 @@ __all__ = [
     "EnsembleRecord",
     "LabelRecord",
     "MEMORY",
+    "PoolExistsError",
     "PoolRecord",
     "ProfileMeta",
     "ProfileRecord",
@@ -92,7 +95,7 @@ __all__ = [
 ]
 
 
-class Store(ShardsMixin, PoolsMixin, ArtifactsMixin, SessionsMixin, ResultsMixin):
+class Store(ShardsMixin, PoolsMixin, ArtifactsMixin, SessionsMixin, PeopleMixin, AnnotationsMixin, ResultsMixin):
     """The project's one database (a file, or ":memory:" for tests).
 
     Safe to share between the threads of one process (the Streamlit server):

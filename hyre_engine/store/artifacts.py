@@ -223,6 +223,11 @@ class ArtifactsMixin(StoreBase):
             "(SELECT session_id FROM sessions WHERE ensemble_id = ?)",
             [ensemble_id],
         )
+        cur.execute(
+            "DELETE FROM label_notes WHERE session_id IN "
+            "(SELECT session_id FROM sessions WHERE ensemble_id = ?)",
+            [ensemble_id],
+        )
         for table in ("sessions", "profiles", "head_predictions", "prediction_sets", "ensembles"):
             cur.execute(f"DELETE FROM {table} WHERE ensemble_id = ?", [ensemble_id])
 

@@ -148,6 +148,15 @@ _SCHEMA = (
         label VARCHAR NOT NULL, actor VARCHAR NOT NULL, happened_at TIMESTAMP NOT NULL,
         batch VARCHAR NOT NULL,
         PRIMARY KEY (session_id, event))""",
+    # A person's comment and flag on a pair of a session (any pair, labelled or not).
+    """CREATE TABLE IF NOT EXISTS label_notes (
+        session_id VARCHAR NOT NULL, row_index INTEGER NOT NULL, pair_id VARCHAR NOT NULL,
+        comment VARCHAR NOT NULL, flagged BOOLEAN NOT NULL, actor VARCHAR NOT NULL,
+        updated_at TIMESTAMP NOT NULL, PRIMARY KEY (session_id, row_index))""",
+    # Labelling guidelines of a pool (Markdown, set by an admin on the Data page).
+    """CREATE TABLE IF NOT EXISTS pool_guidelines (
+        pool_id VARCHAR PRIMARY KEY, markdown VARCHAR NOT NULL, actor VARCHAR NOT NULL,
+        updated_at TIMESTAMP NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS profiles (
         user_name VARCHAR NOT NULL, ensemble_id VARCHAR NOT NULL, weights DOUBLE[] NOT NULL,
         labels VARCHAR NOT NULL, meta VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL,

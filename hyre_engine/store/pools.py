@@ -26,6 +26,14 @@ from hyre_engine.store.connection import (
 from hyre_engine.store.records import PoolRecord
 
 
+class PoolExistsError(ValueError):
+    """A pool of that name is stored already (``add_pool(..., replace=True)`` swaps it)."""
+
+    def __init__(self, name: str, pool_id: str) -> None:
+        super().__init__(f"a pool named {name!r} already exists")
+        self.name, self.pool_id = name, pool_id
+
+
 class PoolsMixin(StoreBase):
     """Store methods: pools: the pairs of a preference frame, their texts and label rows."""
 
@@ -47,9 +55,7 @@ class PoolsMixin(StoreBase):
             row = _first(cur.execute("SELECT pool_id FROM pools WHERE name = ?", [name]))
             if row is not None:
                 if not replace:
-                    raise ValueError(
-                        f"a pool named {name!r} already exists ({row[0]}); pass replace=True to replace it"
-                    )
+                    raise PoolExistsError(name, row[0])
                 self._delete_pool_rows(cur, row[0])
             cur.execute(
                 "INSERT INTO pools VALUES (?, ?, ?, ?)", [pool_id, name, str(source), _now()]
@@ -203,7 +209,13 @@ class PoolsMixin(StoreBase):
             "(SELECT session_id FROM sessions WHERE pool_id = ?)",
             [pool_id],
         )
+        cur.execute(
+            "DELETE FROM label_notes WHERE session_id IN "
+            "(SELECT session_id FROM sessions WHERE pool_id = ?)",
+            [pool_id],
+        )
         for table in (
+            "pool_guidelines",
             "sessions",
             "head_predictions",
             "prediction_sets",

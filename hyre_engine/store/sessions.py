@@ -32,7 +32,9 @@ class AlreadyLabelledError(ValueError):
 
 
 # What the label audit trail records.
-AUDIT_ACTIONS = ("add", "undo", "reset", "restore")
+# "edit" keeps the new label (the old one is the seq's previous event); "delete" is a soft
+# delete: the label leaves the session and stays here, with who and when.
+AUDIT_ACTIONS = ("add", "undo", "reset", "restore", "edit", "delete")
 
 
 class SessionsMixin(StoreBase):
@@ -187,6 +189,54 @@ class SessionsMixin(StoreBase):
         return LabelRecord(seq=int(seq), row_index=int(row_index), pair_id=pair_id, label=label,
                            created_at=created_at)
 
+    def edit_session_label(
+        self, session_id: str, seq: int, *, label: str, actor: str | None = None
+    ) -> dict[str, Any]:
+        """Change the label of the session's row ``seq`` (it keeps its place in the order).
+
+        Returns the row as it was ({seq, row_index, pair_id, label, created_at}); the
+        change is kept in the audit trail. KeyError when the session has no such row.
+        """
+        if label not in SESSION_LABELS:
+            raise ValueError(f"label must be one of {SESSION_LABELS}, got {label!r}")
+        with self._transaction() as (cur, _):
+            row = self._label_row(cur, session_id, seq)
+            cur.execute("UPDATE session_labels SET label = ? WHERE session_id = ? AND seq = ?",
+                        [label, session_id, int(seq)])
+            now = _now()
+            self._audit(cur, session_id, "edit", [(row[0], row[1], row[2], label)], actor, now)
+            cur.execute("UPDATE sessions SET updated_at = ? WHERE session_id = ?", [now, session_id])
+        return dict(zip(("seq", "row_index", "pair_id", "label", "created_at"), row, strict=True))
+
+    def delete_session_label(self, session_id: str, seq: int, *, actor: str | None = None) -> dict[str, Any]:
+        """Remove the session's row ``seq`` (any, not only the last); returns it.
+
+        A soft delete: the row stays in the audit trail with who and when, and the
+        pair may be asked again. KeyError when the session has no such row.
+        """
+        with self._transaction() as (cur, _):
+            row = self._label_row(cur, session_id, seq)
+            cur.execute("DELETE FROM session_labels WHERE session_id = ? AND seq = ?", [session_id, int(seq)])
+            now = _now()
+            self._audit(cur, session_id, "delete", [row[:4]], actor, now)
+            cur.execute("UPDATE sessions SET updated_at = ? WHERE session_id = ?", [now, session_id])
+        return dict(zip(("seq", "row_index", "pair_id", "label", "created_at"), row, strict=True))
+
+    def _label_row(self, cur: duckdb.DuckDBPyConnection, session_id: str, seq: int) -> tuple:
+        self._require(cur, "sessions", "session_id", session_id, "session")
+        row = _first(cur.execute(
+            "SELECT seq, row_index, pair_id, label, created_at FROM session_labels "
+            "WHERE session_id = ? AND seq = ?", [session_id, int(seq)]))
+        if row is None:
+            raise KeyError(f"session {session_id!r} has no label number {seq}")
+        return row
+
+    def session_revision(self, session_id: str) -> int:
+        """How many label events the session's audit trail holds: it changes with every
+        add, undo, edit, delete, reset and restore, so a cached replay can tell it is stale."""
+        return int(self._cursor().execute(
+            "SELECT count(*) FROM label_audit WHERE session_id = ?", [session_id]).fetchall()[0][0])
+
     def session_labels(self, session_id: str) -> pd.DataFrame:
         """DataFrame(seq, row_index, pair_id, label, created_at) in labelling order."""
         self._require(self._cursor(), "sessions", "session_id", session_id, "session")
@@ -278,6 +328,7 @@ class SessionsMixin(StoreBase):
         with self._transaction() as (cur, _):
             self._require(cur, "sessions", "session_id", session_id, "session")
             cur.execute("DELETE FROM session_labels WHERE session_id = ?", [session_id])
+            cur.execute("DELETE FROM label_notes WHERE session_id = ?", [session_id])
             cur.execute("DELETE FROM sessions WHERE session_id = ?", [session_id])
 
     def list_sessions(
