@@ -4,7 +4,8 @@ What is exported is every judgement a person gave in a labelling session, for on
 user, one pool, or all of them:
 
 - ``trl``: TRL / RewardBench rows ``prompt``, ``chosen``, ``rejected`` (JSONL and
-  Parquet), plus ``pool``, ``pair_id`` and ``annotator`` so rows can be traced back;
+  Parquet), plus ``pool``, ``pair_id`` and ``annotator`` so rows can be traced back,
+  and the person's ``comment`` ("" when none) and review ``flagged`` on the pair;
 - ``pairs``: the project's own preference format (``prompt``, ``response_a``,
   ``response_b``, ``label``, ``group``, ``annotator``, ``pair_id``), which
   ``hyre_engine.data.read_preferences`` reads back;
@@ -21,7 +22,10 @@ exported only when asked for (``include_personas``), with the persona as annotat
 
 from __future__ import annotations
 
+import io
 import json
+import tempfile
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,15 +43,18 @@ FORMATS = ("trl-jsonl", "trl-parquet", "pairs-jsonl", "dataset")
 DEFAULT_FORMATS = FORMATS
 # Columns of a TRL / RewardBench row, then the provenance this project adds.
 TRL_COLUMNS = ("prompt", "chosen", "rejected")
-TRL_EXTRA = ("pool", "pair_id", "annotator")
+TRL_EXTRA = ("pool", "pair_id", "annotator", "comment", "flagged")
 # The project's pair format (the columns hyre_engine.data reads) plus the judgement.
-PAIR_COLUMNS = ("prompt", "response_a", "response_b", "label", "group", "annotator", "pair_id", "judgement")
+PAIR_COLUMNS = ("prompt", "response_a", "response_b", "label", "group", "annotator", "pair_id", "judgement",
+                "comment", "flagged")
 # The rows with no preferred side, one file beside the preferences.
-NO_PREFERENCE_COLUMNS = ("prompt", "response_a", "response_b", "judgement", "pool", "pair_id", "annotator")
+NO_PREFERENCE_COLUMNS = ("prompt", "response_a", "response_b", "judgement", "pool", "pair_id", "annotator",
+                         "comment", "flagged")
 # Every judgement row before it is shaped into a format.
 JUDGEMENT_COLUMNS = (
     "pool", "pool_id", "user", "mode", "persona", "annotator", "session_id", "seq",
     "row_index", "pair_id", "prompt", "response_a", "response_b", "judgement", "created_at",
+    "comment", "flagged",
 )
 # Characters allowed in a file stem made from user and pool names.
 _SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
@@ -110,6 +117,8 @@ def judgements(
             if not len(rows):
                 continue
             pair = texts.loc[rows["row_index"].to_numpy()]
+            notes = store.session_notes(s.session_id).set_index("row_index")
+            note = notes.reindex(rows["row_index"].to_numpy())
             persona = s.persona if isinstance(s.persona, str) else None
             frames.append(pd.DataFrame({
                 "pool": names[pool_id],
@@ -127,6 +136,9 @@ def judgements(
                 "response_b": pair["response_b"].to_numpy(),
                 "judgement": rows["label"].to_numpy(),
                 "created_at": rows["created_at"].to_numpy(),
+                # the person's optional comment ("" when none) and review flag on the pair
+                "comment": note["comment"].fillna("").astype(str).to_numpy(),
+                "flagged": note["flagged"].fillna(False).astype(bool).to_numpy(),
             }))
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in JUDGEMENT_COLUMNS})
@@ -160,6 +172,8 @@ def to_trl(rows: pd.DataFrame) -> pd.DataFrame:
         "pool": prefs["pool"].astype(str).to_numpy(),
         "pair_id": prefs["pair_id"].astype(str).to_numpy(),
         "annotator": prefs["annotator"].astype(str).to_numpy(),
+        "comment": prefs["comment"].astype(str).to_numpy(),
+        "flagged": prefs["flagged"].astype(bool).to_numpy(),
     }, columns=[*TRL_COLUMNS, *TRL_EXTRA])
 
 
@@ -179,13 +193,17 @@ def to_pairs(rows: pd.DataFrame) -> pd.DataFrame:
         "annotator": rows["annotator"].astype(str).to_numpy(),
         "pair_id": rows["pair_id"].astype(str).to_numpy(),
         "judgement": rows["judgement"].astype(str).to_numpy(),
+        "comment": rows["comment"].astype(str).to_numpy(),
+        "flagged": rows["flagged"].astype(bool).to_numpy(),
     }, columns=list(PAIR_COLUMNS))
 
 
 def to_no_preference(rows: pd.DataFrame) -> pd.DataFrame:
     """The judgements with no preferred side (tie, both bad, can't judge, skip), with the pair's texts."""
     _, other = split_judgements(rows)
-    return other[list(NO_PREFERENCE_COLUMNS)].astype(str).reset_index(drop=True)
+    out = other[list(NO_PREFERENCE_COLUMNS)].reset_index(drop=True)
+    text = [c for c in NO_PREFERENCE_COLUMNS if c != "flagged"]
+    return out.astype({c: str for c in text} | {"flagged": bool})
 
 
 def to_dataset(rows: pd.DataFrame):
@@ -272,3 +290,40 @@ def _write_jsonl(frame: pd.DataFrame, path: Path) -> Path:
     tmp.write_bytes(jsonl_bytes(frame))
     tmp.replace(path)
     return path
+
+
+# What `file_bytes` serves per format: the file name's ending and its media type.
+FILE_TYPES = {
+    "trl-jsonl": (".trl.jsonl", "application/jsonl"),
+    "trl-parquet": (".trl.parquet", "application/vnd.apache.parquet"),
+    "pairs-jsonl": (".pairs.jsonl", "application/jsonl"),
+    "dataset": (".dataset.zip", "application/zip"),
+    "no_preference": (".no_preference.jsonl", "application/jsonl"),
+}
+
+
+def file_bytes(rows: pd.DataFrame, fmt: str) -> bytes:
+    """One export file in memory (what a download button serves): a format of FORMATS, or
+    "no_preference" for the judgements without a preferred side; "dataset" is the
+    ``save_to_disk`` folder as a zip. ValueError for an unknown format."""
+    if fmt == "trl-jsonl":
+        return jsonl_bytes(to_trl(rows))
+    if fmt == "pairs-jsonl":
+        return jsonl_bytes(to_pairs(rows))
+    if fmt == "no_preference":
+        return jsonl_bytes(to_no_preference(rows))
+    if fmt == "trl-parquet":
+        buffer = io.BytesIO()
+        to_trl(rows).to_parquet(buffer, index=False)
+        return buffer.getvalue()
+    if fmt == "dataset":
+        with tempfile.TemporaryDirectory(prefix="hyre-export-") as tmp:
+            folder = Path(tmp) / "dataset"
+            to_dataset(rows).save_to_disk(str(folder))
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                for path in sorted(folder.rglob("*")):
+                    if path.is_file():
+                        archive.write(path, path.relative_to(Path(tmp)).as_posix())
+            return buffer.getvalue()
+    raise ValueError(f"format must be one of {[*FORMATS, 'no_preference']}, got {fmt!r}")

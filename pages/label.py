@@ -19,9 +19,11 @@ from hyre_engine.live import DEFAULT_STRATEGY, LiveSnapshot, LiveState
 from hyre_engine.numerics import BOTH_BAD, CANT_JUDGE, LABEL_A, LABEL_B, SKIP, TIE
 from hyre_engine.store import SESSION_MODES
 from pages._shared.context import Context, get_context
+from pages._shared.guidelines import guidelines_panel
 from pages._shared.keyboard import SHORTCUTS, keyboard_help_button
 from pages._shared.labels import MODE_TEXT, NO_PREFERENCE_HELP, STRATEGY_TEXT
 from pages._shared.live_panels import feedback, live_charts, live_strip, pair_cards
+from pages._shared.notes import note_popover
 
 if TYPE_CHECKING:
     from hyre_engine.profiles import PersonaInfo
@@ -178,6 +180,7 @@ def _answer_buttons(ctx: Context, session_id: str, state: LiveState, item: int |
         "Undo", key="btn_undo", shortcut=KEYS["undo"], on_click=_undo, args=(ctx, session_id),
         disabled=state.n_rows == 0, help=f"Take back the last answer. Key {KEYS['undo']}.",
     )
+    note_popover(buttons, ctx, session_id, item, None if item is None else state.pair_ids[item])
 
 
 def _feedback_line(state: LiveState, who: str, idle: str) -> None:
@@ -356,6 +359,8 @@ def main() -> None:
         st.session_state["adv_session"] = session_id
         st.session_state[PLAYING_KEY] = False
     if persona is None:
+        # open on a person's first visit (no answer yet in this session), folded once they label
+        guidelines_panel(ctx.store, ctx.pool_id, first_visit=live.stored_rows(ctx.store, session_id) == 0)
         st.fragment(_human_area)(ctx, session_id)
     else:
         playing = st.session_state.get(PLAYING_KEY, False)

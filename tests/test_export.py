@@ -144,3 +144,18 @@ def test_the_export_command_writes_the_files_and_names_bad_input(store, tmp_path
     ]
     assert main(["export", "--db", db, "--out", str(out), "--formats", "xml"]) == 2
     assert "formats must be among" in capsys.readouterr().err
+
+
+def test_comments_and_flags_travel_in_every_format(store, tmp_path):
+    kim = store.list_sessions(user="kim").query("mode == 'human'")["session_id"].iloc[0]
+    store.set_note(kim, row_index=1, pair_id="p1", comment="B cites a source", flagged=True)
+    store.set_note(kim, row_index=2, pair_id="p2", comment='tie, "really"')
+    report = export.export_labels(store, tmp_path, user="kim", formats=["trl-jsonl", "pairs-jsonl"])
+    trl = pd.read_json(report.paths["trl-jsonl"], lines=True).set_index("pair_id")
+    assert trl.loc["p1", "comment"] == "B cites a source" and bool(trl.loc["p1", "flagged"])
+    assert trl.loc["p0", "comment"] == "" and not trl.loc["p0", "flagged"]
+    other = pd.read_json(report.paths["no_preference"], lines=True).set_index("pair_id")
+    assert other.loc["p2", "comment"] == 'tie, "really"' and not other.loc["p2", "flagged"]
+    lines = [json.loads(line) for line in report.paths["pairs-jsonl"].read_text().splitlines()]
+    assert {(r["pair_id"], r["comment"], r["flagged"]) for r in lines if r["comment"]} == {
+        ("p1", "B cites a source", True), ("p2", 'tie, "really"', False)}
