@@ -60,7 +60,9 @@ if __name__ == "__main__" and not st.runtime.exists():
 # The pages, in menu order; each file runs as its own page (st.Page).
 PAGES = [
     st.Page("pages/label.py", title="Label", icon=":material/thumbs_up_down:", default=True),
+    st.Page("pages/history.py", title="History", icon=":material/history:"),
     st.Page("pages/explore.py", title="Explore", icon=":material/scatter_plot:"),
+    st.Page("pages/people.py", title="People", icon=":material/groups:"),
     st.Page("pages/profiles.py", title="Profiles", icon=":material/group:"),
     st.Page("pages/evaluate.py", title="Evaluate", icon=":material/monitoring:"),
     st.Page("pages/data.py", title="Data", icon=":material/database:"),

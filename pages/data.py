@@ -21,15 +21,19 @@ from hyre_engine.backbone import DEFAULT_BACKBONE, BackboneNotFoundError, load_b
 from hyre_engine.data import FORMATS, DataError
 from hyre_engine.demo import CROWD_GROUP
 from hyre_engine.pipeline import BUILD_STAGES, DEFAULT_ANNOTATOR_FRACTION, BuildConfig, build_pool
+from hyre_engine.safe_text import escape_markdown
+from hyre_engine.store import PoolExistsError
 from pages._shared import data_io
 from pages._shared.context import (
     ENSEMBLE_KEY,
     POOL_KEY,
+    current_user,
     forget_context,
     get_context,
     store,
 )
 from pages._shared.evaluation import BACKBONE_PATH_PREFIX
+from pages._shared.guidelines import guidelines_section
 from pages._shared.labels import FINETUNE_MODE_TEXT, FORMAT_TEXT, KIND_TEXT, STAGE_TEXT
 from pages._shared.manage import LAST_BUILD_KEY, manage_section
 
@@ -155,6 +159,11 @@ def _import_section(db) -> None:
         name = (st.session_state.get(NAME_KEY) or "").strip() or data_io.default_pool_name(signature[2] if signature[0] == "upload" else signature[1])
         try:
             pool_id = db.add_pool(name, frame, source=str(frame.attrs.get("source", "")))
+        except PoolExistsError:
+            st.error(f"**Nothing was imported.** A pool named '{escape_markdown(name)}' already exists: give this one another "
+                     "name, or delete the old one under Pools and ensembles first.", icon=":material/error:")
+            _preview(frame)
+            return
         except ValueError as exc:
             st.error(f"**Nothing was imported.** {exc}", icon=":material/error:")
             _preview(frame)
@@ -355,6 +364,8 @@ def main() -> None:
     _import_section(db)
     st.divider()
     _build_section(db)
+    st.divider()
+    guidelines_section(db, current_user())
     st.divider()
     manage_section(db)
 

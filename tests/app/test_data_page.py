@@ -81,7 +81,8 @@ def test_upload_preview_import_and_delete(app_db):
     at.file_uploader(key="data_upload").set_value(("prefs.csv", design_csv(n_pairs=3), "text/csv"))
     at.text_input(key="data_pool_name").set_value("mine").run()
     at.button(key="data_import").click().run()
-    assert any("already exists" in e.value for e in at.error)
+    assert any("already exists" in e.value and "another name" in e.value for e in at.error)
+    assert not any("replace=True" in e.value for e in at.error)  # plain words, not an API argument
     assert {p[1]: p for p in _pools(path)}["mine"][2:] == (12, 24)
 
     at.button(key=f"data_del_pool_ok_{after['mine'][0]}").click().run()
