@@ -36,7 +36,7 @@ def session_history(store: Store, session_id: str, pairs: pd.DataFrame | None = 
     """
     rows = store.session_labels(session_id)
     if pairs is None:
-        pairs = store.pool_pairs(store.get_session(session_id)["pool_id"], with_meta=False)
+        pairs = store.pool_pairs(store.get_session(session_id).pool_id, with_meta=False)
     texts = pairs.iloc[rows["row_index"].to_numpy(dtype=np.int64)]
     out = rows.assign(**{c: texts[c].to_numpy() for c in ("prompt", "response_a", "response_b")})
     notes = store.session_notes(session_id)[["row_index", "comment", "flagged"]]
@@ -44,6 +44,12 @@ def session_history(store: Store, session_id: str, pairs: pd.DataFrame | None = 
     out["comment"] = out["comment"].fillna("").astype(str)
     out["flagged"] = out["flagged"].fillna(False).astype(bool)
     return out.sort_values("seq", ascending=False, kind="stable").reset_index(drop=True)[list(HISTORY_COLUMNS)]
+
+
+def history_counts(history: pd.DataFrame) -> dict[str, int]:
+    """{labels, flagged, commented} of a `session_history` frame: what the History page sums up."""
+    return {"labels": len(history), "flagged": int(history["flagged"].sum()),
+            "commented": int((history["comment"] != "").sum())}
 
 
 def label_agreement(rows: pd.DataFrame) -> pd.DataFrame:

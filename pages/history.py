@@ -42,8 +42,8 @@ def main() -> None:
         st.info("No labels yet: label a few pairs on the Label page and they appear here.",
                 icon=":material/thumbs_up_down:")
         return
-    flagged = int(frame["flagged"].sum())
-    st.caption(f"{len(frame)} labels · {flagged} flagged · {int((frame['comment'] != '').sum())} with a comment")
+    counts = people.history_counts(frame)
+    st.caption(f"{counts['labels']} labels · {counts['flagged']} flagged · {counts['commented']} with a comment")
     seq = label_list(frame)
     row = frame[frame["seq"] == seq].iloc[0]
     left, right = st.columns([3, 1], gap="medium")

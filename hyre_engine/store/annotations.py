@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 import pandas as pd
 
 from hyre_engine.store.connection import StoreBase, _first, _now
@@ -11,6 +14,24 @@ MAX_COMMENT_CHARS = 2_000
 # Guidelines are a page of Markdown, not a book.
 MAX_GUIDELINES_CHARS = 20_000
 NOTE_COLUMNS = ("row_index", "pair_id", "comment", "flagged", "actor", "updated_at")
+
+
+@dataclass(frozen=True)
+class NoteRecord:
+    """A person's comment ("" when none) and review flag on one pair of a session."""
+
+    comment: str
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class GuidelinesRecord:
+    """A pool's labelling guidelines (Markdown), who saved them and when."""
+
+    pool_id: str
+    markdown: str
+    actor: str
+    updated_at: datetime
 
 
 class AnnotationsMixin(StoreBase):
@@ -51,12 +72,12 @@ class AnnotationsMixin(StoreBase):
             [session_id],
         )
 
-    def get_note(self, session_id: str, row_index: int) -> dict | None:
-        """{comment, flagged} of one pair of the session, or None."""
+    def get_note(self, session_id: str, row_index: int) -> NoteRecord | None:
+        """The comment and flag of one pair of the session, or None."""
         row = _first(self._cursor().execute(
             "SELECT comment, flagged FROM label_notes WHERE session_id = ? AND row_index = ?",
             [session_id, int(row_index)]))
-        return None if row is None else {"comment": row[0], "flagged": bool(row[1])}
+        return None if row is None else NoteRecord(comment=row[0], flagged=bool(row[1]))
 
     def set_guidelines(self, pool_id: str, markdown: str, *, actor: str = "") -> None:
         """Store the pool's labelling guidelines (Markdown; empty text removes them)."""
@@ -72,8 +93,9 @@ class AnnotationsMixin(StoreBase):
                 cur.execute("INSERT INTO pool_guidelines VALUES (?, ?, ?, ?)",
                             [pool_id, markdown, str(actor), _now()])
 
-    def get_guidelines(self, pool_id: str) -> dict | None:
-        """{markdown, actor, updated_at} of the pool's guidelines, or None when it has none."""
+    def get_guidelines(self, pool_id: str) -> GuidelinesRecord | None:
+        """The pool's guidelines, or None when it has none."""
         row = _first(self._cursor().execute(
             "SELECT markdown, actor, updated_at FROM pool_guidelines WHERE pool_id = ?", [pool_id]))
-        return None if row is None else {"markdown": row[0], "actor": row[1], "updated_at": row[2]}
+        return None if row is None else GuidelinesRecord(pool_id=pool_id, markdown=row[0], actor=row[1],
+                                                         updated_at=row[2])

@@ -191,10 +191,10 @@ class SessionsMixin(StoreBase):
 
     def edit_session_label(
         self, session_id: str, seq: int, *, label: str, actor: str | None = None
-    ) -> dict[str, Any]:
+    ) -> LabelRecord:
         """Change the label of the session's row ``seq`` (it keeps its place in the order).
 
-        Returns the row as it was ({seq, row_index, pair_id, label, created_at}); the
+        Returns the row as it was; the
         change is kept in the audit trail. KeyError when the session has no such row.
         """
         if label not in SESSION_LABELS:
@@ -206,9 +206,9 @@ class SessionsMixin(StoreBase):
             now = _now()
             self._audit(cur, session_id, "edit", [(row[0], row[1], row[2], label)], actor, now)
             cur.execute("UPDATE sessions SET updated_at = ? WHERE session_id = ?", [now, session_id])
-        return dict(zip(("seq", "row_index", "pair_id", "label", "created_at"), row, strict=True))
+        return _label_record(row)
 
-    def delete_session_label(self, session_id: str, seq: int, *, actor: str | None = None) -> dict[str, Any]:
+    def delete_session_label(self, session_id: str, seq: int, *, actor: str | None = None) -> LabelRecord:
         """Remove the session's row ``seq`` (any, not only the last); returns it.
 
         A soft delete: the row stays in the audit trail with who and when, and the
@@ -220,7 +220,7 @@ class SessionsMixin(StoreBase):
             now = _now()
             self._audit(cur, session_id, "delete", [row[:4]], actor, now)
             cur.execute("UPDATE sessions SET updated_at = ? WHERE session_id = ?", [now, session_id])
-        return dict(zip(("seq", "row_index", "pair_id", "label", "created_at"), row, strict=True))
+        return _label_record(row)
 
     def _label_row(self, cur: duckdb.DuckDBPyConnection, session_id: str, seq: int) -> tuple:
         self._require(cur, "sessions", "session_id", session_id, "session")
@@ -347,3 +347,9 @@ class SessionsMixin(StoreBase):
         frame["settings"] = [json.loads(s) for s in frame["settings"]]
         return frame
 
+
+
+def _label_record(row: Sequence[Any]) -> LabelRecord:
+    seq, row_index, pair_id, label, created_at = row
+    return LabelRecord(seq=int(seq), row_index=int(row_index), pair_id=str(pair_id), label=str(label),
+                       created_at=created_at)

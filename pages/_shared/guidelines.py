@@ -27,7 +27,7 @@ def guidelines_panel(store, pool_id: str, *, first_visit: bool) -> None:
         return
     with st.expander("Labelling guidelines", expanded=first_visit, icon=":material/menu_book:",
                      key=f"guidelines-{pool_id}"):
-        st.html(markdown_html(found["markdown"]))
+        st.html(markdown_html(found.markdown))
 
 
 def _save(store, pool_id: str, actor: str) -> None:
@@ -57,22 +57,22 @@ def guidelines_section(store, actor: str) -> None:
     if not can("edit_guidelines"):
         st.caption("Only an admin can change the guidelines.")
         if found:
-            st.html(markdown_html(found["markdown"]))
+            st.html(markdown_html(found.markdown))
         return
     left, right = st.columns(2, gap="medium")
     with left:
         st.text_area(
-            "Guidelines (Markdown)", value=found["markdown"] if found else "", key=f"{EDIT_KEY}_{pool_id}",
+            "Guidelines (Markdown)", value=found.markdown if found else "", key=f"{EDIT_KEY}_{pool_id}",
             height=220, max_chars=MAX_GUIDELINES_CHARS, placeholder=EXAMPLE,
             help="Shown collapsible above the pair on the Label page, open on a person's first visit. "
             "Images and raw HTML are not shown; links must be http(s).",
         )
         st.button("Save guidelines", key="guidelines_save", on_click=_save, args=(store, pool_id, actor))
         if found:
-            st.caption(f"Last saved by {escape_markdown(found['actor'] or 'someone')} "
-                       f"at {found['updated_at']:%Y-%m-%d %H:%M} UTC.")
+            st.caption(f"Last saved by {escape_markdown(found.actor or 'someone')} "
+                       f"at {found.updated_at:%Y-%m-%d %H:%M} UTC.")
     with right:
         st.caption("Preview, as labellers see it")
-        text = st.session_state.get(f"{EDIT_KEY}_{pool_id}") or (found or {}).get("markdown", "")
+        text = st.session_state.get(f"{EDIT_KEY}_{pool_id}") or (found.markdown if found else "")
         with st.container(border=True):
             st.html(markdown_html(text) if text.strip() else "<p><em>(no guidelines yet)</em></p>")

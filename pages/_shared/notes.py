@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from hyre_engine.store.annotations import MAX_COMMENT_CHARS
+from hyre_engine.store.annotations import MAX_COMMENT_CHARS, NoteRecord
 from pages._shared.context import Context
 
 SAVED_KEY = "notes_saved"
@@ -20,15 +20,15 @@ def _save(ctx: Context, session_id: str, row_index: int, pair_id: str, prefix: s
 
 def note_form(ctx: Context, session_id: str, row_index: int, pair_id: str, *, prefix: str) -> None:
     """The pair's comment and flag, saved with the button (an empty, unflagged note removes it)."""
-    note = ctx.store.get_note(session_id, row_index) or {"comment": "", "flagged": False}
+    note = ctx.store.get_note(session_id, row_index) or NoteRecord(comment="", flagged=False)
     # widget keys carry the pair: another pair starts from its own stored note
     prefix = f"{prefix}_{row_index}"
     with st.form(key=f"{prefix}_form", border=False):
         st.text_area(
-            "Comment (optional)", value=note["comment"], key=f"{prefix}_comment", max_chars=MAX_COMMENT_CHARS,
+            "Comment (optional)", value=note.comment, key=f"{prefix}_comment", max_chars=MAX_COMMENT_CHARS,
             height=90, placeholder="Why this choice, or what is wrong with the pair",
         )
-        st.checkbox("Flag this pair for review", value=note["flagged"], key=f"{prefix}_flag",
+        st.checkbox("Flag this pair for review", value=note.flagged, key=f"{prefix}_flag",
                     help="Flagged pairs are marked in History and in every export (column 'flagged').")
         st.form_submit_button("Save note", on_click=_save, args=(ctx, session_id, row_index, pair_id, prefix))
     if st.session_state.get(SAVED_KEY) == (session_id, row_index):
@@ -40,7 +40,7 @@ def note_popover(where, ctx: Context, session_id: str, row_index: int | None, pa
     if row_index is None:
         return
     note = ctx.store.get_note(session_id, row_index)
-    mark = " ⚑" if note and note["flagged"] else (" •" if note else "")
+    mark = " ⚑" if note and note.flagged else (" •" if note else "")
     with where.popover(f"Note{mark}", icon=":material/edit_note:",
                        help="An optional comment and a flag on this pair: stored, exported, shown in History."):
         note_form(ctx, session_id, row_index, str(pair_id), prefix="label_note")

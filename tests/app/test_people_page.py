@@ -100,7 +100,7 @@ def test_guidelines_set_on_the_data_page_show_above_the_pair_sanitised(app_db):
     at.button(key="guidelines_save").click().run()
     assert not at.exception, at.exception
     with Store(path) as store:
-        assert store.get_guidelines(info["pool_id"])["markdown"].startswith("## Rules")
+        assert store.get_guidelines(info["pool_id"]).markdown.startswith("## Rules")
 
     fresh = _app("newcomer")  # a first visit: open above the pair
     panel = [e for e in fresh.expander if e.label == "Labelling guidelines"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from store_helpers import add_ensemble
 
-from hyre_engine.store.annotations import MAX_COMMENT_CHARS
+from hyre_engine.store.annotations import MAX_COMMENT_CHARS, NoteRecord
 
 
 def _session(store, pool, user, ens="ens1", **kw):
@@ -68,7 +68,7 @@ def test_rename_refuses_a_taken_name_and_delete_keeps_the_audit(store, pool):
     with pytest.raises(ValueError, match="whitespace"):
         store.rename_user("ann", " ann2")
     store.rename_user("ann", "anna")
-    assert store.get_session(ann)["user"] == "anna" and store.session_labels(ann)["label"].tolist() == ["a"]
+    assert store.get_session(ann).user == "anna" and store.session_labels(ann)["label"].tolist() == ["a"]
     assert store.delete_user("anna", actor="admin") == 1
     assert set(store.list_users()["user"]) == {"bob"}
     history = store.label_history(ann)
@@ -79,9 +79,9 @@ def test_notes_and_guidelines_are_stored_checked_and_removed(store, pool):
     add_ensemble(store, pool)
     ann = _session(store, pool, "ann")
     store.set_note(ann, row_index=1, pair_id="p1", comment="  why?  ")
-    assert store.get_note(ann, 1) == {"comment": "why?", "flagged": False}
+    assert store.get_note(ann, 1) == NoteRecord(comment="why?", flagged=False)
     store.set_note(ann, row_index=1, pair_id="p1", comment="", flagged=True)
-    assert store.get_note(ann, 1) == {"comment": "", "flagged": True}
+    assert store.get_note(ann, 1) == NoteRecord(comment="", flagged=True)
     store.set_note(ann, row_index=1, pair_id="p1")
     assert store.get_note(ann, 1) is None and store.session_notes(ann).empty
     with pytest.raises(ValueError, match="not pair 'p2'"):
@@ -91,7 +91,7 @@ def test_notes_and_guidelines_are_stored_checked_and_removed(store, pool):
 
     assert store.get_guidelines(pool) is None
     store.set_guidelines(pool, "# Rules\nPrefer *honest* answers.", actor="admin")
-    assert store.get_guidelines(pool)["markdown"].startswith("# Rules")
+    assert store.get_guidelines(pool).markdown.startswith("# Rules")
     with pytest.raises(KeyError, match="no pool"):
         store.set_guidelines("nope", "x")
     store.set_note(ann, row_index=2, pair_id="p2", comment="keep")
