@@ -15,8 +15,10 @@ the click -> confirmed label latency. Then every session stops and the figures a
 - server CPU per label: the server process's own CPU time (user + system, all its
   threads; psutil) over the labelling window, divided by the labels confirmed in it;
 - p50 / p95 of click -> confirmed label, over every label of every session;
-- labels per second, the labels stored (a check that none was dropped), and the
-  load average before and after (the browsers share the machine with the server).
+- labels per second, the labels stored (a check that none was dropped), the server's
+  CPU per second while every session sits open for 5 s before labelling (what a
+  label's share does not include), and the load average before and after (the
+  browsers share the machine with the server).
 
 Targets (issue 12): <= 40 ms server CPU per label, p50 <= 500 ms, p95 <= 1.5 s.
 """
@@ -44,6 +46,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 TARGET_CPU_MS, TARGET_P50_MS, TARGET_P95_MS = 40.0, 500.0, 1500.0
 N_HEADS, EMBED_DIM = 100, 384  # the paper's K; MiniLM's width
 START_TIMEOUT_S, LABEL_TIMEOUT_MS = 120, 30_000
+# Seconds the sessions sit open before labelling, to measure the server's idle CPU.
+IDLE_WINDOW_S = 5.0
 # The "Labels" metric's count, or null while the page has none (JS, run in the page).
 COUNT_JS = """() => {
   for (const m of document.querySelectorAll('[data-testid="stMetric"]')) {
@@ -143,6 +147,10 @@ async def run_browsers(url: str, n: int, seconds: float, server) -> dict:
             latencies: list[list[float]] = [[] for _ in range(n)]
             go, deadline = asyncio.Event(), [0.0]
             tasks = [asyncio.create_task(_session(p, go, deadline, latencies[i], i)) for i, p in enumerate(pages)]
+            # what the server spends with every session open and nobody labelling
+            idle0 = server.cpu_times()
+            await asyncio.sleep(IDLE_WINDOW_S)
+            idle1 = server.cpu_times()
             cpu0, load0 = server.cpu_times(), os.getloadavg()
             t0 = time.perf_counter()
             deadline[0] = t0 + seconds
@@ -153,7 +161,9 @@ async def run_browsers(url: str, n: int, seconds: float, server) -> dict:
         finally:
             await browser.close()
     cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-    return {"latencies": latencies, "cpu_s": cpu, "wall_s": wall, "load_before": load0, "load_after": os.getloadavg()}
+    idle = (idle1.user + idle1.system) - (idle0.user + idle0.system)
+    return {"latencies": latencies, "cpu_s": cpu, "wall_s": wall, "load_before": load0, "load_after": os.getloadavg(),
+            "idle_cpu_per_s": idle / IDLE_WINDOW_S}
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -183,7 +193,8 @@ def report(result: dict, n: int, seconds: float, stored: int) -> bool:
         ok &= met
         print(f"{name:<24} {value:8.1f} ms (target <= {target:.0f} ms: {'ok' if met else 'MISSED'})")
     print(f"server CPU {result['cpu_s']:.1f} s over {result['wall_s']:.1f} s "
-          f"({100 * result['cpu_s'] / result['wall_s']:.0f}% of one core)")
+          f"({100 * result['cpu_s'] / result['wall_s']:.0f}% of one core); idle with {n} sessions open: "
+          f"{1000 * result['idle_cpu_per_s']:.0f} ms of CPU per second")
     return ok
 
 
