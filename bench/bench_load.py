@@ -151,19 +151,38 @@ async def run_browsers(url: str, n: int, seconds: float, server) -> dict:
             idle0 = server.cpu_times()
             await asyncio.sleep(IDLE_WINDOW_S)
             idle1 = server.cpu_times()
-            cpu0, load0 = server.cpu_times(), os.getloadavg()
+            cpu0, load0, browsers0 = server.cpu_times(), os.getloadavg(), _browsers_cpu()
             t0 = time.perf_counter()
             deadline[0] = t0 + seconds
             go.set()
             await asyncio.gather(*tasks)
             wall = time.perf_counter() - t0
-            cpu1 = server.cpu_times()
+            cpu1, browsers1 = server.cpu_times(), _browsers_cpu()
         finally:
             await browser.close()
     cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     idle = (idle1.user + idle1.system) - (idle0.user + idle0.system)
     return {"latencies": latencies, "cpu_s": cpu, "wall_s": wall, "load_before": load0, "load_after": os.getloadavg(),
-            "idle_cpu_per_s": idle / IDLE_WINDOW_S}
+            "idle_cpu_per_s": idle / IDLE_WINDOW_S, "browsers_cpu_s": _cpu_delta(browsers0, browsers1)}
+
+
+def _browsers_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of each Chromium process this benchmark started, by pid."""
+    import psutil
+
+    out = {}
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "chrom" in proc.name().lower():
+                times = proc.cpu_times()
+                out[proc.pid] = times.user + times.system
+        except psutil.Error:
+            continue
+    return out
+
+
+def _cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -195,6 +214,8 @@ def report(result: dict, n: int, seconds: float, stored: int) -> bool:
     print(f"server CPU {result['cpu_s']:.1f} s over {result['wall_s']:.1f} s "
           f"({100 * result['cpu_s'] / result['wall_s']:.0f}% of one core); idle with {n} sessions open: "
           f"{1000 * result['idle_cpu_per_s']:.0f} ms of CPU per second")
+    print(f"the browsers' CPU (every Chromium process, same window): {result['browsers_cpu_s']:.1f} s, "
+          f"{result['browsers_cpu_s'] * 1000 / labels:.0f} ms per label")
     return ok
 
 
