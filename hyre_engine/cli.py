@@ -126,8 +126,8 @@ def _tqdm_progress():
         bar = bars.get(stage)
         if bar is None:
             bar = bars[stage] = tqdm(total=total, desc=stage, unit="it", leave=True)
-        bar.n = done
-        bar.refresh()
+        # update() rather than setting n: tqdm's rate and ETA come from the increments
+        bar.update(max(done - bar.n, 0))
 
     def close() -> None:
         for bar in bars.values():
@@ -317,8 +317,22 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lambda", dest="lam", type=_positive_float,
                         help="prior precision of the personal head (default: the ensemble's, else 0.1)")
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
+    parser.add_argument("--jobs", type=_positive_int, default=1,
+                        help="evaluate target groups on this many processes (same results; default 1)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
     add_ensemble_arguments(parser)
-    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--json", type=Path,
+                        help="write the results here; '-': to stdout, and the table to stderr")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
 
 
 def _positive_float(text: str) -> float:
@@ -340,14 +354,24 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     store = _open_store(args)
     train_pool = import_file(store, args.train, format=args.format)
     target_pool = import_file(store, args.target, format=args.format)
-    result = evaluate_pools(
-        store, train_pool, target_pool, config=config_from_args(args), n_values=n_values,
-        seeds=args.seeds, strategy=args.strategy, loss=args.loss, beta=args.beta, lam=args.lam,
-        methods=methods,
-    )
-    print(format_table(result, title=f"{len(result['groups'])} target groups, {args.seeds} seeds, "
-                       f"strategy {args.strategy}, beta {result['beta']:g} ({result['beta_source']}), "
-                       f"lambda {result['lambda']:g} ({result['lambda_source']})"))
+    progress, close = (None, lambda: None) if args.quiet else _tqdm_progress()
+    try:
+        result = evaluate_pools(
+            store, train_pool, target_pool, config=config_from_args(args), n_values=n_values,
+            seeds=args.seeds, strategy=args.strategy, loss=args.loss, beta=args.beta, lam=args.lam,
+            methods=methods, progress=progress, jobs=args.jobs,
+        )
+    finally:
+        close()
+    table = format_table(result, title=f"{len(result['groups'])} target groups, {args.seeds} seeds, "
+                         f"strategy {args.strategy}, beta {result['beta']:g} ({result['beta_source']}), "
+                         f"lambda {result['lambda']:g} ({result['lambda_source']})")
+    if str(args.json) == "-":  # stdout is the JSON alone
+        if not args.quiet:
+            print(table, file=sys.stderr)
+        print(json.dumps(result, indent=1))
+        return 0
+    print(table)
     _write_json(args.json, result)
     return 0
 

@@ -40,9 +40,12 @@ from hyre_engine.protocol import (
 )
 from hyre_engine.store import EnsembleMeta, Store
 
-# The stages evaluate_pools reports: the build's, then one step per target group.
-EVALUATE = "evaluate"
-EVALUATE_STAGES = (*BUILD_STAGES, EVALUATE)
+# The stages evaluate_pools reports: the build's, then fine-tuning the heads (TUNE_UNITS
+# per target group, however many steps and chunks a group's fine-tuning takes) and the
+# protocol itself (one step per target group and seed).
+TUNE, EVALUATE = "tune", "evaluate"
+EVALUATE_STAGES = (*BUILD_STAGES, TUNE, EVALUATE)
+TUNE_UNITS = 100
 
 
 def import_file(store: Store, path: Path, *, format: str = "auto", name: str | None = None) -> str:
@@ -94,40 +97,133 @@ def _single_logits(store: Store, train_pool: str, target_pool: str, config: Buil
     return predict_pool(store, report.ensemble_id, target_pool, backbone)[:, 0]
 
 
-def _finetune_for(target: _Target, idx: np.ndarray, y: np.ndarray):
-    """The protocol's fine-tuning callable for one group (rows ``idx`` of the target pool):
-    every adaptation set of the group (all seeds and n) fine-tuned in one batched model."""
+@dataclass
+class _Group:
+    """One target group as the protocol sees it: all a worker process needs besides the model."""
 
-    def finetune(adapt_sets: list[np.ndarray]) -> np.ndarray:
-        return training.finetune_heads_batched(
-            target.model, task="preference", inputs=(target.xa[idx], target.xb[idx]), targets=y,
-            adapt=adapt_sets,
-        )
+    name: str
+    logits: np.ndarray  # (n_rows, n_heads)
+    y: np.ndarray  # (n_rows,)
+    single: np.ndarray | None  # (n_rows,)
+    xa: np.ndarray  # (n_rows, dim)
+    xb: np.ndarray
+    diffs: np.ndarray  # (n_rows, dim)
 
-    return finetune if target.model is not None else None
 
-
-def _evaluate_groups(store: Store, target_pool: str, target: _Target, names: Sequence[str] | None,
-                     progress, **protocol) -> dict[str, GroupResult]:
-    """Run the protocol on every target group with at least 2 labelled rows."""
+def _target_groups(store: Store, target_pool: str, target: _Target, names: Sequence[str] | None) -> list[_Group]:
+    """Every target group (``names``, default all) with at least 2 labelled rows, by name."""
     labels = store.pool_labels(target_pool)
     labels = labels[labels["label"].isin(PAIR_LABELS)]
     names = sorted(labels["group"].unique()) if names is None else list(names)
-    groups: dict[str, GroupResult] = {}
-    for i, name in enumerate(names):
+    groups = []
+    for name in names:
         rows = labels[labels["group"] == name]
         if len(rows) >= 2:
             idx = rows["row_index"].to_numpy()
-            y = label_targets(rows["label"].to_numpy())
-            groups[name] = evaluate_group(
-                target.logits[idx], y,
-                single=None if target.single is None else target.single[idx],
-                diffs=target.diffs[idx],
-                finetune=_finetune_for(target, idx, y), **protocol,
-            )
-        if progress:
-            progress(EVALUATE, i + 1, len(names))
+            groups.append(_Group(name=name, logits=target.logits[idx], y=label_targets(rows["label"].to_numpy()),
+                                 single=None if target.single is None else target.single[idx],
+                                 xa=target.xa[idx], xb=target.xb[idx], diffs=target.diffs[idx]))
     return groups
+
+
+def _run_group(group: _Group, model: ens.Ensemble | None, protocol: dict, *, progress=None,
+               tune_progress=None) -> GroupResult:
+    """The protocol on one group; fine-tuning (when ``model``) batches all its seeds and n."""
+
+    def finetune(adapt_sets: list[np.ndarray]) -> np.ndarray:
+        return training.finetune_heads_batched(model, task="preference", inputs=(group.xa, group.xb),
+                                               targets=group.y, adapt=adapt_sets, progress=tune_progress)
+
+    return evaluate_group(group.logits, group.y, single=group.single, diffs=group.diffs,
+                          finetune=finetune if model is not None else None, progress=progress, **protocol)
+
+
+def _group_progress(progress, g: int, n_groups: int, seeds: int):
+    """(per-seed, per-fine-tuning-step) callbacks placing group ``g`` in the whole run."""
+    if progress is None:
+        return None, None
+    return (lambda done, _seeds: progress(EVALUATE, g * seeds + done, n_groups * seeds),
+            lambda step, steps, _loss: progress(TUNE, g * TUNE_UNITS + step * TUNE_UNITS // steps,
+                                                n_groups * TUNE_UNITS))
+
+
+def _run_serial(groups: list[_Group], model, protocol: dict, progress) -> dict[str, GroupResult]:
+    """Group after group in this process: progress per seed, and per fine-tuning step."""
+    results = {}
+    for g, group in enumerate(groups):
+        report, tune = _group_progress(progress, g, len(groups), protocol["seeds"])
+        results[group.name] = _run_group(group, model, protocol, progress=report, tune_progress=tune)
+        if progress is not None and model is not None:
+            progress(TUNE, (g + 1) * TUNE_UNITS, len(groups) * TUNE_UNITS)  # also when no fold had labels
+    return results
+
+
+# A worker process's fine-tuning model, rebuilt once from safetensors bytes (no pickle of weights).
+_WORKER: dict = {}
+
+
+def _init_worker(state: tuple[bytes, str] | None, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER["model"] = None if state is None else ens.ensemble_from_bytes(*state)
+
+
+def _worker_group(group: _Group, protocol: dict) -> GroupResult:
+    return _run_group(group, _WORKER["model"], protocol)
+
+
+def _run_parallel(groups: list[_Group], model, protocol: dict, progress, jobs: int) -> dict[str, GroupResult]:
+    """Groups on ``jobs`` spawned processes (torch threads split between them); progress per group."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    state = None if model is None else ens.ensemble_to_bytes(model)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    results, seeds = {}, protocol["seeds"]
+    with ProcessPoolExecutor(max_workers=min(jobs, len(groups)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(state, threads)) as pool:
+        futures = {pool.submit(_worker_group, group, protocol): group.name for group in groups}
+        for done, future in enumerate(as_completed(futures), start=1):
+            results[futures[future]] = future.result()
+            if progress is not None:
+                if model is not None:
+                    progress(TUNE, done * TUNE_UNITS, len(groups) * TUNE_UNITS)
+                progress(EVALUATE, done * seeds, len(groups) * seeds)
+    return results
+
+
+def _evaluate_groups(store: Store, target_pool: str, target: _Target, names: Sequence[str] | None,
+                     progress, *, jobs: int = 1, **protocol) -> dict[str, GroupResult]:
+    """Run the protocol on every target group with at least 2 labelled rows (by name)."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    groups = _target_groups(store, target_pool, target, names)
+    run = _run_parallel if jobs > 1 and len(groups) > 1 else _run_serial
+    results = run(groups, target.model, protocol, progress, *([jobs] if run is _run_parallel else []))
+    return {group.name: results[group.name] for group in groups}
+
+
+def _prepare(store: Store, train_pool: str, target_pool: str, config: BuildConfig, backbone: Backbone,
+             methods: Sequence[str], progress):
+    """Build (or reuse) the ensemble and cache what the groups need: (report, backbone, target)."""
+    report = build_pool(store, train_pool, config, backbone=backbone, progress=progress)
+    if report.finetune_path is not None:
+        # the ensemble's own backbone, fine-tuned with it, embeds the targets; the one-head
+        # baseline trains on its frozen embeddings rather than fine-tuning a second time
+        backbone = load_backbone(report.finetune_path, device=backbone.device)
+        config = replace(config, finetune=None, backbone=report.finetune_path)
+    # predict_pool embeds the target pool's texts, so it runs before reading its embeddings.
+    logits = predict_pool(store, report.ensemble_id, target_pool, backbone, progress=progress)
+    xa, xb = pair_embeddings(store, backbone.id, store.pool_pairs(target_pool))
+    target = _Target(
+        logits=logits,
+        single=_single_logits(store, train_pool, target_pool, config, backbone) if "single" in methods else None,
+        model=load_model(store, report.ensemble_id) if "finetune" in methods else None,
+        xa=xa, xb=xb, diffs=pool_differences(store, target_pool, backbone.id),
+    )
+    return report, backbone, target
 
 
 def evaluate_pools(
@@ -146,53 +242,32 @@ def evaluate_pools(
     target_groups: Sequence[str] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     backbone: Backbone | None = None,
+    jobs: int = 1,
 ) -> dict:
     """Train (or reuse) the ensemble on ``train_pool``, then evaluate every target group.
 
     ``beta=None`` uses the ensemble's stored beta (calibrated on held-out training
     annotators when the build calibrated it); ``backbone`` defaults to ``config.backbone``.
-    Returns the JSON contract of ``protocol.summarise`` plus what produced it.
+    ``jobs`` > 1 evaluates groups on that many processes (the same results).
+    ``progress(stage, done, total)``: the build's stages, then TUNE (fine-tuning,
+    TUNE_UNITS per group) and EVALUATE (groups x seeds). Returns the JSON contract of
+    ``protocol.summarise`` plus what produced it.
     """
     config = config or BuildConfig()
-    backbone = backbone or load_backbone(config.backbone)
-    started = time.perf_counter()
-    report = build_pool(store, train_pool, config, backbone=backbone, progress=progress)
     settings = config.ensemble_settings()
-    if report.finetune_path is not None:
-        # the ensemble's own backbone, fine-tuned with it, embeds the targets; the one-head
-        # baseline trains on its frozen embeddings rather than fine-tuning a second time
-        backbone = load_backbone(report.finetune_path, device=backbone.device)
-        config = replace(config, finetune=None, backbone=report.finetune_path)
+    started = time.perf_counter()
+    report, backbone, target = _prepare(store, train_pool, target_pool, config,
+                                        backbone or load_backbone(config.backbone), methods, progress)
     meta = store.get_ensemble(report.ensemble_id, with_weights=False).meta
     beta, beta_source = _beta_of(meta, beta)
     lam, lam_source = _lam_of(meta, lam)
-    # predict_pool embeds the target pool's texts, so it runs before reading its embeddings.
-    logits = predict_pool(store, report.ensemble_id, target_pool, backbone, progress=progress)
-    xa, xb = pair_embeddings(store, backbone.id, store.pool_pairs(target_pool))
-    target = _Target(
-        logits=logits,
-        single=_single_logits(store, train_pool, target_pool, config, backbone) if "single" in methods else None,
-        model=load_model(store, report.ensemble_id) if "finetune" in methods else None,
-        xa=xa, xb=xb, diffs=pool_differences(store, target_pool, backbone.id),
-    )
-    groups = _evaluate_groups(store, target_pool, target, target_groups, progress, n_values=n_values,
-                              seeds=seeds, strategy=strategy, loss=loss, beta=beta, lam=lam,
-                              methods=methods)
+    groups = _evaluate_groups(store, target_pool, target, target_groups, progress, jobs=jobs, n_values=n_values,
+                              seeds=seeds, strategy=strategy, loss=loss, beta=beta, lam=lam, methods=methods)
     result = summarise(n_values, groups)
-    result.update(
-        {
-            "ensemble_id": report.ensemble_id,
-            "backbone_id": backbone.id,
-            "strategy": strategy,
-            "loss": loss,
-            "beta": beta,
-            "beta_source": beta_source,
-            "lambda": lam,
-            "lambda_source": lam_source,
-            "calibration": meta.calibration,
-            "seeds": seeds,
-            "config": settings,
-            "seconds": round(time.perf_counter() - started, 2),
-        }
-    )
+    result.update({
+        "ensemble_id": report.ensemble_id, "backbone_id": backbone.id, "strategy": strategy, "loss": loss,
+        "beta": beta, "beta_source": beta_source, "lambda": lam, "lambda_source": lam_source,
+        "calibration": meta.calibration, "seeds": seeds, "config": settings,
+        "seconds": round(time.perf_counter() - started, 2),
+    })
     return result

@@ -162,6 +162,24 @@ def test_evaluate_writes_the_json_contract_and_a_table(files, tmp_path, capsys):
     assert second["ensemble_id"] == result["ensemble_id"]
 
 
+@pytest.mark.slow
+def test_quiet_evaluate_leaves_stderr_empty_and_json_dash_is_all_of_stdout(files, tmp_path, capsys):
+    argv = ["evaluate", "--train", str(files["train"]), "--target", str(files["target"]),
+            "--db", str(tmp_path / "quiet.duckdb"), "--n", "0,2", "--seeds", "2", *SMALL_BUILD,
+            "--methods", "uniform,hyre,finetune", "--json", "-"]
+    assert main([*argv, "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    quiet = json.loads(captured.out)  # nothing but the JSON on stdout
+    assert set(quiet["summary"]) == {"uniform", "hyre", "finetune"}
+    assert main([*argv, "--jobs", "2"]) == 0  # the same store: the ensemble is reused
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["groups"] == quiet["groups"]
+    # bars with counts on stderr, and the table there too (stdout is the JSON)
+    assert "evaluate: 100%" in captured.err and "tune: 100%" in captured.err
+    assert any(line.split()[:1] == ["finetune"] for line in captured.err.splitlines())
+
+
 def test_evaluate_malformed_file_exits_2_naming_file_and_line(files, tmp_path, capsys):
     argv = ["evaluate", "--train", str(files["train"]), "--target", str(files["bad"]),
             "--db", str(tmp_path / "bad.duckdb")]

@@ -41,6 +41,7 @@ STAGE_TEXT = {
     "finetune": "Fine-tuning the backbone with the heads",
     "train": "Training the heads",
     "predict": "Caching the head predictions",
+    "tune": "Fine-tuning the heads on each group's labels",
     "evaluate": "Evaluating groups",
 }
 # Joint fine-tuning modes (joint_training.MODES), as the Data page offers them.
