@@ -1,7 +1,7 @@
 """`evaluate` on a per-user file of issue 14's shape, every default method, 5 seeds: wall time.
 
     nice .venv/bin/python bench/bench_evaluate.py [--files out/eval-users] [--db /tmp/bench-eval.duckdb]
-        [--targets 40] [--seeds 5] [--jobs 1] [--old-groups 1]
+        [--targets 40] [--seeds 5] [--jobs 1] [--old-groups 1] [--old-steps 100]
 
 Makes the files with bench/make_eval_file.py when ``--files`` has none (860 training
 users x 15 pairs, ``--targets`` users x 80 pairs, over the demo's 324 texts), in a
@@ -14,7 +14,8 @@ fresh store, then times, in one run:
 3. the same without ``finetune`` (the baseline issue 14 measured at 99 s);
 4. the old path: fine-tuning by a loop of ``training.finetune_heads``, one training per
    (seed, n), on the first ``--old-groups`` groups, against the batched fine-tuning of
-   the same groups (0 skips it: the loop takes minutes per group).
+   the same groups, both with ``--old-steps`` Adam steps (0 groups skips it: the loop
+   takes minutes per group; the cost of either is linear in the steps).
 
 Prints the load average (``uptime``) at the start and the end: the machine is shared.
 """
@@ -47,7 +48,8 @@ def _uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def _old_vs_batched(store: Store, train: str, target: str, config: BuildConfig, n_groups: int, seeds: int):
+def _old_vs_batched(store: Store, train: str, target: str, config: BuildConfig, n_groups: int, seeds: int,
+                    steps: int):
     """Seconds of the loop of finetune_heads and of finetune_heads_batched on the same groups."""
     report, _, tgt = evaluate._prepare(store, train, target, config, evaluate.load_backbone(None),
                                        ["finetune"], None)
@@ -59,11 +61,12 @@ def _old_vs_batched(store: Store, train: str, target: str, config: BuildConfig, 
         sets = [o[:n] for o in orders for n in DEFAULT_N if n]
         start = time.perf_counter()
         batched = training.finetune_heads_batched(tgt.model, task="preference", inputs=(g.xa, g.xb),
-                                                  targets=g.y, adapt=sets)
+                                                  targets=g.y, adapt=sets, steps=steps)
         new += time.perf_counter() - start
         start = time.perf_counter()
         loop = np.stack([ens.predict_pairs(training.finetune_heads(
-            tgt.model, task="preference", inputs=(g.xa[s], g.xb[s]), targets=g.y[s]), g.xa, g.xb) for s in sets])
+            tgt.model, task="preference", inputs=(g.xa[s], g.xb[s]), targets=g.y[s], steps=steps), g.xa, g.xb)
+            for s in sets])
         old += time.perf_counter() - start
         agree = ((loop > 0) == (batched > 0)).mean()
         print(f"  group {g.name}: {len(sets)} fine-tunings, sign agreement loop vs batched {agree:.4f}", flush=True)
@@ -78,6 +81,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--old-groups", type=int, default=1)
+    parser.add_argument("--old-steps", type=int, default=training.DEFAULT_FINETUNE_STEPS)
     args = parser.parse_args()
     print("start:", _uptime(), flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-eval-"))
@@ -102,8 +106,8 @@ def main() -> int:
         print(format_table(result, title=f"{label}: {len(result['groups'])} groups, {timings[label]:.1f} s"),
               flush=True)
     if args.old_groups:
-        old, new, n = _old_vs_batched(store, train, target, config, args.old_groups, args.seeds)
-        print(f"fine-tuning {n} group(s): loop of finetune_heads {old:.1f} s, batched {new:.1f} s "
+        old, new, n = _old_vs_batched(store, train, target, config, args.old_groups, args.seeds, args.old_steps)
+        print(f"fine-tuning {n} group(s), {args.old_steps} steps: loop of finetune_heads {old:.1f} s, batched {new:.1f} s "
               f"({old / new:.2f}x)", flush=True)
     print(f"evaluate command (build + all methods): {build + timings['all methods']:.1f} s; "
           f"evaluation alone {timings['all methods']:.1f} s, without finetune {timings['without finetune']:.1f} s")
