@@ -6,6 +6,7 @@ loads a language model; the ensemble, the fine-tuning and the protocol are real.
 
 from __future__ import annotations
 
+import pytest
 from test_calibration import TINY, HashEncoder, _store
 
 from hyre_engine.evaluate import EVALUATE, EVALUATE_STAGES, TUNE, TUNE_UNITS, evaluate_pools
@@ -37,6 +38,7 @@ def test_progress_counts_are_monotone_and_end_at_each_stages_total(tmp_path):
     assert calls[TUNE][-1][1] == n_groups * TUNE_UNITS and len(calls[TUNE]) > n_groups  # per step, not per group
 
 
+@pytest.mark.slow  # two spawned processes import torch: tens of seconds on a loaded machine
 def test_jobs_give_the_results_of_one_process(tmp_path):
     store, pool = _store(tmp_path)
     one = _evaluate(store, pool)
