@@ -1,14 +1,16 @@
 """People's weight vectors: where they come from, the profile file, comparing them, using them.
 
 - Weight sources: the uniform ensemble, a user's labelling session (its labels replayed
-  through HyRe with the beta the Label page used, `live.session_beta`), a saved profile, a simulated persona's first
-  labels. `list_sources` names them, `source_weights` computes their weights.
+  through HyRe with the beta the Label page used, `live.session_beta`, and through the
+  personal head with its lambda, `live.session_lambda`, when the session personalises
+  with it), a saved profile, a simulated persona's first labels. `list_sources` names
+  them, `source_weights` computes their weights (and v).
 - The profile document: the JSON a profile is exported as, and `parse_profile`, which
   validates an uploaded one against the current ensemble.
 - Similarity: cosine similarity of weight vectors, and agreement of the personalised
   models on the pool's pairs.
-- Best-of-n ranking: candidates ranked by a profile's reward sum_k w_k r_k next to the
-  uniform ensemble's.
+- Best-of-n ranking: candidates ranked by a profile's full reward sum_k w_k r_k(x) + v . phi(x)
+  (the personal model's margin on a pair is the difference of it) next to the uniform ensemble's.
 - Head inspection: one head against the uniform ensemble on the pool.
 """
 
@@ -23,8 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hyre_engine.live import LABELS, ensemble_beta, group_truth, session_beta
+from hyre_engine.live import (
+    LABELS,
+    ensemble_beta,
+    ensemble_lambda,
+    group_truth,
+    session_beta,
+    session_lambda,
+    session_method,
+)
 from hyre_engine.numerics import accuracy, label_targets, sigmoid
+from hyre_engine.personal import PersonalModel, check_diffs
 from hyre_engine.reweight import DEFAULT_BETA, Posterior, effective_heads
 
 if TYPE_CHECKING:
@@ -105,12 +116,15 @@ class WeightSource:
 
 @dataclass(frozen=True)
 class Weights:
-    """A source's weights (n_heads,) with the labels and beta they came from."""
+    """A source's weights (n_heads,) with the labels and beta they came from, and its personal
+    head v (dim,) with its lambda when it personalises with one (None: HyRe only)."""
 
     source: WeightSource
     weights: np.ndarray  # (n_heads,), sums to 1
     labels: list[dict[str, Any]]  # [{pair_id, row_index, label}]
     beta: float
+    v: np.ndarray | None = None
+    lam: float | None = None
 
     @property
     def heaviest(self) -> int:
@@ -179,42 +193,58 @@ def source_weights(
     pool_id: str,
     ensemble_id: str,
     truth: Callable[[str], np.ndarray] | None = None,
+    diffs: np.ndarray | None = None,
 ) -> Weights:
     """The weights of one source on an ensemble's pool Z (n_items, n_heads); KeyError when it is gone.
 
     ``pair_ids`` (n_items,) name the pool's rows; ``truth(group)`` gives a persona's
-    labels per row (default: read from the store).
+    labels per row (default: read from the store). With the pool's ``diffs`` D, a session
+    that personalises with the personal head (and a persona) also gets its v, fitted with
+    the beta and lambda the Label page used.
     """
     n_items, n_heads = logits.shape
     kind, _, ident = source.key.partition(":")
+    lam: float | None = None
     if kind == UNIFORM_KEY:
         return Weights(source, np.full(n_heads, 1.0 / n_heads), [], DEFAULT_BETA)
     if kind == "session":
-        # The beta the Label page labels with (the session's choice, else the ensemble's).
+        # The beta and lambda the Label page labels with (the session's choice, else the ensemble's).
         beta = session_beta(store, ident)
+        if session_method(store, ident) == "personal":
+            lam = session_lambda(store, ident)
         rows = store.session_labels(ident)
         rows = rows[rows["label"].isin(list(LABELS))]
         items, labels = rows["row_index"].to_numpy(dtype=np.int64), rows["label"].to_numpy(dtype=object)
     elif kind == "persona":
-        # A persona's demo session on the Label page runs at the ensemble's beta: so does this.
-        beta = ensemble_beta(store.get_ensemble(ensemble_id, with_weights=False).meta)
+        # A persona's demo session on the Label page runs at the ensemble's beta and lambda: so does this.
+        meta = store.get_ensemble(ensemble_id, with_weights=False).meta
+        beta, lam = ensemble_beta(meta), ensemble_lambda(meta)
         labels_of = truth(ident) if truth is not None else group_truth(store, pool_id, ident, n_items)
         items = np.flatnonzero(labels_of != None)[:PERSONA_LABELS]  # noqa: E711 (elementwise)
         labels = labels_of[items]
     elif kind == "profile":
-        profile = store.get_profile(ident, ensemble_id)
-        if profile is None:
-            raise KeyError(f"no saved profile for {ident!r}")
-        w = np.asarray(profile.weights, dtype=np.float64)
-        return Weights(source, w / w.sum(), list(profile.labels), profile.meta.beta)
+        return _saved_profile_weights(store, source, ident, ensemble_id)
     else:
         raise KeyError(f"unknown weight source {source.key!r}")
     w = weights_from_labels(logits, items, labels, beta=beta)
+    v = None
+    if lam is not None and diffs is not None:
+        v = PersonalModel.replay(logits, diffs, items, label_targets(labels), beta=beta, lam=lam).v
     records = [
         {"pair_id": str(pair_ids[i]), "row_index": int(i), "label": str(lab)}
         for i, lab in zip(items.tolist(), labels.tolist(), strict=True)
     ]
-    return Weights(source, w, records, beta)
+    return Weights(source, w, records, beta, v, lam if v is not None else None)
+
+
+def _saved_profile_weights(store: Store, source: WeightSource, user: str, ensemble_id: str) -> Weights:
+    profile = store.get_profile(user, ensemble_id)
+    if profile is None:
+        raise KeyError(f"no saved profile for {user!r}")
+    w = np.asarray(profile.weights, dtype=np.float64)
+    meta = profile.meta
+    v = None if meta.v is None else np.asarray(meta.v, dtype=np.float64)
+    return Weights(source, w / w.sum(), list(profile.labels), meta.beta, v, meta.lam if v is not None else None)
 
 
 # ---------------------------------------------------------------- comparing people
@@ -286,6 +316,8 @@ class Profile:
     labels: list[dict[str, Any]]
     beta: float
     created_at: str
+    v: np.ndarray | None = None  # (dim,) the personal head; None: HyRe only
+    lam: float | None = None
 
     @property
     def effective_heads(self) -> float:
@@ -305,19 +337,34 @@ def profile_document(w: Weights, *, user: str, ensemble_id: str, ensemble_finger
         "beta": float(w.beta),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if w.v is not None:
+        # the personal head: its direction on the backbone's embedding and its prior precision
+        doc["v"] = [float(x) for x in w.v]
+        doc["lambda"] = float(w.lam)
     if backbone_id is not None:
         # a fine-tuned backbone is a different feature space even for heads of the same shape
         doc["backbone_id"] = backbone_id
     return doc
 
 
+def stored_meta(source: Weights | Profile, origin: str, **extra: Any) -> dict[str, Any]:
+    """The meta a saved profile keeps beside its weights: beta, where it came from, and the
+    personal head (v, lambda) when it has one."""
+    meta: dict[str, Any] = {"beta": float(source.beta), "from": origin, **extra}
+    if source.v is not None:
+        meta["v"] = [float(x) for x in source.v]
+        meta["lambda"] = float(source.lam)
+    return meta
+
+
 def _finite_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def parse_profile(raw: bytes, *, n_heads: int, ensemble_fingerprint: str, backbone_id: str | None = None) -> Profile:
+def parse_profile(raw: bytes, *, n_heads: int, ensemble_fingerprint: str, backbone_id: str | None = None,
+                  dim: int | None = None) -> Profile:
     """Validate an uploaded profile (JSON only) against the current ensemble (and, when both
-    name one, its backbone); ProfileError if unusable."""
+    name one, its backbone; ``dim``: the embedding size its v must have); ProfileError if unusable."""
     if len(raw) > MAX_PROFILE_BYTES:
         raise ProfileError(f"The file is {len(raw):,} bytes; a profile is at most {MAX_PROFILE_BYTES:,}.")
     try:
@@ -361,10 +408,26 @@ def parse_profile(raw: bytes, *, n_heads: int, ensemble_fingerprint: str, backbo
     for i, lab in enumerate(labels):
         if not isinstance(lab, dict) or not isinstance(lab.get("pair_id"), str) or lab.get("label") not in LABELS:
             raise ProfileError(f"labels[{i}] must be an object with a 'pair_id' string and 'label' 'a' or 'b'.")
+    v, lam = _parse_personal_head(doc, dim)
     return Profile(
         clean_user(doc["user"]), doc["ensemble_id"], doc["fingerprint"], w / w.sum(), labels,
-        float(doc["beta"]), doc["created_at"],
+        float(doc["beta"]), doc["created_at"], v, lam,
     )
+
+
+def _parse_personal_head(doc: dict, dim: int | None) -> tuple[np.ndarray | None, float | None]:
+    """(v, lambda) of a profile document, (None, None) for a HyRe-only one; ProfileError if malformed."""
+    if doc.get("v") is None:
+        return None, None
+    v = doc["v"]
+    if not isinstance(v, list) or not v or not all(_finite_number(x) for x in v):
+        raise ProfileError("'v' (the personal head) must be a non-empty list of finite numbers.")
+    if dim is not None and len(v) != dim:
+        raise ProfileError(f"'v' has {len(v)} entries; the backbone's embeddings have {dim}.")
+    lam = doc.get("lambda")
+    if not _finite_number(lam) or lam <= 0:
+        raise ProfileError("'lambda' (the personal head's prior precision) must be a finite number > 0.")
+    return np.asarray(v, dtype=np.float64), float(lam)
 
 
 # ---------------------------------------------------------------- best-of-n ranking
@@ -397,10 +460,17 @@ def load_scoring_backbone(backbone_id: str, path: str | None = None) -> Backbone
 
 def head_rewards(model: Ensemble, backbone: Backbone, prompt: str, responses: list[str]) -> np.ndarray:
     """Per-head rewards (n_responses, n_heads) of each response to the prompt."""
+    return candidate_rewards(model, backbone, prompt, responses)[0]
+
+
+def candidate_rewards(model: Ensemble, backbone: Backbone, prompt: str,
+                      responses: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-head rewards (n_responses, n_heads) and the embeddings phi (n_responses, dim) the
+    heads read, which the personal head's v scores."""
     from hyre_engine.ensemble import predict
 
     x = backbone.embed([prompt] * len(responses), responses)
-    return predict(model, x)
+    return predict(model, x), np.asarray(x, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -432,16 +502,26 @@ class Ranking:
         return int(self.candidate[order[0]])
 
 
-def rank_candidates(rewards, weights) -> Ranking:
-    """Personalised (sum_k w_k r_k) and uniform (mean_k r_k) reward and rank of each candidate.
+def rank_candidates(rewards, weights, *, v=None, embeddings=None) -> Ranking:
+    """Personalised and uniform (mean_k r_k) reward and rank of each candidate.
 
-    rewards: (n_candidates, n_heads); weights: (n_heads,).
+    rewards: (n_candidates, n_heads); weights: (n_heads,). The personalised reward is
+    sum_k w_k r_k(x), plus v . phi(x) with the personal head v (dim,) and the candidates'
+    embeddings phi (n_candidates, dim): the personal model's margin on a pair (a, b) is
+    the difference of the two rewards, w . z + v . (phi(a) - phi(b)).
     """
     r = np.asarray(rewards, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
     if r.ndim != 2 or w.shape != (r.shape[1],):
         raise ValueError(f"rewards must be (n, n_heads) and weights (n_heads,), got {r.shape} and {w.shape}")
     personal, uniform = r @ w, r.mean(axis=1)
+    if v is not None:
+        if embeddings is None:
+            raise ValueError("ranking with a personal head v needs the candidates' embeddings")
+        x = check_diffs(embeddings, name="embeddings", dim=np.asarray(v).shape[0])
+        if x.shape[0] != r.shape[0]:
+            raise ValueError(f"embeddings have {x.shape[0]} rows for {r.shape[0]} candidates")
+        personal = personal + x.astype(np.float64) @ np.asarray(v, dtype=np.float64)
     p_rank, u_rank = _ranks(personal), _ranks(uniform)
     candidate = np.arange(1, r.shape[0] + 1)
     order = np.lexsort((candidate, p_rank))

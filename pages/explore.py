@@ -56,11 +56,16 @@ def _map_section(ctx: Context, arrays: PoolArrays, chosen: Weights) -> None:
         st.markdown("**How much each component explains**")
         st.plotly_chart(charts.variance_figure(pca), key="explore_variance_chart", config=charts.PLOTLY_CONFIG)
         shown = fpca.cumulative_variance_ratio(pca)[min(3 if three_d else 2, pca.n_components_) - 1]
-        m = st.columns(2)
+        m = st.columns(3)
         m[0].metric("Shown in this view", f"{shown:.0%}", help="Share of the heads' disagreement the plotted components capture.")
         m[1].metric(
             "Effective heads", f"{chosen.effective_heads:.1f} / {ctx.n_heads}",
             help="1 / sum(w²) for the chosen weights: K when uniform, 1 when one head has it all.",
+        )
+        m[2].metric(
+            "Distinct functions", f"{arrays.distinct_heads} / {ctx.n_heads}",
+            help="Clusters of heads whose predictions on the pool correlate above 0.98: heads that "
+            "are near copies of each other count once. Few distinct functions leave HyRe little to choose from.",
         )
 
 

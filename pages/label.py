@@ -1,9 +1,10 @@
-"""Label page: pick the better answer, watch HyRe lock on to you.
+"""Label page: pick the better answer, watch HyRe and your personal head lock on to you.
 
-The pair to label is chosen by the session's strategy under the current head
-weights; every label is written to the store, then applied to the live
-posterior, and only the live fragment reruns. In persona mode a simulated
-user labels on its own at a chosen pace (a timed fragment).
+The pair to label is chosen by the session's strategy under the current model (HyRe +
+the personal head by default, HyRe alone when Advanced says so); every label is written
+to the store, then applied to the live session, and only the live fragment reruns. In
+persona mode a simulated user labels on its own at a chosen pace (a timed fragment).
+Controls and callbacks live in pages/_shared/label_actions.py, panels in live_panels.py.
 """
 
 from __future__ import annotations
@@ -15,15 +16,24 @@ import streamlit as st
 
 from hyre_engine import live
 from hyre_engine.acquisition import PREFERENCE_STRATEGIES
-from hyre_engine.live import DEFAULT_STRATEGY, LiveSnapshot, LiveState
-from hyre_engine.numerics import BOTH_BAD, CANT_JUDGE, LABEL_A, LABEL_B, SKIP, TIE
+from hyre_engine.live import DEFAULT_STRATEGY, LiveState
 from hyre_engine.store import SESSION_MODES
+from pages._shared import label_actions as actions
 from pages._shared.context import Context, get_context
-from pages._shared.guidelines import guidelines_panel
-from pages._shared.keyboard import SHORTCUTS, keyboard_help_button
-from pages._shared.labels import MODE_TEXT, NO_PREFERENCE_HELP, STRATEGY_TEXT
-from pages._shared.live_panels import feedback, live_charts, live_strip, pair_cards
-from pages._shared.notes import note_popover
+from pages._shared.keyboard import keyboard_help_button
+from pages._shared.label_actions import (
+    CONFIRM_RESET_KEY,
+    HYRE_ONLY_KEY,
+    KEYS,
+    LAST_STEP_KEY,
+    LIVE_KEY,
+    MODE_KEY,
+    PACE_KEY,
+    PERSONA_KEY,
+    PLAYING_KEY,
+)
+from pages._shared.labels import MODE_TEXT, STRATEGY_TEXT
+from pages._shared.live_panels import feedback_line, finished, live_charts, live_strip, pair_cards
 
 if TYPE_CHECKING:
     from hyre_engine.profiles import PersonaInfo
@@ -35,21 +45,9 @@ BETA_RANGE = (0.1, 10.0)  # covers every calibration candidate (up to 8)
 # Seconds between two persona labels: slow enough to follow, fast enough to demo.
 PACES = (0.5, 1.0, 2.0, 3.0)
 DEFAULT_PACE = 1.0
-# Keyboard shortcuts (st.button shortcut=), one definition with the help overlay.
-KEYS = SHORTCUTS
 # A session's goal: labels to give before the finished summary (a setting per session).
 DEFAULT_GOAL = 30
 GOAL_RANGE = (5, 500)
-# The judgements beyond A / B, in the order the buttons show them, with their labels.
-OTHER_JUDGEMENTS = ((TIE, "Tie"), (BOTH_BAD, "Both bad"), (CANT_JUDGE, "Can't judge"), (SKIP, "Skip"))
-
-MODE_KEY = "label_mode"
-PERSONA_KEY = "label_persona"
-PACE_KEY = "label_pace"
-PLAYING_KEY = "label_playing"
-LIVE_KEY = "label_live"
-LAST_STEP_KEY = "label_last_step"
-CONFIRM_RESET_KEY = "label_confirm_reset"
 
 
 # ---------------------------------------------------------------- state
@@ -70,138 +68,28 @@ def _session_goal(ctx: Context, session_id: str) -> int:
     return int(min(max(int(goal), GOAL_RANGE[0]), GOAL_RANGE[1]))
 
 
-def _current(session_id: str) -> LiveState | None:
-    state = st.session_state.get(LIVE_KEY)
-    return state if isinstance(state, LiveState) and state.session_id == session_id else None
-
-
 def _live_state(ctx: Context, session_id: str, persona: str | None) -> LiveState:
     """The session's LiveState, rebuilt from the store when missing, stale or re-configured."""
     strategy, beta = _session_settings(ctx, session_id)
+    lam, method, diffs = live.session_lambda(ctx.store, session_id), live.session_method(ctx.store, session_id), ctx.diffs()
     state = st.session_state.get(LIVE_KEY)
-    if isinstance(state, LiveState) and state.is_current(ctx.store, session_id, beta):
+    if isinstance(state, LiveState) and state.is_current(ctx.store, session_id, beta, lam):
         state.live.set_strategy(strategy)
+        if state.live.has_personal:
+            state.live.set_method(method)
         return state
     arrays = ctx.arrays()
     # prompts: never ask about the prompt just asked (measured: no accuracy cost)
     state = live.open_live(
         ctx.store, session_id, arrays.logits, ctx.pair_ids(), beta=beta, strategy=strategy,
         truth=None if persona is None else ctx.truth(persona), pca=arrays.pca,
-        prompts=ctx.pairs()["prompt"].to_numpy(dtype=object),
+        prompts=ctx.pairs()["prompt"].to_numpy(dtype=object), diffs=diffs, lam=lam, method=method,
     )
     st.session_state[LIVE_KEY] = state
     return state
 
 
-# ---------------------------------------------------------------- actions (button callbacks)
-
-
-def _act(ctx: Context, session_id: str, item: int, label: str) -> None:
-    state = _current(session_id)
-    if state is None or state.live.is_answered(item):
-        return  # another session's button, or a double press on a pair already answered
-    try:
-        live.record_label(ctx.store, state, item, label)
-    except ValueError:
-        # the same user answered this pair in another tab: rebuild from the store
-        st.session_state.pop(LIVE_KEY, None)
-
-
-def _undo(ctx: Context, session_id: str) -> None:
-    state = _current(session_id)
-    if state is not None:
-        live.undo_label(ctx.store, state)
-        st.session_state[PLAYING_KEY] = False
-
-
-def _persona_step(ctx: Context, state: LiveState) -> bool:
-    """The persona answers the pair the strategy picks; False when nothing is left."""
-    if not live.persona_step(ctx.store, state):
-        return False
-    st.session_state[LAST_STEP_KEY] = time.monotonic()
-    return True
-
-
-def _step(ctx: Context, session_id: str) -> None:
-    state = _current(session_id)
-    if state is not None:
-        _persona_step(ctx, state)
-
-
-def _toggle_play() -> None:
-    st.session_state[PLAYING_KEY] = not st.session_state.get(PLAYING_KEY, False)
-    st.session_state[LAST_STEP_KEY] = 0.0
-
-
-def _stop_play() -> None:
-    # switching persona or mode stops playback, and the button must say so in the same run
-    st.session_state[PLAYING_KEY] = False
-
-
-def _ask_reset() -> None:
-    st.session_state[CONFIRM_RESET_KEY] = True
-
-
-def _cancel_reset() -> None:
-    st.session_state[CONFIRM_RESET_KEY] = False
-
-
-def _reset(ctx: Context, session_id: str) -> None:
-    ctx.store.reset_session(session_id)
-    st.session_state.pop(LIVE_KEY, None)
-    st.session_state[PLAYING_KEY] = False
-    st.session_state[CONFIRM_RESET_KEY] = False
-
-
-def _save_setting(ctx: Context, session_id: str, name: str, widget_key: str) -> None:
-    ctx.store.update_session(session_id, **{name: st.session_state[widget_key]})
-
-
 # ---------------------------------------------------------------- rendering
-
-
-def _answer_buttons(ctx: Context, session_id: str, state: LiveState, item: int | None) -> None:
-    """A / B, the judgements beyond them, undo: one row above the pair, so it never moves."""
-    buttons = st.container(horizontal=True, key="actions")
-    disabled = item is None
-    for label, text, key in ((LABEL_A, "A is better", "btn_a"), (LABEL_B, "B is better", "btn_b")):
-        buttons.button(
-            text, key=key, type="primary", shortcut=KEYS[label], on_click=_act,
-            args=(ctx, session_id, item, label), disabled=disabled,
-            help=f"Key {KEYS[label]} (or {'1' if label == LABEL_A else '2'}).",
-        )
-    for label, text in OTHER_JUDGEMENTS:
-        buttons.button(
-            text, key=f"btn_{label}", shortcut=KEYS[label], on_click=_act,
-            args=(ctx, session_id, item, label), disabled=disabled,
-            help=f"{NO_PREFERENCE_HELP[label]} Key {KEYS[label]}.",
-        )
-    buttons.button(
-        "Undo", key="btn_undo", shortcut=KEYS["undo"], on_click=_undo, args=(ctx, session_id),
-        disabled=state.n_rows == 0, help=f"Take back the last answer. Key {KEYS['undo']}.",
-    )
-    note_popover(buttons, ctx, session_id, item, None if item is None else state.pair_ids[item])
-
-
-def _feedback_line(state: LiveState, who: str, idle: str) -> None:
-    # a fixed-height line (style.css): a note that wraps never pushes the panels down
-    with st.container(key="feedback-line"):
-        note = feedback(state, who)
-        st.markdown(note if note else idle)
-
-
-def _finished(panels: LiveSnapshot, goal: int) -> None:
-    """The summary shown once the session's goal is reached (labelling may go on)."""
-    guessed = panels.running.hyre[-1] if panels.running.hyre else None
-    top = int(panels.heaviest_first[0])
-    st.success(
-        f"**Goal reached: {panels.n_labels} / {goal} labels.** Your profile now rests on "
-        f"{panels.effective_heads:.1f} of {panels.n_heads} reward heads (head {top} carries "
-        f"{panels.weights[top]:.0%})"
-        + (f", and HyRe guessed {guessed:.0%} of your choices before you made them." if guessed is not None else ".")
-        + " See it on the Profiles page, or keep labelling to sharpen it.",
-        icon=":material/flag:",
-    )
 
 
 def _human_area(ctx: Context, session_id: str) -> None:
@@ -211,13 +99,13 @@ def _human_area(ctx: Context, session_id: str) -> None:
     item = panels.next_item
     left, right = st.columns([2, 1], gap="medium")
     with left:
-        _answer_buttons(ctx, session_id, state, item)
-        _feedback_line(state, "You", f"Next pair chosen by **{state.strategy.upper()}**.")
+        actions.answer_buttons(ctx, session_id, state, item)
+        feedback_line(state, "You", f"Next pair chosen by **{state.strategy.upper()}**.")
         if state.live.candidates_per_query is not None:
             st.caption(f"Large pool: each query is chosen from a fresh random sample of "
                        f"{state.live.candidates_per_query:,} of its {state.live.n_items:,} pairs.")
         if panels.n_labels >= goal:
-            _finished(panels, goal)
+            finished(panels, goal)
         if item is None:
             st.success("You have labelled every pair of this pool. Undo to revisit, or reset in Advanced.")
         else:
@@ -232,22 +120,13 @@ def _persona_area(ctx: Context, session_id: str, persona: PersonaInfo) -> None:
     playing = st.session_state.get(PLAYING_KEY, False)
     pace = st.session_state.get(PACE_KEY, DEFAULT_PACE)
     due = time.monotonic() - st.session_state.get(LAST_STEP_KEY, 0.0) >= 0.8 * pace
-    if playing and due and not _persona_step(ctx, state):
+    if playing and due and not actions.persona_step(ctx, state):
         st.session_state[PLAYING_KEY] = False
     panels = state.live.snapshot()
     left, right = st.columns([2, 1], gap="medium")
     with left:
-        buttons = st.container(horizontal=True, key="persona-actions")
-        buttons.button(
-            "One label", key="btn_step", shortcut=KEYS["step"], icon=":material/skip_next:",
-            on_click=_step, args=(ctx, session_id), disabled=panels.next_item is None,
-            help=f"Let the persona answer the next pair. Key {KEYS['step']}.",
-        )
-        buttons.button(
-            "Undo", key="btn_undo_persona", shortcut=KEYS["undo"], on_click=_undo,
-            args=(ctx, session_id), disabled=state.n_rows == 0,
-        )
-        _feedback_line(state, persona.name, "Press **Play** (or **One label**) to start.")
+        actions.persona_buttons(ctx, session_id, state, panels.next_item)
+        feedback_line(state, persona.name, "Press **Play** (or **One label**) to start.")
         if state.last_item is not None and state.last_label in live.LABELS:
             pair_cards(ctx, state.last_item, chosen=state.last_label, who=persona.name)
         elif panels.next_item is not None:
@@ -259,49 +138,42 @@ def _persona_area(ctx: Context, session_id: str, persona: PersonaInfo) -> None:
     live_charts(panels, persona.name)
 
 
-def _reset_control(ctx: Context, session_id: str, where) -> None:
-    """Reset asks first: it deletes every label of the session."""
-    if not st.session_state.get(CONFIRM_RESET_KEY):
-        where.button(
-            "Reset session", key="btn_reset", icon=":material/restart_alt:", on_click=_ask_reset,
-            help="Delete this session's labels and start again from uniform weights (asks first).",
-        )
-        return
-    n = live.stored_rows(ctx.store, session_id)
-    with where.container(key="confirm-reset"):
-        st.warning(f"Delete all {n} answers of this session? This cannot be undone.")
-        cols = st.columns(2)
-        cols[0].button(
-            f"Yes, delete {n}", key="btn_reset_confirm", type="primary", on_click=_reset,
-            args=(ctx, session_id),
-        )
-        cols[1].button("Cancel", key="btn_reset_cancel", on_click=_cancel_reset)
-
-
 def _advanced(ctx: Context, session_id: str) -> None:
     strategy, beta = _session_settings(ctx, session_id)
     # a constant label and no `expanded=`: a change of either would rebuild the panel, and
     # it would fold shut between "Reset session" and its confirmation
-    with st.expander("Advanced: query strategy, temperature, goal, reset"):
+    with st.expander("Advanced: query strategy, temperature, goal, model, reset"):
         cols = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
         st.session_state.setdefault("adv_strategy", strategy)
         st.session_state.setdefault("adv_beta", beta)
         st.session_state.setdefault("adv_goal", _session_goal(ctx, session_id))
+        st.session_state.setdefault(HYRE_ONLY_KEY, live.session_method(ctx.store, session_id) == "hyre")
+        save = actions.save_setting
         cols[0].selectbox(
             "Next pair chosen by", STRATEGIES, format_func=STRATEGY_TEXT.get, key="adv_strategy",
-            on_change=_save_setting, args=(ctx, session_id, "strategy", "adv_strategy"),
+            on_change=save, args=(ctx, session_id, "strategy", "adv_strategy"),
         )
         cols[1].slider(
             "β (temperature)", *BETA_RANGE, step=0.1, key="adv_beta",
-            on_change=_save_setting, args=(ctx, session_id, "beta", "adv_beta"),
+            on_change=save, args=(ctx, session_id, "beta", "adv_beta"),
             help="w_k ∝ exp(-β · errors_k). β = 1 is the paper's; larger drops wrong heads faster.",
         )
         cols[2].number_input(
             "Goal (labels)", *GOAL_RANGE, step=5, key="adv_goal",
-            on_change=_save_setting, args=(ctx, session_id, "goal", "adv_goal"),
+            on_change=save, args=(ctx, session_id, "goal", "adv_goal"),
             help="How many labels this session aims for: shown as 12 / 30, then a summary.",
         )
-        _reset_control(ctx, session_id, cols[3])
+        actions.reset_control(ctx, session_id, cols[3])
+        no_diffs = ctx.diffs() is None
+        st.toggle(
+            "HyRe only (the paper's method)", key=HYRE_ONLY_KEY, disabled=no_diffs,
+            on_change=actions.save_method, args=(ctx, session_id),
+            help="Off (the default): HyRe's reweighted heads plus a personal head, a small linear "
+            f"correction on the text embeddings (prior precision λ = {ctx.lam:g}) that learns what no "
+            "head holds. On: the heads' weights alone, as in the HyRe paper. Both learn from every "
+            "label, so switching is instant."
+            + (" This pool has no stored embedding differences, so only HyRe is available." if no_diffs else ""),
+        )
 
 
 def main() -> None:
@@ -313,7 +185,7 @@ def main() -> None:
     strip.markdown("### Which answer is better?")
     mode = strip.segmented_control(
         "Who labels?", list(SESSION_MODES), format_func=MODE_TEXT.get, default="human", required=True,
-        key=MODE_KEY, on_change=_stop_play, label_visibility="collapsed",
+        key=MODE_KEY, on_change=actions.stop_play, label_visibility="collapsed",
     )
     keyboard_help_button(strip)
     header = st.empty()
@@ -326,7 +198,7 @@ def main() -> None:
         by_id = {p.id: p for p in personas}
         persona_id = strip.selectbox(
             "Persona", list(by_id), format_func=lambda pid: by_id[pid].name, key=PERSONA_KEY,
-            width=200, on_change=_stop_play,
+            width=200, on_change=actions.stop_play,
         )
         persona = by_id[persona_id]
         strip.select_slider(
@@ -335,7 +207,7 @@ def main() -> None:
         playing = st.session_state.get(PLAYING_KEY, False)
         strip.button(
             "Pause" if playing else "Play", key="btn_play", type="primary", shortcut=KEYS["play"],
-            icon=":material/pause:" if playing else ":material/play_arrow:", on_click=_toggle_play,
+            icon=":material/pause:" if playing else ":material/play_arrow:", on_click=actions.toggle_play,
         )
         st.info(f"**{persona.name}** — {persona.description}", icon=":material/person:")
     if persona is None:
@@ -354,13 +226,11 @@ def main() -> None:
     )
     if st.session_state.get("adv_session") != session_id:
         # another session: its own stored settings fill the Advanced widgets
-        for key in ("adv_strategy", "adv_beta", "adv_goal", CONFIRM_RESET_KEY):
+        for key in ("adv_strategy", "adv_beta", "adv_goal", HYRE_ONLY_KEY, CONFIRM_RESET_KEY):
             st.session_state.pop(key, None)
         st.session_state["adv_session"] = session_id
         st.session_state[PLAYING_KEY] = False
     if persona is None:
-        # open on a person's first visit (no answer yet in this session), folded once they label
-        guidelines_panel(ctx.store, ctx.pool_id, first_visit=live.stored_rows(ctx.store, session_id) == 0)
         st.fragment(_human_area)(ctx, session_id)
     else:
         playing = st.session_state.get(PLAYING_KEY, False)

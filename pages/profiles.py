@@ -141,14 +141,14 @@ def _unique_names(sources: list[WeightSource]) -> list[str]:
 def _save_profile(ctx: Context, user: str, chosen: Weights) -> None:
     ctx.store.save_profile(
         user=user, ensemble_id=ctx.ensemble_id, weights=chosen.weights, labels=chosen.labels,
-        meta={"beta": chosen.beta, "from": chosen.source.key},
+        meta=prof.stored_meta(chosen, chosen.source.key),
     )
 
 
 def _import(ctx: Context, profile: Profile) -> None:
     ctx.store.save_profile(
         user=profile.user, ensemble_id=ctx.ensemble_id, weights=profile.weights, labels=profile.labels,
-        meta={"beta": profile.beta, "from": "import", "created_at": profile.created_at},
+        meta=prof.stored_meta(profile, "import", created_at=profile.created_at),
     )
     st.session_state["profiles_imported"] = profile.user
 
@@ -180,7 +180,8 @@ def _files_section(ctx: Context) -> None:
                 on_click=_save_profile, args=(ctx, user, chosen),
                 help="Keep these weights as a profile of this ensemble (overwrites one of the same name).",
             )
-            st.caption(f"{len(chosen.labels)} labels · ensemble fingerprint `{fp}`")
+            head = f"personal head (λ = {chosen.lam:g})" if chosen.v is not None else "HyRe only"
+            st.caption(f"{len(chosen.labels)} labels · {head} · ensemble fingerprint `{fp}`")
     with cols[1], st.container(border=True, key="profiles-import"):
         st.markdown("**Import a profile**")
         upload = st.file_uploader(
@@ -193,13 +194,14 @@ def _files_section(ctx: Context) -> None:
         if upload is not None:
             try:
                 profile = prof.parse_profile(upload.getvalue(), n_heads=ctx.n_heads, ensemble_fingerprint=fp,
-                                             backbone_id=ctx.backbone_id)
+                                             backbone_id=ctx.backbone_id, dim=ctx.dim)
             except ProfileError as exc:
                 st.error(str(exc), icon=":material/block:")
             else:
                 st.markdown(
                     f"**{escape_markdown(profile.user)}** · {len(profile.labels)} labels · "
                     f"effective heads {profile.effective_heads:.1f} / {ctx.n_heads}"
+                    + (" · with a personal head" if profile.v is not None else " · HyRe only")
                 )
                 st.button("Import", key="profiles_import", type="primary", on_click=_import, args=(ctx, profile))
 
@@ -207,8 +209,8 @@ def _files_section(ctx: Context) -> None:
 def _score_section(ctx: Context) -> None:
     st.caption(
         "Type a prompt and candidate responses: each is scored by every head, then ranked by the "
-        "profile's personalised reward (Σ w_k r_k) and by the uniform ensemble (mean r_k). "
-        "Picking the top one is personalised best-of-n."
+        "profile's personalised reward (Σ w_k r_k, plus v · φ(response) when it has a personal head) "
+        "and by the uniform ensemble (mean r_k). Picking the top one is personalised best-of-n."
     )
     example_prompt, examples = prof.example_candidates(ctx.pairs(), CANDIDATE_RANGE[1])
     st.session_state.setdefault(PROMPT_KEY, example_prompt)
@@ -233,12 +235,12 @@ def _score_section(ctx: Context) -> None:
                 return
             model = ensemble_model(ctx.db_path, ctx.ensemble_id)
             with st.spinner("Scoring…"):
-                rewards = prof.head_rewards(model, backbone, prompt, candidates)
-            st.session_state[SCORES_KEY] = (inputs, rewards)
+                rewards, embeddings = prof.candidate_rewards(model, backbone, prompt, candidates)
+            st.session_state[SCORES_KEY] = (inputs, rewards, embeddings)
     stored = st.session_state.get(SCORES_KEY)
     if stored is None or stored[0] != inputs:
         return
-    ranked = prof.rank_candidates(stored[1], chosen.weights)
+    ranked = prof.rank_candidates(stored[1], chosen.weights, v=chosen.v, embeddings=stored[2])
     _ranking(ranked, candidates, chosen.source.name)
 
 

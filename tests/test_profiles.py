@@ -90,6 +90,28 @@ def test_profile_document_round_trips():
     assert w.heaviest == 1 and w.effective_heads == pytest.approx(1 / (0.04 + 0.64))
 
 
+def test_profile_round_trip_keeps_the_personal_head():
+    source = prof.WeightSource("session:s", "erin", "session", "")
+    v = np.array([0.5, -1.25, 3.0])
+    w = prof.Weights(source, np.array([0.2, 0.8]), [], 1.5, v, 0.3)
+    doc = prof.profile_document(w, user="erin", ensemble_id="e1", ensemble_fingerprint=FP)
+    back = prof.parse_profile(json.dumps(doc).encode(), n_heads=2, ensemble_fingerprint=FP, dim=3)
+    np.testing.assert_array_equal(back.v, v)
+    assert back.lam == 0.3 and back.beta == 1.5
+    # what a saved profile keeps in the store carries v and lambda the same way
+    meta = prof.stored_meta(back, "import")
+    assert meta["v"] == v.tolist() and meta["lambda"] == 0.3
+    hyre_only = prof.profile_document(prof.Weights(source, np.array([0.5, 0.5]), [], 1.0), user="erin",
+                                      ensemble_id="e1", ensemble_fingerprint=FP)
+    assert "v" not in hyre_only and prof.parse_profile(json.dumps(hyre_only).encode(), n_heads=2,
+                                                       ensemble_fingerprint=FP).v is None
+    for bad, match in (({"v": [1.0, 2.0]}, "2 entries; the backbone's embeddings have 3"),
+                       ({"v": [1.0, float("nan"), 2.0]}, "finite numbers"),
+                       ({"lambda": 0.0}, "'lambda'")):
+        with pytest.raises(prof.ProfileError, match=match):
+            prof.parse_profile(json.dumps({**doc, **bad}).encode(), n_heads=2, ensemble_fingerprint=FP, dim=3)
+
+
 def test_a_profile_made_on_another_backbone_is_refused():
     source = prof.WeightSource("session:s", "erin", "session", "")
     w = prof.Weights(source, np.array([0.2, 0.8]), [], 1.0)
@@ -117,6 +139,25 @@ def test_rank_candidates_personalised_against_uniform():
     assert (same.moved == 0).all()
     with pytest.raises(ValueError, match=r"\(3, 2\) and \(3,\)"):
         prof.rank_candidates(rewards, np.ones(3) / 3)
+
+
+def test_best_of_n_ranks_by_the_full_personal_reward():
+    # the heads are indifferent; the personal head prefers what lies along v
+    rewards = np.zeros((3, 2))
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    ranked = prof.rank_candidates(rewards, np.array([0.5, 0.5]), v=np.array([0.0, 2.0]), embeddings=x)
+    assert ranked.candidate.tolist()[0] == 2 and ranked.personalised.tolist() == [2.0, 0.0, 0.0]
+    # on a pair the reward difference is the personal model's margin w . z + v . (phi(a) - phi(b))
+    r = np.array([[1.0, 3.0], [0.0, 2.0]])
+    w, v = np.array([0.25, 0.75]), np.array([0.5, -1.0])
+    scored = prof.rank_candidates(r, w, v=v, embeddings=x[:2])
+    from hyre_engine.personal import personal_margins
+
+    margin = personal_margins((r[0] - r[1])[None, :], (x[0] - x[1])[None, :], w, v)[0]
+    by_candidate = dict(zip(scored.candidate.tolist(), scored.personalised.tolist(), strict=True))
+    assert by_candidate[1] - by_candidate[2] == pytest.approx(margin)
+    with pytest.raises(ValueError, match="needs the candidates' embeddings"):
+        prof.rank_candidates(rewards, np.array([0.5, 0.5]), v=np.ones(2))
 
 
 def test_ranks_within_float_noise_are_shared():

@@ -111,12 +111,18 @@ class ProfileMeta:
     beta: float = DEFAULT_BETA  # the temperature the weights were computed at
     source: str | None = None  # the weight source's key ("session:...", "import", ...); JSON "from"
     created_at: str | None = None  # an imported profile: when its file was made (ISO 8601)
+    v: tuple[float, ...] | None = None  # the personal head (dim,); None: HyRe only
+    lam: float | None = None  # the personal head's prior precision; JSON "lambda"
     extra: dict[str, Any] = field(default_factory=dict)
 
-    _RENAMED: ClassVar[Mapping[str, str]] = {"from": "source"}
+    _RENAMED: ClassVar[Mapping[str, str]] = {"from": "source", "lambda": "lam"}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "beta", float(self.beta))
+        if self.v is not None:
+            object.__setattr__(self, "v", tuple(float(x) for x in self.v))
+        if self.lam is not None:
+            object.__setattr__(self, "lam", float(self.lam))
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> ProfileMeta:
@@ -126,7 +132,10 @@ class ProfileMeta:
         return cls(**kwargs)
 
     def to_json(self) -> dict[str, Any]:
-        return _join_known(self, self._RENAMED)
+        out = _join_known(self, self._RENAMED)
+        if self.v is not None:
+            out["v"] = list(self.v)
+        return out
 
 
 @dataclass(frozen=True)

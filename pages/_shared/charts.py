@@ -24,6 +24,8 @@ COLOR_GAIN = "#F59E0B"
 COLOR_UNIFORM = "#9CA3AF"
 COLOR_ORACLE = "#10B981"
 COLOR_GRID = "#E5E7EB"
+# The person's own model (HyRe + the personal head): the star on the map, its accuracy curve.
+COLOR_PERSONAL = "#DB2777"
 COLOR_DIAGONAL = "#D1D5DB"
 # Rows of the best-of-n table that moved against the uniform ranking.
 COLOR_MOVED_ROW = "#FFFBEB"
@@ -35,9 +37,13 @@ METHOD_COLORS = {
     "finetune": "#0EA5E9",
     "convex": "#A855F7",
     "best_head_oracle": COLOR_ORACLE,
+    "personal": COLOR_PERSONAL,
+    "residual": "#F472B6",
+    "probe": "#78716C",
+    "user_ceiling": "#065F46",
 }
 # Dashed: references rather than competitors (no labels used, or the test labels used).
-DASHED = {"uniform": "dash", "best_head_oracle": "dot"}
+DASHED = {"uniform": "dash", "best_head_oracle": "dot", "user_ceiling": "dot"}
 # Height of the three live charts in pixels: three side by side fit a laptop screen.
 CHART_HEIGHT = 270
 # The Explore head map is that page's main chart: taller than the live panels.
@@ -122,10 +128,21 @@ def pca_figure(snap: LiveSnapshot) -> go.Figure:
             hovertemplate="head %{customdata[0]}<br>weight %{customdata[1]:.4f}<extra></extra>",
         )
     )
-    pad_x = 0.08 * float(np.ptp(xy[:, 0]) or 1.0)
-    pad_y = 0.08 * float(np.ptp(xy[:, 1]) or 1.0)
-    fig.update_xaxes(range=[xy[:, 0].min() - pad_x, xy[:, 0].max() + pad_x], zeroline=False)
-    fig.update_yaxes(range=[xy[:, 1].min() - pad_y, xy[:, 1].max() + pad_y], zeroline=False)
+    xs, ys = [float(xy[:, 0].min()), float(xy[:, 0].max())], [float(xy[:, 1].min()), float(xy[:, 1].max())]
+    if snap.person_coords is not None:
+        # the person's own function: it may leave the heads' cloud, which is the point
+        who = "you (HyRe + personal head)" if snap.personal else "you (HyRe)"
+        fig.add_scatter(
+            x=[snap.person_coords[0]], y=[snap.person_coords[1]], mode="markers", name=who,
+            marker={"symbol": "star", "size": 20, "color": COLOR_PERSONAL, "line": {"width": 1.5, "color": "#FFFFFF"}},
+            hovertemplate=f"{who}<extra></extra>",
+        )
+        xs.append(float(snap.person_coords[0]))
+        ys.append(float(snap.person_coords[1]))
+    pad_x = 0.08 * ((max(xs) - min(xs)) or 1.0)
+    pad_y = 0.08 * ((max(ys) - min(ys)) or 1.0)
+    fig.update_xaxes(range=[min(xs) - pad_x, max(xs) + pad_x], zeroline=False)
+    fig.update_yaxes(range=[min(ys) - pad_y, max(ys) + pad_y], zeroline=False)
     pc1 = f"PC1 ({evr[0]:.0%} of disagreement)" if evr.size > 0 else "PC1"
     pc2 = f"PC2 ({evr[1]:.0%})" if evr.size > 1 else "PC2"
     return _layout(fig, xtitle=pc1, ytitle=pc2, legend=False)
@@ -141,7 +158,8 @@ def accuracy_figure(snap: LiveSnapshot, *, height: int | None = None, log_x: boo
     if snap.held_out is not None:
         held = snap.held_out
         n = held.n_values
-        fig.add_scatter(x=n, y=held.hyre, name="HyRe", mode="lines+markers", line_color=COLOR_HEAD)
+        _personal_curve(fig, n, held.personal, snap.personal)
+        fig.add_scatter(x=n, y=held.hyre, name=_hyre_name(held), mode="lines+markers", line_color=COLOR_HEAD)
         fig.add_scatter(x=n, y=held.uniform, name="uniform ensemble", mode="lines",
                         line={"color": COLOR_UNIFORM, "dash": "dash"})
         fig.add_scatter(x=n, y=held.best_head_oracle, name="best single head (oracle)",
@@ -150,7 +168,8 @@ def accuracy_figure(snap: LiveSnapshot, *, height: int | None = None, log_x: boo
     else:
         run = snap.running
         n = run.n_values
-        fig.add_scatter(x=n, y=run.hyre, name="HyRe", mode="lines+markers", line_color=COLOR_HEAD)
+        _personal_curve(fig, n, run.personal, snap.personal)
+        fig.add_scatter(x=n, y=run.hyre, name=_hyre_name(run), mode="lines+markers", line_color=COLOR_HEAD)
         fig.add_scatter(x=n, y=run.uniform, name="uniform ensemble", mode="lines+markers",
                         line={"color": COLOR_UNIFORM, "dash": "dash"})
         ytitle = "running accuracy"
@@ -175,6 +194,21 @@ def accuracy_figure(snap: LiveSnapshot, *, height: int | None = None, log_x: boo
                 "bgcolor": "rgba(255,255,255,0.8)"},
     )
     return fig
+
+
+def _hyre_name(curves) -> str:
+    return "HyRe only" if curves.personal is not None else "HyRe"
+
+
+def _personal_curve(fig: go.Figure, n: list[int], values: list[float | None] | None, speaks: bool) -> None:
+    """HyRe + the personal head's curve, solid when it speaks for the person, dotted when off."""
+    if values is None:
+        return
+    fig.add_scatter(
+        x=n, y=values, name="HyRe + personal head" + ("" if speaks else " (off)"), mode="lines+markers",
+        line={"color": COLOR_PERSONAL, "width": 3 if speaks else 1.5, "dash": "solid" if speaks else "dot"},
+        marker={"size": 6 if speaks else 4},
+    )
 
 
 # ---------------------------------------------------------------- Explore page

@@ -57,6 +57,7 @@ class PoolArrays:
 
     logits: np.ndarray  # (n_items, n_heads) Z, read-only
     pca: FunctionPCA
+    distinct_heads: int  # diversity.distinct_heads on the pool: heads correlating > 0.98 count once
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -72,7 +73,27 @@ def pool_arrays(path: str, ensemble_id: str, pool_id: str, n_pairs: int) -> Pool
         # one read-only float32 copy shared by every session: the live loop's own dtype
         logits = logits.astype("float32", order="C")
         logits.setflags(write=False)
-    return PoolArrays(logits=logits, pca=fit_pool_pca(logits))
+    from hyre_engine.diversity import distinct_heads  # scipy: only once Z is there
+
+    return PoolArrays(logits=logits, pca=fit_pool_pca(logits), distinct_heads=distinct_heads(logits).n_distinct)
+
+
+@st.cache_resource(show_spinner="Reading the pool's embedding differences…", max_entries=8)
+def pool_diffs(path: str, backbone_id: str, pool_id: str, n_pairs: int) -> np.ndarray | None:
+    """The pool's D (n_pairs, dim) for the personal head, read-only; None where it cannot be had
+    (a pool too big to score whole, or embeddings this store does not hold)."""
+    if n_pairs > DEFAULT_FULL_POOL_MAX:
+        return None
+    from hyre_engine.pipeline import pool_differences
+
+    try:
+        diffs = pool_differences(get_store(path), pool_id, backbone_id)
+    except (KeyError, ValueError):
+        return None
+    if diffs is None or diffs.shape[0] != n_pairs:
+        return None
+    diffs.setflags(write=False)
+    return diffs
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -166,6 +187,16 @@ class Context:
         return live.ensemble_beta(self.ensemble.meta)
 
     @property
+    def lam(self) -> float:
+        """The personal head's prior precision (calibrated with beta at build time, else the default)."""
+        return live.ensemble_lambda(self.ensemble.get("meta"))
+
+    @property
+    def distinct_heads(self) -> int:
+        """Distinct head functions on the pool (clusters of heads correlating above 0.98)."""
+        return self.arrays().distinct_heads
+
+    @property
     def train_groups(self) -> list[str] | None:
         groups = self.ensemble.meta.train_groups
         return None if groups is None else list(groups)
@@ -184,6 +215,16 @@ class Context:
     def pairs(self) -> pd.DataFrame:
         return pool_pairs(self.db_path, self.pool_id, self.n_pairs)
 
+    @property
+    def dim(self) -> int | None:
+        """The backbone's embedding size (what a personal head's v has), None when unknown."""
+        model_config = (self.ensemble.get("meta") or {}).get("model_config") or {}
+        return model_config.get("input_dim")
+
+    def diffs(self) -> np.ndarray | None:
+        """The pool's embedding differences D, or None (then every page personalises with HyRe only)."""
+        return pool_diffs(self.db_path, self.backbone_id, self.pool_id, self.n_pairs)
+
     def pair_ids(self) -> np.ndarray:
         return self.pairs()["pair_id"].to_numpy(dtype=object)
 
@@ -201,7 +242,7 @@ class Context:
     def weights_of(self, source: profiles.WeightSource) -> profiles.Weights:
         return profiles.source_weights(
             self.store, source, logits=self.arrays().logits, pair_ids=self.pair_ids(),
-            pool_id=self.pool_id, ensemble_id=self.ensemble_id, truth=self.truth,
+            pool_id=self.pool_id, ensemble_id=self.ensemble_id, truth=self.truth, diffs=self.diffs(),
         )
 
 

@@ -1,4 +1,5 @@
-"""The Label page's live parts: the pair cards, the metrics, the three charts and the feedback line."""
+"""The Label page's live parts: the pair cards, the metrics, the charts, the feedback line,
+the personal readout and the goal summary."""
 
 from __future__ import annotations
 
@@ -22,12 +23,17 @@ EXPLAIN = {
     "high means HyRe has not made up its mind about you yet, 0 means one model has it all.",
     "weights": "Each bar is one reward model; taller means HyRe trusts it more to speak for you.",
     "function_space": "Each dot is one reward model placed by how it judges the pool's pairs: "
-    "models that judge alike sit close, so the big dots show which kind of judge you are.",
-    "running": "How often HyRe guessed your choice before you made it, against the plain "
-    "average of all models.",
-    "held_out": "How often HyRe picks the persona's choice on pairs it has not seen it answer, "
-    "against the plain average and the single best model.",
+    "models that judge alike sit close, so the big dots show which kind of judge you are. "
+    "The star is you: your current model, placed the same way.",
+    "running": "How often each model guessed your choice before you made it: HyRe alone, HyRe "
+    "with your personal head, and the plain average of all models.",
+    "held_out": "How often each model picks the persona's choice on pairs it has not seen it answer: "
+    "HyRe alone, HyRe with the personal head, the plain average and the single best model.",
+    "flips": "The personal head is a small correction learnt from your labels on top of the "
+    "reweighted models: this is the share of the pool's pairs where it changes which answer wins.",
 }
+# What the session's model is called in a sentence.
+MODEL_NAME = {"personal": "HyRe + your personal head", "hyre": "HyRe"}
 
 
 def split_preview(text: str, limit: int = PREVIEW_CHARS) -> tuple[str, str]:
@@ -92,7 +98,7 @@ def live_metrics(snap: LiveSnapshot, *, goal: int | None = None, columns: int = 
         help=EXPLAIN["entropy"] + f" log K = {snap.max_entropy:.2f} when uniform.",
     )
     if snap.held_out is not None:
-        acc = snap.held_out.hyre[-1]
+        acc = _current_curve(snap.held_out, snap)[-1]
         base = snap.held_out.uniform[-1]
         delta = None if acc is None or base is None else acc - base
         # before any label HyRe is the uniform ensemble, and "+0%" is no gain: neither is coloured
@@ -103,28 +109,45 @@ def live_metrics(snap: LiveSnapshot, *, goal: int | None = None, columns: int = 
             delta=None if delta is None else f"{delta:+.0%} vs uniform",
             delta_color="normal" if moved else "off",
             delta_arrow="auto" if moved else "off",
-            help="HyRe's accuracy on the persona's pairs it has not labelled yet.",
+            help=f"{MODEL_NAME[snap.method]}: accuracy on the persona's pairs it has not labelled yet.",
         )
     else:
-        pre = snap.running.hyre
+        pre = _current_curve(snap.running, snap)
         cols[3].metric(
             "Guessed right",
             f"{pre[-1]:.0%}" if pre else "–",
-            help="Share of your labels HyRe predicted correctly before you gave them.",
+            help=f"Share of your labels {MODEL_NAME[snap.method]} predicted correctly before you gave them.",
         )
+
+
+def _current_curve(curves, snap: LiveSnapshot) -> list[float | None]:
+    """The curve of the model that speaks for the person (personal, else HyRe)."""
+    return curves.personal if snap.personal and curves.personal is not None else curves.hyre
+
+
+def personal_readout(snap: LiveSnapshot) -> None:
+    """How much is personal: one line under the numbers."""
+    if snap.flip_share is None:
+        return
+    if not snap.personal:
+        st.caption("HyRe only: the personal head is off (Advanced).", help=EXPLAIN["flips"])
+        return
+    st.caption(f"**Personal flips {snap.flip_share:.0%} of the pool** against the reweighted models.",
+               help=EXPLAIN["flips"])
 
 
 def accuracy_title(panels: LiveSnapshot, who: str) -> tuple[str, str]:
     """(title, one plain sentence) of the accuracy curve."""
     if panels.held_out is not None:
         return f"**Accuracy on {who}'s other pairs**", EXPLAIN["held_out"]
-    return "**Did HyRe guess your choice?**", EXPLAIN["running"]
+    return "**Did it guess your choice?**", EXPLAIN["running"]
 
 
 def live_strip(panels: LiveSnapshot, who: str, *, goal: int | None = None) -> None:
     """The compact live strip beside the pair: the four numbers and the accuracy curve."""
     with st.container(key="live-strip"):
         live_metrics(panels, goal=goal, columns=2)
+        personal_readout(panels)
         title, text = accuracy_title(panels, who)
         st.markdown(title, help=text)
         st.plotly_chart(
@@ -161,7 +184,31 @@ def feedback(state: LiveState, who: str) -> str:
             return ":gray[was undecided]"
         return ":green[predicted it]" if score == 1.0 else ":red[predicted the other]"
 
+    personal = "" if event.personal_correct is None else f"personal {mark(event.personal_correct)} · "
     return (
-        f"{who} chose **{event.label.upper()}** on the last pair · HyRe {mark(event.hyre_correct)} · "
-        f"uniform ensemble {mark(event.uniform_correct)}"
+        f"{who} chose **{event.label.upper()}** on the last pair · {personal}HyRe {mark(event.hyre_correct)} · "
+        f"uniform {mark(event.uniform_correct)}"
+    )
+
+
+def feedback_line(state: LiveState, who: str, idle: str) -> None:
+    # a fixed-height line (style.css): a note that wraps never pushes the panels down
+    with st.container(key="feedback-line"):
+        note = feedback(state, who)
+        st.markdown(note if note else idle)
+
+
+def finished(panels: LiveSnapshot, goal: int) -> None:
+    """The summary shown once the session's goal is reached (labelling may go on)."""
+    curve = _current_curve(panels.running, panels)
+    guessed = curve[-1] if curve else None
+    top = int(panels.heaviest_first[0])
+    st.success(
+        f"**Goal reached: {panels.n_labels} / {goal} labels.** Your profile now rests on "
+        f"{panels.effective_heads:.1f} of {panels.n_heads} reward heads (head {top} carries "
+        f"{panels.weights[top]:.0%})"
+        + (f", and {MODEL_NAME[panels.method]} guessed {guessed:.0%} of your choices before you made them."
+           if guessed is not None else ".")
+        + " See it on the Profiles page, or keep labelling to sharpen it.",
+        icon=":material/flag:",
     )

@@ -69,6 +69,8 @@ def render_sidebar(ctx: Context) -> None:
                     f"- **Pool** {escape_markdown(ctx.pool_name)} · {ctx.n_pairs:,} pairs",
                     f"- **Ensemble** {cfg.get('kind', '?')} · K = {cfg.get('n_heads', '?')} · "
                     f"prior scale {prior if prior is not None else '–'}",
+                    f"- **Distinct head functions** {ctx.distinct_heads} of {cfg.get('n_heads', '?')} "
+                    "(heads correlating above 0.98 count once)",
                     f"- **Backbone** {escape_markdown(backbone_label(ctx.backbone_id))}",
                     f"- **Device** {device_name()}",
                     f"- **User** {escape_markdown(ctx.user)}",

@@ -202,3 +202,49 @@ def test_a_one_head_baseline_is_never_the_working_ensemble(app_db):
     assert not at.exception, at.exception
     sidebar = " ".join(m.value for m in at.sidebar.markdown)
     assert f"K = {info['n_heads']}" in sidebar
+
+
+def _pca_star(at: AppTest) -> tuple[float, float]:
+    """The person's star on the function-space map, read from the rendered figure."""
+    import json
+
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        for trace in spec["data"]:
+            if (trace.get("marker") or {}).get("symbol") == "star":
+                return trace["x"][0], trace["y"][0]
+    raise AssertionError("no star on the function-space map")
+
+
+def test_labelling_moves_the_personal_marker_and_hyre_only_switches_the_method(app_db):
+    path, info = app_db
+    at = _app("pat")
+    assert not at.exception, at.exception
+    state = at.session_state[LIVE_KEY]
+    assert state.live.method == "personal" and state.live.has_personal
+    before = _pca_star(at)
+    assert "Personal flips 0% of the pool" in " ".join(c.value for c in at.caption)
+    for key in ("btn_a", "btn_b", "btn_b"):
+        at.button(key=key).click().run()
+        assert not at.exception, at.exception
+    moved = _pca_star(at)
+    assert moved != before
+    np.testing.assert_allclose(moved, at.session_state[LIVE_KEY].live.snapshot().person_coords[:2])
+    assert any(c.value.startswith("**Personal flips") for c in at.caption)
+    # the personal model picks the next pair (by its own BALD: tests/test_live.py)
+    assert at.session_state[LIVE_KEY].live.personal_speaks
+
+    at.toggle(key="adv_hyre_only").set_value(True).run()
+    assert not at.exception, at.exception
+    live_session = at.session_state[LIVE_KEY].live
+    assert live_session.method == "hyre"
+    with Store(path) as store:
+        sid = store.get_or_create_session(user="pat", pool_id=info["pool_id"], ensemble_id=info["ensemble_id"])
+        assert store.get_session(sid)["settings"]["method"] == "hyre"
+    # HyRe alone places the person at the weighted mean of the heads, inside their cloud
+    snap = live_session.snapshot()
+    np.testing.assert_allclose(_pca_star(at), snap.weights @ snap.head_coords, atol=1e-3)
+    assert "HyRe only: the personal head is off" in " ".join(c.value for c in at.caption)
+    # a reload keeps the choice
+    again = _app("pat")
+    assert again.session_state[LIVE_KEY].live.method == "hyre" and again.toggle(key="adv_hyre_only").value

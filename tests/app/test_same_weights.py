@@ -61,3 +61,33 @@ def test_label_explore_and_profiles_give_one_user_the_same_weights(app_db, setti
     rows = [r["row_index"] for r in elsewhere.labels]
     paper = profiles.weights_from_labels(z, rows, [r["label"] for r in elsewhere.labels], beta=1.0)
     assert not np.allclose(paper, on_label)
+
+
+def test_label_explore_and_profiles_give_one_user_the_same_personal_head(app_db):
+    """v too: the Label page's live session and the weight sources fit it with one beta and one lambda."""
+    from hyre_engine.pipeline import pool_differences
+
+    path, info = app_db
+    with Store(path) as store:
+        meta = {**store.get_ensemble(info["ensemble_id"])["meta"], "beta": ENSEMBLE_BETA, "lambda": 0.05}
+        store._cursor().execute("UPDATE ensembles SET meta = ? WHERE ensemble_id = ?",
+                                [json.dumps(meta), info["ensemble_id"]])
+        sid = _session(store, info, "bo", "maya")
+        assert (live.session_beta(store, sid), live.session_lambda(store, sid)) == (ENSEMBLE_BETA, 0.05)
+        z = store.get_head_predictions(info["ensemble_id"], info["pool_id"])
+        diffs = pool_differences(store, info["pool_id"], store.get_ensemble(info["ensemble_id"])["backbone_id"])
+        pair_ids = np.array([f"p{i}" for i in range(len(z))], dtype=object)
+        state = live.open_live(store, sid, z, pair_ids, beta=live.session_beta(store, sid), strategy="bald",
+                               diffs=diffs, lam=live.session_lambda(store, sid))
+        source = next(s for s in profiles.list_sources(store, pool_id=info["pool_id"],
+                                                       ensemble_id=info["ensemble_id"], personas=[])
+                      if s.key == f"session:{sid}")
+        kwargs = dict(logits=z, pair_ids=pair_ids, pool_id=info["pool_id"], ensemble_id=info["ensemble_id"],
+                      diffs=diffs)
+        elsewhere = profiles.source_weights(store, source, **kwargs)
+        assert elsewhere.lam == 0.05 and np.abs(elsewhere.v).max() > 0
+        np.testing.assert_allclose(elsewhere.v, state.live.personal.v, atol=1e-8)
+        np.testing.assert_allclose(elsewhere.weights, state.live.weights, atol=1e-12)
+        # HyRe only on the Label page: no personal head elsewhere either
+        store.update_session(sid, method="hyre")
+        assert profiles.source_weights(store, source, **kwargs).v is None
