@@ -124,7 +124,8 @@ def main() -> int:
     started = time.perf_counter()
     report = build_pool(store, train_pool, config, backbone=backbone)
     _log(f"ensemble {report.ensemble_id} ({'trained' if report.trained else 'reused'}, "
-         f"{time.perf_counter() - started:.0f} s)")
+         f"{time.perf_counter() - started:.0f} s), prior scale {args.prior_scale:g}: "
+         f"{report.distinct_heads} distinct head functions of {args.heads}")
     calibration = None
     lam = args.lam
     if lam is None:
@@ -161,6 +162,7 @@ def main() -> int:
             print(f"{m:<14}" + "".join(f"{v:>8.3f}" for v in s["mean"]))
         print(f"{'(flip share)':<14}" + "".join(f"{v:>8.3f}" for v in flip), flush=True)
     out = {"data": args.data, "config": config.ensemble_settings(), "ensemble_id": report.ensemble_id,
+           "distinct_heads": report.distinct_heads,
            "beta": args.beta, "lam": lam, "calibration": calibration, "seeds": args.seeds, "results": results}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -168,9 +168,10 @@ def accuracy_figure(snap: LiveSnapshot, *, height: int | None = None, log_x: boo
     else:
         run = snap.running
         n = run.n_values
-        _personal_curve(fig, n, run.personal, snap.personal)
+        # short names: the legend is one row above a narrow chart
+        _personal_curve(fig, n, run.personal, snap.personal, name="personal")
         fig.add_scatter(x=n, y=run.hyre, name=_hyre_name(run), mode="lines+markers", line_color=COLOR_HEAD)
-        fig.add_scatter(x=n, y=run.uniform, name="uniform ensemble", mode="lines+markers",
+        fig.add_scatter(x=n, y=run.uniform, name="uniform", mode="lines+markers",
                         line={"color": COLOR_UNIFORM, "dash": "dash"})
         ytitle = "running accuracy"
         if not n:
@@ -187,11 +188,11 @@ def accuracy_figure(snap: LiveSnapshot, *, height: int | None = None, log_x: boo
     _layout(fig, xtitle="labels given" + (" (log scale, 1 + labels)" if log_x else ""), ytitle=ytitle)
     if height is not None:
         fig.update_layout(height=height)
-    # accuracies live in the upper half: the legend goes in the empty lower right corner
+    # accuracies mostly live in the upper half: the legend goes in the lower right corner
     fig.update_layout(
         margin={"t": 10},
         legend={"orientation": "v", "yanchor": "bottom", "y": 0.02, "xanchor": "right", "x": 0.99,
-                "bgcolor": "rgba(255,255,255,0.8)"},
+                "bgcolor": "rgba(255,255,255,0.8)", "font": {"size": 11}},
     )
     return fig
 
@@ -200,12 +201,13 @@ def _hyre_name(curves) -> str:
     return "HyRe only" if curves.personal is not None else "HyRe"
 
 
-def _personal_curve(fig: go.Figure, n: list[int], values: list[float | None] | None, speaks: bool) -> None:
+def _personal_curve(fig: go.Figure, n: list[int], values: list[float | None] | None, speaks: bool,
+                    name: str = "HyRe + personal head") -> None:
     """HyRe + the personal head's curve, solid when it speaks for the person, dotted when off."""
     if values is None:
         return
     fig.add_scatter(
-        x=n, y=values, name="HyRe + personal head" + ("" if speaks else " (off)"), mode="lines+markers",
+        x=n, y=values, name=name + ("" if speaks else " (off)"), mode="lines+markers",
         line={"color": COLOR_PERSONAL, "width": 3 if speaks else 1.5, "dash": "solid" if speaks else "dot"},
         marker={"size": 6 if speaks else 4},
     )

@@ -130,10 +130,9 @@ def personal_readout(snap: LiveSnapshot) -> None:
     if snap.flip_share is None:
         return
     if not snap.personal:
-        st.caption("HyRe only: the personal head is off (Advanced).", help=EXPLAIN["flips"])
+        st.caption("HyRe only: personal head off", help=EXPLAIN["flips"] + " Turn it on in Advanced.")
         return
-    st.caption(f"**Personal flips {snap.flip_share:.0%} of the pool** against the reweighted models.",
-               help=EXPLAIN["flips"])
+    st.caption(f"**Personal flips {snap.flip_share:.0%} of the pool**", help=EXPLAIN["flips"])
 
 
 def accuracy_title(panels: LiveSnapshot, who: str) -> tuple[str, str]:
@@ -181,12 +180,13 @@ def feedback(state: LiveState, who: str) -> str:
     def mark(score: float) -> str:
         # 1: predicted the label, 0: the other, 0.5: exactly undecided (a tie counts half)
         if score == 0.5:
-            return ":gray[was undecided]"
-        return ":green[predicted it]" if score == 1.0 else ":red[predicted the other]"
+            return ":gray[½]"
+        return ":green[✓]" if score == 1.0 else ":red[✗]"
 
+    # one short line at 1280 px: who guessed the choice before it was made
     personal = "" if event.personal_correct is None else f"personal {mark(event.personal_correct)} · "
     return (
-        f"{who} chose **{event.label.upper()}** on the last pair · {personal}HyRe {mark(event.hyre_correct)} · "
+        f"{who} chose **{event.label.upper()}** · guessed by: {personal}HyRe {mark(event.hyre_correct)} · "
         f"uniform {mark(event.uniform_correct)}"
     )
 
