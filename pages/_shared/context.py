@@ -189,7 +189,7 @@ class Context:
     @property
     def lam(self) -> float:
         """The personal head's prior precision (calibrated with beta at build time, else the default)."""
-        return live.ensemble_lambda(self.ensemble.get("meta"))
+        return live.ensemble_lambda(self.ensemble.meta)
 
     @property
     def distinct_heads(self) -> int:
@@ -218,7 +218,7 @@ class Context:
     @property
     def dim(self) -> int | None:
         """The backbone's embedding size (what a personal head's v has), None when unknown."""
-        model_config = (self.ensemble.get("meta") or {}).get("model_config") or {}
+        model_config = self.ensemble.meta.model_config or {}
         return model_config.get("input_dim")
 
     def diffs(self) -> np.ndarray | None:

@@ -240,7 +240,7 @@ def test_labelling_moves_the_personal_marker_and_hyre_only_switches_the_method(a
     assert live_session.method == "hyre"
     with Store(path) as store:
         sid = store.get_or_create_session(user="pat", pool_id=info["pool_id"], ensemble_id=info["ensemble_id"])
-        assert store.get_session(sid)["settings"]["method"] == "hyre"
+        assert store.get_session(sid).settings["method"] == "hyre"
     # HyRe alone places the person at the weighted mean of the heads, inside their cloud
     snap = live_session.snapshot()
     np.testing.assert_allclose(_pca_star(at), snap.weights @ snap.head_coords, atol=1e-3)

@@ -69,13 +69,13 @@ def test_label_explore_and_profiles_give_one_user_the_same_personal_head(app_db)
 
     path, info = app_db
     with Store(path) as store:
-        meta = {**store.get_ensemble(info["ensemble_id"])["meta"], "beta": ENSEMBLE_BETA, "lambda": 0.05}
+        meta = replace(store.get_ensemble(info["ensemble_id"]).meta, beta=ENSEMBLE_BETA, lam=0.05)
         store._cursor().execute("UPDATE ensembles SET meta = ? WHERE ensemble_id = ?",
-                                [json.dumps(meta), info["ensemble_id"]])
+                                [json.dumps(meta.to_json()), info["ensemble_id"]])
         sid = _session(store, info, "bo", "maya")
         assert (live.session_beta(store, sid), live.session_lambda(store, sid)) == (ENSEMBLE_BETA, 0.05)
         z = store.get_head_predictions(info["ensemble_id"], info["pool_id"])
-        diffs = pool_differences(store, info["pool_id"], store.get_ensemble(info["ensemble_id"])["backbone_id"])
+        diffs = pool_differences(store, info["pool_id"], store.get_ensemble(info["ensemble_id"]).backbone_id)
         pair_ids = np.array([f"p{i}" for i in range(len(z))], dtype=object)
         state = live.open_live(store, sid, z, pair_ids, beta=live.session_beta(store, sid), strategy="bald",
                                diffs=diffs, lam=live.session_lambda(store, sid))

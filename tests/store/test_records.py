@@ -117,6 +117,13 @@ def test_profile_record_weights_are_read_only(store, session_setup):
                        meta={"beta": 1, "from": "import", "created_at": "2026-01-01T00:00:00"})
     bob = store.get_profile("bob", ens).meta
     assert (bob.beta, bob.source, bob.created_at, bob.extra) == (1.0, "import", "2026-01-01T00:00:00", {})
+    # a profile with a personal head keeps v and lambda (JSON "lambda") as typed fields
+    store.save_profile(user="cy", ensemble_id=ens, weights=np.full(4, 0.25), labels=[],
+                       meta={"beta": 1, "from": "import", "v": [0.5, -2], "lambda": 0.3})
+    cy = store.get_profile("cy", ens).meta
+    assert (cy.v, cy.lam, cy.extra) == ((0.5, -2.0), 0.3, {})
+    assert cy.to_json()["lambda"] == 0.3 and cy.to_json()["v"] == [0.5, -2.0]
+    assert store.get_profile("bob", ens).meta.v is None
 
 
 def test_result_record(store):
