@@ -20,6 +20,7 @@ from hyre_engine.live import DEFAULT_STRATEGY, LiveState
 from hyre_engine.store import SESSION_MODES
 from pages._shared import label_actions as actions
 from pages._shared.context import Context, get_context
+from pages._shared.guidelines import guidelines_panel
 from pages._shared.keyboard import keyboard_help_button
 from pages._shared.label_actions import (
     CONFIRM_RESET_KEY,
@@ -231,6 +232,8 @@ def main() -> None:
         st.session_state["adv_session"] = session_id
         st.session_state[PLAYING_KEY] = False
     if persona is None:
+        # open on a person's first visit (no answer yet in this session), folded once they label
+        guidelines_panel(ctx.store, ctx.pool_id, first_visit=live.stored_rows(ctx.store, session_id) == 0)
         st.fragment(_human_area)(ctx, session_id)
     else:
         playing = st.session_state.get(PLAYING_KEY, False)

@@ -17,6 +17,7 @@ from hyre_engine.numerics import BOTH_BAD, CANT_JUDGE, LABEL_A, LABEL_B, SKIP, T
 from pages._shared.context import Context
 from pages._shared.keyboard import SHORTCUTS
 from pages._shared.labels import NO_PREFERENCE_HELP
+from pages._shared.notes import note_popover
 
 # Keyboard shortcuts (st.button shortcut=), one definition with the help overlay.
 KEYS = SHORTCUTS
@@ -135,6 +136,7 @@ def answer_buttons(ctx: Context, session_id: str, state: LiveState, item: int | 
         "Undo", key="btn_undo", shortcut=KEYS["undo"], on_click=undo, args=(ctx, session_id),
         disabled=state.n_rows == 0, help=f"Take back the last answer. Key {KEYS['undo']}.",
     )
+    note_popover(buttons, ctx, session_id, item, None if item is None else state.pair_ids[item])
 
 
 def persona_buttons(ctx: Context, session_id: str, state: LiveState, next_item: int | None) -> None:
