@@ -512,13 +512,18 @@ DEMO_POOL_NAME = "demo"
 # The demo ensemble trains on the crowd's labels only: the personas held out of
 # the crowd are users it never saw on their own.
 DEMO_TRAIN_GROUPS = [CROWD_GROUP]
+# The demo ensemble's frozen-prior scale. With 7 crowd annotators and heads on 20% of them,
+# prior scale 1 leaves 24 distinct head functions of 100 (heads correlating > 0.98 count
+# once); 10 keeps all 100 distinct at the same held-out persona accuracy (docs/results.md,
+# "Heads that do not collapse", bench/eval_personal.py).
+DEMO_PRIOR_SCALE = 10.0
 
 
 def ensure_demo(store, *, config=None, backbone=None, pairs_path: Path | None = None, progress=None):
     """Import the shipped demo pool if needed and build its ensemble and Z (cached).
 
     Returns the ``pipeline.BuildReport``; ``config`` defaults to a BuildConfig that
-    trains on DEMO_TRAIN_GROUPS.
+    trains on DEMO_TRAIN_GROUPS with DEMO_PRIOR_SCALE.
     """
     # The build stack (torch, duckdb) is imported here: the rest of this module is
     # numpy only, for the app's persona panels and the demo-data command.
@@ -531,5 +536,5 @@ def ensure_demo(store, *, config=None, backbone=None, pairs_path: Path | None = 
     else:
         path = pairs_path or PAIRS_FILE
         pool_id = store.add_pool(DEMO_POOL_NAME, read_preferences(path), source=str(path))
-    config = config or BuildConfig(train_groups=DEMO_TRAIN_GROUPS)
+    config = config or BuildConfig(train_groups=DEMO_TRAIN_GROUPS, prior_scale=DEMO_PRIOR_SCALE)
     return build_pool(store, pool_id, config, backbone=backbone, progress=progress)
