@@ -13,20 +13,24 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # shared CPU (an SVD of 100 x 800 took 0.6 s with 2 threads, 5 ms with 1).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-# Heavy imports at the top: a rerun that interrupts a lazy import breaks the page.
-import numpy  # noqa: E402, F401
-import pandas  # noqa: E402, F401
-import plotly.graph_objects  # noqa: E402, F401
 import streamlit as st  # noqa: E402
-import torch  # noqa: E402, F401
 
-import hyre_engine.live  # noqa: E402, F401
-import hyre_engine.pipeline  # noqa: E402, F401
-import hyre_engine.profiles  # noqa: E402, F401
-import hyre_engine.store  # noqa: E402, F401
-from pages._shared import context as app_context  # noqa: E402
-from pages._shared.sidebar import render_sidebar  # noqa: E402
-from pages._shared.widgets import STYLE_FILE  # noqa: E402
+# Where `python app.py` serves when neither --server.address nor this is given:
+# .streamlit/config.toml's loopback address (docs/deploy.md).
+ADDRESS_ENV = "HYRE_ADDRESS"
+
+
+def _bind_address(args: list[str]) -> str | None:
+    """The address the server will bind: --server.address, else $HYRE_ADDRESS, else the config's."""
+    for i, arg in enumerate(args):
+        if arg.startswith("--server.address="):
+            return arg.split("=", 1)[1]
+        if arg == "--server.address" and i + 1 < len(args):
+            return args[i + 1]
+    from streamlit import config
+
+    return os.environ.get(ADDRESS_ENV) or os.environ.get("STREAMLIT_SERVER_ADDRESS") or config.get_option(
+        "server.address")
 
 # The imports above are the server's life-long objects: moved out of the collector's
 # reach once (the first run), so a full collection no longer walks torch's and pandas'
@@ -38,26 +42,56 @@ if not gc.get_freeze_count():
 def _launch() -> None:
     """`python app.py [streamlit options]`: start the server with st.navigation in charge.
 
-    Streamlit treats a main script with a `pages/` folder beside it as an old-style
-    multipage app until the script has called st.navigation once: the first visitor
-    after a start would get an automatic menu of every file in pages/ (helpers
-    included) and a deep link would run a page without this script. Clearing the
-    flag before the server starts gives every session this file's navigation.
+    It refuses (one `error:` line, exit 2) to serve on anything but a loopback
+    address unless sign-in is configured (auth.check_bind). Streamlit treats a
+    main script with a `pages/` folder beside it as an old-style multipage app
+    until the script has called st.navigation once: the first visitor after a
+    start would get an automatic menu of every file in pages/ (helpers included)
+    and a deep link would run a page without this script. Clearing the flag before
+    the server starts gives every session this file's navigation.
     """
     import sys
+
+    from hyre_engine import auth
+
+    args = sys.argv[1:]
+    address = _bind_address(args)
+    try:
+        auth.check_bind(address, sign_in=auth.sign_in_method(auth.read_secrets()) is not None)
+    except auth.AuthError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if os.environ.get(ADDRESS_ENV) and not any(a.startswith("--server.address") for a in args):
+        args = [f"--server.address={os.environ[ADDRESS_ENV]}", *args]
 
     from streamlit.runtime.pages_manager import PagesManager
     from streamlit.web import cli
 
     PagesManager.uses_pages_directory = False
-    sys.argv = ["streamlit", "run", __file__, *sys.argv[1:]]
+    sys.argv = ["streamlit", "run", __file__, *args]
     raise SystemExit(cli.main())
 
 
 if __name__ == "__main__" and not st.runtime.exists():
     _launch()
 
-# The pages, in menu order; each file runs as its own page (st.Page).
+# Heavy imports at the top: a rerun that interrupts a lazy import breaks the page.
+import numpy  # noqa: E402, F401
+import pandas  # noqa: E402, F401
+import plotly.graph_objects  # noqa: E402, F401
+import torch  # noqa: E402, F401
+
+import hyre_engine.auth  # noqa: E402
+import hyre_engine.live  # noqa: E402, F401
+import hyre_engine.pipeline  # noqa: E402, F401
+import hyre_engine.profiles  # noqa: E402, F401
+import hyre_engine.store  # noqa: E402, F401
+from pages._shared import context as app_context  # noqa: E402
+from pages._shared import signin  # noqa: E402
+from pages._shared.sidebar import render_sidebar  # noqa: E402
+from pages._shared.widgets import FAVICON_FILE, STYLE_FILE  # noqa: E402
+
+# The pages, in menu order; each file runs as its own page (st.Page). Data is for admins.
 PAGES = [
     st.Page("pages/label.py", title="Label", icon=":material/thumbs_up_down:", default=True),
     st.Page("pages/history.py", title="History", icon=":material/history:"),
@@ -65,19 +99,39 @@ PAGES = [
     st.Page("pages/people.py", title="People", icon=":material/groups:"),
     st.Page("pages/profiles.py", title="Profiles", icon=":material/group:"),
     st.Page("pages/evaluate.py", title="Evaluate", icon=":material/monitoring:"),
-    st.Page("pages/data.py", title="Data", icon=":material/database:"),
 ]
+DATA_PAGE = st.Page("pages/data.py", title="Data", icon=":material/database:")
 
-st.set_page_config(page_title="HyRe Studio", page_icon=":material/balance:", layout="wide")
+# A local file: an emoji or :material: icon would be fetched from a CDN by every browser.
+st.set_page_config(page_title="HyRe Studio", page_icon=str(FAVICON_FILE), layout="wide")
 if STYLE_FILE.exists():
     st.html(STYLE_FILE)
 
-page = st.navigation(PAGES, position="sidebar")
-context = app_context.resolve_context()
-st.session_state[app_context.CONTEXT_KEY] = context
-if context is not None:
-    with st.sidebar:
-        st.markdown("### HyRe Studio")
-        st.caption("Personalise a reward model from a handful of your choices.")
-    render_sidebar(context)
-    page.run()
+
+def _gate():
+    """This run's identity, or None after showing the sign-in page or why nobody is served."""
+    try:
+        problem = signin.refusal()
+        user = None if problem else signin.current_identity()
+    except hyre_engine.auth.AuthError as exc:
+        problem, user = f"The users file cannot be read: {exc}", None
+    st.session_state[signin.IDENTITY_KEY] = user
+    if user is None:
+        # the only page until signed in: any other address lands here too
+        only = st.Page(signin.sign_in_page if problem is None else lambda: signin.refused_page(problem),
+                       title="Sign in", icon=":material/login:", url_path="sign-in")
+        st.navigation([only], position="hidden").run()
+    return user
+
+
+user = _gate()
+if user is not None:
+    page = st.navigation(PAGES + ([DATA_PAGE] if user.can("import") else []), position="sidebar")
+    context = app_context.resolve_context()
+    st.session_state[app_context.CONTEXT_KEY] = context
+    if context is not None:
+        with st.sidebar:
+            st.markdown("### HyRe Studio")
+            st.caption("Personalise a reward model from a handful of your choices.")
+        render_sidebar(context)
+        page.run()

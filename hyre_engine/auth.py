@@ -240,6 +240,41 @@ def oidc_role(identity: Mapping, admins: Iterable[str] | None = None) -> str:
     return ADMIN if keys & set(admins) else ANNOTATOR
 
 
+def read_secrets(paths: Iterable[str | os.PathLike] | None = None) -> dict:
+    """Streamlit's secrets files merged (later files win), read before the server starts.
+
+    ``paths`` defaults to where Streamlit looks: ~/.streamlit/secrets.toml, then
+    .streamlit/secrets.toml in the working directory. A missing file is no secrets;
+    a malformed one is an `AuthError` (a half-read [auth] table must not pass as none).
+    """
+    import tomllib
+
+    if paths is None:
+        paths = [Path.home() / ".streamlit" / "secrets.toml", Path.cwd() / ".streamlit" / "secrets.toml"]
+    merged: dict = {}
+    for path in map(Path, paths):
+        if not path.is_file():
+            continue
+        try:
+            merged.update(tomllib.loads(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise AuthError(f"{path}: not a readable secrets file ({type(exc).__name__})") from None
+    return merged
+
+
+# How people sign in: OpenID Connect through st.login, the local users file, or not at all.
+OIDC = "oidc"
+USERS = "users"
+
+
+def sign_in_method(secrets_map: Mapping | None, users: UsersFile | None = None) -> str | None:
+    """OIDC when the secrets hold a usable [auth] table, else USERS when the users file has
+    anyone in it, else None (local use only). A malformed users file is an `AuthError`."""
+    if oidc_configured(secrets_map):
+        return OIDC
+    return USERS if (users or UsersFile()).load() else None
+
+
 def is_loopback(address: str | None) -> bool:
     """Whether a bind address is reachable only from this machine ("" means every interface)."""
     return (address or "").strip().lower().strip("[]") in LOOPBACK or (address or "").startswith("127.")

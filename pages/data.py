@@ -15,6 +15,7 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
+from hyre_engine import auth
 from hyre_engine import ensemble as ens
 from hyre_engine import joint_training as jt
 from hyre_engine.backbone import DEFAULT_BACKBONE, BackboneNotFoundError, load_backbone
@@ -23,21 +24,17 @@ from hyre_engine.demo import CROWD_GROUP
 from hyre_engine.pipeline import BUILD_STAGES, DEFAULT_ANNOTATOR_FRACTION, BuildConfig, build_pool
 from hyre_engine.safe_text import escape_markdown
 from hyre_engine.store import PoolExistsError
-from pages._shared import data_io
+from pages._shared import data_forms, data_io, signin
 from pages._shared.context import (
-    ENSEMBLE_KEY,
-    POOL_KEY,
     current_user,
-    forget_context,
-    get_context,
     store,
 )
 from pages._shared.evaluation import BACKBONE_PATH_PREFIX
 from pages._shared.guidelines import guidelines_section
-from pages._shared.labels import FINETUNE_MODE_TEXT, FORMAT_TEXT, KIND_TEXT, STAGE_TEXT
-from pages._shared.manage import LAST_BUILD_KEY, manage_section
+from pages._shared.labels import FORMAT_TEXT, KIND_TEXT, STAGE_TEXT
+from pages._shared.manage import LAST_BUILD_KEY, built_notice, manage_section
 
-SOURCES = {"upload": "Upload a file", "path": "A path on this machine"}
+SOURCES = {"upload": "Upload a file", "path": "A file in the data folders"}
 BACKBONES = {"embedded": f"Embedded {DEFAULT_BACKBONE}", "folder": "A local Hugging Face folder"}
 # K and hidden: bounds that keep a CPU build in minutes; defaults are the paper's.
 MAX_HEADS = 500
@@ -97,23 +94,6 @@ def _read(signature: tuple, reader) -> pd.DataFrame | None:
     return frame
 
 
-def _preview(frame: pd.DataFrame) -> None:
-    info = data_io.summarize(frame)
-    cols = st.columns(5)
-    cols[0].metric("Judgements", f"{info.rows:,}")
-    cols[1].metric("Pairs", f"{info.pairs:,}")
-    cols[2].metric("Groups", f"{info.groups:,}")
-    cols[3].metric("Annotators", f"{info.annotators:,}")
-    cols[4].metric("Format", info.format)
-    left, right = st.columns([1, 3])
-    with left:
-        st.dataframe(data_io.group_counts(frame), hide_index=True,
-                     column_config={"A preferred": st.column_config.NumberColumn(format="percent")})
-    with right:
-        st.dataframe(data_io.preview_table(frame), hide_index=True, height=260)
-        st.caption(f"The first {min(data_io.PREVIEW_ROWS, info.rows)} of {info.rows:,} judgements, as read.")
-
-
 def _import_section(db) -> None:
     st.subheader("1 · Import a preference file")
     st.segmented_control("Source", list(SOURCES), format_func=SOURCES.get, key=SOURCE_KEY,
@@ -126,8 +106,15 @@ def _import_section(db) -> None:
                 help=f"JSONL, JSON, CSV or Parquet (optionally .gz), up to {data_io.MAX_UPLOAD_MB} MB.",
             )
         else:
-            st.text_input("File path", key=PATH_KEY, placeholder="/data/preferences.jsonl",
-                          help="A file on the machine running HyRe Studio. Larger files than an "
+            folders = auth.data_dirs()
+            if not folders:
+                st.info("Import by path is off: no data folders are configured. Start the app with "
+                        f"`{auth.DATA_DIRS_ENV}=/path/to/folder` to allow the files in it.",
+                        icon=":material/folder_off:")
+                return
+            st.text_input("File path", key=PATH_KEY, placeholder=str(folders[0] / "preferences.jsonl"),
+                          help="A file in " + ", ".join(str(f) for f in folders) + f" ({auth.DATA_DIRS_ENV}); "
+                          "a name alone is looked up in the first folder. Larger files than an "
                           f"upload allows are fine (up to {data_io.MAX_PATH_BYTES // 2**20} MB).")
     with right:
         st.selectbox("Format", FORMATS, format_func=FORMAT_TEXT.get, key=FORMAT_KEY)
@@ -162,11 +149,11 @@ def _import_section(db) -> None:
         except PoolExistsError:
             st.error(f"**Nothing was imported.** A pool named '{escape_markdown(name)}' already exists: give this one another "
                      "name, or delete the old one under Pools and ensembles first.", icon=":material/error:")
-            _preview(frame)
+            data_forms.preview(frame)
             return
         except ValueError as exc:
             st.error(f"**Nothing was imported.** {exc}", icon=":material/error:")
-            _preview(frame)
+            data_forms.preview(frame)
             return
         st.session_state.pop(READ_KEY, None)
         st.session_state[BUILD_POOL_KEY] = pool_id
@@ -175,7 +162,7 @@ def _import_section(db) -> None:
             "Build an ensemble for it below."
         )
         st.rerun()
-    _preview(frame)
+    data_forms.preview(frame)
 
 
 # ---------------------------------------------------------------- build
@@ -232,7 +219,7 @@ def _build_section(db) -> None:
                 help="Trains a second ensemble once to choose the reweighting temperature; "
                 "needs at least 5 training annotators.",
             )
-        finetune = _finetune_fields(kind)
+        finetune = data_forms.finetune_fields(kind)
         start = st.button("Build", type="primary", icon=":material/construction:", key="data_build",
                        disabled=not train or (backbone_choice == "folder" and folder is None))
     if start:
@@ -248,43 +235,7 @@ def _build_section(db) -> None:
         _build(db, pool_id, config)
     last = st.session_state.get(LAST_BUILD_KEY)
     if last and last["pool_id"] in names:
-        _built(last, names)
-
-
-def _finetune_fields(kind: str) -> dict | None:
-    """The joint fine-tuning checkbox and, when ticked, its key settings (JointTrainingConfig kwargs)."""
-    tune = st.checkbox(
-        "Fine-tune the backbone with the heads", value=False, key="data_finetune",
-        disabled=kind != "shared",
-        help="Trains the text encoder together with the heads: slow on a CPU (minutes per hundred "
-        "pairs), and the result is a new backbone. Each finished epoch is kept, so a build that "
-        "stops (or an app that closes) resumes from it when you build again.",
-    )
-    if not tune or kind != "shared":
-        return None
-    with st.expander("Fine-tuning settings", expanded=True):
-        left, middle, right = st.columns(3)
-        mode = left.selectbox("Mode", jt.MODES, format_func=FINETUNE_MODE_TEXT.get, key="data_ft_mode")
-        epochs = left.number_input("Epochs", min_value=1, max_value=100, value=jt.DEFAULT_EPOCHS,
-                                   key="data_ft_epochs", help="The epoch with the lowest validation loss is kept.")
-        backbone_lr = None
-        if mode != "auto":
-            default = jt.DEFAULT_LORA_LR if mode == "lora" else jt.DEFAULT_BACKBONE_LR
-            backbone_lr = middle.number_input("Backbone learning rate", min_value=1e-8, max_value=1e-1,
-                                              value=default, format="%.1e", key=f"data_ft_blr_{mode}")
-        else:
-            middle.caption(f"Backbone learning rate: {jt.DEFAULT_BACKBONE_LR:g} for full weights, "
-                           f"{jt.DEFAULT_LORA_LR:g} for LoRA adapters.")
-        head_lr = middle.number_input("Head learning rate", min_value=1e-8, max_value=1.0,
-                                      value=jt.DEFAULT_HEAD_LR, format="%.1e", key="data_ft_hlr")
-        max_length = right.number_input("Tokens per text (0: the backbone's window)", min_value=0,
-                                        max_value=32768, value=0, step=32, key="data_ft_maxlen")
-        grad_accum = right.number_input("Gradient accumulation", min_value=1, max_value=256,
-                                        value=jt.DEFAULT_GRAD_ACCUM, key="data_ft_accum",
-                                        help=f"Steps of {jt.DEFAULT_BATCH_PAIRS} pairs whose gradients "
-                                        "add up before each update.")
-    return {"mode": mode, "epochs": int(epochs), "backbone_lr": backbone_lr, "head_lr": float(head_lr),
-            "max_length": int(max_length) or None, "grad_accum": int(grad_accum)}
+        built_notice(last, names)
 
 
 def _build(db, pool_id: str, config: BuildConfig) -> None:
@@ -333,32 +284,12 @@ def _build(db, pool_id: str, config: BuildConfig) -> None:
     }
 
 
-def _use(pool_id: str, ensemble_id: str) -> None:
-    st.session_state[POOL_KEY] = pool_id
-    st.session_state[ENSEMBLE_KEY] = ensemble_id
-    # the context of this run was resolved before the switch: resolve it again
-    forget_context()
-
-
-def _built(last: dict, names: dict) -> None:
-    ctx = get_context()
-    in_use = ctx is not None and ctx.ensemble_id == last["ensemble_id"] and ctx.pool_id == last["pool_id"]
-    verb = "Built" if last["trained"] else "Already built (reused)"
-    st.success(f"{verb}: ensemble {last['ensemble_id']} for pool '{names[last['pool_id']]}'.",
-               icon=":material/check_circle:")
-    with st.expander("Build report"):
-        st.code(last["summary"], language=None)
-    if in_use:
-        st.caption("The pages work on this ensemble now: open Label or Explore.")
-    else:
-        st.button("Work on this ensemble", icon=":material/arrow_forward:", key="data_use",
-                  on_click=_use, args=(last["pool_id"], last["ensemble_id"]),
-                  help="Makes it the pool and ensemble the Label, Explore and Evaluate pages use.")
-
-
 def main() -> None:
-    db = store()
     st.title("Data")
+    if not signin.can("import"):
+        signin.refuse("The Data page (importing, building and deleting)")
+        return
+    db = store()
     st.markdown("Bring your own preference data: import a file, build an ensemble of reward heads "
                 "on it, and manage what the store holds.")
     _import_section(db)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hyre_engine.auth import AuthError
 from hyre_engine.data import DataError
 from hyre_engine.pca import EndContrast
 from hyre_engine.pipeline import BuildConfig
@@ -72,14 +73,34 @@ def test_size_error_and_pool_name():
 
 
 def test_read_path_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such file"):
-        data_io.read_path(str(tmp_path / "missing.csv"), format="auto")
+    inside = tmp_path / "data"
+    inside.mkdir()
+    with pytest.raises(AuthError, match="no file 'missing.csv'"):
+        data_io.read_path(str(inside / "missing.csv"), format="auto", allowed=[inside])
     with pytest.raises(FileNotFoundError, match="type the path"):
-        data_io.read_path("  ", format="auto")
-    big = tmp_path / "big.csv"
+        data_io.read_path("  ", format="auto", allowed=[inside])
+    big = inside / "big.csv"
     big.write_bytes(design_csv())
     with pytest.raises(DataError, match="files are limited"):
-        data_io.read_path(str(big), format="auto", max_bytes=10)
+        data_io.read_path(str(big), format="auto", allowed=[inside], max_bytes=10)
+    assert len(data_io.read_path("big.csv", format="auto", allowed=[inside])) == 24
+
+
+def test_read_path_outside_the_data_folders_tells_nothing(tmp_path):
+    inside, outside = tmp_path / "data", tmp_path / "secret"
+    inside.mkdir()
+    outside.mkdir()
+    (outside / "prefs.csv").write_bytes(design_csv())
+    (inside / "link.csv").symlink_to(outside / "prefs.csv")
+    messages = set()
+    for path in [outside / "prefs.csv", outside / "missing.csv", inside / "link.csv",
+                 inside / ".." / "secret" / "prefs.csv", "/etc/passwd", "/proc/self/maps"]:
+        with pytest.raises(AuthError) as exc:
+            data_io.read_path(str(path), format="auto", allowed=[inside])
+        messages.add(str(exc.value))
+    assert messages == {"that path is outside the configured data folders"}
+    with pytest.raises(AuthError, match="path import is off"):
+        data_io.read_path(str(outside / "prefs.csv"), format="auto", allowed=[])
 
 
 # ---------------------------------------------------------------- Evaluate page
@@ -177,3 +198,20 @@ def test_axis_table_reads_what_each_end_favours():
 def test_snippet_cuts_long_text_on_one_line():
     assert snippet("a\n b") == "a b"
     assert snippet("x" * 200, 10) == "x" * 9 + "…"
+
+
+def test_production_config_is_local_and_shows_no_tracebacks():
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"
+    assert config["client"]["showErrorDetails"] == "none"
+
+
+def test_nothing_references_an_outside_host():
+    """The favicon is a local file and no page, style or the app names a CDN or font host."""
+    files = [REPO / "app.py", REPO / "assets" / "style.css", *sorted((REPO / "pages").rglob("*.py"))]
+    hosts = ("fonts.googleapis", "fonts.gstatic", "cdn.", "jsdelivr", "unpkg", "cdnjs", "twemoji")
+    for file in files:
+        text = file.read_text()
+        assert not [h for h in hosts if h in text], file
+        assert "page_icon=\":" not in text, f"{file}: an emoji or :material: favicon comes from a CDN"
+    assert (REPO / "assets" / "favicon.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -20,18 +20,17 @@ from hyre_engine.device import describe_device
 from hyre_engine.ensemble import Ensemble, fingerprint
 from hyre_engine.pca import FunctionPCA, fit_pool_pca
 from hyre_engine.store import EnsembleRecord, PoolRecord, Store, StoreLockedError, default_db_path
+from pages._shared import signin
 from pages._shared.first_launch import build_demo_with_progress
+from pages._shared.signin import USER_INPUT_KEY, USER_PARAM  # noqa: F401 (the pages import them here)
 
 if TYPE_CHECKING:
     import numpy as np
 
-# The user name travels in the URL (?user=...) so a reload or a bookmark keeps it.
-USER_PARAM = "user"
 # st.session_state keys owned by this module.
 CONTEXT_KEY = "hyre_context"
 POOL_KEY = "hyre_pool_id"
 ENSEMBLE_KEY = "hyre_ensemble_id"
-USER_INPUT_KEY = "hyre_user_input"
 # ---------------------------------------------------------------- cached resources
 
 
@@ -247,16 +246,9 @@ class Context:
 
 
 def current_user() -> str:
-    """The user of this tab, from ?user= in the URL (kept there so a reload keeps it)."""
-    raw = st.query_params.get(USER_PARAM)
-    if raw is None:
-        # Switching pages clears the query string: this tab's name is still in
-        # its session state, so keep labelling as the same person.
-        raw = st.session_state.get(USER_INPUT_KEY)
-    user = profiles.clean_user(raw)
-    if st.query_params.get(USER_PARAM) != user:
-        st.query_params[USER_PARAM] = user
-    return user
+    """The name this tab labels as: the signed-in user, else the name in ?user= or this tab's anonymous one."""
+    user = signin.identity()
+    return user.name if user is not None else signin.local_name(st.query_params.get(USER_PARAM))
 
 
 def ensembles_for_pages(db: Store) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hyre_engine import auth
 from hyre_engine.data import DEFAULT_MAX_BYTES, DataError, group_label_counts, read_preferences
 
 # Matches server.maxUploadSize in .streamlit/config.toml (a test checks they agree):
@@ -65,14 +66,18 @@ def read_upload(data: bytes, filename: str, *, format: str, max_bytes: int = MAX
     return read_preferences(data, format=format, filename=filename, max_bytes=max_bytes)
 
 
-def read_path(path: str, *, format: str, max_bytes: int = MAX_PATH_BYTES) -> pd.DataFrame:
-    """Parse a file on this machine; FileNotFoundError or DataError on bad input."""
+def read_path(path: str, *, format: str, allowed: list[Path] | None = None,
+              max_bytes: int = MAX_PATH_BYTES) -> pd.DataFrame:
+    """Parse a file inside the configured data folders (``allowed``, default HYRE_DATA_DIRS).
+
+    The path is resolved (symlinks, ``..``) first; anything outside the folders is one
+    and the same AuthError whether or not it exists, so nothing about it is shown.
+    FileNotFoundError for an empty path, DataError on bad content.
+    """
     text = path.strip()
     if not text:
         raise FileNotFoundError("type the path of a preference file")
-    file = Path(text).expanduser()
-    if not file.is_file():
-        raise FileNotFoundError(f"no such file: {text}")
+    file = auth.resolve_data_path(text, auth.data_dirs() if allowed is None else allowed)
     message = size_error(file.name, file.stat().st_size, max_bytes, upload=False)
     if message:
         raise DataError(message, path=str(file))

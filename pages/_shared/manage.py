@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from pages._shared import signin
 from pages._shared.context import (
     ENSEMBLE_KEY,
     POOL_KEY,
@@ -21,6 +22,8 @@ NOTICE_KEY = "data_notice_manage"
 
 
 def _delete_pool(pool_id: str) -> None:
+    if not signin.can("delete"):  # the page is admins' only; a stale button stays inert too
+        return
     db = store()
     name = db.get_pool(pool_id).name
     db.delete_pool(pool_id)
@@ -29,6 +32,8 @@ def _delete_pool(pool_id: str) -> None:
 
 
 def _delete_ensemble(ensemble_id: str) -> None:
+    if not signin.can("delete"):
+        return
     store().delete_ensemble(ensemble_id)
     _forget(ensemble_id=ensemble_id)
     st.session_state[NOTICE_KEY] = f"Deleted ensemble {ensemble_id}."
@@ -46,6 +51,29 @@ def _forget(*, pool_id: str | None = None, ensemble_id: str | None = None) -> No
     if last and (last["pool_id"] == pool_id or last["ensemble_id"] == ensemble_id):
         state.pop(LAST_BUILD_KEY, None)
     forget_context()
+
+
+def _use(pool_id: str, ensemble_id: str) -> None:
+    st.session_state[POOL_KEY] = pool_id
+    st.session_state[ENSEMBLE_KEY] = ensemble_id
+    # the context of this run was resolved before the switch: resolve it again
+    forget_context()
+
+
+def built_notice(last: dict, names: dict) -> None:
+    ctx = get_context()
+    in_use = ctx is not None and ctx.ensemble_id == last["ensemble_id"] and ctx.pool_id == last["pool_id"]
+    verb = "Built" if last["trained"] else "Already built (reused)"
+    st.success(f"{verb}: ensemble {last['ensemble_id']} for pool '{names[last['pool_id']]}'.",
+               icon=":material/check_circle:")
+    with st.expander("Build report"):
+        st.code(last["summary"], language=None)
+    if in_use:
+        st.caption("The pages work on this ensemble now: open Label or Explore.")
+    else:
+        st.button("Work on this ensemble", icon=":material/arrow_forward:", key="data_use",
+                  on_click=_use, args=(last["pool_id"], last["ensemble_id"]),
+                  help="Makes it the pool and ensemble the Label, Explore and Evaluate pages use.")
 
 
 def manage_section(db) -> None:

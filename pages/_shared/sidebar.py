@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from hyre_engine.profiles import MAX_USER_CHARS, clean_user
+from hyre_engine.profiles import MAX_USER_CHARS
+from pages._shared import signin
 from pages._shared.context import (
     ENSEMBLE_KEY,
     POOL_KEY,
@@ -21,7 +22,26 @@ from pages._shared.widgets import escape_markdown
 
 
 def _on_user_change() -> None:
-    st.query_params[USER_PARAM] = clean_user(st.session_state.get(USER_INPUT_KEY))
+    # a cleared field goes back to this tab's anonymous name, never to a shared one
+    name = signin.local_name(st.session_state.get(USER_INPUT_KEY))
+    st.session_state[USER_INPUT_KEY] = name
+    st.query_params[USER_PARAM] = name
+
+
+def _name_field(ctx: Context) -> None:
+    """Local use: the name labels are saved under (this tab's anonymous one until typed)."""
+    if st.session_state.get(USER_INPUT_KEY) is None:
+        st.session_state[USER_INPUT_KEY] = ctx.user
+    st.text_input(
+        "Your name",
+        key=USER_INPUT_KEY,
+        on_change=_on_user_change,
+        max_chars=MAX_USER_CHARS,
+        help="Your labels are saved under this name once you press Enter or leave the field; "
+        "shortcut keys never type into it. It is kept in the address (?user=...), so a "
+        "reload or a bookmark brings you back to them. Until you type one, this tab has "
+        "its own anonymous name.",
+    )
 
 
 def render_sidebar(ctx: Context) -> None:
@@ -29,17 +49,8 @@ def render_sidebar(ctx: Context) -> None:
     db = ctx.store
     install_keyboard()  # every page: Enter in the name field hands the keys back to the page
     with st.sidebar:
-        if st.session_state.get(USER_INPUT_KEY) is None:
-            st.session_state[USER_INPUT_KEY] = ctx.user
-        st.text_input(
-            "Your name",
-            key=USER_INPUT_KEY,
-            on_change=_on_user_change,
-            max_chars=MAX_USER_CHARS,
-            help="Your labels are saved under this name once you press Enter or leave the field; "
-            "shortcut keys never type into it. It is kept in the address (?user=...), so a "
-            "reload or a bookmark brings you back to them.",
-        )
+        if not signin.sidebar_identity():
+            _name_field(ctx)
         pools = db.list_pools()
         ensembles = ensembles_for_pages(db)
         usable = pools[pools["pool_id"].isin(set(ensembles["pool_id"]))]

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 STYLE_FILE = ASSETS_DIR / "style.css"
+FAVICON_FILE = ASSETS_DIR / "favicon.png"
 # Prompt and answers are cut to this many characters in tables (full text in the cards).
 SNIPPET_CHARS = 90
 

@@ -119,8 +119,9 @@ def test_bad_uploads_are_errors_and_write_nothing(app_db):
 
 
 @pytest.mark.slow
-def test_path_import_of_ratings(app_db, tmp_path):
+def test_path_import_of_ratings(app_db, tmp_path, monkeypatch):
     path, _ = app_db
+    monkeypatch.setenv("HYRE_DATA_DIRS", str(tmp_path))
     ratings = tmp_path / "ratings.csv"
     rows = ["user,item,rating,text"] + [f"u{u},i{i},{(i * (u + 1)) % 5},Text number {i}"
                                         for u in range(3) for i in range(5)]
@@ -129,7 +130,7 @@ def test_path_import_of_ratings(app_db, tmp_path):
     at.segmented_control(key="data_source").set_value("path").run()
     at.text_input(key="data_path").set_value(str(tmp_path / "nope.csv")).run()
     at.button(key="data_preview").click().run()
-    assert any("no such file" in e.value for e in at.error)
+    assert any("no file 'nope.csv' in the configured data folders" in e.value for e in at.error)
 
     at.text_input(key="data_path").set_value(str(ratings))
     at.selectbox(key="data_format").set_value("ratings").run()

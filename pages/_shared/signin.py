@@ -1,0 +1,196 @@
+"""Who is using this browser tab: sign-in, the acting user's name and role.
+
+hyre_engine.auth decides the policy (users file, OIDC, roles, bind address); this
+module asks Streamlit who is there and draws the sign-in page.
+
+- No sign-in configured (local use, loopback only): everyone may do everything, and
+  each tab gets its own anonymous name (``anon-…``) kept in the address (``?user=``),
+  so a reload continues the same session and no two browsers ever share one.
+- A users file: a sign-in form checked against its argon2 hashes; the signed-in
+  name is the one labels are stored under, whatever the address says.
+- OpenID Connect: ``st.login``; the e-mail (else the subject) is the name, the role
+  comes from HYRE_ADMINS.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from hyre_engine import auth
+from hyre_engine.profiles import clean_user
+
+# The user name travels in the URL (?user=...) so a reload or a bookmark keeps it (local use).
+USER_PARAM = "user"
+USER_INPUT_KEY = "hyre_user_input"
+# This tab's anonymous name, made once per session.
+ANON_KEY = "hyre_anonymous_name"
+# The users-file identity this session signed in as (an auth.User).
+SIGNED_IN_KEY = "hyre_signed_in"
+# The identity of the current run (an auth.User), set by app.py for the pages.
+IDENTITY_KEY = "hyre_identity"
+SIGN_IN_FORM = "hyre_sign_in"
+
+
+def _secrets() -> dict:
+    """st.secrets as a dict; {} without a secrets file."""
+    try:
+        return st.secrets.to_dict()
+    except (FileNotFoundError, KeyError, ValueError):
+        return {}
+
+
+def method() -> str | None:
+    """auth.OIDC, auth.USERS or None (local use); AuthError for a malformed users file."""
+    return auth.sign_in_method(_secrets())
+
+
+def refusal() -> str | None:
+    """Why this server must not serve anyone, or None: a non-loopback bind without sign-in."""
+    address = st.get_option("server.address")
+    try:
+        auth.check_bind(address, sign_in=method() is not None)
+    except auth.AuthError as exc:
+        return str(exc)
+    return None
+
+
+def _anonymous() -> str:
+    if not st.session_state.get(ANON_KEY):
+        st.session_state[ANON_KEY] = auth.anonymous_name()
+    return st.session_state[ANON_KEY]
+
+
+def local_name(raw: str | None) -> str:
+    """A typed or URL name cleaned for the store; blank means this tab's anonymous name."""
+    if raw is None or not " ".join(str(raw).split()):
+        return _anonymous()
+    return clean_user(raw)
+
+
+def _local_user() -> auth.User:
+    raw = st.query_params.get(USER_PARAM)
+    if raw is None:
+        # Switching pages clears the query string: this tab's name is still in its
+        # session state, so keep labelling as the same person.
+        raw = st.session_state.get(USER_INPUT_KEY)
+    name = local_name(raw)
+    if st.query_params.get(USER_PARAM) != name:
+        st.query_params[USER_PARAM] = name
+    return auth.User(name, auth.ADMIN, anonymous=name.startswith(auth.ANONYMOUS_PREFIX))
+
+
+def _oidc_user() -> auth.User | None:
+    if not st.user.is_logged_in:
+        return None
+    name = str(st.user.get("email") or st.user.get("sub") or "")
+    if not name:
+        return None
+    return auth.User(clean_user(name), auth.oidc_role(st.user.to_dict()))
+
+
+def _file_user() -> auth.User | None:
+    user = st.session_state.get(SIGNED_IN_KEY)
+    if not isinstance(user, auth.User):
+        return None
+    entry = auth.UsersFile().load().get(user.name)
+    if entry is None:  # removed from the file since: signed out
+        st.session_state.pop(SIGNED_IN_KEY, None)
+        return None
+    return auth.User(user.name, entry["role"])  # a changed role applies at once
+
+
+def current_identity() -> auth.User | None:
+    """Who uses this tab, or None when they must sign in first (raises AuthError on a bad users file)."""
+    how = method()
+    if how is None:
+        return _local_user()
+    user = _oidc_user() if how == auth.OIDC else _file_user()
+    if user is not None and st.query_params.get(USER_PARAM) is not None:
+        # signed in: the address never chooses whose labels these are
+        del st.query_params[USER_PARAM]
+    return user
+
+
+def identity() -> auth.User | None:
+    """The identity app.py resolved for this run (None before it ran, or when signed out)."""
+    user = st.session_state.get(IDENTITY_KEY)
+    return user if isinstance(user, auth.User) else None
+
+
+def can(action: str) -> bool:
+    """Whether this tab's user may do ``action`` (auth.PERMISSIONS); no identity may do nothing."""
+    user = identity()
+    return user is not None and user.can(action)
+
+
+def refuse(what: str) -> None:
+    """The plain message a page shows instead of an action this role may not take."""
+    st.info(f"{what} is for admins. Ask an admin of this HyRe Studio if you need it.",
+            icon=":material/lock:")
+
+
+def _check_password() -> None:
+    name = (st.session_state.get("signin_name") or "").strip()
+    password = st.session_state.get("signin_password") or ""
+    st.session_state["signin_password"] = ""
+    try:
+        user = auth.UsersFile().verify(name, password) if name and password else None
+    except auth.AuthError:
+        user = None
+    if user is None:
+        st.session_state["signin_failed"] = True
+        return
+    st.session_state.pop("signin_failed", None)
+    st.session_state[SIGNED_IN_KEY] = user
+
+
+def _oidc_provider(secrets: dict) -> str | None:
+    table = secrets.get("auth") or {}
+    if table.get("client_id"):
+        return None
+    return next((k for k, v in table.items() if isinstance(v, dict) and v.get("client_id")), None)
+
+
+def sign_in_page() -> None:
+    """The page every visitor sees until signed in."""
+    st.title("HyRe Studio")
+    st.caption("Personalise a reward model from a handful of your choices.")
+    if method() == auth.OIDC:
+        st.markdown("Sign in with your organisation's account to label and see your profile.")
+        provider = _oidc_provider(_secrets())
+        if st.button("Sign in", type="primary", icon=":material/login:", key="signin_oidc"):
+            st.login(provider) if provider else st.login()
+        return
+    with st.form(SIGN_IN_FORM, width=420):
+        st.markdown("**Sign in**")
+        st.text_input("Name", key="signin_name", autocomplete="username")
+        st.text_input("Password", type="password", key="signin_password", autocomplete="current-password")
+        st.form_submit_button("Sign in", type="primary", on_click=_check_password)
+    if st.session_state.get("signin_failed"):
+        st.error("Wrong name or password.", icon=":material/block:")
+    st.caption("No account yet? An admin adds one with `python -m hyre_engine users add NAME`.")
+
+
+def refused_page(message: str) -> None:
+    st.title("HyRe Studio is not serving")
+    st.error(message, icon=":material/lock:")
+
+
+def sign_out() -> None:
+    if method() == auth.OIDC:
+        st.logout()
+        return
+    st.session_state.pop(SIGNED_IN_KEY, None)
+    st.session_state.pop(IDENTITY_KEY, None)
+
+
+def sidebar_identity() -> bool:
+    """The signed-in user and a sign-out button in the sidebar; False when nobody signs in here."""
+    user = identity()
+    if user is None or method() is None:
+        return False
+    from hyre_engine.safe_text import escape_markdown
+
+    st.markdown(f"Signed in as **{escape_markdown(user.name)}** · {user.role}")
+    st.button("Sign out", icon=":material/logout:", key="signout", on_click=sign_out)
+    return True
