@@ -19,7 +19,7 @@ from hyre_engine.demo import CROWD_GROUP
 from hyre_engine.evaluate import evaluate_pools
 from hyre_engine.pipeline import BuildConfig
 from hyre_engine.protocol import ALL_METHODS, LOSSES, STRATEGIES
-from pages._shared import charts
+from pages._shared import charts, signin
 from pages._shared.context import Context, backbone_label, get_context
 from pages._shared.evaluation import (
     BACKBONE_PATH_PREFIX,
@@ -31,6 +31,7 @@ from pages._shared.evaluation import (
     summary_table,
 )
 from pages._shared.labels import EVAL_STRATEGY_TEXT, LOSS_TEXT, METHOD_TEXT, STAGE_TEXT
+from pages._shared.widgets import escape_markdown
 
 # Few seeds keep a page run to seconds; the `evaluate` command defaults to 20.
 DEFAULT_SEEDS = 5
@@ -49,6 +50,8 @@ def _backbone_path(ctx: Context) -> str | None:
     if is_embedded_backbone(backbone_id):
         return None
     known = ctx.store.get_result(BACKBONE_PATH_PREFIX + backbone_id)
+    if not signin.can("build"):  # a folder on the server is the admins' to name
+        return ((known.value or {}).get("path") if known is not None else None) or None
     return st.text_input(
         "Backbone folder",
         value=known.value.get("path", "") if known is not None else "",
@@ -152,7 +155,7 @@ def _options(ctx: Context, groups: list[str]) -> Options | None:
     train, targets = list(fields["train"]), fields["targets"]
     overlap = sorted(set(train) & set(targets))
     if overlap:
-        st.info(f"Target groups {', '.join(overlap)} also train the ensemble: their accuracy is "
+        st.info(f"Target groups {escape_markdown(', '.join(overlap))} also train the ensemble: their accuracy is "
                 "measured on labels it has seen.", icon=":material/info:")
     config = BuildConfig.from_settings(ctx.config, backbone=backbone, train_groups=train)
     if sorted(train) != sorted(ctx.train_groups or groups) or not config.reproduces(ctx.config):
@@ -267,6 +270,12 @@ def main() -> None:
     key = _key(ctx, opts)
     stored = ctx.store.get_result(key)
     cached = None if stored is None else stored.value
+    if not signin.can("build"):
+        if cached:
+            _show(cached, cached=True)
+        else:
+            signin.refuse("Running an evaluation (it trains and stores models)")
+        return
     if st.button("Run again" if cached else "Run the evaluation", type="secondary" if cached else "primary",
                  icon=":material/play_arrow:", key="eval_run"):
         result = _run(ctx, opts, key)

@@ -16,7 +16,7 @@ from hyre_engine.profiles import PERSONA_LABELS, Weights, inspect_head
 from pages._shared import charts
 from pages._shared.charts import pc_name
 from pages._shared.context import Context, PoolArrays, get_context, pairs_with_meta
-from pages._shared.widgets import axis_table, escape_markdown, snippet, source_picker
+from pages._shared.widgets import axis_table, data_text, escape_markdown, snippet, source_picker
 
 # Five pairs per end of a component: enough to see a pattern, few enough to read.
 TOP_PAIRS = 5
@@ -75,7 +75,9 @@ def _pair_card(
     row = pairs.iloc[item]
     favoured = "A" if plus > minus else "B"
     other = "B" if favoured == "A" else "A"
-    with st.expander(f"Pair {item + 1}: {snippet(row['prompt']) or '(no prompt)'}", expanded=expanded):
+    # widget labels read Markdown (images included): the prompt shows literally
+    with st.expander(f"Pair {item + 1}: {escape_markdown(snippet(row['prompt'])) or '(no prompt)'}",
+                     expanded=expanded):
         st.markdown(
             f"**+ end favours {favoured}**, **− end favours {other}**: heads at the + end give A "
             f"{plus:.0%}, heads at the − end {minus:.0%} (loading {loading:+.3f})"
@@ -86,8 +88,8 @@ def _pair_card(
             with col, st.container(border=True):
                 tags = " · ".join(f"{k}: {v[0 if side == 'a' else 1]}" for k, v in meta.items())
                 words = fpca.word_count(row[f"response_{side}"])
-                st.caption(f"RESPONSE {side.upper()} · {words} words" + (f" · {tags}" if tags else ""))
-                st.markdown(escape_markdown(str(row[f"response_{side}"])))
+                st.caption(f"RESPONSE {side.upper()} · {words} words" + (f" · {escape_markdown(tags)}" if tags else ""))
+                data_text(row[f"response_{side}"])
 
 
 def _component_section(ctx: Context, arrays: PoolArrays) -> None:
@@ -145,13 +147,13 @@ def _inspector_section(ctx: Context, arrays: PoolArrays, chosen: Weights) -> Non
         m[0].metric("Same choice as uniform", f"{seen.same_choice:.0%}", help="Pairs where both prefer the same response.")
         m[1].metric(
             "Its weight", f"{chosen.weights[seen.head]:.3f}",
-            help=f"Under the weights of {chosen.source.name}; uniform is 1/K = {1 / ctx.n_heads:.3f}.",
+            help=f"Under the weights of {escape_markdown(chosen.source.name)}; uniform is 1/K = {1 / ctx.n_heads:.3f}.",
         )
         if seen.n_labels:
             m = st.columns(2)
             m[0].metric(
                 "Head accuracy", f"{seen.head_accuracy:.0%}",
-                help=f"On the {seen.n_labels} labels of {chosen.source.name}.",
+                help=f"On the {seen.n_labels} labels of {escape_markdown(chosen.source.name)}.",
             )
             m[1].metric("Uniform accuracy", f"{seen.uniform_accuracy:.0%}",
                         help="The uniform ensemble on the same labels.")

@@ -19,6 +19,7 @@ from hyre_engine.acquisition import PREFERENCE_STRATEGIES
 from hyre_engine.live import DEFAULT_STRATEGY, LiveState
 from hyre_engine.store import SESSION_MODES
 from pages._shared import label_actions as actions
+from pages._shared import resets
 from pages._shared.context import Context, get_context
 from pages._shared.guidelines import guidelines_panel
 from pages._shared.keyboard import keyboard_help_button
@@ -35,6 +36,7 @@ from pages._shared.label_actions import (
 )
 from pages._shared.labels import MODE_TEXT, STRATEGY_TEXT
 from pages._shared.live_panels import feedback_line, finished, live_charts, live_strip, pair_cards
+from pages._shared.widgets import escape_markdown
 
 if TYPE_CHECKING:
     from hyre_engine.profiles import PersonaInfo
@@ -101,6 +103,7 @@ def _human_area(ctx: Context, session_id: str) -> None:
     left, right = st.columns([2, 1], gap="medium")
     with left:
         actions.answer_buttons(ctx, session_id, state, item)
+        resets.notice()
         feedback_line(state, "You", f"Next pair chosen by **{state.strategy.upper()}**.")
         if state.live.candidates_per_query is not None:
             st.caption(f"Large pool: each query is chosen from a fresh random sample of "
@@ -133,7 +136,7 @@ def _persona_area(ctx: Context, session_id: str, persona: PersonaInfo) -> None:
         elif panels.next_item is not None:
             pair_cards(ctx, panels.next_item)
         if panels.next_item is None:
-            st.success(f"{persona.name} has labelled every pair.")
+            st.success(f"{escape_markdown(persona.name)} has labelled every pair.")
     with right:
         live_strip(panels, persona.name)
     live_charts(panels, persona.name)
@@ -210,7 +213,8 @@ def main() -> None:
             "Pause" if playing else "Play", key="btn_play", type="primary", shortcut=KEYS["play"],
             icon=":material/pause:" if playing else ":material/play_arrow:", on_click=actions.toggle_play,
         )
-        st.info(f"**{persona.name}** — {persona.description}", icon=":material/person:")
+        st.info(f"**{escape_markdown(persona.name)}** — {escape_markdown(persona.description)}",
+                icon=":material/person:")
     if persona is None:
         header.caption(
             f"Pick the answer you prefer (**A** / **B**, **?** for every key): HyRe reweights its "
@@ -227,7 +231,8 @@ def main() -> None:
     )
     if st.session_state.get("adv_session") != session_id:
         # another session: its own stored settings fill the Advanced widgets
-        for key in ("adv_strategy", "adv_beta", "adv_goal", HYRE_ONLY_KEY, CONFIRM_RESET_KEY):
+        for key in ("adv_strategy", "adv_beta", "adv_goal", HYRE_ONLY_KEY, CONFIRM_RESET_KEY,
+                    resets.UNDO_RESET_KEY):
             st.session_state.pop(key, None)
         st.session_state["adv_session"] = session_id
         st.session_state[PLAYING_KEY] = False

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from hyre_engine.live import LiveSnapshot
 from hyre_engine.pca import FunctionPCA, cumulative_variance_ratio
 from hyre_engine.profiles import HeadInspection, heaviest_first
+from hyre_engine.safe_text import escape_plotly
 from pages._shared.labels import MEASURE_SHORT, METHOD_TEXT
 
 # The theme's indigo for heads, a contrasting amber for gainers and departures.
@@ -231,7 +232,7 @@ def head_map_figure(pca: FunctionPCA, w: np.ndarray, *, three_d: bool, who: str)
     if three_d:
         fig = go.Figure(go.Scatter3d(
             x=xy[:, 0], y=xy[:, 1], z=xy[:, 2], mode="markers", marker=marker,
-            customdata=custom, hovertemplate=hover, name=who,
+            customdata=custom, hovertemplate=hover, name=escape_plotly(who),
         ))
         fig.update_layout(
             scene={"xaxis_title": pc_name(pca, 0), "yaxis_title": pc_name(pca, 1), "zaxis_title": pc_name(pca, 2)},
@@ -239,7 +240,8 @@ def head_map_figure(pca: FunctionPCA, w: np.ndarray, *, three_d: bool, who: str)
         )
     else:
         fig = go.Figure(go.Scatter(
-            x=xy[:, 0], y=xy[:, 1], mode="markers", marker=marker, customdata=custom, hovertemplate=hover, name=who,
+            x=xy[:, 0], y=xy[:, 1], mode="markers", marker=marker, customdata=custom, hovertemplate=hover,
+            name=escape_plotly(who),
         ))
         fig.update_xaxes(title=pc_name(pca, 0), zeroline=True, zerolinecolor=COLOR_GRID)
         fig.update_yaxes(title=pc_name(pca, 1), zeroline=True, zerolinecolor=COLOR_GRID)
@@ -304,6 +306,7 @@ def profile_weights_figure(w: np.ndarray) -> go.Figure:
 
 
 def similarity_figure(names: list[str], matrix: np.ndarray, measure: str) -> go.Figure:
+    names = [escape_plotly(n) for n in names]  # names from data are plotly text, never tags
     fig = go.Figure(go.Heatmap(
         z=matrix, x=names, y=names, zmin=0, zmax=1,
         colorscale=[[0, "#FFFFFF"], [1, COLOR_HEAD]],
@@ -352,7 +355,7 @@ def curves_figure(n_values: Sequence[int], methods: dict[str, dict[str, list[flo
     fig.update_layout(
         height=height,
         margin={"l": 10, "r": 10, "t": 40 if title else 30, "b": 10},
-        title={"text": title, "x": 0, "font": {"size": 14}} if title else None,
+        title={"text": escape_plotly(title), "x": 0, "font": {"size": 14}} if title else None,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
         xaxis_title="labels given (n)",
         yaxis_title="accuracy on the group's other pairs",

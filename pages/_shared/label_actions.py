@@ -14,6 +14,8 @@ import streamlit as st
 from hyre_engine import live
 from hyre_engine.live import LiveState
 from hyre_engine.numerics import BOTH_BAD, CANT_JUDGE, LABEL_A, LABEL_B, SKIP, TIE
+from hyre_engine.store import AlreadyLabelledError
+from pages._shared import resets
 from pages._shared.context import Context
 from pages._shared.keyboard import SHORTCUTS
 from pages._shared.labels import NO_PREFERENCE_HELP
@@ -49,9 +51,12 @@ def act(ctx: Context, session_id: str, item: int, label: str) -> None:
         return  # another session's button, or a double press on a pair already answered
     try:
         live.record_label(ctx.store, state, item, label)
-    except ValueError:
-        # the same user answered this pair in another tab: rebuild from the store
+    except AlreadyLabelledError:
+        # the same user answered this pair in another tab: say so, rebuild from the store
+        resets.tell(resets.ANSWERED_ELSEWHERE)
         st.session_state.pop(LIVE_KEY, None)
+    else:
+        resets.forget_reset()
 
 
 def undo(ctx: Context, session_id: str) -> None:
@@ -63,8 +68,13 @@ def undo(ctx: Context, session_id: str) -> None:
 
 def persona_step(ctx: Context, state: LiveState) -> bool:
     """The persona answers the pair the strategy picks; False when nothing is left."""
-    if not live.persona_step(ctx.store, state):
-        return False
+    try:
+        if not live.persona_step(ctx.store, state):
+            return False
+    except AlreadyLabelledError:
+        resets.tell(resets.ANSWERED_ELSEWHERE)
+        st.session_state.pop(LIVE_KEY, None)
+        return True
     st.session_state[LAST_STEP_KEY] = time.monotonic()
     return True
 
@@ -94,7 +104,8 @@ def _cancel_reset() -> None:
 
 
 def _reset(ctx: Context, session_id: str) -> None:
-    ctx.store.reset_session(session_id)
+    removed = ctx.store.reset_session(session_id, actor=ctx.user)
+    resets.remember_reset(session_id, removed)
     st.session_state.pop(LIVE_KEY, None)
     st.session_state[PLAYING_KEY] = False
     st.session_state[CONFIRM_RESET_KEY] = False
@@ -153,7 +164,9 @@ def persona_buttons(ctx: Context, session_id: str, state: LiveState, next_item: 
 
 
 def reset_control(ctx: Context, session_id: str, where) -> None:
-    """Reset asks first: it deletes every label of the session."""
+    """Reset asks first, and can be undone until the next label."""
+    if not st.session_state.get(CONFIRM_RESET_KEY) and resets.undo_reset_button(ctx, session_id, where, live_key=LIVE_KEY):
+        return
     if not st.session_state.get(CONFIRM_RESET_KEY):
         where.button(
             "Reset session", key="btn_reset", icon=":material/restart_alt:", on_click=_ask_reset,
@@ -162,7 +175,7 @@ def reset_control(ctx: Context, session_id: str, where) -> None:
         return
     n = live.stored_rows(ctx.store, session_id)
     with where.container(key="confirm-reset"):
-        st.warning(f"Delete all {n} answers of this session? This cannot be undone.")
+        st.warning(f"Remove all {n} answers of this session? You can undo it until your next label.")
         cols = st.columns(2)
         cols[0].button(
             f"Yes, delete {n}", key="btn_reset_confirm", type="primary", on_click=_reset,

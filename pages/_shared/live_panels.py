@@ -10,7 +10,7 @@ from hyre_engine.live import LiveSnapshot, LiveState
 from pages._shared import charts
 from pages._shared.context import Context
 from pages._shared.labels import LABEL_TEXT
-from pages._shared.widgets import escape_markdown
+from pages._shared.widgets import data_text, escape_markdown
 
 # An answer longer than this shows its start and a "Show the rest" in place: the pair,
 # the buttons and the live strip fit a 1280 x 720 screen, and nothing is cut silently.
@@ -57,7 +57,7 @@ def pair_cards(ctx: Context, item: int, *, chosen: str | None = None, who: str =
     with st.container(border=True, key="prompt-card"):
         # the pair's id, not its row number: "pair 414 of 810" read as progress
         st.caption(f"PROMPT · pair id {escape_markdown(str(pair['pair_id']))}")
-        st.markdown(escape_markdown(str(pair["prompt"])) or "*(no prompt)*")
+        data_text(pair["prompt"], empty="(no prompt)")
     cols = st.columns(2, gap="medium")
     for col, side in zip(cols, ("a", "b"), strict=True):
         picked = chosen == side
@@ -65,17 +65,18 @@ def pair_cards(ctx: Context, item: int, *, chosen: str | None = None, who: str =
         with col, st.container(border=True, key=key):
             title = f"**Response {side.upper()}**"
             if picked:
-                title += f" · :orange[chosen by {who}]" if who else " · :orange[your choice]"
+                title += f" · :orange[chosen by {escape_markdown(who)}]" if who else " · :orange[your choice]"
             st.markdown(title)
             text = str(pair[f"response_{side}"])
             start, rest = split_preview(text)
             if not rest:
-                st.markdown(escape_markdown(start))
+                data_text(text)
                 continue
             with st.container(key=f"preview-{side}"):
+                # the start on one line, shown literally: Markdown is for the whole answer
                 st.markdown(escape_markdown(start) + " …")
             with st.expander(f"Show the whole answer ({len(text.split())} words)", key=f"more-{side}-{item}"):
-                st.markdown(escape_markdown(text))
+                data_text(text)
 
 
 def live_metrics(snap: LiveSnapshot, *, goal: int | None = None, columns: int = 4) -> None:
@@ -138,7 +139,7 @@ def personal_readout(snap: LiveSnapshot) -> None:
 def accuracy_title(panels: LiveSnapshot, who: str) -> tuple[str, str]:
     """(title, one plain sentence) of the accuracy curve."""
     if panels.held_out is not None:
-        return f"**Accuracy on {who}'s other pairs**", EXPLAIN["held_out"]
+        return f"**Accuracy on {escape_markdown(who)}'s other pairs**", EXPLAIN["held_out"]
     return "**Did it guess your choice?**", EXPLAIN["running"]
 
 
@@ -186,7 +187,7 @@ def feedback(state: LiveState, who: str) -> str:
     # one short line at 1280 px: who guessed the choice before it was made
     personal = "" if event.personal_correct is None else f"personal {mark(event.personal_correct)} · "
     return (
-        f"{who} chose **{event.label.upper()}** · guessed by: {personal}HyRe {mark(event.hyre_correct)} · "
+        f"{escape_markdown(who)} chose **{event.label.upper()}** · guessed by: {personal}HyRe {mark(event.hyre_correct)} · "
         f"uniform {mark(event.uniform_correct)}"
     )
 

@@ -64,7 +64,7 @@ def built_notice(last: dict, names: dict) -> None:
     ctx = get_context()
     in_use = ctx is not None and ctx.ensemble_id == last["ensemble_id"] and ctx.pool_id == last["pool_id"]
     verb = "Built" if last["trained"] else "Already built (reused)"
-    st.success(f"{verb}: ensemble {last['ensemble_id']} for pool '{names[last['pool_id']]}'.",
+    st.success(f"{verb}: ensemble {last['ensemble_id']} for pool '{escape_markdown(names[last['pool_id']])}'.",
                icon=":material/check_circle:")
     with st.expander("Build report"):
         st.code(last["summary"], language=None)

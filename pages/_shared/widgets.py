@@ -10,6 +10,7 @@ import streamlit as st
 
 from hyre_engine.pca import WORDS, EndContrast
 from hyre_engine.profiles import Weights
+from hyre_engine.safe_text import escape_markdown, markdown_html  # noqa: F401 (pages import escape_markdown here)
 
 if TYPE_CHECKING:
     from pages._shared.context import Context
@@ -20,12 +21,17 @@ FAVICON_FILE = ASSETS_DIR / "favicon.png"
 # Prompt and answers are cut to this many characters in tables (full text in the cards).
 SNIPPET_CHARS = 90
 
-_MARKDOWN_SPECIAL = str.maketrans({"$": r"\$"})
 
 
-def escape_markdown(text: str) -> str:
-    """Data text for st.markdown: '$' would start LaTeX. (HTML is never enabled for data.)"""
-    return text.translate(_MARKDOWN_SPECIAL)
+def data_text(text: object, *, empty: str = "(empty)") -> None:
+    """A text from data (a prompt, an answer) as sanitised Markdown (hyre_engine.safe_text):
+    no images, no raw HTML, links only to http(s) pages. st.html shows the cleaned HTML as
+    is; st.markdown would read Markdown again inside it."""
+    text = str(text)
+    if not text.strip():
+        st.caption(empty)
+        return
+    st.html(f'<div class="hyre-data-text">{markdown_html(text)}</div>')
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:

@@ -98,7 +98,7 @@ def test_skip_and_reset(app_db):
     at.button(key="btn_reset").click().run()
     assert not at.exception, at.exception
     assert len(_session_labels(path, info, "carol")) == 2
-    assert any("Delete all 2 answers" in w.value for w in at.warning)
+    assert any("Remove all 2 answers" in w.value for w in at.warning)
     at.button(key="btn_reset_cancel").click().run()
     assert len(_session_labels(path, info, "carol")) == 2
     assert _metric(at, "Labels").startswith("1")

@@ -194,3 +194,48 @@ def test_path_import_is_off_without_data_folders(app_db, monkeypatch):
     assert not at.exception, at.exception
     assert any("Import by path is off" in i.value for i in at.info)
     assert not [t for t in at.text_input if t.key == "data_path"]
+
+
+# ---------------------------------------------------------------- labels: two tabs, undoing a reset
+
+
+def _labels(path: Path, user: str) -> list[tuple[int, str]]:
+    with Store(path) as store:
+        session = store.list_sessions(user=user)["session_id"].iloc[0]
+        rows = store.session_labels(session)
+    return list(zip(rows["row_index"].tolist(), rows["label"].tolist(), strict=True))
+
+
+def _labels_metric(at: AppTest) -> str:
+    return next(m.value for m in at.metric if m.label == "Labels")
+
+
+def test_a_pair_answered_in_another_tab_is_said_so_and_the_page_refreshes(app_db):
+    path, _ = app_db
+    first, second = _app(user="dora").run(), _app(user="dora").run()  # two tabs, one pair shown in both
+    first.button(key="btn_a").click().run()
+    assert len(_labels(path, "dora")) == 1
+    second.button(key="btn_b").click().run()
+    assert not second.exception, second.exception
+    assert any("already answered in another tab" in w.value for w in second.warning)
+    assert _labels(path, "dora") == _labels(path, "dora")[:1] and _labels(path, "dora")[0][1] == "a"
+    assert _labels_metric(second).startswith("1")  # the stored state, not the click
+    second.button(key="btn_b").click().run()  # the refreshed page asks a new pair
+    assert [label for _, label in _labels(path, "dora")] == ["a", "b"]
+
+
+def test_a_reset_can_be_undone(app_db):
+    path, _ = app_db
+    at = _app(user="erin").run()
+    at.button(key="btn_a").click().run()
+    at.button(key="btn_b").click().run()
+    before = _labels(path, "erin")
+    at.button(key="btn_reset").click().run()
+    at.button(key="btn_reset_confirm").click().run()
+    assert _labels(path, "erin") == [] and _labels_metric(at).startswith("0")
+    at.button(key="btn_undo_reset").click().run()
+    assert not at.exception, at.exception
+    assert _labels(path, "erin") == before
+    assert _labels_metric(at).startswith("2")
+    assert any("Reset undone" in w.value for w in at.warning)
+    assert not [b for b in at.button if b.key == "btn_undo_reset"]
