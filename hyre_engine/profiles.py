@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,8 +50,13 @@ PERSONA_LABELS = 20
 # The profile file format; bump when its keys change.
 PROFILE_FORMAT = 1
 PROFILE_KEYS = ("user", "ensemble_id", "fingerprint", "weights", "labels", "beta", "created_at")
-# A profile is a few KB (K floats and a few labels): anything far larger is not one.
-MAX_PROFILE_BYTES = 5_000_000
+# A profile is a few KB (K floats and a few labels): anything far larger is not one. One
+# limit: the Profiles page's uploader refuses the same size (max_upload_size=MAX_PROFILE_MB).
+MAX_PROFILE_MB = 1
+MAX_PROFILE_BYTES = MAX_PROFILE_MB * 1024 * 1024
+# Weights are normalised on import; raw values beyond this are no weight vector (1e308
+# would normalise to all zeros), and a beta beyond it is no temperature.
+MAX_PROFILE_WEIGHT = 1e6
 # Where a weight vector comes from; a source's key is "<kind>:<id>" ("uniform" alone).
 SOURCE_KINDS = ("uniform", "session", "profile", "persona")
 UNIFORM_KEY = "uniform"
@@ -362,17 +366,11 @@ def _finite_number(x: Any) -> bool:
 
 
 def parse_profile(raw: bytes, *, n_heads: int, ensemble_fingerprint: str, backbone_id: str | None = None,
-                  dim: int | None = None) -> Profile:
+                  dim: int | None = None, pair_ids=None) -> Profile:
     """Validate an uploaded profile (JSON only) against the current ensemble (and, when both
-    name one, its backbone; ``dim``: the embedding size its v must have); ProfileError if unusable."""
-    if len(raw) > MAX_PROFILE_BYTES:
-        raise ProfileError(f"The file is {len(raw):,} bytes; a profile is at most {MAX_PROFILE_BYTES:,}.")
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProfileError(f"The file is not valid JSON ({exc}).") from None
-    if not isinstance(doc, dict):
-        raise ProfileError("A profile is a JSON object; this file holds something else.")
+    name one, its backbone; ``dim``: the embedding size its v must have) and, given
+    ``pair_ids``, its pool: every label must be on one of those pairs, once. ProfileError if unusable."""
+    doc = _profile_json(raw)
     missing = [k for k in PROFILE_KEYS if k not in doc]
     if missing:
         raise ProfileError(f"The profile lacks {', '.join(missing)} (needs {', '.join(PROFILE_KEYS)}).")
@@ -392,27 +390,65 @@ def parse_profile(raw: bytes, *, n_heads: int, ensemble_fingerprint: str, backbo
             f"{backbone_id}. Its weights belong to heads on other features, so it cannot be used "
             "here: switch to that ensemble, or label again."
         )
-    weights = doc["weights"]
+    w = _profile_weights(doc["weights"], n_heads)
+    if not _finite_number(doc["beta"]) or not 0 <= doc["beta"] <= MAX_PROFILE_WEIGHT:
+        raise ProfileError(f"'beta' must be a finite number from 0 to {MAX_PROFILE_WEIGHT:g}.")
+    labels = _profile_labels(doc["labels"], pair_ids)
+    v, lam = _parse_personal_head(doc, dim)
+    return Profile(
+        clean_user(doc["user"]), doc["ensemble_id"], doc["fingerprint"], w, labels,
+        float(doc["beta"]), doc["created_at"], v, lam,
+    )
+
+
+def _profile_json(raw: bytes) -> dict:
+    from hyre_engine.data import DataError, loads_json
+
+    if len(raw) > MAX_PROFILE_BYTES:
+        raise ProfileError(f"The file is {len(raw):,} bytes; a profile is at most {MAX_PROFILE_BYTES:,} "
+                           f"({MAX_PROFILE_MB} MB).")
+    try:
+        doc = loads_json(raw.decode("utf-8"), name="the profile")
+    except UnicodeDecodeError:
+        raise ProfileError("The file is not valid JSON (it is not UTF-8 text).") from None
+    except DataError as exc:
+        raise ProfileError(f"The file is not valid JSON ({exc}).") from None
+    if not isinstance(doc, dict):
+        raise ProfileError("A profile is a JSON object; this file holds something else.")
+    return doc
+
+
+def _profile_weights(weights: Any, n_heads: int) -> np.ndarray:
+    """The weights normalised to sum 1, after checking they are K finite numbers in [0, MAX_PROFILE_WEIGHT]."""
     if not isinstance(weights, list) or not all(_finite_number(x) for x in weights):
         raise ProfileError("'weights' must be a list of finite numbers.")
     if len(weights) != n_heads:
         raise ProfileError(f"'weights' has {len(weights)} entries; the ensemble has {n_heads} heads.")
     w = np.asarray(weights, dtype=np.float64)
+    if w.size and w.max() > MAX_PROFILE_WEIGHT:
+        raise ProfileError(f"'weights' go up to {w.max():g}; a profile's weights are at most "
+                           f"{MAX_PROFILE_WEIGHT:g} (they are normalised to sum 1).")
     if (w < 0).any() or w.sum() <= 0:
         raise ProfileError("'weights' must be non-negative with a positive sum.")
-    if not _finite_number(doc["beta"]) or doc["beta"] < 0:
-        raise ProfileError("'beta' must be a finite number >= 0.")
-    labels = doc["labels"]
+    return w / w.sum()
+
+
+def _profile_labels(labels: Any, pair_ids) -> list[dict[str, Any]]:
     if not isinstance(labels, list):
         raise ProfileError("'labels' must be a list.")
     for i, lab in enumerate(labels):
         if not isinstance(lab, dict) or not isinstance(lab.get("pair_id"), str) or lab.get("label") not in LABELS:
             raise ProfileError(f"labels[{i}] must be an object with a 'pair_id' string and 'label' 'a' or 'b'.")
-    v, lam = _parse_personal_head(doc, dim)
-    return Profile(
-        clean_user(doc["user"]), doc["ensemble_id"], doc["fingerprint"], w / w.sum(), labels,
-        float(doc["beta"]), doc["created_at"], v, lam,
-    )
+    named = [lab["pair_id"] for lab in labels]
+    if len(set(named)) != len(named):
+        raise ProfileError("'labels' name the same pair more than once.")
+    if pair_ids is not None:
+        known = set(map(str, pair_ids))
+        unknown = [p for p in named if p not in known]
+        if unknown:
+            raise ProfileError(f"{len(unknown):,} of the {len(named):,} labels are on pairs this pool does not "
+                               f"have (the first: {unknown[0][:40]!r}); a profile's labels come from its pool.")
+    return labels
 
 
 def _parse_personal_head(doc: dict, dim: int | None) -> tuple[np.ndarray | None, float | None]:

@@ -18,13 +18,12 @@ import streamlit as st
 from hyre_engine import profiles as prof
 from hyre_engine.profiles import (
     PERSONA_LABELS,
-    Profile,
     ProfileError,
     Ranking,
     Weights,
     WeightSource,
 )
-from pages._shared import charts
+from pages._shared import charts, profile_io, signin
 from pages._shared.charts import COLOR_MOVED_ROW
 from pages._shared.context import (
     Context,
@@ -145,26 +144,21 @@ def _save_profile(ctx: Context, user: str, chosen: Weights) -> None:
     )
 
 
-def _import(ctx: Context, profile: Profile) -> None:
-    ctx.store.save_profile(
-        user=profile.user, ensemble_id=ctx.ensemble_id, weights=profile.weights, labels=profile.labels,
-        meta=prof.stored_meta(profile, "import", created_at=profile.created_at),
-    )
-    st.session_state["profiles_imported"] = profile.user
-
-
 def _files_section(ctx: Context) -> None:
     fp = ensemble_fingerprint(ctx.db_path, ctx.ensemble_id)
     cols = st.columns(2, gap="large")
     with cols[0], st.container(border=True, key="profiles-export"):
         st.markdown("**Export a profile**")
-        chosen = source_picker(ctx, "Weights to export", key=EXPORT_SOURCE_KEY)
+        everyone = signin.can("export_all")
+        chosen = source_picker(ctx, "Weights to export", key=EXPORT_SOURCE_KEY,
+                               only=None if everyone else lambda s: profile_io.own_or_shared(s, ctx.user))
         if chosen.source.kind == prof.UNIFORM_KEY:
             st.caption("The uniform weights need no profile: pick a user or a persona.")
         else:
             name = st.text_input(
-                "Save as user", value=chosen.source.name, max_chars=prof.MAX_USER_CHARS,
-                key=f"{EXPORT_NAME_KEY}:{chosen.source.key}",
+                "Save as user", value=chosen.source.name if everyone else ctx.user, max_chars=prof.MAX_USER_CHARS,
+                key=f"{EXPORT_NAME_KEY}:{chosen.source.key}", disabled=not everyone,
+                help=None if everyone else "You save and export profiles under your own name.",
             )
             user = prof.clean_user(name)
             doc = prof.profile_document(chosen, user=user, ensemble_id=ctx.ensemble_id, ensemble_fingerprint=fp,
@@ -184,17 +178,21 @@ def _files_section(ctx: Context) -> None:
             st.caption(f"{len(chosen.labels)} labels · {head} · ensemble fingerprint `{fp}`")
     with cols[1], st.container(border=True, key="profiles-import"):
         st.markdown("**Import a profile**")
+        if not signin.can("import_profile"):
+            signin.refuse("Importing a profile (it can replace anyone's)")
+            return
         upload = st.file_uploader(
-            "Profile JSON", type=["json"], key=UPLOAD_KEY, max_upload_size=1,
-            help="A file exported here. It must come from this ensemble (same fingerprint).",
+            "Profile JSON", type=["json"], key=UPLOAD_KEY, max_upload_size=prof.MAX_PROFILE_MB,
+            help=f"A file exported here, up to {prof.MAX_PROFILE_MB} MB. It must come from this "
+            "ensemble (same fingerprint) and label only pairs of this pool.",
         )
-        done = st.session_state.pop("profiles_imported", None)
+        done = st.session_state.pop(profile_io.IMPORTED_KEY, None)
         if done:
             st.success(f"Imported the profile of **{escape_markdown(done)}**.")
         if upload is not None:
             try:
                 profile = prof.parse_profile(upload.getvalue(), n_heads=ctx.n_heads, ensemble_fingerprint=fp,
-                                             backbone_id=ctx.backbone_id, dim=ctx.dim)
+                                             backbone_id=ctx.backbone_id, dim=ctx.dim, pair_ids=ctx.pair_ids())
             except ProfileError as exc:
                 st.error(str(exc), icon=":material/block:")
             else:
@@ -203,7 +201,7 @@ def _files_section(ctx: Context) -> None:
                     f"effective heads {profile.effective_heads:.1f} / {ctx.n_heads}"
                     + (" · with a personal head" if profile.v is not None else " · HyRe only")
                 )
-                st.button("Import", key="profiles_import", type="primary", on_click=_import, args=(ctx, profile))
+                profile_io.import_button(ctx, profile)
 
 
 def _score_section(ctx: Context) -> None:

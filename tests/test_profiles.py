@@ -72,11 +72,24 @@ def test_parse_profile_accepts_and_normalises():
         (_doc(weights=[-1.0, 2.0]), "non-negative"),
         (_doc(labels=[{"pair_id": "p", "label": "c"}]), r"labels\[0\]"),
         (_doc(beta=-1), "'beta'"),
+        (_doc(beta=1e300), "'beta'"),
+        (_doc(weights=[1e308, 1e308]), "at most 1e\\+06"),
+        (_doc(labels=[{"pair_id": "p", "label": "a"}, {"pair_id": "p", "label": "b"}]), "more than once"),
+        (b'{"user": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested more than"),
+        (b'{"beta": ' + b"9" * 5000 + b"}", "too many digits"),
+        (b" " * (prof.MAX_PROFILE_BYTES + 1), "at most 1,048,576"),
     ],
 )
 def test_parse_profile_refuses_bad_files(raw, match):
     with pytest.raises(prof.ProfileError, match=match):
         prof.parse_profile(raw, n_heads=2, ensemble_fingerprint=FP)
+
+
+def test_parse_profile_refuses_labels_on_pairs_not_in_the_pool():
+    labels = [{"pair_id": f"x{i}", "label": "a"} for i in range(5000)] + [{"pair_id": "p", "label": "b"}]
+    with pytest.raises(prof.ProfileError, match="5,000 of the 5,001 labels are on pairs this pool does not have"):
+        prof.parse_profile(_doc(labels=labels), n_heads=2, ensemble_fingerprint=FP, pair_ids=["p", "q"])
+    assert prof.parse_profile(_doc(), n_heads=2, ensemble_fingerprint=FP, pair_ids=["p", "q"]).labels
 
 
 def test_profile_document_round_trips():

@@ -40,9 +40,12 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def source_picker(ctx: Context, label: str, *, key: str, default_user: bool = True, **kwargs) -> Weights:
-    """A selectbox over the weight sources (the current user's first when they have one); returns its weights."""
-    sources = ctx.sources()
+def source_picker(ctx: Context, label: str, *, key: str, default_user: bool = True, only=None,
+                  **kwargs) -> Weights:
+    """A selectbox over the weight sources (the current user's first when they have one); returns its weights.
+
+    ``only``: a predicate on WeightSource keeping some of them (an annotator exports only their own)."""
+    sources = [s for s in ctx.sources() if only is None or only(s)]
     by_key = {s.key: s for s in sources}
     if st.session_state.get(key) not in by_key:
         mine = [s.key for s in sources if s.kind in ("session", "profile") and s.name == ctx.user]

@@ -31,12 +31,17 @@ def _metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
-def _profile_bytes(info: dict, *, fingerprint: str, user: str = "carol", weights=None) -> bytes:
+# A pair of the small demo pool (its first prompt): an imported profile labels only pool pairs.
+POOL_PAIR = "science-01:child-short~child-thorough"
+
+
+def _profile_bytes(info: dict, *, fingerprint: str, user: str = "carol", weights=None,
+                   pair_id: str = POOL_PAIR) -> bytes:
     k = info["n_heads"]
     w = np.arange(1, k + 1, dtype=float) if weights is None else weights
     doc = {
         "user": user, "ensemble_id": info["ensemble_id"], "fingerprint": fingerprint,
-        "weights": list(w), "labels": [{"pair_id": "p1", "row_index": 0, "label": "a"}],
+        "weights": list(w), "labels": [{"pair_id": pair_id, "row_index": 0, "label": "a"}],
         "beta": 1.0, "created_at": "2025-01-01T00:00:00+00:00",
     }
     return json.dumps(doc).encode()

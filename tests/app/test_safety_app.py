@@ -3,6 +3,7 @@ a refused non-local bind, two tabs of one session, undoing a reset, profile impo
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -239,3 +240,68 @@ def test_a_reset_can_be_undone(app_db):
     assert _labels_metric(at).startswith("2")
     assert any("Reset undone" in w.value for w in at.warning)
     assert not [b for b in at.button if b.key == "btn_undo_reset"]
+
+
+# ---------------------------------------------------------------- profile imports
+
+
+def _fingerprint(path: Path, ensemble_id: str) -> str:
+    from hyre_engine.ensemble import fingerprint
+    from hyre_engine.pipeline import load_model
+
+    with Store(path) as store:
+        return fingerprint(load_model(store, ensemble_id))
+
+
+# A pair of the small demo pool (its first prompt).
+POOL_PAIR = "science-01:child-short~child-thorough"
+
+
+def _profile_bytes(info: dict, *, fingerprint: str, weights=None, pair_id: str = POOL_PAIR) -> bytes:
+    k = info["n_heads"]
+    doc = {
+        "user": "carol", "ensemble_id": info["ensemble_id"], "fingerprint": fingerprint,
+        "weights": list(range(1, k + 1)) if weights is None else weights,
+        "labels": [{"pair_id": pair_id, "label": "a"}], "beta": 1.0, "created_at": "2026-01-01T00:00:00+00:00",
+    }
+    return json.dumps(doc).encode()
+
+
+def test_profile_imports_refuse_nonsense_and_ask_before_replacing(app_db):
+    path, info = app_db
+    fp, k = _fingerprint(path, info["ensemble_id"]), info["n_heads"]
+    at = _app(user="admin-at-home").run()
+    at.switch_page("pages/profiles.py").run()
+    assert not at.exception, at.exception
+    bad = {
+        "huge.json": (_profile_bytes(info, fingerprint=fp, weights=[1e308] * k), "at most 1e+06"),
+        "elsewhere.json": (_profile_bytes(info, fingerprint=fp, pair_id="not-in-this-pool"),
+                           "pairs this pool does not have"),
+        "deep.json": (b'{"user": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "nested more than"),
+    }
+    for name, (raw, message) in bad.items():
+        at.file_uploader(key="profiles_upload").upload(name, raw, "application/json").run()
+        assert not at.exception, (name, at.exception)
+        assert any(message in e.value for e in at.error), (name, [e.value for e in at.error])
+        assert not [b for b in at.button if b.key == "profiles_import"], name
+    # an existing profile of that name is replaced only after a confirmation
+    with Store(path) as store:
+        store.save_profile(user="carol", ensemble_id=info["ensemble_id"], weights=[1.0 / k] * k,
+                           labels=[{"pair_id": POOL_PAIR, "label": "b"}], meta={})
+    at.file_uploader(key="profiles_upload").upload(
+        "carol.json", _profile_bytes(info, fingerprint=fp), "application/json").run()
+    assert any("already exists" in w.value for w in at.warning)
+    assert at.button(key="profiles_import").disabled
+    at.checkbox(key="profiles_replace:carol").check().run()
+    at.button(key="profiles_import").click().run()
+    assert not at.exception, at.exception
+    with Store(path) as store:
+        assert store.get_profile("carol", info["ensemble_id"])["labels"][0]["label"] == "a"
+
+
+def test_an_annotator_imports_no_profile(app_db, users):
+    at = _sign_in(_app().run(), "ann", ANNOTATOR_PASSWORD)
+    at.switch_page("pages/profiles.py").run()
+    assert not at.exception, at.exception
+    assert not [u for u in at.file_uploader if u.key == "profiles_upload"]
+    assert any("Importing a profile" in i.value for i in at.info)
