@@ -96,6 +96,32 @@ class BackboneNotFoundError(FileNotFoundError):
     """The model folder (or the default model's package) is not installed."""
 
 
+# Weight files in Python's pickle format (torch.save): loading one can run any code.
+PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"})
+
+
+def check_weights_format(path: Path) -> None:
+    """Refuse a model folder unless its weights are safetensors (ValueError naming the file).
+
+    A folder (or a sentence-transformers module folder inside it) whose weights exist
+    only as a pickle is refused before any loader sees it; where both formats are
+    present the loaders are told to read the safetensors.
+    """
+    folders = [path, *sorted(p for p in path.rglob("*") if p.is_dir())]
+    for folder in folders:
+        files = [f for f in folder.iterdir() if f.is_file()]
+        pickles = sorted(f for f in files if f.suffix.lower() in PICKLE_SUFFIXES)
+        if pickles and not any(f.suffix == ".safetensors" for f in files):
+            raise ValueError(
+                f"the model folder {path.name!r} holds its weights as a pickle "
+                f"({pickles[0].relative_to(path)}), which can run code when loaded: HyRe Studio "
+                "loads safetensors weights only (convert them, e.g. with transformers' "
+                "save_pretrained(..., safe_serialization=True))"
+            )
+    if not any(path.rglob("*.safetensors")):
+        raise ValueError(f"the model folder {path.name!r} has no .safetensors weights")
+
+
 def folder_fingerprint(path: Path) -> str:
     """A cheap content hash of a model folder: small files whole, large ones by name and size.
 
@@ -525,6 +551,8 @@ def load_backbone(
         if (path / FINETUNED_MANIFEST).is_file():
             return load_finetuned_backbone(path, device=device, max_length=max_length, batch_size=batch_size)
     revision = folder_fingerprint(path)
+    if (path / "modules.json").is_file() or (path / "config.json").is_file():
+        check_weights_format(path)
     if (path / "modules.json").is_file():
         if backend == "auto":
             backend = DEFAULT_CPU_BACKEND if torch_device.type == "cpu" else "torch"
@@ -552,7 +580,8 @@ def _load_sentence_transformer(path, name, revision, device, max_length, batch_s
     bar_was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        model = SentenceTransformer(str(path), device=str(device), local_files_only=True)
+        model = SentenceTransformer(str(path), device=str(device), local_files_only=True,
+                                    model_kwargs={"use_safetensors": True})
     finally:
         if bar_was_on:
             hf_logging.enable_progress_bar()
@@ -609,7 +638,7 @@ def _load_hf(path, name, revision, device, max_length, batch_size, pooling) -> B
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        model = AutoModel.from_pretrained(str(path), local_files_only=True, dtype=dtype)
+        model = AutoModel.from_pretrained(str(path), local_files_only=True, dtype=dtype, use_safetensors=True)
     finally:
         hf_logging.set_verbosity(verbosity)
     model = model.to(device).eval()

@@ -172,6 +172,30 @@ def test_missing_folder_names_path_and_never_downloads(tmp_path):
         load_backbone(tmp_path)
 
 
+def test_pickle_weights_are_refused_before_loading(tmp_path, bert_dir):
+    import shutil
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(bert_dir, folder)
+    (folder / "model.safetensors").unlink()
+    # a pickle that would run code if unpickled: it must never be opened
+    (folder / "pytorch_model.bin").write_bytes(b"cos\nsystem\n(S'touch " + str(tmp_path / "pwned").encode() + b"'\ntR.")
+    with pytest.raises(ValueError, match=r"pytorch_model\.bin.*safetensors weights only"):
+        load_backbone(folder)
+    assert not (tmp_path / "pwned").exists()
+    (folder / "pytorch_model.bin").unlink()
+    with pytest.raises(ValueError, match="no .safetensors weights"):
+        load_backbone(folder)
+    # a sentence-transformers module folder with a pickled layer is refused too
+    module = tmp_path / "st"
+    shutil.copytree(bert_dir, module)
+    (module / "modules.json").write_text("[]")
+    (module / "2_Dense").mkdir()
+    (module / "2_Dense" / "pytorch_model.bin").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"2_Dense/pytorch_model\.bin"):
+        load_backbone(module)
+
+
 def test_missing_default_package_names_pip_install(monkeypatch):
     import sys
 
