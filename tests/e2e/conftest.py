@@ -6,6 +6,7 @@ test run builds it once. Tests skip, saying why, when /usr/bin/chromium is missi
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -60,15 +61,11 @@ def chromium_path() -> str:
     return str(CHROMIUM)
 
 
-@pytest.fixture
-def app_server(chromium_path, tmp_path_factory, tmp_path):
-    """The real app (`python app.py`, as `make run` starts it) on a free port with its own $HYRE_DB; yields its URL."""
-    template, info = _app_conftest().small_demo_once(tmp_path_factory)
-    db = tmp_path / "hyre.duckdb"
-    shutil.copyfile(template, db)
+@contextlib.contextmanager
+def serve(db: Path, log: Path, env: dict | None = None):
+    """The real app (`python app.py`, as `make run` starts it) on a free port over ``db``; yields its URL."""
     port = _free_port()
-    log = tmp_path / "server.log"
-    env = {**os.environ, "HYRE_DB": str(db)}
+    env = {**os.environ, "HYRE_DB": str(db), **(env or {})}
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "app.py", "--server.port", str(port),
@@ -78,13 +75,30 @@ def app_server(chromium_path, tmp_path_factory, tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, log)
-        yield {"url": url, "info": info, "log": log, "db": db}
+        yield url
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture
+def serve_app(chromium_path):
+    """`serve(db, log)`: the real app over a database a test made itself."""
+    return serve
+
+
+@pytest.fixture
+def app_server(chromium_path, tmp_path_factory, tmp_path):
+    """The real app on a free port with its own copy of the small demo DB; yields its URL."""
+    template, info = _app_conftest().small_demo_once(tmp_path_factory)
+    db = tmp_path / "hyre.duckdb"
+    shutil.copyfile(template, db)
+    log = tmp_path / "server.log"
+    with serve(db, log) as url:
+        yield {"url": url, "info": info, "log": log, "db": db}
 
 
 @pytest.fixture
