@@ -35,7 +35,7 @@ def import_button(ctx: Context, profile: Profile) -> None:
     confirmed = True
     if existing is not None:
         st.warning(f"A profile of **{escape_markdown(profile.user)}** already exists for this ensemble "
-                   f"({len(existing.get('labels') or [])} labels). Importing replaces it.",
+                   f"({len(existing.labels)} labels). Importing replaces it.",
                    icon=":material/warning:")
         confirmed = st.checkbox("Replace the existing profile", key=f"profiles_replace:{profile.user}")
     st.button("Import", key="profiles_import", type="primary", on_click=_import, args=(ctx, profile),

@@ -296,7 +296,7 @@ def test_profile_imports_refuse_nonsense_and_ask_before_replacing(app_db):
     at.button(key="profiles_import").click().run()
     assert not at.exception, at.exception
     with Store(path) as store:
-        assert store.get_profile("carol", info["ensemble_id"])["labels"][0]["label"] == "a"
+        assert store.get_profile("carol", info["ensemble_id"]).labels[0]["label"] == "a"
 
 
 def test_an_annotator_imports_no_profile(app_db, users):
