@@ -8,7 +8,8 @@ of HTML (``<a href>``, ``<b>``, ``<br>``) in every label.
 - `markdown_html`: a response text rendered as Markdown (CommonMark by markdown-it-py,
   raw HTML off), then cleaned by nh3 (the ammonia sanitiser): no images at all, links
   only with http(s) URLs, every link ``rel="noopener noreferrer nofollow"``.
-- `escape_markdown`: a name or group placed inside a Markdown string shows literally.
+- `escape_markdown`: a name or group placed inside a Markdown string shows literally
+  (and a URL in it is no autolink).
 - `escape_plotly`: a name or group placed in a plotly label, hover text or tick shows
   literally (plotly decodes ``&lt;`` back to ``<`` as text, never as a tag).
 """
@@ -56,10 +57,18 @@ def markdown_html(text: str) -> str:
     )
 
 
+# GitHub-flavoured Markdown (Streamlit's) links bare URLs, www. names and e-mail addresses
+# in plain text even when every character is escaped: a word joiner (U+2060, invisible)
+# after "scheme:", after "www" and before "@" breaks each of those patterns.
+WORD_JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(?<=\\:)|(?i:(?<=www)(?=\\\.))|(?=\\@)")
+
+
 def escape_markdown(text: object) -> str:
-    """``text`` with every Markdown metacharacter backslash-escaped, newlines as spaces."""
+    """``text`` with every Markdown metacharacter backslash-escaped, newlines as spaces, and
+    no bare URL or e-mail address left for an autolink."""
     s = " ".join(str(text).splitlines())
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", s)
+    return _AUTOLINK.sub(WORD_JOINER, _MARKDOWN_SPECIAL.sub(r"\\\1", s))
 
 
 def escape_plotly(text: object) -> str:

@@ -58,7 +58,16 @@ def test_escape_markdown_leaves_no_syntax():
     out = markdown_html(escape_markdown(name))
     assert "<img" not in out and "<a" not in out and "<strong>" not in out and "\n" not in escape_markdown(name)
     # and what shows is the original text
-    assert "![p](http://evil.example/x.png)" in out.replace("&lt;", "<").replace("&gt;", ">")
+    assert "![p](http://evil.example/x.png)" in out.replace("&lt;", "<").replace("&gt;", ">").replace("\u2060", "")
+
+
+@pytest.mark.parametrize("name", ["see http://evil.example/x", "HTTPS://evil.example", "www.evil.example",
+                                  "WWW.evil.example", "mail me@evil.example", "ftp://evil.example"])
+def test_escape_markdown_leaves_nothing_to_autolink(name):
+    """GFM links bare URLs, www. names and e-mail addresses even when escaped: none is left."""
+    plain = escape_markdown(name).replace("\\", "")
+    assert not re.search(r"(?i)[a-z]+://|www\.|[\w.+-]@", plain), plain
+    assert plain.replace("\u2060", "") == name
 
 
 def test_escape_plotly():
