@@ -32,12 +32,6 @@ def _bind_address(args: list[str]) -> str | None:
     return os.environ.get(ADDRESS_ENV) or os.environ.get("STREAMLIT_SERVER_ADDRESS") or config.get_option(
         "server.address")
 
-# The imports above are the server's life-long objects: moved out of the collector's
-# reach once (the first run), so a full collection no longer walks torch's and pandas'
-# millions of objects; later runs freeze nothing (their garbage stays collectable).
-if not gc.get_freeze_count():
-    gc.freeze()
-
 
 def _launch() -> None:
     """`python app.py [streamlit options]`: start the server with st.navigation in charge.
@@ -90,6 +84,12 @@ from pages._shared import context as app_context  # noqa: E402
 from pages._shared import signin  # noqa: E402
 from pages._shared.sidebar import render_sidebar  # noqa: E402
 from pages._shared.widgets import FAVICON_FILE, STYLE_FILE  # noqa: E402
+
+# The imports above are the server's life-long objects: moved out of the collector's
+# reach once (the first run), so a full collection no longer walks torch's and pandas'
+# millions of objects; later runs freeze nothing (their garbage stays collectable).
+if not gc.get_freeze_count():
+    gc.freeze()
 
 # The pages, in menu order; each file runs as its own page (st.Page). Data is for admins.
 PAGES = [
