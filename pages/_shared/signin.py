@@ -18,6 +18,8 @@ import streamlit as st
 
 from hyre_engine import auth
 from hyre_engine.profiles import clean_user
+from pages._shared import permissions
+from pages._shared.permissions import ROLE_KEY
 
 # The user name travels in the URL (?user=...) so a reload or a bookmark keeps it (local use).
 USER_PARAM = "user"
@@ -105,7 +107,12 @@ def current_identity() -> auth.User | None:
     if how is None:
         return _local_user()
     user = _oidc_user() if how == auth.OIDC else _file_user()
-    if user is not None and st.query_params.get(USER_PARAM) is not None:
+    if user is None:
+        st.session_state.pop(ROLE_KEY, None)
+        return None
+    # the role every page asks (pages/_shared/permissions.py) is the signed-in one
+    st.session_state[ROLE_KEY] = user.role
+    if st.query_params.get(USER_PARAM) is not None:
         # signed in: the address never chooses whose labels these are
         del st.query_params[USER_PARAM]
     return user
@@ -118,9 +125,9 @@ def identity() -> auth.User | None:
 
 
 def can(action: str) -> bool:
-    """Whether this tab's user may do ``action`` (auth.PERMISSIONS); no identity may do nothing."""
-    user = identity()
-    return user is not None and user.can(action)
+    """Whether this tab's user may do ``action`` (auth.PERMISSIONS, asked through
+    permissions.can); no identity may do nothing."""
+    return identity() is not None and permissions.can(action)
 
 
 def refuse(what: str) -> None:
@@ -182,6 +189,7 @@ def sign_out() -> None:
         return
     st.session_state.pop(SIGNED_IN_KEY, None)
     st.session_state.pop(IDENTITY_KEY, None)
+    st.session_state.pop(ROLE_KEY, None)
 
 
 def sidebar_identity() -> bool:

@@ -305,3 +305,7 @@ def test_an_annotator_imports_no_profile(app_db, users):
     assert not at.exception, at.exception
     assert not [u for u in at.file_uploader if u.key == "profiles_upload"]
     assert any("Importing a profile" in i.value for i in at.info)
+    # nor renames, merges or deletes people: the signed-in role is the one every page asks
+    at.switch_page("pages/people.py").run()
+    assert not at.exception, at.exception
+    assert any("Only an admin" in c.value for c in at.caption)
