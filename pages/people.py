@@ -15,6 +15,7 @@ from pages._shared.context import get_context
 from pages._shared.export_ui import export_section
 from pages._shared.people_ui import manage_people
 from pages._shared.permissions import can
+from pages._shared.widgets import escape_markdown
 
 
 def _users_table(users: pd.DataFrame) -> pd.DataFrame:
@@ -51,7 +52,7 @@ def main() -> None:
         st.dataframe(_users_table(users), hide_index=True, key="people_table",
                      column_config={"labels": st.column_config.NumberColumn(help="Their own labels, all pools.")})
     with right:
-        st.markdown(f"**Agreement on pool {ctx.pool_name}**",
+        st.markdown(f"**Agreement on pool {escape_markdown(ctx.pool_name)}**",
                     help="Same choice: the share of the pairs both judged A or B where they picked the same "
                     "answer. Kappa: agreement beyond what two people with their habits would reach by chance "
                     "(1 = always agree, 0 = chance level, blank when chance explains everything).")
