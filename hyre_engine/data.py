@@ -66,6 +66,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
+from hyre_engine.numerics import PAIR_LABELS
+
 # Uploads and imports beyond this are refused before parsing (the app has its own limit).
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 # The group of rows that name none: the whole file is one target distribution.
@@ -90,7 +92,13 @@ _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 # controls removed, rows dropped because A and B were the same text.
 CLEAN_KEYS = ("control_characters", "bidi_controls", "identical_pairs")
 
-CANONICAL_COLUMNS = ["pair_id", "prompt", "response_a", "response_b", "label", "group", "annotator"]
+# A preference frame must have these (never missing) and may have those; any other
+# column is metadata, kept per row.
+REQUIRED_COLUMNS = ("pair_id", "prompt", "response_a", "response_b")
+OPTIONAL_COLUMNS = ("label", "group", "annotator")
+CANONICAL_COLUMNS = [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS]
+# How many offending values an error message names: enough to find them, short enough to read.
+MAX_NAMED_IN_ERROR = 5
 FORMATS = ("auto", "design", "hh-rlhf", "llmbar", "ratings")
 AB_COLUMNS = ("response_a", "response_b", "label")
 CR_COLUMNS = ("chosen", "rejected")
@@ -778,6 +786,56 @@ def _finish(src: _Source, rows: list[_Row]) -> pd.DataFrame:
     for k in extra_names:
         data[k] = [r.extras.get(k) for r in rows]
     return pd.DataFrame(data)
+
+
+# --- frames built in code ----------------------------------------------------------
+
+
+def name_some(items: Iterable[Any]) -> str:
+    """The first `MAX_NAMED_IN_ERROR` of ``items`` (repr), and how many more there are."""
+    items = list(items)
+    shown = ", ".join(repr(x) for x in items[:MAX_NAMED_IN_ERROR])
+    more = f" and {len(items) - MAX_NAMED_IN_ERROR} more" if len(items) > MAX_NAMED_IN_ERROR else ""
+    return shown + more
+
+
+def validate_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Check a canonical preference frame, however it was made; returns it unchanged.
+
+    The readers above return frames that pass; this is the check for frames built in
+    code (tests, benchmarks, the Ray engine), and what `Store.add_pool` / `add_pairs`
+    call before writing. ValueError naming the problem: not a DataFrame, no rows, a
+    required column absent or with missing values, duplicated column names, a label
+    other than "a" / "b" (missing is allowed: the pair is added unlabelled), or a
+    pair_id given with two different texts.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame is missing required columns {missing}; has {list(frame.columns)}")
+    if len(frame) == 0:
+        raise ValueError("frame has no rows")
+    if frame.columns.duplicated().any():
+        raise ValueError(
+            f"frame has duplicated column names {list(frame.columns[frame.columns.duplicated()])}"
+        )
+    for col in REQUIRED_COLUMNS:
+        bad = np.flatnonzero(frame[col].isna().to_numpy())
+        if bad.size:
+            raise ValueError(f"column {col!r} has missing values in rows {name_some(bad.tolist())}")
+    if "label" in frame.columns:
+        label = frame["label"]
+        known = label.isna().to_numpy() | label.isin(PAIR_LABELS).to_numpy()
+        if not known.all():
+            bad = pd.unique(label[~known].astype(str))
+            raise ValueError(f"label must be one of {PAIR_LABELS} (or missing), got {name_some(bad)}")
+    texts = pd.DataFrame({c: frame[c].astype(str).to_numpy(dtype=object) for c in REQUIRED_COLUMNS})
+    unique_texts = texts.drop_duplicates(list(REQUIRED_COLUMNS))
+    if len(unique_texts) != texts["pair_id"].nunique():
+        conflicted = unique_texts["pair_id"][unique_texts["pair_id"].duplicated()].unique()
+        raise ValueError(f"pair_id {name_some(conflicted)} appear with different prompt/response texts")
+    return frame
 
 
 # --- summaries ----------------------------------------------------------------------

@@ -408,3 +408,52 @@ def test_json_depth_and_loads_json():
     assert loads_json('{"a": [1]}') == {"a": [1]}
     with pytest.raises(DataError, match="x.json, line 1: malformed JSON"):
         loads_json("{", name="x.json")
+
+
+# --- frames built in code: validate_frame, the one check the store relies on --------
+
+GOOD_FRAME = {"pair_id": ["p0", "p0", "p1"], "prompt": ["q0", "q0", "q1"],
+              "response_a": ["a0", "a0", "a1"], "response_b": ["b0", "b0", "b1"],
+              "label": ["a", "b", None], "group": ["u1", "u2", "u1"]}
+
+
+@pytest.mark.parametrize(
+    ("frame", "match"),
+    [
+        ([GOOD_FRAME], "must be a pandas DataFrame, got list"),
+        (pd.DataFrame(GOOD_FRAME).drop(columns=["response_b"]), r"missing required columns \['response_b'\]"),
+        (pd.DataFrame(GOOD_FRAME).iloc[0:0], "no rows"),
+        (pd.concat([pd.DataFrame(GOOD_FRAME), pd.DataFrame({"group": [1, 2, 3]})], axis=1),
+         r"duplicated column names \['group'\]"),
+        (pd.DataFrame(GOOD_FRAME).assign(prompt=["q0", None, "q1"]), r"column 'prompt' has missing values in rows 1"),
+        (pd.DataFrame(GOOD_FRAME).assign(label=["a", "x", "B"]), r"label must be one of .* got 'x', 'B'"),
+        (pd.DataFrame(GOOD_FRAME).assign(response_a=["a0", "other", "a1"]), "pair_id 'p0' appear with different"),
+    ],
+)
+def test_validate_frame_names_the_problem(frame, match):
+    from hyre_engine.data import validate_frame
+
+    with pytest.raises(ValueError, match=match):
+        validate_frame(frame)
+
+
+def test_validate_frame_passes_what_the_readers_return(tmp_path):
+    from hyre_engine.data import validate_frame
+
+    good = pd.DataFrame(GOOD_FRAME)
+    assert validate_frame(good) is good
+    frame = read_preferences(write_jsonl(tmp_path / "pool.jsonl", AB_ROWS))
+    assert validate_frame(frame) is frame
+
+
+def test_the_store_validates_frames_with_data_py(monkeypatch):
+    """One place for the checks: the store calls data.validate_frame and has none of its own."""
+    import hyre_engine.store.connection as connection
+    from hyre_engine.store import MEMORY, Store
+
+    seen = []
+    monkeypatch.setattr(connection, "validate_frame", lambda frame: seen.append(len(frame)) or frame)
+    with Store(MEMORY) as store:
+        pool = store.add_pool("p", pd.DataFrame(GOOD_FRAME))
+        store.add_pairs(pool, pd.DataFrame(GOOD_FRAME))
+    assert seen == [3, 3]

@@ -31,8 +31,10 @@ Single records come back as frozen dataclasses (`records`: `PoolRecord`, `Ensemb
 with its `EnsembleMeta`, `SessionRecord`, `LabelRecord`, `ProfileRecord`, `ResultRecord`);
 listings stay DataFrames.
 
-The store assumes the frames it is given were validated by ``hyre_engine.data``
-(``read_preferences`` and friends): its own checks only guard what the tables need.
+A frame's validation lives in one place, ``hyre_engine.data``: `add_pool` and `add_pairs`
+call its `validate_frame` and only reshape what passes (pairs, texts, label rows); what
+the store checks itself is what the tables hold (a pair_id already stored with other
+texts, array shapes, ids that must exist).
 """
 
 from __future__ import annotations

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from hyre_engine.data import name_some
 from hyre_engine.store.connection import (
     StoreBase,
     _check_name,
     _first,
     _list_array,
     _list_column_to_matrix,
-    _name_some,
     _now,
     _strings,
     _to_json,
@@ -58,7 +58,7 @@ class ArtifactsMixin(StoreBase):
             raise ValueError("vectors contain NaN or infinite values")
         if len(set(hashes)) != len(hashes):
             dup = pd.Series(hashes)[pd.Series(hashes).duplicated()].unique()
-            raise ValueError(f"hashes repeat: {_name_some(dup)}")
+            raise ValueError(f"hashes repeat: {name_some(dup)}")
         if not hashes:
             return 0
         table = pa.table(
@@ -112,7 +112,7 @@ class ArtifactsMixin(StoreBase):
         if result.num_rows != len(hashes):
             missing = self.missing_embeddings(backbone_id, hashes)
             raise KeyError(
-                f"{len(missing)} text hashes have no {backbone_id!r} embedding: {_name_some(missing)}"
+                f"{len(missing)} text hashes have no {backbone_id!r} embedding: {name_some(missing)}"
             )
         order = result.column("ord").to_numpy()
         vectors = _list_column_to_matrix(result.column("vector"))

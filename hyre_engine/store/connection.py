@@ -12,7 +12,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from hyre_engine.numerics import PAIR_LABELS
+from hyre_engine.data import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, validate_frame
 from hyre_engine.store.lease import Lease, lock_timeout_from_env
 from hyre_engine.store.lease import StoreLockedError as StoreLockedError  # re-exported
 
@@ -37,16 +37,8 @@ LOCAL_DB_PATH = Path("data") / "hyre.duckdb"
 # duckdb's name for a private in-memory database (used by the tests).
 MEMORY = ":memory:"
 
-# The canonical columns of a preference frame (data.py defines and validates them).
-REQUIRED_COLUMNS = ("pair_id", "prompt", "response_a", "response_b")
-OPTIONAL_COLUMNS = ("label", "group", "annotator")
-# A pool label says which response was preferred; in a session a person may also
-# pass on a pair, and a skip still counts as seen.
-POOL_LABELS = PAIR_LABELS
 # "human": a person labels; "persona": labels replayed from a simulated persona's group.
 SESSION_MODES = ("human", "persona")
-# How many offending ids an error message names: enough to find them, short enough to read.
-MAX_IDS_IN_ERROR = 5
 # Arrow list offsets are int32 up to this many values, int64 (large_list) beyond.
 _INT32_MAX = 2**31 - 1
 
@@ -205,13 +197,6 @@ def _to_json(value: Any, *, what: str) -> str:
         raise ValueError(f"{what} is not JSON serialisable: {exc}") from exc
 
 
-def _name_some(items: Iterable[Any]) -> str:
-    items = list(items)
-    shown = ", ".join(repr(x) for x in items[:MAX_IDS_IN_ERROR])
-    more = f" and {len(items) - MAX_IDS_IN_ERROR} more" if len(items) > MAX_IDS_IN_ERROR else ""
-    return shown + more
-
-
 def _check_name(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what} must be a non-empty string, got {value!r}")
@@ -264,24 +249,8 @@ class _Prepared:
 
 
 def _prepare_frame(frame: pd.DataFrame) -> _Prepared:
-    if not isinstance(frame, pd.DataFrame):
-        raise ValueError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"frame is missing required columns {missing}; has {list(frame.columns)}")
-    if len(frame) == 0:
-        raise ValueError("frame has no rows")
-    if frame.columns.duplicated().any():
-        raise ValueError(
-            f"frame has duplicated column names {list(frame.columns[frame.columns.duplicated()])}"
-        )
-    for col in REQUIRED_COLUMNS:
-        bad = np.flatnonzero(frame[col].isna().to_numpy())
-        if bad.size:
-            raise ValueError(
-                f"column {col!r} has missing values in rows {_name_some(bad.tolist())}"
-            )
-
+    """The pairs and label rows of a frame, as the tables hold them (`data.validate_frame` checks it)."""
+    validate_frame(frame)
     n = len(frame)
     base = pd.DataFrame(
         {c: frame[c].astype(str).to_numpy(dtype=object) for c in REQUIRED_COLUMNS},
@@ -298,14 +267,7 @@ def _prepare_frame(frame: pd.DataFrame) -> _Prepared:
         meta = ["{}"] * n
     base["meta"] = meta
 
-    unique_texts = base.drop_duplicates(list(REQUIRED_COLUMNS))
-    pairs = base.drop_duplicates("pair_id", keep="first")
-    if len(unique_texts) != len(pairs):
-        conflicted = unique_texts["pair_id"][unique_texts["pair_id"].duplicated()].unique()
-        raise ValueError(
-            f"pair_id {_name_some(conflicted)} appear with different prompt/response texts"
-        )
-    pairs = pairs.reset_index(drop=True)
+    pairs = base.drop_duplicates("pair_id", keep="first").reset_index(drop=True)
     prompts = pairs["prompt"].tolist()  # iterating a pandas string column item by item is slow
     for side in ("a", "b"):
         responses = pairs[f"response_{side}"].tolist()
@@ -317,17 +279,7 @@ def _prepare_frame(frame: pd.DataFrame) -> _Prepared:
 def _label_rows(frame: pd.DataFrame, base: pd.DataFrame, meta: list[str]) -> pd.DataFrame:
     """The rows of ``frame`` that carry a label: pair_id, grp, annotator, label, meta."""
     n = len(frame)
-    if "label" in frame.columns:
-        label = frame["label"]
-        known = label.isna().to_numpy() | label.isin(POOL_LABELS).to_numpy()
-        if not known.all():
-            bad = pd.unique(label[~known].astype(str))
-            raise ValueError(
-                f"label must be one of {POOL_LABELS} (or missing), got {_name_some(bad)}"
-            )
-        has_label = label.notna().to_numpy()
-    else:
-        has_label = np.zeros(n, dtype=bool)
+    has_label = frame["label"].notna().to_numpy() if "label" in frame.columns else np.zeros(n, dtype=bool)
     grp = _object_or_none(frame["group"]) if "group" in frame.columns else [None] * n
     annotator = _object_or_none(frame["annotator"]) if "annotator" in frame.columns else [None] * n
     rows = np.flatnonzero(has_label)

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from hyre_engine.data import name_some
 from hyre_engine.store.connection import (
     StoreBase,
     StoreStats,
     _check_name,
     _first,
-    _name_some,
     _new_id,
     _now,
     _prepare_frame,
@@ -103,7 +103,7 @@ class PoolsMixin(StoreBase):
                 differs |= merged[col].to_numpy() != merged[f"{col}_stored"].to_numpy()
             if differs.any():
                 raise ValueError(
-                    f"pair_id {_name_some(merged['pair_id'][differs])} already in pool {pool_id} "
+                    f"pair_id {name_some(merged['pair_id'][differs])} already in pool {pool_id} "
                     "with different prompt/response texts"
                 )
         return pairs[~pairs["pair_id"].isin(set(stored["pair_id"]))]
