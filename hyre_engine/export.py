@@ -79,20 +79,9 @@ class ExportReport:
         )
 
 
-def judgements(
-    store: Store,
-    *,
-    user: str | None = None,
-    pool: str | None = None,
-    include_personas: bool = False,
-) -> pd.DataFrame:
-    """Every stored session judgement with the pair's texts, DataFrame(JUDGEMENT_COLUMNS).
-
-    ``user``: only this user's sessions; ``pool``: only this pool (id or name).
-    A user who judged the same pair in several sessions of a pool (with different
-    ensembles) keeps the latest judgement: one person, one answer per pair.
-    ValueError when the user or pool does not exist.
-    """
+def _selected_sessions(store: Store, *, user: str | None, pool: str | None,
+                       include_personas: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(pools, sessions) that `judgements` exports; ValueError naming an unknown user or pool."""
     pools = store.list_pools()
     if pool is not None:
         try:
@@ -108,6 +97,24 @@ def judgements(
         if user not in set(store.list_sessions()["user"]):
             raise ValueError(f"no user named {user!r} has a labelling session")
         sessions = sessions[sessions["user"] == user]
+    return pools, sessions
+
+
+def judgements(
+    store: Store,
+    *,
+    user: str | None = None,
+    pool: str | None = None,
+    include_personas: bool = False,
+) -> pd.DataFrame:
+    """Every stored session judgement with the pair's texts, DataFrame(JUDGEMENT_COLUMNS).
+
+    ``user``: only this user's sessions; ``pool``: only this pool (id or name).
+    A user who judged the same pair in several sessions of a pool (with different
+    ensembles) keeps the latest judgement: one person, one answer per pair.
+    ValueError when the user or pool does not exist.
+    """
+    pools, sessions = _selected_sessions(store, user=user, pool=pool, include_personas=include_personas)
     names = dict(zip(pools["pool_id"], pools["name"], strict=True))
     frames = []
     for pool_id, group in sessions.groupby("pool_id", sort=False):

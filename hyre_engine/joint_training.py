@@ -471,6 +471,44 @@ def _run_key(backbone: Backbone, model: ens.Ensemble, data: PreferenceTexts, con
     return digest.hexdigest()[:16]
 
 
+@dataclass
+class _Run:
+    """What the steps of one fine-tuning run share: its inputs, where it writes, and the
+    state that moves from epoch to epoch (optimiser, history, epochs done)."""
+
+    backbone: Backbone
+    model: ens.SharedBaseEnsemble
+    data: PreferenceTexts
+    config: JointTrainingConfig
+    out: Path
+    key: str  # `_run_key`: what a checkpoint in ``out`` must belong to
+    base_id: str  # the backbone's id before training (the manifest's base)
+    mode: str  # "full" or "lora"
+    lora: dict | None  # the adapter settings in LoRA mode
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    peft_model: object | None = None
+    row_mask_all: torch.Tensor | None = None  # (N, K): which heads train on each row
+    optimizer: torch.optim.Optimizer | None = None
+    history: list[dict] = field(default_factory=list)
+    done: int = 0  # epochs finished (and checkpointed)
+    started: float = 0.0
+    epoch_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def dev(self) -> torch.device:
+        return self.backbone.device
+
+    @property
+    def autocast(self) -> bool:
+        return self.dev.type == "cuda" and self.config.bf16
+
+    def eta(self, epoch: int, steps_left: int, per_step: float, n_steps: int) -> float:
+        """Seconds left for the run: this epoch's remaining steps, then the epochs to come."""
+        per_epoch = np.mean(self.epoch_seconds) if self.epoch_seconds else per_step * n_steps
+        return float(steps_left * per_step + (self.config.epochs - epoch) * per_epoch)
+
+
 def finetune_backbone(
     backbone: Backbone,
     model: ens.Ensemble,
@@ -497,6 +535,35 @@ def finetune_backbone(
     the last finished epoch's checkpoint.
     """
     config = config or JointTrainingConfig()
+    _check_inputs(backbone, model, data, config)
+    run = _start_run(backbone, model, data, Path(out_dir), config)
+    state = _read_checkpoint_state(run)
+    if state is None:
+        _warm_start(run, initial_embeddings)
+    priors_before = {k: v.detach().clone() for k, v in model.prior.state_dict().items()}
+    run.optimizer = _optimizer(run)
+    if state is not None:
+        _resume(run, state)
+    resumed_from = run.done
+    run.started = time.perf_counter()
+    # Dropout draws from torch's global generator: fork it so the caller's stream is left alone.
+    with torch.random.fork_rng(devices=[run.dev] if run.dev.type == "cuda" else []):
+        for epoch in range(run.done + 1, config.epochs + 1):
+            _train_epoch(run, epoch, progress=progress, stop=stop, show_progress_bar=show_progress_bar)
+    for name, value in model.prior.state_dict().items():
+        if not torch.equal(value, priors_before[name]):  # the frozen priors must never move
+            raise RuntimeError(f"prior tensor {name} changed during fine-tuning")
+    best = _write_result(run)
+    return JointTrainingResult(
+        path=run.out, backbone_id=backbone.id, mode=run.mode, best_epoch=best["epoch"], history=run.history,
+        resumed_from=resumed_from, seconds=time.perf_counter() - run.started, ensemble=model,
+        trained=backbone,
+    )
+
+
+def _check_inputs(backbone: Backbone, model: ens.Ensemble, data: PreferenceTexts,
+                  config: JointTrainingConfig) -> None:
+    """ValueError naming what does not fit: the ensemble's kind, mask or width, the data, the window."""
     if not isinstance(model, ens.SharedBaseEnsemble):
         raise ValueError(f"joint fine-tuning trains shared-base ensembles, got {type(model).__name__}")
     if len(data) == 0:
@@ -510,196 +577,209 @@ def finetune_backbone(
             f"the backbone was loaded with a {backbone.max_length}-token window but max_length is "
             f"{config.max_length}: load it with load_backbone(..., max_length={config.max_length})"
         )
+
+
+def _start_run(backbone: Backbone, model: ens.SharedBaseEnsemble, data: PreferenceTexts, out: Path,
+               config: JointTrainingConfig) -> _Run:
+    """The run's mode, key and validation split; the encoder made trainable (and adapted in LoRA mode)."""
     mode = resolve_mode(backbone, config.mode)
     lora = _lora_settings(lora_targets_for(backbone, config.lora_targets), config) if mode == "lora" else None
-    backbone_lr = config.backbone_lr or (DEFAULT_LORA_LR if mode == "lora" else DEFAULT_BACKBONE_LR)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     key = _run_key(backbone, model, data, config, mode)
-    base_id = backbone.id
-    dev = backbone.device
-    on_cuda = dev.type == "cuda"
-    autocast = on_cuda and config.bf16
     train_rows, val_rows = split_validation(data, config.val_fraction, config.seed)
-
+    run = _Run(backbone=backbone, model=model, data=data, config=config, out=out, key=key,
+               base_id=backbone.id, mode=mode, lora=lora, train_rows=train_rows, val_rows=val_rows)
     # Master weights in float32 for full fine-tuning (Adam on bf16 weights loses small
     # updates); a LoRA base stays in its loaded dtype, the adapters are float32.
     if mode == "full":
         backbone.set_encoder(backbone.encoder.float())
         backbone.encoder.requires_grad_(True)
-    peft_model = _attach_lora(backbone, lora) if lora is not None else None
+    run.peft_model = _attach_lora(backbone, lora) if lora is not None else None
     encoder = backbone.encoder
-    if on_cuda and config.gradient_checkpointing and hasattr(encoder, "gradient_checkpointing_enable"):
+    if (run.dev.type == "cuda" and config.gradient_checkpointing
+            and hasattr(encoder, "gradient_checkpointing_enable")):
         # Non-reentrant checkpointing also works when only adapters (not the inputs) need gradients.
         encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return run
 
-    state_path = out / CHECKPOINT_DIR / STATE_FILE
+
+def _read_checkpoint_state(run: _Run) -> dict | None:
+    """The state of an earlier run's checkpoint in the folder (None: a fresh run); the model
+    moves to the device and each row's head mask is set."""
+    state_path = run.out / CHECKPOINT_DIR / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.is_file() else None
-    if state is not None and state.get("run_key") != key:
+    if state is not None and state.get("run_key") != run.key:
         raise ValueError(
-            f"{out} holds a checkpoint of a different run (other data, settings or base model); "
+            f"{run.out} holds a checkpoint of a different run (other data, settings or base model); "
             "choose another folder or delete it"
         )
-    model.to(dev)
-    row_mask_all = None
-    if data.row_groups is not None:
-        row_mask_all = model.head_mask[:, torch.from_numpy(data.row_groups).to(dev)].T  # (N, K)
+    run.model.to(run.dev)
+    if run.data.row_groups is not None:
+        run.row_mask_all = run.model.head_mask[:, torch.from_numpy(run.data.row_groups).to(run.dev)].T
+    return state
 
-    if state is None:
-        xa, xb = initial_embeddings if initial_embeddings is not None else _initial_embeddings(
-            backbone, data, np.arange(len(data)))
-        xa = np.asarray(xa, dtype=np.float32)
-        xb = np.asarray(xb, dtype=np.float32)
-        if xa.shape != (len(data), backbone.dim) or xb.shape != xa.shape:
-            raise ValueError(
-                f"initial_embeddings must be two ({len(data)}, {backbone.dim}) arrays, got {xa.shape}, {xb.shape}"
-            )
-        tr = train_rows
-        training._fit_input_stats(model, [xa[tr], xb[tr]])
-        if config.warm_start_heads:
-            training.fit_ensemble(
-                model, task="preference", inputs=(xa[tr], xb[tr]), targets=data.y[tr],
-                row_groups=None if data.row_groups is None else data.row_groups[tr],
-                epochs=WARM_START_EPOCHS, seed=config.seed, device=dev,
-            )
-    priors_before = {k: v.detach().clone() for k, v in model.prior.state_dict().items()}
 
-    head_params = [p for p in model.parameters() if p.requires_grad]
-    encoder_params = [p for p in backbone.encoder.parameters() if p.requires_grad]
-    if mode == "lora":
-        encoder_params = [p for n, p in backbone.encoder.named_parameters() if p.requires_grad and "lora_" in n]
-    optimizer = torch.optim.AdamW(
+def _warm_start(run: _Run, initial_embeddings: tuple[np.ndarray, np.ndarray] | None) -> None:
+    """Input statistics from the frozen embeddings of the training rows, then the heads' warm start."""
+    backbone, data, config, tr = run.backbone, run.data, run.config, run.train_rows
+    xa, xb = initial_embeddings if initial_embeddings is not None else _initial_embeddings(
+        backbone, data, np.arange(len(data)))
+    xa = np.asarray(xa, dtype=np.float32)
+    xb = np.asarray(xb, dtype=np.float32)
+    if xa.shape != (len(data), backbone.dim) or xb.shape != xa.shape:
+        raise ValueError(
+            f"initial_embeddings must be two ({len(data)}, {backbone.dim}) arrays, got {xa.shape}, {xb.shape}"
+        )
+    training._fit_input_stats(run.model, [xa[tr], xb[tr]])
+    if config.warm_start_heads:
+        training.fit_ensemble(
+            run.model, task="preference", inputs=(xa[tr], xb[tr]), targets=data.y[tr],
+            row_groups=None if data.row_groups is None else data.row_groups[tr],
+            epochs=WARM_START_EPOCHS, seed=config.seed, device=run.dev,
+        )
+
+
+def _optimizer(run: _Run) -> torch.optim.Optimizer:
+    """AdamW over the encoder's trainable weights (the adapters in LoRA mode) and the heads."""
+    config = run.config
+    backbone_lr = config.backbone_lr or (DEFAULT_LORA_LR if run.mode == "lora" else DEFAULT_BACKBONE_LR)
+    head_params = [p for p in run.model.parameters() if p.requires_grad]
+    encoder_params = [p for p in run.backbone.encoder.parameters() if p.requires_grad]
+    if run.mode == "lora":
+        encoder_params = [p for n, p in run.backbone.encoder.named_parameters()
+                          if p.requires_grad and "lora_" in n]
+    return torch.optim.AdamW(
         [{"params": encoder_params, "lr": backbone_lr}, {"params": head_params, "lr": config.head_lr}],
         weight_decay=config.weight_decay,
     )
-    history: list[dict] = []
-    done = 0
-    if state is not None:
-        _restore_weights(backbone, peft_model, model, out / CHECKPOINT_DIR)
-        _load_optimizer(optimizer, out / CHECKPOINT_DIR)
-        history = state["history"]
-        done = int(state["epochs_done"])
-        if done > config.epochs:
-            raise ValueError(
-                f"{out} holds a checkpoint after {done} epochs, more than the {config.epochs} asked for; "
-                f"ask for at least {done} epochs or choose another folder"
-            )
-    resumed_from = done
 
-    started = time.perf_counter()
-    epoch_seconds: list[float] = []
+
+def _resume(run: _Run, state: dict) -> None:
+    """Weights, optimiser moments and history of the checkpoint's last finished epoch."""
+    _restore_weights(run.backbone, run.peft_model, run.model, run.out / CHECKPOINT_DIR)
+    _load_optimizer(run.optimizer, run.out / CHECKPOINT_DIR)
+    run.history = state["history"]
+    run.done = int(state["epochs_done"])
+    if run.done > run.config.epochs:
+        raise ValueError(
+            f"{run.out} holds a checkpoint after {run.done} epochs, more than the {run.config.epochs} "
+            f"asked for; ask for at least {run.done} epochs or choose another folder"
+        )
+
+
+def _train_epoch(run: _Run, epoch: int, *, progress: ProgressCallback | None,
+                 stop: Callable[[], bool] | None, show_progress_bar: bool) -> None:
+    """One epoch: shuffled micro-batches from (seed, epoch), then validation and a checkpoint."""
+    config = run.config
+    epoch_start = time.perf_counter()
+    epoch_seed = config.seed + _EPOCH_SEED_STRIDE * epoch
+    rng = np.random.default_rng(epoch_seed)
+    torch.manual_seed(epoch_seed)  # dropout masks of this epoch
+    batches = _micro_batches(run.train_rows, config.batch_pairs, rng)
+    _set_train_mode(run.backbone, True)
+    run.model.train()
     bar = None
-    # Dropout draws from torch's global generator: fork it so the caller's stream is left alone.
-    rng_devices = [dev] if on_cuda else []
-    _fork = torch.random.fork_rng(devices=rng_devices)
-    _fork.__enter__()
-    try:
-        for epoch in range(done + 1, config.epochs + 1):
-            epoch_start = time.perf_counter()
-            epoch_seed = config.seed + _EPOCH_SEED_STRIDE * epoch
-            rng = np.random.default_rng(epoch_seed)
-            torch.manual_seed(epoch_seed)  # dropout masks of this epoch
-            batches = _micro_batches(train_rows, config.batch_pairs, rng)
-            _set_train_mode(backbone, True)
-            model.train()
-            if show_progress_bar:
-                from tqdm.auto import tqdm
+    if show_progress_bar:
+        from tqdm.auto import tqdm
 
-                bar = tqdm(total=len(batches), desc=f"fine-tune epoch {epoch}/{config.epochs}", unit="batch",
-                           file=sys.stderr)
-            running, count = 0.0, 0
-            optimizer.zero_grad(set_to_none=True)
-            for i, idx in enumerate(batches):
-                per_head = _batch_loss(backbone, model, data, idx, row_mask_all, dev, autocast)
-                (per_head.sum() / config.grad_accum).backward()
-                if (i + 1) % config.grad_accum == 0 or i + 1 == len(batches):
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                running += float(per_head.detach().mean()) * len(idx)
-                count += len(idx)
-                elapsed = time.perf_counter() - started
-                per_step = (time.perf_counter() - epoch_start) / (i + 1)
-                left = (len(batches) - i - 1) * per_step + (config.epochs - epoch) * (
-                    np.mean(epoch_seconds) if epoch_seconds else per_step * len(batches))
-                if bar is not None:
-                    bar.set_postfix(loss=f"{running / count:.4f}")
-                    bar.update(1)
-                if progress is not None:
-                    progress(EpochProgress(epoch, config.epochs, i + 1, len(batches), running / count,
-                                           elapsed, float(left)))
-                if stop is not None and stop():
-                    raise TrainingStopped(done, out / CHECKPOINT_DIR)
-            val_loss, val_acc = _evaluate(backbone, model, data, val_rows, config.batch_pairs, dev, autocast)
-            epoch_seconds.append(time.perf_counter() - epoch_start)
-            history.append({"epoch": epoch, "train_loss": running / max(count, 1), "val_loss": val_loss,
-                            "val_accuracy": val_acc, "seconds": round(epoch_seconds[-1], 2)})
-            best_so_far = min(history, key=lambda h: (h["val_loss"], h["epoch"]))
-            files = _weights_files(backbone, peft_model, model)
-            if best_so_far["epoch"] == epoch:
-                _write_dir_atomically(out / BEST_DIR, files)
-            files.update(_optimizer_files(optimizer))
-            files[STATE_FILE] = json.dumps({"run_key": key, "epochs_done": epoch, "history": history,
-                                            "mode": mode}, indent=1).encode()
-            _write_dir_atomically(out / CHECKPOINT_DIR, files)
-            done = epoch
-            if bar is not None:
-                bar.set_postfix(loss=f"{running / max(count, 1):.4f}", val_loss=f"{val_loss:.4f}",
-                                val_acc=f"{val_acc:.3f}")
-                bar.close()
-                bar = None
-            if progress is not None:
-                progress(EpochProgress(epoch, config.epochs, len(batches), len(batches), running / max(count, 1),
-                                       time.perf_counter() - started,
-                                       float((config.epochs - epoch) * np.mean(epoch_seconds)),
-                                       val_loss=val_loss, val_accuracy=val_acc))
+        bar = tqdm(total=len(batches), desc=f"fine-tune epoch {epoch}/{config.epochs}", unit="batch",
+                   file=sys.stderr)
+    try:
+        loss = _train_steps(run, epoch, batches, epoch_start, bar=bar, progress=progress, stop=stop)
+        val_loss, val_acc = _end_epoch(run, epoch, loss, epoch_start)
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss:.4f}", val_loss=f"{val_loss:.4f}", val_acc=f"{val_acc:.3f}")
     finally:
         if bar is not None:
             bar.close()
-        _fork.__exit__(None, None, None)
+    if progress is not None:
+        progress(EpochProgress(epoch, config.epochs, len(batches), len(batches), loss,
+                               time.perf_counter() - run.started,
+                               float((config.epochs - epoch) * np.mean(run.epoch_seconds)),
+                               val_loss=val_loss, val_accuracy=val_acc))
 
-    for name, value in model.prior.state_dict().items():
-        if not torch.equal(value, priors_before[name]):  # the frozen priors must never move
-            raise RuntimeError(f"prior tensor {name} changed during fine-tuning")
-    best = min(history, key=lambda h: (h["val_loss"], h["epoch"]))
-    _restore_weights(backbone, peft_model, model, out / BEST_DIR)
+
+def _train_steps(run: _Run, epoch: int, batches: list[np.ndarray], epoch_start: float, *, bar,
+                 progress: ProgressCallback | None, stop: Callable[[], bool] | None) -> float:
+    """The optimiser steps of one epoch (gradients accumulated over ``grad_accum`` micro-batches);
+    the epoch's mean training loss."""
+    config, optimizer = run.config, run.optimizer
+    running, count = 0.0, 0
+    optimizer.zero_grad(set_to_none=True)
+    for i, idx in enumerate(batches):
+        per_head = _batch_loss(run.backbone, run.model, run.data, idx, run.row_mask_all, run.dev, run.autocast)
+        (per_head.sum() / config.grad_accum).backward()
+        if (i + 1) % config.grad_accum == 0 or i + 1 == len(batches):
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        running += float(per_head.detach().mean()) * len(idx)
+        count += len(idx)
+        if bar is not None:
+            bar.set_postfix(loss=f"{running / count:.4f}")
+            bar.update(1)
+        if progress is not None:
+            per_step = (time.perf_counter() - epoch_start) / (i + 1)
+            progress(EpochProgress(epoch, config.epochs, i + 1, len(batches), running / count,
+                                   time.perf_counter() - run.started,
+                                   run.eta(epoch, len(batches) - i - 1, per_step, len(batches))))
+        if stop is not None and stop():
+            raise TrainingStopped(run.done, run.out / CHECKPOINT_DIR)
+    return running / max(count, 1)
+
+
+def _end_epoch(run: _Run, epoch: int, train_loss: float, epoch_start: float) -> tuple[float, float]:
+    """Score the validation rows, record the epoch, keep it as best if it is, checkpoint atomically."""
+    val_loss, val_acc = _evaluate(run.backbone, run.model, run.data, run.val_rows, run.config.batch_pairs,
+                                  run.dev, run.autocast)
+    run.epoch_seconds.append(time.perf_counter() - epoch_start)
+    run.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                        "val_accuracy": val_acc, "seconds": round(run.epoch_seconds[-1], 2)})
+    best_so_far = min(run.history, key=lambda h: (h["val_loss"], h["epoch"]))
+    files = _weights_files(run.backbone, run.peft_model, run.model)
+    if best_so_far["epoch"] == epoch:
+        _write_dir_atomically(run.out / BEST_DIR, files)
+    files.update(_optimizer_files(run.optimizer))
+    files[STATE_FILE] = json.dumps({"run_key": run.key, "epochs_done": epoch, "history": run.history,
+                                    "mode": run.mode}, indent=1).encode()
+    _write_dir_atomically(run.out / CHECKPOINT_DIR, files)
+    run.done = epoch
+    return val_loss, val_acc
+
+
+def _write_result(run: _Run) -> dict:
+    """Load the best epoch, write the finished folder (the manifest last); the best epoch's history row."""
+    backbone, out = run.backbone, run.out
+    best = min(run.history, key=lambda h: (h["val_loss"], h["epoch"]))
+    _restore_weights(backbone, run.peft_model, run.model, out / BEST_DIR)
     _set_train_mode(backbone, False)
-    model.eval()
+    run.model.eval()
     weights = (out / BEST_DIR / WEIGHTS_FILE).read_bytes()
-    digest = hashlib.sha256(weights).hexdigest()[:12]
-    variant = f"ft-{mode}-{digest}"
+    variant = f"ft-{run.mode}-{hashlib.sha256(weights).hexdigest()[:12]}"
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
         "variant": variant,
-        "mode": mode,
+        "mode": run.mode,
         "weights_sha256": hashlib.sha256(weights).hexdigest(),
         "base": {
             "name": backbone.name,
             # the embedded default is found through its package on any machine
             "path": backbone.name if backbone.name in _default_aliases() else str(backbone.path),
             "revision": backbone.revision,
-            "id": base_id,
+            "id": run.base_id,
             "max_length": backbone.max_length,
             "pooling": backbone.pooling,
         },
-        "lora": lora,
-        "training": {"config": config.to_dict(), "best_epoch": best["epoch"], "history": history,
-                     "n_pairs": len(data), "n_validation_rows": len(val_rows), "run_key": key},
+        "lora": run.lora,
+        "training": {"config": run.config.to_dict(), "best_epoch": best["epoch"], "history": run.history,
+                     "n_pairs": len(run.data), "n_validation_rows": len(run.val_rows), "run_key": run.key},
     }
-    final_files = {
-        WEIGHTS_FILE: weights,
-        "heads.safetensors": (out / BEST_DIR / "heads.safetensors").read_bytes(),
-        "heads.json": (out / BEST_DIR / "heads.json").read_bytes(),
-    }
-    for name, blob in final_files.items():
-        (out / name).write_bytes(blob)
+    for name in (WEIGHTS_FILE, "heads.safetensors", "heads.json"):
+        (out / name).write_bytes((out / BEST_DIR / name).read_bytes())
     # The manifest last: a folder without one is not a finished backbone.
     (out / FINETUNED_MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     backbone.variant = variant
-    return JointTrainingResult(
-        path=out, backbone_id=backbone.id, mode=mode, best_epoch=best["epoch"], history=history,
-        resumed_from=resumed_from, seconds=time.perf_counter() - started, ensemble=model, trained=backbone,
-    )
+    return best
 
 
 def _default_aliases() -> frozenset[str]:

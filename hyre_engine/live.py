@@ -155,30 +155,11 @@ class LiveSession:
         if logits.ndim != 2:
             raise ValueError(f"logits must be (n_items, n_heads), got shape {logits.shape}")
         self.n_items, self.n_heads = logits.shape
-        # Above ``sample_above`` pairs each query scores a random sample (candidates.py),
-        # and Z stays as given (a float16 memory map of 10M pairs is not copied).
-        self.sampler: CandidateSampler | None = None
-        self.scorer: PoolScorer | None = None
-        if sample_above is not None and self.n_items > sample_above:
-            self.logits = logits
-            self.sampler = CandidateSampler(logits, seed=seed)
-        else:
-            self.logits = np.ascontiguousarray(logits, dtype=np.float32)
-            self.scorer = PoolScorer(self.logits)
+        self._set_pool(logits, sample_above, seed)
         self.set_strategy(strategy)
         self.seed = seed
         self.beta = beta
-        # The personal model owns HyRe's posterior when there is one: one w for both methods.
-        self.personal: PersonalModel | None = None
-        self.diffs = diffs  # kept as given, so a replay (reopen_live) can rebuild the same session
-        if diffs is not None:
-            if self.sampler is not None:
-                raise ValueError("the personal head needs a pool scored whole, not a sampled one")
-            self.personal = PersonalModel(self.logits, diffs, beta=beta, lam=lam)
-            self.posterior = self.personal.posterior
-        else:
-            self.posterior = Posterior(self.n_heads, beta=beta, loss="zero-one")
-        self.lam = float(lam) if self.personal is None else self.personal.lam
+        self._set_models(diffs, beta, lam)
         self.set_method(method or (DEFAULT_METHOD if self.personal is not None else "hyre"))
         self.pca = pca if pca is not None else fit_pool_pca(self.logits, seed=seed)
         self.events: list[LabelEvent] = []
@@ -196,14 +177,45 @@ class LiveSession:
         self._uniform = np.full(self.n_heads, 1.0 / self.n_heads)
         self._truth: np.ndarray | None = None
         if truth is not None:
-            self._truth = _check_truth(truth, self.n_items)
-            known = self._truth != None  # noqa: E711 (elementwise)
-            y = label_targets(self._truth[known])
-            self._uniform_held_out = _accuracy(self._probabilities(self._uniform)[known], y)
-            head_right = (self.logits[known] > 0) == (y[:, None] == 1.0)
-            self._best_head_held_out = float(head_right.mean(axis=0).max()) if known.any() else None
-            self._held_out: list[float | None] = [self._uniform_held_out]
-            self._held_out_personal: list[float | None] = [self._uniform_held_out]
+            self._set_truth(truth)
+
+    def _set_pool(self, logits: np.ndarray, sample_above: int | None, seed: int) -> None:
+        """Z and how queries are scored on it: the whole pool, or a fresh sample per query."""
+        # Above ``sample_above`` pairs each query scores a random sample (candidates.py),
+        # and Z stays as given (a float16 memory map of 10M pairs is not copied).
+        self.sampler: CandidateSampler | None = None
+        self.scorer: PoolScorer | None = None
+        if sample_above is not None and self.n_items > sample_above:
+            self.logits = logits
+            self.sampler = CandidateSampler(logits, seed=seed)
+        else:
+            self.logits = np.ascontiguousarray(logits, dtype=np.float32)
+            self.scorer = PoolScorer(self.logits)
+
+    def _set_models(self, diffs: np.ndarray | None, beta: float, lam: float) -> None:
+        """HyRe's posterior, owned by the personal model when there are embedding differences."""
+        # The personal model owns HyRe's posterior when there is one: one w for both methods.
+        self.personal: PersonalModel | None = None
+        self.diffs = diffs  # kept as given, so a replay (reopen_live) can rebuild the same session
+        if diffs is not None:
+            if self.sampler is not None:
+                raise ValueError("the personal head needs a pool scored whole, not a sampled one")
+            self.personal = PersonalModel(self.logits, diffs, beta=beta, lam=lam)
+            self.posterior = self.personal.posterior
+        else:
+            self.posterior = Posterior(self.n_heads, beta=beta, loss="zero-one")
+        self.lam = float(lam) if self.personal is None else self.personal.lam
+
+    def _set_truth(self, truth: np.ndarray) -> None:
+        """A persona's labels per item, and the held-out baselines they give before any label."""
+        self._truth = _check_truth(truth, self.n_items)
+        known = self._truth != None  # noqa: E711 (elementwise)
+        y = label_targets(self._truth[known])
+        self._uniform_held_out = _accuracy(self._probabilities(self._uniform)[known], y)
+        head_right = (self.logits[known] > 0) == (y[:, None] == 1.0)
+        self._best_head_held_out = float(head_right.mean(axis=0).max()) if known.any() else None
+        self._held_out: list[float | None] = [self._uniform_held_out]
+        self._held_out_personal: list[float | None] = [self._uniform_held_out]
 
     # -- settings --------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from hyre_engine.numerics import PAIR_LABELS, label_targets
 from hyre_engine.personal import DEFAULT_LAMBDA, embedding_differences
 from hyre_engine.protocol import beta_scores, calibrate_lambda
 from hyre_engine.reweight import DEFAULT_BETA
-from hyre_engine.store import Store
+from hyre_engine.store import EnsembleMeta, Store
 
 # Annotator-aware heads: each head trains on the rows of this fraction of the
 # training annotators (at least one). None trains every head on every row.
@@ -223,32 +223,47 @@ def build_pool(
                                 show_progress_bar)
     backbone = backbone or load_backbone(config.backbone)
     pairs = store.pool_pairs(pool_id)
-    report = BuildReport(
-        pool_id=pool_id,
-        backbone_id=backbone.id,
-        ensemble_id="",
-        n_pairs=len(pairs),
-        n_texts=len(store.pool_texts(pool_id)),
-        n_train_rows=0,
-    )
-    start = time.perf_counter()
-    report.embedded, report.embeddings_reused = ensure_embeddings(
-        store, pool_id, backbone, progress=progress
-    )
-    report.seconds[EMBED] = time.perf_counter() - start
+    report = _new_report(store, pool_id, pairs, backbone.id)
+    _embed_step(store, pool_id, backbone, report, progress)
     ensure_ensemble(store, pool_id, pairs, config, backbone.id, report, progress)
-    start = time.perf_counter()
-    report.predicted = _ensure_predictions(store, report.ensemble_id, pool_id, pairs, backbone.id, progress)
-    report.seconds[PREDICT] = time.perf_counter() - start
-    report.differences, _ = ensure_differences(store, pool_id, backbone.id, pairs)
-    report.distinct_heads = distinct_heads(store.get_head_predictions(report.ensemble_id, pool_id)).n_distinct
+    _predict_step(store, pool_id, pairs, backbone.id, report, progress)
     return report
 
 
+def _new_report(store: Store, pool_id: str, pairs, backbone_id: str) -> BuildReport:
+    return BuildReport(pool_id=pool_id, backbone_id=backbone_id, ensemble_id="", n_pairs=len(pairs),
+                       n_texts=len(store.pool_texts(pool_id)), n_train_rows=0)
+
+
+def _embed_step(store: Store, pool_id: str, backbone: Backbone, report: BuildReport,
+                progress: Progress | None) -> None:
+    """Embed the pool's texts new to ``backbone``; counts and seconds add up over a build's steps."""
+    start = time.perf_counter()
+    computed, reused = ensure_embeddings(store, pool_id, backbone, progress=progress)
+    report.embedded += computed
+    report.embeddings_reused += reused
+    report.seconds[EMBED] = report.seconds.get(EMBED, 0.0) + time.perf_counter() - start
+
+
+def _predict_step(store: Store, pool_id: str, pairs, backbone_id: str, report: BuildReport,
+                  progress: Progress | None) -> None:
+    """Cache the report's ensemble's Z and the backbone's D on the pool; count its distinct head functions."""
+    start = time.perf_counter()
+    report.predicted = _ensure_predictions(store, report.ensemble_id, pool_id, pairs, backbone_id, progress)
+    report.seconds[PREDICT] = time.perf_counter() - start
+    report.differences, _ = ensure_differences(store, pool_id, backbone_id, pairs)
+    report.distinct_heads = distinct_heads(store.get_head_predictions(report.ensemble_id, pool_id)).n_distinct
+
+
 def ensure_ensemble(store: Store, pool_id: str, pairs, config: BuildConfig, backbone_id: str,
-                     report: BuildReport, progress: Progress | None) -> None:
+                     report: BuildReport, progress: Progress | None, *,
+                     trained: Callable[[], ens.Ensemble] | None = None, meta: dict | None = None) -> None:
     """Find the ensemble ``config`` describes on the pool's training rows, or calibrate and
-    train it; fills the report's ensemble id, beta, calibration and counters."""
+    train it; fills the report's ensemble id, beta, lambda, calibration and counters.
+
+    ``trained()`` gives the model to store when none is found (default: heads trained on
+    the frozen embeddings of ``backbone_id``); ``meta``: more to record with it.
+    """
     start = time.perf_counter()
     labels = training_rows(store, pool_id, config.train_groups)
     report.n_train_rows = len(labels)
@@ -261,30 +276,23 @@ def ensure_ensemble(store: Store, pool_id: str, pairs, config: BuildConfig, back
             cal_start = time.perf_counter()
             calibration = calibrate_beta(store, backbone_id, pairs, labels, config, progress=progress)
             report.seconds[CALIBRATE] = time.perf_counter() - cal_start
-        model = train_on_rows(store, backbone_id, pairs, labels, config, progress=progress)
+        model = trained() if trained is not None else train_on_rows(
+            store, backbone_id, pairs, labels, config, progress=progress)
         weights, config_json = ens.ensemble_to_bytes(model)
         ensemble_id = ensemble_record_id(model, settings, pool_id)
         store.put_ensemble(
-            ensemble_id=ensemble_id,
-            pool_id=pool_id,
-            backbone_id=backbone_id,
-            config=settings,
-            weights=weights,
-            train_fingerprint=fingerprint,
-            meta={
-                "model_config": json.loads(config_json),
-                "train_groups": config.train_groups,
+            ensemble_id=ensemble_id, pool_id=pool_id, backbone_id=backbone_id, config=settings,
+            weights=weights, train_fingerprint=fingerprint,
+            meta=EnsembleMeta.from_json({
+                **(meta or {}), "model_config": json.loads(config_json), "train_groups": config.train_groups,
                 "beta": DEFAULT_BETA if calibration is None else calibration["beta"],
-                "lambda": (calibration or {}).get("lambda", DEFAULT_LAMBDA),
-                "calibration": calibration,
-            },
+                "lambda": (calibration or {}).get("lambda", DEFAULT_LAMBDA), "calibration": calibration,
+            }),
         )
         report.trained = True
     report.ensemble_id = ensemble_id
-    meta = store.get_ensemble(ensemble_id, with_weights=False).meta
-    report.beta = meta.beta
-    report.lam = meta.lam_or_default
-    report.calibration = meta.calibration
+    stored = store.get_ensemble(ensemble_id, with_weights=False).meta
+    report.beta, report.lam, report.calibration = stored.beta, stored.lam_or_default, stored.calibration
     report.seconds[TRAIN] = time.perf_counter() - start
 
 
@@ -540,6 +548,40 @@ def _build_finetuned(store: Store, pool_id: str, config: BuildConfig, backbone: 
     """`build_pool` with the backbone trained jointly with the heads (``config.finetune``)."""
     from hyre_engine import joint_training as jt
 
+    base = _finetune_base(config, backbone)
+    pairs = store.pool_pairs(pool_id)
+    report = _new_report(store, pool_id, pairs, base.id)
+    # 1. the base model's embeddings (cached as for any build): they set the heads' input
+    #    statistics and their warm start
+    _embed_step(store, pool_id, base, report, progress)
+    labels = training_rows(store, pool_id, config.train_groups)
+    folder = finetune_folder(store, pool_id, base.id, config.ensemble_settings(),
+                             train_fingerprint(labels, base.id))
+    report.finetune_path = str(folder)
+    # 2. the backbone and heads, trained together (resumed from the last finished epoch)
+    start = time.perf_counter()
+    if not (folder / jt.FINETUNED_MANIFEST).is_file():
+        _finetune(store, pairs, labels, config, base, folder, progress, finetune_progress, show_progress_bar)
+        report.finetuned = True
+    report.seconds[FINETUNE] = time.perf_counter() - start
+    tuned = load_backbone(folder, device=base.device)
+    report.backbone_id = tuned.id
+    # 3. embeddings under the new backbone id, the jointly trained heads as the ensemble, Z;
+    #    beta is calibrated as for a frozen build, with heads trained on the tuned embeddings
+    #    of the other annotators: re-running the fine-tuning for it would double the cost
+    _embed_step(store, pool_id, tuned, report, progress)
+    ensure_ensemble(store, pool_id, pairs, config, tuned.id, report, progress,
+                    trained=lambda: jt.load_finetuned_heads(folder),
+                    meta={"backbone_path": str(folder), "base_backbone_id": base.id})
+    _predict_step(store, pool_id, pairs, tuned.id, report, progress)
+    return report
+
+
+def _finetune_base(config: BuildConfig, backbone: Backbone | None) -> Backbone:
+    """The backbone a fine-tuned build starts from; ValueError before anything is embedded
+    when it cannot be fine-tuned with ``config.finetune``."""
+    from hyre_engine import joint_training as jt
+
     ft = config.finetune
     base = backbone or load_backbone(config.backbone, max_length=ft.max_length)
     if ft.max_length is not None and base.max_length != ft.max_length:
@@ -548,76 +590,25 @@ def _build_finetuned(store: Store, pool_id: str, config: BuildConfig, backbone: 
         raise ValueError(f"{base.id} is already fine-tuned: fine-tune from its base model instead")
     if jt.resolve_mode(base, ft.mode) == "lora":
         jt.lora_targets_for(base, ft.lora_targets)  # a bad target fails before anything is embedded
-    pairs = store.pool_pairs(pool_id)
-    report = BuildReport(pool_id=pool_id, backbone_id=base.id, ensemble_id="", n_pairs=len(pairs),
-                         n_texts=len(store.pool_texts(pool_id)), n_train_rows=0)
-    # 1. the base model's embeddings (cached as for any build): they set the heads' input
-    #    statistics and their warm start
-    start = time.perf_counter()
-    report.embedded, report.embeddings_reused = ensure_embeddings(store, pool_id, base, progress=progress)
-    labels = training_rows(store, pool_id, config.train_groups)
-    report.n_train_rows = len(labels)
-    settings = config.ensemble_settings()
-    folder = finetune_folder(store, pool_id, base.id, settings, train_fingerprint(labels, base.id))
-    report.finetune_path = str(folder)
-    report.seconds[EMBED] = time.perf_counter() - start
+    return base
 
-    # 2. the backbone and heads, trained together (resumed from the last finished epoch)
-    start = time.perf_counter()
-    if not (folder / jt.FINETUNED_MANIFEST).is_file():
-        model, row_groups = new_ensemble(labels, config, base.dim)
-        rows = labels["pair_id"].map(pair_rows(pairs)).to_numpy()
-        xa, xb = pair_embeddings(store, base.id, pairs)
-        trainee = load_backbone(config.backbone, max_length=base.max_length, device=base.device)
-        data = jt.preference_texts(trainee, pairs, labels, row_groups=row_groups)
 
-        def on_step(p: jt.EpochProgress) -> None:
-            if progress:
-                progress(FINETUNE, (p.epoch - 1) * p.steps + p.step, p.epochs * p.steps)
-            if finetune_progress:
-                finetune_progress(p)
+def _finetune(store: Store, pairs, labels, config: BuildConfig, base: Backbone, folder: Path,
+              progress: Progress | None, finetune_progress, show_progress_bar: bool) -> None:
+    """Train a fresh copy of the base backbone with new heads into ``folder`` (`joint_training`)."""
+    from hyre_engine import joint_training as jt
 
-        jt.finetune_backbone(trainee, model, data, folder, ft, initial_embeddings=(xa[rows], xb[rows]),
-                             progress=on_step, show_progress_bar=show_progress_bar)
-        del trainee
-        report.finetuned = True
-    report.seconds[FINETUNE] = time.perf_counter() - start
-    tuned = load_backbone(folder, device=base.device)
-    report.backbone_id = tuned.id
+    model, row_groups = new_ensemble(labels, config, base.dim)
+    rows = labels["pair_id"].map(pair_rows(pairs)).to_numpy()
+    xa, xb = pair_embeddings(store, base.id, pairs)
+    trainee = load_backbone(config.backbone, max_length=base.max_length, device=base.device)
+    data = jt.preference_texts(trainee, pairs, labels, row_groups=row_groups)
 
-    # 3. embeddings under the new backbone id, the jointly trained heads as the ensemble, Z
-    start = time.perf_counter()
-    computed, reused = ensure_embeddings(store, pool_id, tuned, progress=progress)
-    report.embedded += computed
-    report.embeddings_reused += reused
-    report.seconds[EMBED] += time.perf_counter() - start
-    start = time.perf_counter()
-    fingerprint = train_fingerprint(labels, tuned.id)
-    ensemble_id = store.find_ensemble(pool_id, tuned.id, settings, fingerprint)
-    if ensemble_id is None:
-        calibration = None
-        if config.calibrate:
-            # beta is chosen as for a frozen build, with heads trained on the tuned embeddings
-            # of the other annotators: re-running the fine-tuning for it would double the cost
-            calibration = calibrate_beta(store, tuned.id, pairs, labels, config, progress=progress)
-        model = jt.load_finetuned_heads(folder)
-        weights, config_json = ens.ensemble_to_bytes(model)
-        ensemble_id = ensemble_record_id(model, settings, pool_id)
-        store.put_ensemble(
-            ensemble_id=ensemble_id, pool_id=pool_id, backbone_id=tuned.id, config=settings,
-            weights=weights, train_fingerprint=fingerprint,
-            meta={"model_config": json.loads(config_json), "train_groups": config.train_groups,
-                  "beta": DEFAULT_BETA if calibration is None else calibration["beta"],
-                  "calibration": calibration, "backbone_path": str(folder), "base_backbone_id": base.id},
-        )
-        report.trained = True
-    report.ensemble_id = ensemble_id
-    meta = store.get_ensemble(ensemble_id, with_weights=False).meta
-    report.beta = meta.beta
-    report.calibration = meta.calibration
-    report.seconds[TRAIN] = time.perf_counter() - start
-    start = time.perf_counter()
-    report.predicted = _ensure_predictions(store, ensemble_id, pool_id, pairs, tuned.id, progress)
-    report.seconds[PREDICT] = time.perf_counter() - start
-    report.differences, _ = ensure_differences(store, pool_id, tuned.id, pairs)
-    return report
+    def on_step(p: jt.EpochProgress) -> None:
+        if progress:
+            progress(FINETUNE, (p.epoch - 1) * p.steps + p.step, p.epochs * p.steps)
+        if finetune_progress:
+            finetune_progress(p)
+
+    jt.finetune_backbone(trainee, model, data, folder, config.finetune, initial_embeddings=(xa[rows], xb[rows]),
+                         progress=on_step, show_progress_bar=show_progress_bar)
