@@ -59,18 +59,8 @@ CHUNK_BATCHES = 4
 # Batches per in-process encode call; the progress callback fires once per call, and
 # one batch (64 texts, ~1 s on two idle cores) keeps a progress bar moving.
 PROGRESS_BATCHES = 1
-# A text of at most (max_length - BYTE_SLACK) UTF-8 bytes cannot exceed the
-# window (tokens cover >= 1 byte; the slack covers special / prefix tokens),
-# so only longer texts pay for the extra tokenization of the trimming step.
-BYTE_SLACK = 8
 # Files hashed whole into the id (configs, tokenizers); others by name + size.
 HASH_WHOLE_MAX_BYTES = 2_000_000
-# Rounds of re-tokenizing a trimmed prompt, for tokenizers whose pieces shift
-# when a text is cut mid-word; after that the prompt is dropped.
-TRIM_ROUNDS = 4
-# How many tokens past the needed cut to look for a word start (BPE/WordPiece
-# re-tokenize a cut word differently; a few lost tokens of context are cheaper).
-WORD_SEARCH = 8
 
 # How a sentence-transformers backbone runs: "torch" (the model's own encode), or
 # ONNX Runtime on an export of the same weights ("onnx" float32, "onnx-int8").
@@ -147,6 +137,20 @@ def _template_hash(template: str) -> str:
 def _batched(n: int, size: int):
     for start in range(0, n, size):
         yield start, min(start + size, n)
+
+
+# -- fitting a text to the window (the constants only fit_to_window and its helpers use)
+
+# A text of at most (max_length - BYTE_SLACK) UTF-8 bytes cannot exceed the
+# window (tokens cover >= 1 byte; the slack covers special / prefix tokens),
+# so only longer texts pay for the extra tokenization of the trimming step.
+BYTE_SLACK = 8
+# Rounds of re-tokenizing a trimmed prompt, for tokenizers whose pieces shift
+# when a text is cut mid-word; after that the prompt is dropped.
+TRIM_ROUNDS = 4
+# How many tokens past the needed cut to look for a word start (BPE/WordPiece
+# re-tokenize a cut word differently; a few lost tokens of context are cheaper).
+WORD_SEARCH = 8
 
 
 def fit_to_window(

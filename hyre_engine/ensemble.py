@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from hyre_engine.device import pick_device
+from hyre_engine.settings import DictSettings
 
 # K = 100 heads and one hidden layer of 128 units per head: the paper's setup.
 DEFAULT_HEADS = 100
@@ -54,7 +55,7 @@ TASKS = ("preference", "classification", "regression")
 
 
 @dataclass
-class EnsembleConfig:
+class EnsembleConfig(DictSettings):
     """Everything needed to rebuild an ensemble (weights aside); JSON-safe.
 
     ``trunk_layers`` shared learnable layers (width ``trunk_hidden``) come before the
@@ -100,17 +101,6 @@ class EnsembleConfig:
             if len(set(groups)) != len(groups):
                 raise ValueError("mask_groups must not repeat a name")
             self.mask_groups = groups
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> EnsembleConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown EnsembleConfig keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -36,7 +36,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,7 @@ from hyre_engine.backbone import (
 )
 from hyre_engine.backbone import attach_lora as _attach_lora
 from hyre_engine.backbone import load_trainable_state as _load_trainable_state
+from hyre_engine.settings import DictSettings
 
 HEADS_BASE = "heads"  # heads.safetensors + heads.json (ensemble.save_ensemble)
 CHECKPOINT_DIR = "checkpoint"
@@ -107,7 +108,7 @@ _VAL_SEED_OFFSET = 104_729
 
 
 @dataclass
-class JointTrainingConfig:
+class JointTrainingConfig(DictSettings):
     """Settings of a joint fine-tuning run; JSON-safe (stored in the manifest and the checkpoint)."""
 
     mode: str = "auto"
@@ -161,17 +162,6 @@ class JointTrainingConfig:
                 raise ValueError("lora_targets must be None or a non-empty list of module names")
             self.lora_targets = targets
         self.seed = int(self.seed)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> JointTrainingConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown JointTrainingConfig keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)

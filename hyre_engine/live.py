@@ -21,7 +21,8 @@ of truth) and then update the posterior.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -490,13 +491,8 @@ class LiveState:
     last_item: int | None = None
     last_label: str | None = None
 
-    @property
-    def strategy(self) -> str:
-        return self.live.strategy
-
-    @property
-    def method(self) -> str:
-        return self.live.method
+    strategy = property(attrgetter("live.strategy"), doc="The live session's query strategy.")
+    method = property(attrgetter("live.method"), doc="Who personalises: 'personal' or 'hyre'.")
 
     def is_current(self, store: Store, session_id: str, beta: float, lam: float | None = None) -> bool:
         """Whether this state still mirrors the stored session (same id, beta, lambda, rows and audit events).
@@ -561,21 +557,18 @@ def open_live(
     *,
     beta: float,
     strategy: str,
-    truth: np.ndarray | None = None,
-    pca: FunctionPCA | None = None,
-    prompts: np.ndarray | None = None,
-    start: int | None = None,
-    diffs: np.ndarray | None = None,
-    lam: float = DEFAULT_LAMBDA,
-    method: str | None = None,
+    **options: Any,
 ) -> LiveState:
-    """A LiveSession with the session's stored labels replayed in order (``prompts``, ``start``:
-    variety; ``diffs``, ``lam``, ``method``: the personal model, see LiveSession)."""
+    """A LiveSession with the session's stored labels replayed in order.
+
+    ``options``: the LiveSession's other keywords (``truth``, ``pca``, ``prompts`` and
+    ``start`` for variety, ``diffs``, ``lam`` and ``method`` for the personal model);
+    without ``diffs`` the session personalises with HyRe whatever ``method`` says.
+    """
     rows = store.session_labels(session_id)
-    live = LiveSession(
-        logits, beta=beta, strategy=strategy, truth=truth, pca=pca, prompts=prompts, start=start,
-        diffs=diffs, lam=lam, method=method if diffs is not None else "hyre",
-    )
+    if options.get("diffs") is None:
+        options["method"] = "hyre"
+    live = LiveSession(logits, beta=beta, strategy=strategy, **options)
     live.replay(list(zip(rows["row_index"].astype(int).tolist(), rows["label"].tolist(), strict=True)))
     state = LiveState(session_id, live, np.asarray(pair_ids, dtype=object), len(rows), beta, live.lam,
                       revision=store.session_revision(session_id))

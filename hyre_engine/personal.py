@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
@@ -420,21 +421,11 @@ class PersonalModel:
         self.head = PersonalHead(D, lam=lam)
         self._cache: dict[str, np.ndarray] = {}
 
-    @property
-    def lam(self) -> float:
-        return self.head.lam
-
-    @property
-    def beta(self) -> float:
-        return self.posterior.beta
-
-    @property
-    def dim(self) -> int:
-        return self.head.dim
-
-    @property
-    def n_labels(self) -> int:
-        return self.head.n_labels
+    # Read through to the two models the personal model is made of.
+    lam = property(attrgetter("head.lam"), doc="The personal head's prior precision.")
+    beta = property(attrgetter("posterior.beta"), doc="HyRe's reweighting temperature.")
+    dim = property(attrgetter("head.dim"), doc="The embedding differences' dimension.")
+    n_labels = property(attrgetter("head.n_labels"), doc="Labels added so far.")
 
     @property
     def weights(self) -> np.ndarray:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,11 @@ _CALIBRATION_FIELDS = {
 }
 
 
+# The BuildConfig fields an ensemble's settings hold as they are (calibration and
+# fine-tuning are nested under their own keys): one list for both directions.
+MODEL_SETTINGS = ("kind", "n_heads", "hidden", "prior_scale", "annotator_fraction", "seed")
+
+
 @dataclass
 class BuildConfig:
     """What to build for a pool. Defaults follow the paper (K = 100, hidden = 128)."""
@@ -86,8 +91,7 @@ class BuildConfig:
         ``config``), for ``backbone`` and ``train_groups``: the inverse of
         ``ensemble_settings``. Keys this version does not know are ignored;
         ``reproduces`` tells whether the result gives back ``settings`` exactly."""
-        known = {f.name for f in fields(cls)} - {"calibrate", "backbone", "train_groups", "finetune"}
-        kwargs = {k: v for k, v in settings.items() if k in known}
+        kwargs = {k: v for k, v in settings.items() if k in MODEL_SETTINGS}
         if settings.get("finetune") is not None:
             kwargs["finetune"] = JointTrainingConfig.from_dict(settings["finetune"])
         calibration = settings.get("calibration")
@@ -102,14 +106,8 @@ class BuildConfig:
         return json.dumps(self.ensemble_settings(), sort_keys=True) == json.dumps(settings, sort_keys=True)
 
     def ensemble_settings(self) -> dict:
-        settings = {
-            "kind": self.kind,
-            "n_heads": self.n_heads,
-            "hidden": self.hidden,
-            "prior_scale": self.prior_scale,
-            "annotator_fraction": self.annotator_fraction,
-            "seed": self.seed,
-        }
+        """What the trained ensemble depends on: the store's ``config`` of it, the key a rebuild finds it by."""
+        settings = {name: getattr(self, name) for name in MODEL_SETTINGS}
         if self.calibrate:
             settings["calibration"] = self.calibration_settings()
         if self.finetune is not None:

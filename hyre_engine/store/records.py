@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
@@ -35,34 +35,42 @@ __all__ = [
 ]
 
 
-def _split_known(cls: type, data: Mapping[str, Any] | None, renamed: Mapping[str, str]) -> dict[str, Any]:
-    """The keyword arguments of ``cls`` found in ``data`` (JSON keys renamed by ``renamed``),
-    with every other key under ``extra``."""
-    if data is not None and not isinstance(data, Mapping):
-        raise ValueError(f"{cls.__name__} must be read from a JSON object, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)} - {"extra"}
-    kwargs: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for key, value in (data or {}).items():
-        name = renamed.get(key, key)
-        if name in known:
-            kwargs[name] = value
-        else:
-            extra[key] = value
-    kwargs["extra"] = extra
-    return kwargs
+class _JsonMeta:
+    """A meta record read from and written to its JSON object: the keys it knows become
+    fields (JSON names renamed by ``_RENAMED``; a null reads as absent, so the field's
+    default applies), every other key is kept in ``extra``."""
 
+    _RENAMED: ClassVar[Mapping[str, str]] = {}
+    extra: dict[str, Any]
 
-def _join_known(record: Any, renamed: Mapping[str, str]) -> dict[str, Any]:
-    """The JSON object of a meta record: its set fields under their JSON keys, then ``extra``."""
-    back = {v: k for k, v in renamed.items()}
-    out = {back.get(f.name, f.name): getattr(record, f.name) for f in fields(record)
-           if f.name != "extra" and getattr(record, f.name) is not None}
-    return {**record.extra, **out}
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Self:
+        if data is not None and not isinstance(data, Mapping):
+            raise ValueError(f"{cls.__name__} must be read from a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kwargs: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in (data or {}).items():
+            name = cls._RENAMED.get(key, key)
+            if name not in known:
+                extra[key] = value
+            elif value is not None:
+                kwargs[name] = value
+        return cls(**kwargs, extra=extra)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object: ``extra``, then every field that is set, under its JSON name (tuples as lists)."""
+        back = {v: k for k, v in self._RENAMED.items()}
+        out = dict(self.extra)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "extra" and value is not None:
+                out[back.get(f.name, f.name)] = list(value) if isinstance(value, tuple) else value
+        return out
 
 
 @dataclass(frozen=True)
-class EnsembleMeta:
+class EnsembleMeta(_JsonMeta):
     """What a build records beside an ensemble's weights (the ``meta`` JSON column)."""
 
     # EnsembleConfig as JSON: what `ensemble_from_bytes` rebuilds the torch model from
@@ -85,19 +93,6 @@ class EnsembleMeta:
         if self.train_groups is not None:
             object.__setattr__(self, "train_groups", tuple(str(g) for g in self.train_groups))
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> EnsembleMeta:
-        kwargs = _split_known(cls, data, cls._RENAMED)
-        if kwargs.get("beta") is None:
-            kwargs.pop("beta", None)
-        return cls(**kwargs)
-
-    def to_json(self) -> dict[str, Any]:
-        out = _join_known(self, self._RENAMED)
-        if self.train_groups is not None:
-            out["train_groups"] = list(self.train_groups)
-        return out
-
     @property
     def lam_or_default(self) -> float:
         """The stored lambda, else the personal head's default."""
@@ -105,7 +100,7 @@ class EnsembleMeta:
 
 
 @dataclass(frozen=True)
-class ProfileMeta:
+class ProfileMeta(_JsonMeta):
     """What a saved profile records beside its weights (the ``meta`` JSON column)."""
 
     beta: float = DEFAULT_BETA  # the temperature the weights were computed at
@@ -123,19 +118,6 @@ class ProfileMeta:
             object.__setattr__(self, "v", tuple(float(x) for x in self.v))
         if self.lam is not None:
             object.__setattr__(self, "lam", float(self.lam))
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> ProfileMeta:
-        kwargs = _split_known(cls, data, cls._RENAMED)
-        if kwargs.get("beta") is None:
-            kwargs.pop("beta", None)
-        return cls(**kwargs)
-
-    def to_json(self) -> dict[str, Any]:
-        out = _join_known(self, self._RENAMED)
-        if self.v is not None:
-            out["v"] = list(self.v)
-        return out
 
 
 @dataclass(frozen=True)
