@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
+from test_data_page import APP, TIMEOUT, _pools, design_csv
 
 from hyre_engine.store import Store
-
-from test_data_page import APP, TIMEOUT, _pools, design_csv
 
 WORDS = ["question", "a", "short", "long", "detailed", "answer", "the", "is", "good", "bad"]
 
