@@ -2,7 +2,9 @@
 
     nice .venv/bin/python bench/bench_launch.py
 
-Each step runs in a fresh interpreter (a launch pays every import once): importing
+First the command line: the median of `python -m hyre_engine --help` over HELP_RUNS
+fresh processes (target: under 1 s), against a bare `python -c pass` in the same run.
+Then each step runs in a fresh interpreter (a launch pays every import once): importing
 torch; importing transformers; importing sentence-transformers (most of what loading the
 model costs); `load_backbone()` of the default MiniLM on the CPU (which imports
 sentence-transformers) and its first `embed`.
@@ -13,11 +15,15 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# Runs of each command for the --help timing: enough for a median on a noisy machine.
+HELP_RUNS = 9
 
 PROBE = r"""
 import json, sys, time
@@ -44,8 +50,30 @@ else:
 """
 
 
+def _seconds(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, cwd=REPO, capture_output=True, check=True)
+    return time.perf_counter() - start
+
+
+def time_help(runs: int = HELP_RUNS) -> tuple[float, float]:
+    """Median seconds of `python -m hyre_engine --help` and of a bare interpreter, run in
+    alternation so that both see the same load."""
+    helped, bare = [], []
+    for _ in range(runs):
+        bare.append(_seconds([sys.executable, "-c", "pass"]))
+        helped.append(_seconds([sys.executable, "-m", "hyre_engine", "--help"]))
+    return statistics.median(helped), statistics.median(bare)
+
+
 def main() -> int:
     print(f"load average before: {os.getloadavg()[0]:.1f}")
+    helped, bare = time_help()
+    print(f"python -m hyre_engine --help     {helped:.2f} s (median of {HELP_RUNS}; target < 1 s)")
+    print(f"python -c pass (baseline)        {bare:.2f} s; --help costs {helped - bare:.2f} s over it, "
+          f"{helped / bare:.1f}x")
+    if "--help-only" in sys.argv:
+        return 0
     for mode in ("st", "backbone"):
         out = subprocess.run([sys.executable, "-c", PROBE, mode], cwd=REPO, capture_output=True, text=True,
                              check=True)

@@ -2,10 +2,10 @@
 
 A pure library: never imports streamlit. See docs/engine.md for the module map.
 
-The numpy core (numerics, posterior, query scorers, PCA, the live session) is
-imported eagerly. Everything that pulls torch, duckdb, pandas or scipy (ensembles,
-training, backbone, store, pipeline, protocol, evaluation, data files) is imported
-on first use of one of its names, so ``import hyre_engine`` stays fast and light:
+Every name is imported on first use, the numpy core (numerics, posterior, query
+scorers, PCA, the live session) as much as what pulls torch, duckdb, pandas or scipy
+(ensembles, training, backbone, store, pipeline, protocol, evaluation, data files),
+so ``import hyre_engine`` (and ``python -m hyre_engine --help``) stays fast and light:
 
     import hyre_engine as he
     w = he.weights_from_losses(losses)   # numpy only
@@ -24,26 +24,30 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from hyre_engine.acquisition import SCORERS, PoolScorer, get_scorer, select
-from hyre_engine.live import LabelEvent, LiveSession, LiveSnapshot
-from hyre_engine.pca import FunctionPCA
-from hyre_engine.reweight import (
-    DEFAULT_BETA,
-    Posterior,
-    effective_heads,
-    example_losses,
-    log_weights_from_losses,
-    validate_weights,
-    weight_entropy,
-    weighted_probability,
-    weighted_value,
-    weights_from_losses,
-)
-
 __version__ = "0.1.0"
 
-# name -> module that defines it, imported on first access (torch / duckdb / pandas inside).
+# name -> module that defines it, imported on first access: nothing is imported with the
+# package, so `python -m hyre_engine --help` pays for argparse only (numpy alone is ~0.1-1 s).
 _LAZY: dict[str, str] = {
+    # the numpy core
+    "SCORERS": "hyre_engine.acquisition",
+    "PoolScorer": "hyre_engine.acquisition",
+    "get_scorer": "hyre_engine.acquisition",
+    "select": "hyre_engine.acquisition",
+    "LabelEvent": "hyre_engine.live",
+    "LiveSession": "hyre_engine.live",
+    "LiveSnapshot": "hyre_engine.live",
+    "FunctionPCA": "hyre_engine.pca",
+    "DEFAULT_BETA": "hyre_engine.reweight",
+    "Posterior": "hyre_engine.reweight",
+    "effective_heads": "hyre_engine.reweight",
+    "example_losses": "hyre_engine.reweight",
+    "log_weights_from_losses": "hyre_engine.reweight",
+    "validate_weights": "hyre_engine.reweight",
+    "weight_entropy": "hyre_engine.reweight",
+    "weighted_probability": "hyre_engine.reweight",
+    "weighted_value": "hyre_engine.reweight",
+    "weights_from_losses": "hyre_engine.reweight",
     # ensemble.py (torch)
     "Ensemble": "hyre_engine.ensemble",
     "EnsembleConfig": "hyre_engine.ensemble",
@@ -117,27 +121,7 @@ _SUBMODULES = frozenset(
     }
 )
 
-__all__ = [
-    "DEFAULT_BETA",
-    "SCORERS",
-    "FunctionPCA",
-    "LabelEvent",
-    "LiveSession",
-    "LiveSnapshot",
-    "PoolScorer",
-    "Posterior",
-    "effective_heads",
-    "example_losses",
-    "get_scorer",
-    "log_weights_from_losses",
-    "select",
-    "validate_weights",
-    "weight_entropy",
-    "weighted_probability",
-    "weighted_value",
-    "weights_from_losses",
-    *_LAZY,
-]
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -160,3 +160,18 @@ def test_the_length_check_finds_a_long_function(tmp_path):
     body = "\n".join(f"        x{i} = {i}" for i in range(60))
     (tmp_path / "m.py").write_text(f"def short():\n    return 1\n\n\nclass C:\n    def long(self):\n{body}\n")
     assert long_functions(tmp_path) == {"m.py:long": 61}
+
+
+def test_the_package_and_its_help_import_not_even_numpy():
+    """`python -m hyre_engine --help` pays for argparse only (docs/engine.md: under 1 s)."""
+    code = ("import sys, runpy; sys.argv = ['hyre_engine', '--help']\n"
+            "try:\n    runpy.run_module('hyre_engine', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "import hyre_engine\n"
+            "heavy = ('numpy', 'torch', 'duckdb', 'pandas', 'scipy')\n"
+            "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "usage:" in out.stdout and out.stderr.strip().splitlines()[-1] == "[]"
+    # and every name still resolves on first use
+    assert _fresh("import hyre_engine as he; print(he.weights_from_losses.__module__, he.Store.__name__)") == (
+        "hyre_engine.reweight Store")
