@@ -42,20 +42,21 @@ def tiny_tokenizer(kind: str, *, max_length: int = 32):
     )
 
 
+def save_tiny_model(folder, kind: str, model_class, config):
+    """A randomly initialised ``model_class(config)`` (seed 0) with the ``kind`` tokenizer, saved in ``folder``."""
+    tiny_tokenizer(kind).save_pretrained(folder)
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory):
     from transformers import BertConfig, BertModel
 
-    path = tmp_path_factory.mktemp("tiny_bert")
-    tok = tiny_tokenizer("bert")
-    tok.save_pretrained(path)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tok), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=32,
-    )
-    BertModel(config).save_pretrained(path)
-    return path
+    config = BertConfig(vocab_size=len(tiny_tokenizer("bert")), hidden_size=16, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=32)
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_bert"), "bert", BertModel, config)
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +64,9 @@ def gpt_dir(tmp_path_factory):
     """A tiny decoder saved as a reward model (sequence classification with one output)."""
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    path = tmp_path_factory.mktemp("tiny_gpt")
-    tok = tiny_tokenizer("gpt")
-    tok.save_pretrained(path)
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=len(tok), n_embd=16, n_layer=2, n_head=2, n_positions=32, num_labels=1,
-        pad_token_id=0, bos_token_id=2, eos_token_id=2,
-    )
-    GPT2ForSequenceClassification(config).save_pretrained(path)
-    return path
+    config = GPT2Config(vocab_size=len(tiny_tokenizer("gpt")), n_embd=16, n_layer=2, n_head=2, n_positions=32,
+                        num_labels=1, pad_token_id=0, bos_token_id=2, eos_token_id=2)
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_gpt"), "gpt", GPT2ForSequenceClassification, config)
 
 
 @pytest.fixture(scope="module")

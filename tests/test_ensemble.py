@@ -7,32 +7,10 @@ import torch
 from hyre_engine import ensemble as ens
 from hyre_engine import training
 
-KINDS = ["shared", "epinet", "vanilla"]
-
-
-def tiny(kind="shared", **kw):
-    base = dict(kind=kind, input_dim=5, n_heads=8, hidden=16, prior_scale=1.0, index_dim=4, seed=0)
-    base.update(kw)
-    return ens.EnsembleConfig(**base)
-
-
-def preference_data(n=64, d=5, seed=0):
-    rng = np.random.default_rng(seed)
-    xa = rng.normal(size=(n, d)).astype(np.float32)
-    xb = rng.normal(size=(n, d)).astype(np.float32)
-    w = rng.normal(size=d)
-    y = ((xa - xb) @ w > 0).astype(np.float32)
-    return xa, xb, y
-
-
-def head_accuracy(Z, y):
-    return ((Z > 0) == (y[:, None] > 0.5)).mean(axis=0)
-
-
 # ---------------------------------------------------------------- config
 
 
-def test_config_json_round_trip():
+def test_config_json_round_trip(tiny):
     cfg = tiny(mask_groups=["ann1", "ann2"], trunk_layers=2)
     text = json.dumps(cfg.to_dict())
     back = ens.EnsembleConfig.from_dict(json.loads(text))
@@ -62,8 +40,8 @@ def test_paper_defaults():
 # ---------------------------------------------------------------- building and shapes
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_output_shape_and_seeded_build(kind):
+@pytest.mark.parametrize("kind", ens.KINDS)
+def test_output_shape_and_seeded_build(kind, tiny):
     model = ens.build_ensemble(tiny(kind))
     x = torch.randn(7, 5)
     assert model(x).shape == (7, 8)
@@ -75,13 +53,13 @@ def test_output_shape_and_seeded_build(kind):
     assert model(x).std(dim=1).min() > 0
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_deeper_heads_and_trunk(kind):
+@pytest.mark.parametrize("kind", ens.KINDS)
+def test_deeper_heads_and_trunk(kind, tiny):
     model = ens.build_ensemble(tiny(kind, n_layers=2, trunk_layers=2, trunk_hidden=6))
     assert model(torch.randn(3, 5)).shape == (3, 8)
 
 
-def test_build_does_not_touch_global_rng():
+def test_build_does_not_touch_global_rng(tiny):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
@@ -89,7 +67,7 @@ def test_build_does_not_touch_global_rng():
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_shared_heads_match_a_loop_over_heads():
+def test_shared_heads_match_a_loop_over_heads(tiny):
     model = ens.build_ensemble(tiny("shared", prior_scale=2.0))
     x = torch.randn(6, 5)
     out = model(x)
@@ -100,7 +78,7 @@ def test_shared_heads_match_a_loop_over_heads():
         torch.testing.assert_close(out[:, k], learn + 2.0 * prior)
 
 
-def test_epinet_matches_its_formula_for_one_index():
+def test_epinet_matches_its_formula_for_one_index(tiny):
     model = ens.build_ensemble(tiny("epinet", prior_scale=1.5))
     x = torch.randn(4, 5)
     out = model(x)
@@ -136,7 +114,7 @@ def test_make_head_mask_properties():
         ens.make_head_mask(4, 3, fraction=0.0, seed=0)
 
 
-def test_head_mask_is_a_saved_buffer():
+def test_head_mask_is_a_saved_buffer(tiny):
     cfg = tiny(mask_groups=["a", "b", "c"])
     mask = ens.make_head_mask(8, 3, fraction=0.34, seed=0)
     model = ens.build_ensemble(cfg, head_mask=mask)
@@ -155,7 +133,7 @@ def test_head_mask_is_a_saved_buffer():
 # ---------------------------------------------------------------- prediction and storage
 
 
-def test_predict_chunks_equal_whole_and_pairs_are_margins():
+def test_predict_chunks_equal_whole_and_pairs_are_margins(tiny):
     model = ens.build_ensemble(tiny("epinet"))
     X = np.random.default_rng(0).normal(size=(11, 5)).astype(np.float32)
     whole = ens.predict(model, X)
@@ -168,8 +146,8 @@ def test_predict_chunks_equal_whole_and_pairs_are_margins():
         ens.predict_pairs(model, X, X[:3])
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_save_load_round_trip(tmp_path, kind):
+@pytest.mark.parametrize("kind", ens.KINDS)
+def test_save_load_round_trip(tmp_path, kind, tiny, preference_data):
     cfg = tiny(kind, mask_groups=["x", "y"], trunk_layers=1, trunk_hidden=6)
     model = ens.build_ensemble(cfg, head_mask=ens.make_head_mask(8, 2, fraction=0.5, seed=3))
     xa, xb, y = preference_data()
@@ -189,7 +167,7 @@ def test_save_load_round_trip(tmp_path, kind):
     assert ens.fingerprint(again) == ens.fingerprint(model)
 
 
-def test_fingerprint_is_short_deterministic_and_sees_weights():
+def test_fingerprint_is_short_deterministic_and_sees_weights(tiny):
     model = ens.build_ensemble(tiny())
     fp = ens.fingerprint(model)
     assert len(fp) == 16 and int(fp, 16) >= 0

@@ -3,7 +3,6 @@ helpers and charts, the Explore page's axis table (no AppTest: tests/app holds t
 
 from __future__ import annotations
 
-import csv
 import io
 import tomllib
 from pathlib import Path
@@ -22,18 +21,6 @@ from pages._shared.widgets import axis_table, snippet
 REPO = Path(__file__).resolve().parents[1]
 
 
-def design_csv(n_pairs: int = 12, groups: tuple[str, ...] = ("g1", "g2")) -> bytes:
-    """A DESIGN-format CSV: n_pairs pairs, each judged once per group (g1 prefers A, g2 B)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["prompt", "response_a", "response_b", "label", "group"])
-    for i in range(n_pairs):
-        for j, group in enumerate(groups):
-            writer.writerow([f"Question {i}?", f"A short answer {i}.", f"A long, detailed answer {i}.",
-                             "ab"[j % 2], group])
-    return out.getvalue().encode()
-
-
 # ---------------------------------------------------------------- Data page
 
 
@@ -42,7 +29,7 @@ def test_upload_limit_matches_server_config():
     assert config["server"]["maxUploadSize"] == data_io.MAX_UPLOAD_MB
 
 
-def test_read_upload_counts_and_errors():
+def test_read_upload_counts_and_errors(design_csv):
     frame = data_io.read_upload(design_csv(), "prefs.csv", format="auto")
     info = data_io.summarize(frame)
     assert (info.rows, info.pairs, info.groups, info.annotators, info.format) == (24, 12, 2, 2, "design")
@@ -72,7 +59,7 @@ def test_size_error_and_pool_name():
     assert data_io.default_pool_name("/x/prefs.jsonl.gz") == "prefs"
 
 
-def test_read_path_errors(tmp_path):
+def test_read_path_errors(tmp_path, design_csv):
     inside = tmp_path / "data"
     inside.mkdir()
     with pytest.raises(AuthError, match="no file 'missing.csv'"):
@@ -86,7 +73,7 @@ def test_read_path_errors(tmp_path):
     assert len(data_io.read_path("big.csv", format="auto", allowed=[inside])) == 24
 
 
-def test_read_path_outside_the_data_folders_tells_nothing(tmp_path):
+def test_read_path_outside_the_data_folders_tells_nothing(tmp_path, design_csv):
     inside, outside = tmp_path / "data", tmp_path / "secret"
     inside.mkdir()
     outside.mkdir()

@@ -8,32 +8,9 @@ import torch
 from hyre_engine import ensemble as ens
 from hyre_engine import training
 
-KINDS = ["shared", "epinet", "vanilla"]
-
-
-
-def tiny(kind="shared", **kw):
-    base = dict(kind=kind, input_dim=5, n_heads=8, hidden=16, prior_scale=1.0, index_dim=4, seed=0)
-    base.update(kw)
-    return ens.EnsembleConfig(**base)
-
-
-def preference_data(n=64, d=5, seed=0):
-    rng = np.random.default_rng(seed)
-    xa = rng.normal(size=(n, d)).astype(np.float32)
-    xb = rng.normal(size=(n, d)).astype(np.float32)
-    w = rng.normal(size=d)
-    y = ((xa - xb) @ w > 0).astype(np.float32)
-    return xa, xb, y
-
-
-def head_accuracy(Z, y):
-    return ((Z > 0) == (y[:, None] > 0.5)).mean(axis=0)
-
-
 
 @pytest.mark.parametrize("kind", ["shared", "epinet"])
-def test_priors_are_frozen_buffers_and_unchanged_by_training(kind):
+def test_priors_are_frozen_buffers_and_unchanged_by_training(kind, tiny, preference_data):
     model = ens.build_ensemble(tiny(kind))
     names = {name for name, _ in model.named_parameters()}
     buffers = dict(model.named_buffers())
@@ -49,27 +26,23 @@ def test_priors_are_frozen_buffers_and_unchanged_by_training(kind):
     assert any(not torch.equal(p, learn_before[n]) for n, p in model.named_parameters())
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_every_head_fits_a_small_preference_task(kind):
+def fit_preference(model, xa, xb, y, **options):
+    """`training.fit_ensemble` on the pairs (xa, xb) with targets y, on the CPU."""
+    return training.fit_ensemble(model, task="preference", inputs=(xa, xb), targets=y, device="cpu", **options)
+
+
+@pytest.mark.parametrize("kind", ens.KINDS)
+def test_every_head_fits_a_small_preference_task(kind, tiny, preference_data, head_accuracy):
     xa, xb, y = preference_data(n=96)
     model = ens.build_ensemble(tiny(kind))
-    report = training.fit_ensemble(
-        model,
-        task="preference",
-        inputs=(xa, xb),
-        targets=y,
-        epochs=60,
-        batch_size=32,
-        lr=1e-2,
-        device="cpu",
-    )
+    report = fit_preference(model, xa, xb, y, epochs=60, batch_size=32, lr=1e-2)
     assert report.steps == 60 * 3 and report.device.startswith("CPU")
     assert report.final_loss < report.epoch_losses[0]
     Z = ens.predict_pairs(model, xa, xb)
     assert head_accuracy(Z, y).min() >= 0.9
 
 
-def test_classification_and_regression_tasks_fit():
+def test_classification_and_regression_tasks_fit(tiny, head_accuracy):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(80, 5)).astype(np.float32)
     yc = (X[:, 0] > 0).astype(np.float32)
@@ -87,7 +60,7 @@ def test_classification_and_regression_tasks_fit():
     assert rmse.max() < 0.3 * yr.std()
 
 
-def test_training_is_reproducible_on_cpu():
+def test_training_is_reproducible_on_cpu(tiny, preference_data):
     xa, xb, y = preference_data()
     outs = []
     for _ in range(2):
@@ -104,26 +77,18 @@ def test_training_is_reproducible_on_cpu():
     assert not np.array_equal(ens.predict_pairs(model, xa, xb), outs[0])
 
 
-def test_progress_and_steps_override():
+def test_progress_and_steps_override(tiny, preference_data):
     xa, xb, y = preference_data(n=50)
     calls = []
     model = ens.build_ensemble(tiny())
-    report = training.fit_ensemble(
-        model,
-        task="preference",
-        inputs=(xa, xb),
-        targets=y,
-        steps=7,
-        batch_size=16,
-        device="cpu",
-        progress=lambda step, total, loss: calls.append((step, total, loss)),
-    )
+    report = fit_preference(model, xa, xb, y, steps=7, batch_size=16,
+                            progress=lambda step, total, loss: calls.append((step, total, loss)))
     assert report.steps == 7
     assert [c[0] for c in calls] == list(range(1, 8)) and {c[1] for c in calls} == {7}
     assert all(np.isfinite(c[2]) for c in calls)
 
 
-def test_default_epochs_give_small_data_enough_steps():
+def test_default_epochs_give_small_data_enough_steps(tiny, preference_data):
     xa, xb, y = preference_data(n=10)
     model = ens.build_ensemble(tiny())
     report = training.fit_ensemble(model, task="preference", inputs=(xa, xb), targets=y, device="cpu")
@@ -131,7 +96,7 @@ def test_default_epochs_give_small_data_enough_steps():
     assert len(report.epoch_losses) == training.DEFAULT_MIN_STEPS
 
 
-def test_standardisation_is_fitted_once_and_kept():
+def test_standardisation_is_fitted_once_and_kept(tiny, preference_data):
     xa, xb, y = preference_data()
     model = ens.build_ensemble(tiny())
     training.fit_ensemble(
@@ -153,7 +118,7 @@ def test_standardisation_is_fitted_once_and_kept():
     assert torch.equal(raw.input_mean, torch.zeros(5))
 
 
-def test_training_input_validation():
+def test_training_input_validation(tiny, preference_data):
     xa, xb, y = preference_data(n=10)
     model = ens.build_ensemble(tiny())
     with pytest.raises(ValueError, match="valid tasks"):
@@ -175,7 +140,7 @@ def test_training_input_validation():
 
 
 @pytest.mark.parametrize("kind", ["shared", "vanilla"])
-def test_head_gets_no_gradient_from_rows_outside_its_mask(kind):
+def test_head_gets_no_gradient_from_rows_outside_its_mask(kind, tiny, preference_data):
     mask = np.array([[True, False]] * 4 + [[False, True]] * 4)  # heads 0-3: group 0; 4-7: group 1
     model = ens.build_ensemble(tiny(kind, mask_groups=["g0", "g1"]), head_mask=mask)
     xa, xb, y = preference_data(n=12)
@@ -195,35 +160,20 @@ def test_head_gets_no_gradient_from_rows_outside_its_mask(kind):
         assert p.grad[:4].abs().max() > 0, name
 
 
-def test_masked_fit_leaves_heads_without_the_groups_unchanged():
+def test_masked_fit_leaves_heads_without_the_groups_unchanged(tiny, preference_data):
     mask = np.array([[True, False]] * 4 + [[False, True]] * 4)
     model = ens.build_ensemble(tiny(mask_groups=["g0", "g1"]), head_mask=mask)
     before = {n: p.detach().clone() for n, p in model.heads.named_parameters()}
     xa, xb, y = preference_data(n=30)
-    training.fit_ensemble(
-        model,
-        task="preference",
-        inputs=(xa, xb),
-        targets=y,
-        row_groups=np.zeros(30, dtype=np.int64),
-        epochs=3,
-        device="cpu",
-    )
+    fit_preference(model, xa, xb, y, row_groups=np.zeros(30, dtype=np.int64), epochs=3)
     for n, p in model.heads.named_parameters():
         assert torch.equal(p[4:], before[n][4:]), n
         assert not torch.equal(p[:4], before[n][:4]), n
     with pytest.raises(ValueError, match="row_groups must index"):
-        training.fit_ensemble(
-            model,
-            task="preference",
-            inputs=(xa, xb),
-            targets=y,
-            row_groups=np.full(30, 2),
-            device="cpu",
-        )
+        fit_preference(model, xa, xb, y, row_groups=np.full(30, 2))
 
 
-def test_masked_loss_is_each_heads_mean_over_its_own_rows():
+def test_masked_loss_is_each_heads_mean_over_its_own_rows(tiny, preference_data):
     mask = np.array([[True, False], [False, True], [True, True]] + [[True, True]] * 5)
     model = ens.build_ensemble(tiny(mask_groups=["g0", "g1"]), head_mask=mask)
     xa, xb, y = preference_data(n=10)

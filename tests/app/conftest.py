@@ -26,6 +26,9 @@ SMALL_PROMPTS = 8
 # A small ensemble still shows every panel; K = 20 keeps training to a second or two.
 SMALL_CONFIG = dict(n_heads=20, hidden=32, train_groups=DEMO_TRAIN_GROUPS)
 REPO = Path(__file__).resolve().parents[2]
+APP = str(REPO / "app.py")
+# First runs import torch and the app: generous, the machine may be shared.
+TIMEOUT = 120
 
 
 def build_small_demo(path: Path) -> dict:
@@ -74,3 +77,34 @@ def app_db(small_demo_template, tmp_path, monkeypatch) -> tuple[Path, dict]:
     context.get_store.clear()
     context.pool_arrays.clear()
     gc.collect()
+
+
+@pytest.fixture
+def open_page():
+    """``open_page("pages/data.py")``: the app run once, switched to that page, without an exception."""
+    from streamlit.testing.v1 import AppTest
+
+    def open_(page: str) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        at.run()
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+        return at
+
+    return open_
+
+
+@pytest.fixture
+def upload_pool(design_csv):
+    """``upload_pool(at, path, n_pairs)``: import a DESIGN CSV of ``n_pairs`` pairs as pool
+    "tiny" through the Data page ``at`` (database ``path``); returns the new pool's id."""
+
+    def upload(at, path: Path, n_pairs: int) -> str:
+        at.file_uploader(key="data_upload").set_value(("tiny.csv", design_csv(n_pairs=n_pairs), "text/csv"))
+        at.text_input(key="data_pool_name").set_value("tiny").run()
+        at.button(key="data_import").click().run()
+        with Store(path) as store:
+            pools = store.list_pools()
+        return dict(zip(pools["name"], pools["pool_id"], strict=True))["tiny"]
+
+    return upload

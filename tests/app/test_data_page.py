@@ -3,8 +3,6 @@ unchanged, building an ensemble, deleting (its helpers: tests/test_pages_shared.
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import pytest
@@ -12,31 +10,6 @@ from streamlit.testing.v1 import AppTest
 
 from hyre_engine.store import Store
 from pages._shared import data_io
-
-REPO = Path(__file__).resolve().parents[2]
-APP = str(REPO / "app.py")
-# First runs import torch and the app: generous, the machine may be shared.
-TIMEOUT = 120
-
-
-def design_csv(n_pairs: int = 12, groups: tuple[str, ...] = ("g1", "g2")) -> bytes:
-    """A DESIGN-format CSV: n_pairs pairs, each judged once per group (g1 prefers A, g2 B)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["prompt", "response_a", "response_b", "label", "group"])
-    for i in range(n_pairs):
-        for j, group in enumerate(groups):
-            writer.writerow([f"Question {i}?", f"A short answer {i}.", f"A long, detailed answer {i}.",
-                             "ab"[j % 2], group])
-    return out.getvalue().encode()
-
-
-def _data_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("pages/data.py").run()
-    assert not at.exception, at.exception
-    return at
 
 
 def _pools(path: Path) -> list[tuple]:
@@ -53,10 +26,10 @@ def _metrics(at: AppTest) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_upload_preview_import_and_delete(app_db):
+def test_upload_preview_import_and_delete(app_db, design_csv, open_page):
     path, _ = app_db
     before = _pools(path)
-    at = _data_page()
+    at = open_page("pages/data.py")
     at.file_uploader(key="data_upload").set_value(("prefs.csv", design_csv(), "text/csv")).run()
     at.button(key="data_preview").click().run()
     assert not at.exception, at.exception
@@ -103,10 +76,10 @@ BAD_UPLOADS = [
 
 
 @pytest.mark.slow
-def test_bad_uploads_are_errors_and_write_nothing(app_db):
+def test_bad_uploads_are_errors_and_write_nothing(app_db, open_page):
     path, _ = app_db
     before = _pools(path)
-    at = _data_page()
+    at = open_page("pages/data.py")
     for name, data, message in BAD_UPLOADS:
         at.file_uploader(key="data_upload").set_value((name, data, "application/octet-stream")).run()
         at.button(key="data_import").click().run()
@@ -119,14 +92,14 @@ def test_bad_uploads_are_errors_and_write_nothing(app_db):
 
 
 @pytest.mark.slow
-def test_path_import_of_ratings(app_db, tmp_path, monkeypatch):
+def test_path_import_of_ratings(app_db, tmp_path, monkeypatch, open_page):
     path, _ = app_db
     monkeypatch.setenv("HYRE_DATA_DIRS", str(tmp_path))
     ratings = tmp_path / "ratings.csv"
     rows = ["user,item,rating,text"] + [f"u{u},i{i},{(i * (u + 1)) % 5},Text number {i}"
                                         for u in range(3) for i in range(5)]
     ratings.write_text("\n".join(rows) + "\n")
-    at = _data_page()
+    at = open_page("pages/data.py")
     at.segmented_control(key="data_source").set_value("path").run()
     at.text_input(key="data_path").set_value(str(tmp_path / "nope.csv")).run()
     at.button(key="data_preview").click().run()
@@ -144,13 +117,10 @@ def test_path_import_of_ratings(app_db, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_build_use_and_delete_ensemble(app_db):
+def test_build_use_and_delete_ensemble(app_db, open_page, upload_pool):
     path, info = app_db
-    at = _data_page()
-    at.file_uploader(key="data_upload").set_value(("tiny.csv", design_csv(n_pairs=6), "text/csv"))
-    at.text_input(key="data_pool_name").set_value("tiny").run()
-    at.button(key="data_import").click().run()
-    pool_id = {p[1]: p[0] for p in _pools(path)}["tiny"]
+    at = open_page("pages/data.py")
+    pool_id = upload_pool(at, path, 6)
     at.number_input(key="data_heads").set_value(8)
     at.number_input(key="data_hidden").set_value(16)
     at.checkbox(key="data_calibrate").uncheck()

@@ -3,31 +3,18 @@ in the store (its helpers: tests/test_pages_shared.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from hyre_engine.store import Store
 from pages._shared.evaluation import RESULT_PREFIX
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-TIMEOUT = 120
 TARGETS = ["ada", "ben"]
 
 
-def _evaluate_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("pages/evaluate.py").run()
-    assert not at.exception, at.exception
-    return at
-
-
 @pytest.mark.slow
-def test_run_evaluation_shows_curves_table_csv_and_caches(app_db):
+def test_run_evaluation_shows_curves_table_csv_and_caches(app_db, open_page):
     path, info = app_db
-    at = _evaluate_page()
+    at = open_page("pages/evaluate.py")
     # the demo ensemble was trained on the crowd: that is the default, the rest are targets
     assert at.multiselect(key="eval_train").value == ["crowd"]
     assert "crowd" not in at.multiselect(key="eval_targets").value

@@ -7,6 +7,7 @@ import statistics
 import time
 
 import pytest
+from page_js import METRIC
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -26,20 +27,12 @@ _WEIGHTS_HTML = f"""() => {{
   const el = document.querySelector("{WEIGHTS} .cartesianlayer");
   return el ? el.innerHTML : "";
 }}"""
-_METRIC = """(label) => {
-  for (const m of document.querySelectorAll('[data-testid="stMetric"]')) {
-    const l = m.querySelector('[data-testid="stMetricLabel"]');
-    if (l && l.innerText.trim() === label)
-      return m.querySelector('[data-testid="stMetricValue"]').innerText.trim();
-  }
-  return null;
-}"""
 
 
 def _open(page, url: str) -> None:
     page.goto(url)
     page.wait_for_selector(f"{WEIGHTS} .cartesianlayer", timeout=LOAD_TIMEOUT_MS)
-    page.wait_for_function(f"() => ({_METRIC})('Labels') !== null", timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_function(f"() => ({METRIC})('Labels') !== null", timeout=LOAD_TIMEOUT_MS)
 
 
 def test_keyboard_labelling_updates_weights_and_survives_reload(app_server, browser_page, tmp_path):
@@ -51,7 +44,7 @@ def test_keyboard_labelling_updates_weights_and_survives_reload(app_server, brow
     # automatic menu of every file in pages/ (helpers included).
     nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
     assert "Explore" in nav and "common" not in nav.lower() and "helpers" not in nav.lower(), nav
-    assert page.evaluate(_METRIC, "Labels") == "0 / 30"
+    assert page.evaluate(METRIC, "Labels") == "0 / 30"
     first = page.evaluate(_WEIGHTS_HTML)
     assert first
 
@@ -65,7 +58,7 @@ def test_keyboard_labelling_updates_weights_and_survives_reload(app_server, brow
             arg=before, timeout=LIMIT_S * 1000 * 5, polling="raf",
         )
         latencies.append(time.perf_counter() - start)
-        page.wait_for_function(f"(n) => ({_METRIC})('Labels') === n", arg=f"{i} / 30", timeout=15_000)
+        page.wait_for_function(f"(n) => ({METRIC})('Labels') === n", arg=f"{i} / 30", timeout=15_000)
     assert page.locator(EXCEPTION).count() == 0
     assert page.evaluate(_WEIGHTS_HTML) != first, "the weight chart did not change"
     print(
@@ -74,11 +67,11 @@ def test_keyboard_labelling_updates_weights_and_survives_reload(app_server, brow
     )
     assert statistics.median(latencies) < LIMIT_S
 
-    effective = page.evaluate(_METRIC, "Effective heads")
+    effective = page.evaluate(METRIC, "Effective heads")
     page.reload()
     _open(page, url)
-    assert page.evaluate(_METRIC, "Labels") == f"{N_LABELS} / 30"
-    assert page.evaluate(_METRIC, "Effective heads") == effective
+    assert page.evaluate(METRIC, "Labels") == f"{N_LABELS} / 30"
+    assert page.evaluate(METRIC, "Effective heads") == effective
     assert page.locator(EXCEPTION).count() == 0
     shot = tmp_path / "label-page.png"
     page.screenshot(path=str(shot))
@@ -87,10 +80,10 @@ def test_keyboard_labelling_updates_weights_and_survives_reload(app_server, brow
     # a second user in another tab starts from zero; the first keeps their labels
     other = page.context.browser.new_page(viewport={"width": 1440, "height": 1300})
     _open(other, f"{app_server['url']}/?user=someone-else")
-    assert other.evaluate(_METRIC, "Labels") == "0 / 30"
+    assert other.evaluate(METRIC, "Labels") == "0 / 30"
     page.reload()
     _open(page, url)
-    assert page.evaluate(_METRIC, "Labels") == f"{N_LABELS} / 30"
+    assert page.evaluate(METRIC, "Labels") == f"{N_LABELS} / 30"
 
 
 

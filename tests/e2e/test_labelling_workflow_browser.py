@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from page_js import METRIC
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -19,14 +20,6 @@ STRIP = ".st-key-live-strip"
 ACTIONS = ".st-key-actions"
 EXCEPTION = "[data-testid='stException']"
 NAME = "[data-testid='stSidebar'] input[aria-label='Your name']"
-_METRIC = """(label) => {
-  for (const m of document.querySelectorAll('[data-testid="stMetric"]')) {
-    const l = m.querySelector('[data-testid="stMetricLabel"]');
-    if (l && l.innerText.trim() === label)
-      return m.querySelector('[data-testid="stMetricValue"]').innerText.trim();
-  }
-  return null;
-}"""
 
 
 def _laptop_page(browser_page):
@@ -37,11 +30,11 @@ def _laptop_page(browser_page):
 def _open(page, url: str) -> None:
     page.goto(url)
     page.wait_for_selector(f"{STRIP} [data-testid='stPlotlyChart'] .cartesianlayer", timeout=LOAD_TIMEOUT_MS)
-    page.wait_for_function(f"() => ({_METRIC})('Labels') !== null", timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_function(f"() => ({METRIC})('Labels') !== null", timeout=LOAD_TIMEOUT_MS)
 
 
 def _wait_labels(page, text: str) -> None:
-    page.wait_for_function(f"(n) => ({_METRIC})('Labels') === n", arg=text, timeout=STEP_TIMEOUT_MS)
+    page.wait_for_function(f"(n) => ({METRIC})('Labels') === n", arg=text, timeout=STEP_TIMEOUT_MS)
 
 
 def _in_viewport(page, selector: str) -> bool:
@@ -56,7 +49,7 @@ def _stored_count(page, url: str, user: str) -> str:
     other = page.context.browser.new_page(viewport=LAPTOP)
     try:
         _open(other, f"{url}/?user={user}")
-        return other.evaluate(_METRIC, "Labels")
+        return other.evaluate(METRIC, "Labels")
     finally:
         other.close()
 
@@ -123,7 +116,7 @@ def test_reset_only_after_confirming_and_keys_overlay(app_server, browser_page):
     page.get_by_text("Advanced: query strategy").click()
     page.locator(".st-key-btn_reset button:visible").first.click()
     page.wait_for_selector(".st-key-btn_reset_confirm button", timeout=STEP_TIMEOUT_MS)
-    assert page.evaluate(_METRIC, "Labels") == "1 / 30"  # nothing deleted yet
+    assert page.evaluate(METRIC, "Labels") == "1 / 30"  # nothing deleted yet
     page.locator(".st-key-btn_reset_cancel button").click()
     # the rerun swaps the confirmation back for the button (a stale copy may linger a moment)
     page.wait_for_selector(".st-key-btn_reset_confirm", state="detached", timeout=STEP_TIMEOUT_MS)

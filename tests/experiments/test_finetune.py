@@ -9,14 +9,6 @@ from hyre_engine.cli import main
 from hyre_engine.experiments import finetune
 
 
-def _aligned_fractions(result):
-    n = result["n"]
-    for method, stats in result["summary"].items():
-        assert len(stats["mean"]) == len(n) == len(stats["std"]), method
-        assert all(0.0 <= v <= 1.0 for v in stats["mean"]), method
-        assert all(v >= 0 for v in stats["std"]), method
-
-
 def test_finetune_task_target_is_consistent_with_training_data():
     d = finetune.finetune_task(0, n_train=100, n_pool=50, n_test=80)
     assert d["x_train"].shape == (100, 5) and d["x_test"].shape == (80, 5)
@@ -26,13 +18,13 @@ def test_finetune_task_target_is_consistent_with_training_data():
 
 
 @pytest.mark.slow  # trains a small ensemble through the command line
-def test_repro_finetune_cli_writes_the_design_json(tmp_path, capsys):
+def test_repro_finetune_cli_writes_the_design_json(tmp_path, capsys, aligned_fractions):
     path = tmp_path / "finetune.json"
     assert main(["repro", "finetune", "--quick", "--seeds", "1", "--json", str(path)]) == 0
     result = json.loads(path.read_text())
     assert result["n"] == list(finetune.FINETUNE_QUICK.n_values)
     assert {"hyre", "finetune", "uniform"} <= set(result["summary"])
-    _aligned_fractions(result)
+    aligned_fractions(result)
     out = capsys.readouterr().out
     assert "hyre" in out and "finetune" in out and "n" in out
 

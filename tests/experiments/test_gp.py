@@ -1,19 +1,10 @@
 """hyre_engine.experiments.gp."""
 
-
 import numpy as np
 import pytest
 
 from hyre_engine import experiments
 from hyre_engine.experiments import gp
-
-
-def _aligned_fractions(result):
-    n = result["n"]
-    for method, stats in result["summary"].items():
-        assert len(stats["mean"]) == len(n) == len(stats["std"]), method
-        assert all(0.0 <= v <= 1.0 for v in stats["mean"]), method
-        assert all(v >= 0 for v in stats["std"]), method
 
 
 def test_gp_sample_is_seeded_and_smooth():

@@ -1,19 +1,10 @@
 """hyre_engine.experiments.labelers."""
 
-
 import numpy as np
 import pytest
 
 from hyre_engine import experiments
 from hyre_engine.experiments import labelers
-
-
-def _aligned_fractions(result):
-    n = result["n"]
-    for method, stats in result["summary"].items():
-        assert len(stats["mean"]) == len(n) == len(stats["std"]), method
-        assert all(0.0 <= v <= 1.0 for v in stats["mean"]), method
-        assert all(v >= 0 for v in stats["std"]), method
 
 
 def test_labeler_votes_known_answer_and_shape_check():
@@ -24,13 +15,13 @@ def test_labeler_votes_known_answer_and_shape_check():
         labelers.labeler_votes(x, np.ones((2, 3)))
 
 
-def test_run_labelers_quick_shape():
+def test_run_labelers_quick_shape(aligned_fractions):
     result = labelers.run_labelers(seeds=1, quick=True)
     assert result["prior_scale"] == [0.0, 3.0]
     assert len(result["max_agreement"]) == len(result["majority_agreement"]) == 2
     assert all(0 <= v <= 1 for v in result["max_agreement"] + result["majority_agreement"])
     assert set(result["summary"]) == {"hyre", "uniform", "single"}
-    _aligned_fractions(result)
+    aligned_fractions(result)
     # no labels: HyRe is the uniform ensemble
     assert result["summary"]["hyre"]["mean"][0] == result["summary"]["uniform"]["mean"][0]
     assert "prior scale" in experiments.format_table(result)

@@ -10,14 +10,6 @@ from hyre_engine import experiments
 from hyre_engine.experiments import uci
 
 
-def _aligned_fractions(result):
-    n = result["n"]
-    for method, stats in result["summary"].items():
-        assert len(stats["mean"]) == len(n) == len(stats["std"]), method
-        assert all(0.0 <= v <= 1.0 for v in stats["mean"]), method
-        assert all(v >= 0 for v in stats["std"]), method
-
-
 def test_ood_split_holds_out_both_tails_by_mean_standardised_feature():
     rng = np.random.default_rng(0)
     # column 1 has a much larger scale: without standardising it would decide the order alone
