@@ -6,24 +6,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from page_js import METRIC
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 LOAD_TIMEOUT_MS = 90_000
 STEP_TIMEOUT_MS = 20_000
 EXCEPTION = "[data-testid='stException']"
-_METRIC = """(label) => {
-  for (const m of document.querySelectorAll('[data-testid="stMetric"]')) {
-    const l = m.querySelector('[data-testid="stMetricLabel"]');
-    if (l && l.innerText.trim() === label)
-      return m.querySelector('[data-testid="stMetricValue"]').innerText.trim();
-  }
-  return null;
-}"""
 
 
 def _wait_labels(page, text: str) -> None:
-    page.wait_for_function(f"(n) => ({_METRIC})('Labels') === n", arg=text, timeout=STEP_TIMEOUT_MS)
+    page.wait_for_function(f"(n) => ({METRIC})('Labels') === n", arg=text, timeout=STEP_TIMEOUT_MS)
 
 
 def test_export_trl_jsonl_and_read_it_back_with_datasets(app_server, browser_page, tmp_path):
@@ -31,7 +24,7 @@ def test_export_trl_jsonl_and_read_it_back_with_datasets(app_server, browser_pag
 
     page, url = browser_page, app_server["url"]
     page.goto(f"{url}/?user=exporter")
-    page.wait_for_function(f"() => ({_METRIC})('Labels') !== null", timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_function(f"() => ({METRIC})('Labels') !== null", timeout=LOAD_TIMEOUT_MS)
     for i, key in enumerate("abab", start=1):
         page.keyboard.press(key)
         _wait_labels(page, f"{i} / 30")

@@ -8,20 +8,13 @@ server), must show the same K weights, and they must differ from those before th
 from __future__ import annotations
 
 import pytest
+from page_js import METRIC
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 LOAD_TIMEOUT_MS = 90_000
 STEP_TIMEOUT_MS = 20_000
 EXCEPTION = "[data-testid='stException']"
-_METRIC = """(label) => {
-  for (const m of document.querySelectorAll('[data-testid="stMetric"]')) {
-    const l = m.querySelector('[data-testid="stMetricLabel"]');
-    if (l && l.innerText.trim() === label)
-      return m.querySelector('[data-testid="stMetricValue"]').innerText.trim();
-  }
-  return null;
-}"""
 # head index -> weight, from the bars of the weight chart (customdata[i][0] is the head)
 # the chart settles with the metrics' rerun; a short pause lets plotly redraw
 _WEIGHTS = """() => {
@@ -42,7 +35,7 @@ def _open_label(page, url: str) -> None:
 
 
 def _wait_labels(page, text: str) -> None:
-    page.wait_for_function(f"(n) => ({_METRIC})('Labels') === n", arg=text, timeout=STEP_TIMEOUT_MS)
+    page.wait_for_function(f"(n) => ({METRIC})('Labels') === n", arg=text, timeout=STEP_TIMEOUT_MS)
 
 
 def _weights(page, n_labels: str) -> dict[str, float]:
