@@ -61,21 +61,28 @@ HEADLINE_HEIGHT = 520
 PLOTLY_CONFIG = {"displayModeBar": False}
 
 
-def _layout(fig: go.Figure, *, xtitle: str, ytitle: str, legend: bool = True) -> go.Figure:
-    # Titles are drawn by the page above each chart; the legend sits on top, clear of the axes.
-    fig.update_layout(
-        height=CHART_HEIGHT,
-        margin={"l": 10, "r": 10, "t": 30 if legend else 10, "b": 10},
-        xaxis_title=xtitle,
-        yaxis_title=ytitle,
-        showlegend=legend,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
-        uirevision="keep",  # keep zoom and hover state across live updates
-    )
-    return fig
-
-
 # ---------------------------------------------------------------- Label page (live)
+#
+# The live figures are rebuilt on every label, for every labeller: each is written as one
+# plotly spec (a dict) and validated once by go.Figure(spec). Building them call by call
+# (add_bar, update_layout, add_hline, ...) cost about 3x the CPU (docs/results.md).
+
+
+def _live_layout(*, xtitle: str, ytitle: str, show_legend: bool = True, **extra) -> dict:
+    """The live charts' layout; ``extra`` keys are set, dicts merged into the defaults."""
+    # Titles are drawn by the page above each chart; the legend sits on top, clear of the axes.
+    layout = {
+        "height": CHART_HEIGHT,
+        "margin": {"l": 10, "r": 10, "t": 30 if show_legend else 10, "b": 10},
+        "xaxis": {"title": {"text": xtitle}},
+        "yaxis": {"title": {"text": ytitle}},
+        "showlegend": show_legend,
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
+        "uirevision": "keep",  # keep zoom and hover state across live updates
+    }
+    for key, value in extra.items():
+        layout[key] = {**layout[key], **value} if isinstance(value, dict) and key in layout else value
+    return layout
 
 
 def weights_figure(snap: LiveSnapshot) -> go.Figure:
@@ -83,26 +90,26 @@ def weights_figure(snap: LiveSnapshot) -> go.Figure:
     order = snap.heaviest_first
     w, change, gained = snap.weights[order], snap.weight_change[order], snap.gained[order]
     n_heads = snap.n_heads
-    fig = go.Figure()
+    bars = []
     for mask, name, color in ((~gained, "head", COLOR_HEAD), (gained, "gained on last label", COLOR_GAIN)):
         if not mask.any() and name != "head":
             continue
-        fig.add_bar(
-            x=np.flatnonzero(mask),
-            y=w[mask],
-            name=name,
-            marker_color=color,
-            customdata=np.stack([order[mask], change[mask]], axis=1),
-            hovertemplate="head %{customdata[0]}<br>weight %{y:.4f}<br>change %{customdata[1]:+.4f}<extra></extra>",
-        )
-    fig.add_hline(
-        y=1.0 / n_heads, line_dash="dot", line_color=COLOR_UNIFORM,
-        annotation_text="uniform", annotation_position="top right",
+        bars.append({
+            "type": "bar", "x": np.flatnonzero(mask), "y": w[mask], "name": name, "marker": {"color": color},
+            "customdata": np.stack([order[mask], change[mask]], axis=1),
+            "hovertemplate": "head %{customdata[0]}<br>weight %{y:.4f}<br>change %{customdata[1]:+.4f}<extra></extra>",
+        })
+    uniform = 1.0 / n_heads
+    layout = _live_layout(
+        xtitle=f"{n_heads} heads, heaviest first", ytitle="weight", barmode="overlay", bargap=0.1,
+        xaxis={"range": [-0.6, n_heads - 0.4], "showticklabels": False},
+        yaxis={"range": [0, max(float(w[0]) * 1.15, 1.5 / n_heads)]},
+        shapes=[{"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": uniform, "y1": uniform,
+                 "line": {"dash": "dot", "color": COLOR_UNIFORM}}],
+        annotations=[{"text": "uniform", "showarrow": False, "xref": "x domain", "x": 1, "xanchor": "right",
+                      "yref": "y", "y": uniform, "yanchor": "bottom"}],
     )
-    fig.update_layout(barmode="overlay", bargap=0.1)
-    fig.update_xaxes(range=[-0.6, n_heads - 0.4], showticklabels=False)
-    fig.update_yaxes(range=[0, max(float(w[0]) * 1.15, 1.5 / n_heads)])
-    return _layout(fig, xtitle=f"{n_heads} heads, heaviest first", ytitle="weight")
+    return go.Figure({"data": bars, "layout": layout})
 
 
 def _weight_marker(w: np.ndarray, *, base: float, span: float) -> dict:
@@ -122,31 +129,57 @@ def pca_figure(snap: LiveSnapshot) -> go.Figure:
     w, xy, evr, gained = snap.weights, snap.head_coords, snap.explained_variance_ratio, snap.gained
     marker = _weight_marker(w, base=6, span=24)
     marker["line"] = {"width": np.where(gained, 2, 0.5), "color": np.where(gained, COLOR_GAIN, "#FFFFFF").tolist()}
-    fig = go.Figure(
-        go.Scatter(
-            x=xy[:, 0], y=xy[:, 1], mode="markers", name="head (size = weight)", marker=marker,
-            customdata=np.stack([np.arange(w.size), w], axis=1),
-            hovertemplate="head %{customdata[0]}<br>weight %{customdata[1]:.4f}<extra></extra>",
-        )
-    )
+    traces = [{
+        "type": "scatter", "x": xy[:, 0], "y": xy[:, 1], "mode": "markers", "name": "head (size = weight)",
+        "marker": marker, "customdata": np.stack([np.arange(w.size), w], axis=1),
+        "hovertemplate": "head %{customdata[0]}<br>weight %{customdata[1]:.4f}<extra></extra>",
+    }]
     xs, ys = [float(xy[:, 0].min()), float(xy[:, 0].max())], [float(xy[:, 1].min()), float(xy[:, 1].max())]
     if snap.person_coords is not None:
         # the person's own function: it may leave the heads' cloud, which is the point
         who = "you (HyRe + personal head)" if snap.personal else "you (HyRe)"
-        fig.add_scatter(
-            x=[snap.person_coords[0]], y=[snap.person_coords[1]], mode="markers", name=who,
-            marker={"symbol": "star", "size": 20, "color": COLOR_PERSONAL, "line": {"width": 1.5, "color": "#FFFFFF"}},
-            hovertemplate=f"{who}<extra></extra>",
-        )
+        traces.append({
+            "type": "scatter", "x": [snap.person_coords[0]], "y": [snap.person_coords[1]], "mode": "markers",
+            "name": who, "hovertemplate": f"{who}<extra></extra>",
+            "marker": {"symbol": "star", "size": 20, "color": COLOR_PERSONAL, "line": {"width": 1.5, "color": "#FFFFFF"}},
+        })
         xs.append(float(snap.person_coords[0]))
         ys.append(float(snap.person_coords[1]))
     pad_x = 0.08 * ((max(xs) - min(xs)) or 1.0)
     pad_y = 0.08 * ((max(ys) - min(ys)) or 1.0)
-    fig.update_xaxes(range=[min(xs) - pad_x, max(xs) + pad_x], zeroline=False)
-    fig.update_yaxes(range=[min(ys) - pad_y, max(ys) + pad_y], zeroline=False)
     pc1 = f"PC1 ({evr[0]:.0%} of disagreement)" if evr.size > 0 else "PC1"
     pc2 = f"PC2 ({evr[1]:.0%})" if evr.size > 1 else "PC2"
-    return _layout(fig, xtitle=pc1, ytitle=pc2, legend=False)
+    layout = _live_layout(
+        xtitle=pc1, ytitle=pc2, show_legend=False,
+        xaxis={"range": [min(xs) - pad_x, max(xs) + pad_x], "zeroline": False},
+        yaxis={"range": [min(ys) - pad_y, max(ys) + pad_y], "zeroline": False},
+    )
+    return go.Figure({"data": traces, "layout": layout})
+
+
+def _line(x, y, name: str, mode: str, **style) -> dict:
+    return {"type": "scatter", "x": x, "y": y, "name": name, "mode": mode, **style}
+
+
+def _accuracy_traces(snap: LiveSnapshot) -> tuple[list[dict], str, list[int]]:
+    if snap.held_out is not None:
+        held = snap.held_out
+        n = held.n_values
+        traces = _personal_curve(n, held.personal, snap.personal) + [
+            _line(n, held.hyre, _hyre_name(held), "lines+markers", line={"color": COLOR_HEAD}),
+            _line(n, held.uniform, "uniform ensemble", "lines", line={"color": COLOR_UNIFORM, "dash": "dash"}),
+            _line(n, held.best_head_oracle, "best single head (oracle)", "lines",
+                  line={"color": COLOR_ORACLE, "dash": "dot"}),
+        ]
+        return traces, "held-out accuracy", n
+    run = snap.running
+    n = run.n_values
+    # short names: the legend is one row above a narrow chart
+    traces = _personal_curve(n, run.personal, snap.personal, name="personal") + [
+        _line(n, run.hyre, _hyre_name(run), "lines+markers", line={"color": COLOR_HEAD}),
+        _line(n, run.uniform, "uniform", "lines+markers", line={"color": COLOR_UNIFORM, "dash": "dash"}),
+    ]
+    return traces, "running accuracy", n
 
 
 def accuracy_figure(snap: LiveSnapshot, *, height: int | None = None, log_x: bool = False) -> go.Figure:
@@ -155,63 +188,44 @@ def accuracy_figure(snap: LiveSnapshot, *, height: int | None = None, log_x: boo
     ``height``: pixels (default CHART_HEIGHT); ``log_x``: a log axis over 1 + labels, so
     the first labels' climb stays readable after hundreds of labels.
     """
-    fig = go.Figure()
-    if snap.held_out is not None:
-        held = snap.held_out
-        n = held.n_values
-        _personal_curve(fig, n, held.personal, snap.personal)
-        fig.add_scatter(x=n, y=held.hyre, name=_hyre_name(held), mode="lines+markers", line_color=COLOR_HEAD)
-        fig.add_scatter(x=n, y=held.uniform, name="uniform ensemble", mode="lines",
-                        line={"color": COLOR_UNIFORM, "dash": "dash"})
-        fig.add_scatter(x=n, y=held.best_head_oracle, name="best single head (oracle)",
-                        mode="lines", line={"color": COLOR_ORACLE, "dash": "dot"})
-        ytitle = "held-out accuracy"
-    else:
-        run = snap.running
-        n = run.n_values
-        # short names: the legend is one row above a narrow chart
-        _personal_curve(fig, n, run.personal, snap.personal, name="personal")
-        fig.add_scatter(x=n, y=run.hyre, name=_hyre_name(run), mode="lines+markers", line_color=COLOR_HEAD)
-        fig.add_scatter(x=n, y=run.uniform, name="uniform", mode="lines+markers",
-                        line={"color": COLOR_UNIFORM, "dash": "dash"})
-        ytitle = "running accuracy"
-        if not n:
-            fig.add_annotation(text="Label a pair to start the curve", showarrow=False,
-                               x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
+    traces, ytitle, n = _accuracy_traces(snap)
     # labels are counted: whole-number ticks only (one label must not read 0, 0.5, 1)
     last = max(n) if n else 1
-    fig.update_xaxes(rangemode="tozero", tickformat="d", dtick=1 if last <= INTEGER_TICKS_UP_TO else None)
+    xaxis = {"rangemode": "tozero", "tickformat": "d"}
+    if last <= INTEGER_TICKS_UP_TO:
+        xaxis["dtick"] = 1
     if log_x:
-        for trace in fig.data:
-            trace.x = [v + 1 for v in trace.x]
-        fig.update_xaxes(type="log", dtick=None, tickformat="d", rangemode=None)
-    _layout(fig, xtitle="labels given" + (" (log scale, 1 + labels)" if log_x else ""), ytitle=ytitle)
-    if height is not None:
-        fig.update_layout(height=height)
+        for trace in traces:
+            trace["x"] = [v + 1 for v in trace["x"]]
+        xaxis = {"type": "log", "tickformat": "d"}
     # accuracies mostly live in the upper half: the legend goes in the lower right corner
-    fig.update_layout(
-        margin={"t": 10},
-        legend={"orientation": "v", "yanchor": "bottom", "y": 0.02, "xanchor": "right", "x": 0.99,
-                "bgcolor": "rgba(255,255,255,0.8)", "font": {"size": 11}},
+    legend = {"orientation": "v", "yanchor": "bottom", "y": 0.02, "xanchor": "right", "x": 0.99,
+              "bgcolor": "rgba(255,255,255,0.8)", "font": {"size": 11}}
+    top = 10
+    layout = _live_layout(
+        xtitle="labels given" + (" (log scale, 1 + labels)" if log_x else ""), ytitle=ytitle,
+        xaxis=xaxis, yaxis={"range": [0, 1.05], "tickformat": ".0%"}, margin={"t": top}, legend=legend,
     )
-    return fig
+    if height is not None:
+        layout["height"] = height
+    if snap.held_out is None and not n:
+        layout["annotations"] = [{"text": "Label a pair to start the curve", "showarrow": False,
+                                  "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper"}]
+    return go.Figure({"data": traces, "layout": layout})
 
 
 def _hyre_name(curves) -> str:
     return "HyRe only" if curves.personal is not None else "HyRe"
 
 
-def _personal_curve(fig: go.Figure, n: list[int], values: list[float | None] | None, speaks: bool,
-                    name: str = "HyRe + personal head") -> None:
+def _personal_curve(n: list[int], values: list[float | None] | None, speaks: bool,
+                    name: str = "HyRe + personal head") -> list[dict]:
     """HyRe + the personal head's curve, solid when it speaks for the person, dotted when off."""
     if values is None:
-        return
-    fig.add_scatter(
-        x=n, y=values, name=name + ("" if speaks else " (off)"), mode="lines+markers",
-        line={"color": COLOR_PERSONAL, "width": 3 if speaks else 1.5, "dash": "solid" if speaks else "dot"},
-        marker={"size": 6 if speaks else 4},
-    )
+        return []
+    return [_line(n, values, name + ("" if speaks else " (off)"), "lines+markers",
+                  line={"color": COLOR_PERSONAL, "width": 3 if speaks else 1.5, "dash": "solid" if speaks else "dot"},
+                  marker={"size": 6 if speaks else 4})]
 
 
 # ---------------------------------------------------------------- Explore page
