@@ -10,10 +10,10 @@ from __future__ import annotations
 import streamlit as st
 
 from hyre_engine import people
+from hyre_engine.safe_text import escape_markdown
 from pages._shared.context import get_context
 from pages._shared.history import NOTICE_KEY, change_controls, label_list, pair_in_full
 from pages._shared.notes import note_form
-from pages._shared.widgets import escape_markdown
 
 
 def _session_id(ctx) -> str | None:

@@ -23,6 +23,7 @@ def _users_table(users: pd.DataFrame) -> pd.DataFrame:
         "person": users["user"],
         "labels": users["n_labels"].astype(int),
         "persona demo labels": users["n_persona_labels"].astype(int),
+        "sessions": users["n_sessions"].astype(int),
         "pools": users["n_pools"].astype(int),
         "last active (UTC)": pd.to_datetime(users["last_active"]).dt.strftime("%Y-%m-%d %H:%M"),
     })
@@ -46,12 +47,12 @@ def main() -> None:
     if users.empty:
         st.info("Nobody has labelled yet.", icon=":material/group:")
         return
-    left, right = st.columns([1, 1], gap="large")
-    with left:
+    # one above the other: side by side, a 1280 px screen cut their last columns
+    with st.container():
         st.markdown("**Who labels**")
         st.dataframe(_users_table(users), hide_index=True, key="people_table",
                      column_config={"labels": st.column_config.NumberColumn(help="Their own labels, all pools.")})
-    with right:
+    with st.container():
         st.markdown(f"**Agreement on pool {escape_markdown(ctx.pool_name)}**",
                     help="Same choice: the share of the pairs both judged A or B where they picked the same "
                     "answer. Kappa: agreement beyond what two people with their habits would reach by chance "

@@ -25,8 +25,9 @@ def guidelines_panel(store, pool_id: str, *, first_visit: bool) -> None:
     found = store.get_guidelines(pool_id)
     if found is None:
         return
-    with st.expander("Labelling guidelines", expanded=first_visit, icon=":material/menu_book:",
-                     key=f"guidelines-{pool_id}"):
+    # no key: the panel is made anew when ``first_visit`` turns False, so it folds away (on the
+    # next full run) once the person has started and the pair gets the room
+    with st.expander("Labelling guidelines", expanded=first_visit, icon=":material/menu_book:"):
         st.html(markdown_html(found.markdown))
 
 

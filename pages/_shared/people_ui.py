@@ -10,9 +10,9 @@ import streamlit as st
 
 from hyre_engine import people
 from hyre_engine.profiles import MAX_USER_CHARS, clean_user
+from hyre_engine.safe_text import escape_markdown
 from pages._shared.context import USER_INPUT_KEY, USER_PARAM, Context, forget_context
 from pages._shared.permissions import current_role
-from pages._shared.widgets import escape_markdown
 
 PERSON_KEY = "people_person"
 PENDING_KEY = "people_pending"
@@ -32,21 +32,22 @@ def _cancel() -> None:
 def _run(ctx: Context) -> None:
     op, person, other = st.session_state.pop(PENDING_KEY)
     role = current_role()
+    who, to = escape_markdown(person), escape_markdown(other or "")  # names are shown as Markdown
     try:
         if op == "rename":
             people.rename_user(ctx.store, person, other, role=role, actor=ctx.user)
-            text = f"Renamed {person} to {other}."
+            text = f"Renamed {who} to {to}."
         elif op == "merge":
             out = people.merge_users(ctx.store, person, other, role=role, actor=ctx.user)
-            text = (f"Merged {person} into {other}: {out['sessions_moved']} session(s) moved, "
-                    f"{out['labels_moved']} label(s) added to {other}'s sessions"
-                    + (f", {out['conflicts']} pair(s) {other} had already judged kept {other}'s answer." if
+            text = (f"Merged {who} into {to}: {out['sessions_moved']} session(s) moved, "
+                    f"{out['labels_moved']} label(s) added to {to}'s sessions"
+                    + (f", {out['conflicts']} pair(s) {to} had already judged kept {to}'s answer." if
                        out["conflicts"] else "."))
         else:
             n = people.delete_user(ctx.store, person, role=role, actor=ctx.user)
-            text = f"Deleted {person} and their {n} label(s) (kept in the audit trail)."
+            text = f"Deleted {who} and their {n} label(s) (kept in the audit trail)."
     except (ValueError, KeyError, PermissionError) as exc:
-        st.session_state[NOTICE_KEY] = ("error", str(exc).strip("'\""))
+        st.session_state[NOTICE_KEY] = ("error", escape_markdown(str(exc).strip("'\"")))
         return
     st.session_state[NOTICE_KEY] = ("success", text)
     st.session_state.pop(PERSON_KEY, None)
