@@ -96,6 +96,18 @@ def _close_all() -> None:
         lease.close()
 
 
+def _with_backoff(attempt: Callable[[], bool], deadline: float) -> bool:
+    """Call ``attempt`` until it returns True (then True), with a jittered exponential
+    backoff between calls; False once ``deadline`` (time.monotonic) has passed."""
+    delay = RETRY_FIRST
+    while not attempt():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        delay = min(2 * delay, RETRY_MAX)
+    return True
+
+
 class Lease:
     """The connection of one Store: opened on demand, shared by its threads, given up on request.
 
@@ -227,19 +239,21 @@ class Lease:
     def _open(self) -> None:
         """Connect, waiting in the queue for another process's turn (caller holds _cond)."""
         deadline = time.monotonic() + self.lock_timeout
+        refused: list[duckdb.IOException] = []
+
+        def connect() -> bool:
+            try:
+                self._con = self._connect()
+            except duckdb.IOException as exc:
+                if not _is_lock_error(exc):
+                    raise
+                refused[:] = [exc]
+                return False
+            return True
+
         with self._turn(deadline):
-            delay = RETRY_FIRST
-            while True:
-                try:
-                    self._con = self._connect()
-                    break
-                except duckdb.IOException as exc:
-                    if not _is_lock_error(exc):
-                        raise
-                    if time.monotonic() >= deadline:
-                        raise self._locked_error() from exc
-                time.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(2 * delay, RETRY_MAX)
+            if not _with_backoff(connect, deadline):
+                raise self._locked_error() from refused[-1]
         self.opens += 1
         self._generation += 1
         self._yielding = False
@@ -301,16 +315,16 @@ class Lease:
         if fd is None:
             yield
             return
-        delay = RETRY_FIRST
-        while True:
+
+        def take() -> bool:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise self._locked_error() from None
-            time.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(2 * delay, RETRY_MAX)
+                return False
+            return True
+
+        if not _with_backoff(take, deadline):
+            raise self._locked_error()
         try:
             yield
         finally:
