@@ -167,8 +167,8 @@ def test_existing_name_needs_replace(tmp_path, corpus, capsys):
     assert dict((n, lab) for n, _, lab in _snapshot(Path(db)))["p"] == 2
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _cli(*args: str, **env_extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **env_extra}
     return subprocess.run([sys.executable, "-m", "hyre_engine", *args], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=120)
 
@@ -177,14 +177,16 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_real_process_locked_store_and_nested_json_print_one_line(tmp_path, corpus):
     db = tmp_path / "locked.duckdb"
     Store(db).close()
+    # A program that never hands the file over (a raw DuckDB connection, as the duckdb shell
+    # holds it): HyRe processes take turns, so only such a holder can lock the CLI out.
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from hyre_engine.store import Store; "
-         "s = Store(sys.argv[1]); print('open', flush=True); time.sleep(60)", str(db)],
+        [sys.executable, "-c", "import sys, time, duckdb; c = duckdb.connect(sys.argv[1]); "
+         "print('open', flush=True); time.sleep(60)", str(db)],
         stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
         assert holder.stdout.readline().strip() == "open"
-        locked = _cli("import", str(corpus / "good.jsonl"), "--db", str(db))
+        locked = _cli("import", str(corpus / "good.jsonl"), "--db", str(db), HYRE_LOCK_TIMEOUT="2")
     finally:
         holder.kill()
         holder.wait()
