@@ -201,10 +201,7 @@ class Lease:
     def release(self) -> bool:
         """Give the file up now if no operation runs (tests, `Store.release`); True if closed."""
         with self._cond:
-            if self._con is None or self._active:
-                return False
-            self._release()
-            return True
+            return self._release_if_idle()
 
     # ------------------------------------------------------------ internals
 
@@ -283,11 +280,18 @@ class Lease:
             if self._waiting():
                 self._yielding = True
             idle = self.idle_release is not None and time.monotonic() - self._last_used > self.idle_release
-            if self._active == 0 and (self._yielding or idle):
-                self.hand_overs += int(self._yielding)
-                self._release()
+            yielding = self._yielding
+            if (yielding or idle) and self._release_if_idle():
+                self.hand_overs += int(yielding)
                 return False
             return True
+
+    def _release_if_idle(self) -> bool:
+        """Close the file if no operation runs (caller holds _cond); True if it was closed."""
+        if self._con is None or self._active:
+            return False
+        self._release()
+        return True
 
     def _turn_file(self) -> int | None:
         if not self._shared:
