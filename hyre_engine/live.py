@@ -240,6 +240,11 @@ class LiveSession:
     # -- labelling -------------------------------------------------------------
 
     @property
+    def n_labels(self) -> int:
+        """Labels that count as evidence so far (the snapshot's ``n_labels``, without building one)."""
+        return len(self.events)
+
+    @property
     def labelled(self) -> np.ndarray:
         return np.fromiter((e.item for e in self.events), dtype=np.int64, count=len(self.events))
 

@@ -82,6 +82,9 @@ class PersonaInfo:
     id: str
     name: str
     description: str
+    # True for a demo persona kept out of the training crowd (personas.json in_crowd false):
+    # the users HyRe has never seen, the honest demo. False for crowd members and unknown groups.
+    held_out: bool = False
 
 
 def pool_personas(store: Store, pool_id: str) -> list[PersonaInfo]:
@@ -95,10 +98,15 @@ def pool_personas(store: Store, pool_id: str) -> list[PersonaInfo]:
             continue
         persona = known.get(group)
         if persona is not None:
-            out.append(PersonaInfo(group, persona.name, persona.description))
+            out.append(PersonaInfo(group, persona.name, persona.description, held_out=not persona.in_crowd))
         else:
             out.append(PersonaInfo(group, group, f"The labels of group '{group}' in this pool."))
     return out
+
+
+def default_persona(personas: list[PersonaInfo]) -> PersonaInfo | None:
+    """The persona a demo opens on: the first held out of the training crowd, else the first."""
+    return next((p for p in personas if p.held_out), personas[0] if personas else None)
 
 
 # ---------------------------------------------------------------- weight sources

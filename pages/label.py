@@ -17,9 +17,10 @@ import streamlit as st
 from hyre_engine import live
 from hyre_engine.acquisition import PREFERENCE_STRATEGIES
 from hyre_engine.live import DEFAULT_STRATEGY, LiveState
+from hyre_engine.profiles import default_persona
 from hyre_engine.store import SESSION_MODES
 from pages._shared import label_actions as actions
-from pages._shared import resets
+from pages._shared import presenter, resets
 from pages._shared.context import Context, get_context
 from pages._shared.guidelines import guidelines_panel
 from pages._shared.keyboard import keyboard_help_button
@@ -124,13 +125,21 @@ def _persona_area(ctx: Context, session_id: str, persona: PersonaInfo) -> None:
     playing = st.session_state.get(PLAYING_KEY, False)
     pace = st.session_state.get(PACE_KEY, DEFAULT_PACE)
     due = time.monotonic() - st.session_state.get(LAST_STEP_KEY, 0.0) >= 0.8 * pace
+    if playing and state.live.n_labels >= presenter.stop_at():
+        actions.stop_play()  # stop after N labels: the next run turns the timer off
+        st.rerun()
     if playing and due and not actions.persona_step(ctx, state):
         st.session_state[PLAYING_KEY] = False
     panels = state.live.snapshot()
+    if presenter.presenting():
+        presenter.stopped_note(panels, persona.name)
+        presenter.headline(panels, persona.name)
+        return
     left, right = st.columns([2, 1], gap="medium")
     with left:
         actions.persona_buttons(ctx, session_id, state, panels.next_item)
         feedback_line(state, persona.name, "Press **Play** (or **One label**) to start.")
+        presenter.stopped_note(panels, persona.name)
         if state.last_item is not None and state.last_label in live.LABELS:
             pair_cards(ctx, state.last_item, chosen=state.last_label, who=persona.name)
         elif panels.next_item is not None:
@@ -200,9 +209,12 @@ def main() -> None:
             st.info("This pool has no labelled groups besides the training crowd: no persona to play.")
             return
         by_id = {p.id: p for p in personas}
+        # the default is a persona the training crowd never saw: the honest demo
+        st.session_state.setdefault(PERSONA_KEY, default_persona(personas).id)
         persona_id = strip.selectbox(
-            "Persona", list(by_id), format_func=lambda pid: by_id[pid].name, key=PERSONA_KEY,
-            width=200, on_change=actions.stop_play,
+            "Persona", list(by_id), format_func=lambda pid: presenter.persona_label(by_id[pid].name, by_id[pid].held_out),
+            key=PERSONA_KEY, width=220, on_change=actions.stop_play,
+            help="“held out”: a persona kept out of the crowd the heads were trained on.",
         )
         persona = by_id[persona_id]
         strip.select_slider(
@@ -213,7 +225,9 @@ def main() -> None:
             "Pause" if playing else "Play", key="btn_play", type="primary", shortcut=KEYS["play"],
             icon=":material/pause:" if playing else ":material/play_arrow:", on_click=actions.toggle_play,
         )
-        st.info(f"**{escape_markdown(persona.name)}** — {escape_markdown(persona.description)}",
+        presenter.controls(st.container(horizontal=True, vertical_alignment="bottom", key="demo-row"))
+        st.info(f"**{escape_markdown(persona.name)}** — {escape_markdown(persona.description)}"
+                + (" *Held out: the heads never saw this persona's labels.*" if persona.held_out else ""),
                 icon=":material/person:")
     if persona is None:
         header.caption(

@@ -439,3 +439,14 @@ def test_editing_or_deleting_an_old_label_replays_exactly(tmp_path):
         assert store.session_labels(sid)["seq"].tolist() == [0, 1, 2, 4]
         with pytest.raises(KeyError, match="no label number 3"):
             store.edit_session_label(sid, 3, label="a")
+
+
+def test_n_labels_matches_the_snapshot_without_building_one():
+    logits, truth = _pool()
+    session = LiveSession(logits, truth=truth)
+    assert session.n_labels == 0
+    for i in (5, 8, 13):
+        session.add_label(i, truth[i])
+    assert session.n_labels == session.snapshot().n_labels == 3
+    session.undo()
+    assert session.n_labels == session.snapshot().n_labels == 2

@@ -214,6 +214,29 @@ def accuracy_figure(snap: LiveSnapshot, *, height: int | None = None, log_x: boo
     return go.Figure({"data": traces, "layout": layout})
 
 
+# The presenter's headline: past this many labels its x-axis turns logarithmic, so the
+# first labels' climb keeps its width on the projector after a minute of playback.
+HEADLINE_LOG_AFTER = 30
+HEADLINE_FONT = 22
+HEADLINE_LINE = 6
+
+
+def headline_figure(snap: LiveSnapshot) -> go.Figure:
+    """The presenter view's one large chart: held-out accuracy vs labels, projector-sized."""
+    fig = accuracy_figure(snap, height=HEADLINE_HEIGHT, log_x=snap.n_labels > HEADLINE_LOG_AFTER)
+    for trace in fig.data:
+        dotted = trace.line.dash == "dot" and trace.line.color == COLOR_PERSONAL  # an "off" curve stays thin
+        trace.line.width = HEADLINE_LINE // 2 if dotted else HEADLINE_LINE
+        if trace.mode and "markers" in trace.mode:
+            trace.marker.size = 11
+    fig.update_layout(
+        font={"size": HEADLINE_FONT}, margin={"l": 20, "r": 20, "t": 20, "b": 20},
+        legend={"font": {"size": HEADLINE_FONT}, "y": 0.03, "x": 0.99},
+        xaxis={"title": {"font": {"size": HEADLINE_FONT}}}, yaxis={"title": {"font": {"size": HEADLINE_FONT}}},
+    )
+    return fig
+
+
 def _hyre_name(curves) -> str:
     return "HyRe only" if curves.personal is not None else "HyRe"
 
