@@ -230,9 +230,12 @@ def headline_figure(snap: LiveSnapshot) -> go.Figure:
         if trace.mode and "markers" in trace.mode:
             trace.marker.size = 11
     fig.update_layout(
-        font={"size": HEADLINE_FONT}, margin={"l": 20, "r": 20, "t": 20, "b": 20},
-        legend={"font": {"size": HEADLINE_FONT}, "y": 0.03, "x": 0.99},
-        xaxis={"title": {"font": {"size": HEADLINE_FONT}}}, yaxis={"title": {"font": {"size": HEADLINE_FONT}}},
+        font={"size": HEADLINE_FONT}, margin={"l": 20, "r": 20, "t": 60, "b": 20},
+        # above the plot, one row: at 40-60 % a legend in the corner would sit on the curves
+        legend={"font": {"size": HEADLINE_FONT}, "orientation": "h", "yanchor": "bottom", "y": 1.02,
+                "xanchor": "left", "x": 0, "bgcolor": "rgba(0,0,0,0)"},
+        xaxis={"title": {"font": {"size": HEADLINE_FONT}}, "tickfont": {"size": HEADLINE_FONT - 2}},
+        yaxis={"title": {"font": {"size": HEADLINE_FONT}}, "tickfont": {"size": HEADLINE_FONT - 2}},
     )
     return fig
 

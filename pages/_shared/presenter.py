@@ -14,9 +14,9 @@ STOP_AT_KEY = "label_stop_at"
 # Playback stops here unless the presenter says otherwise: a demo's minute at 2-3 s a label.
 DEFAULT_STOP_AT = 20
 STOP_AT_RANGE = (1, 500)
-PLAIN = ("How often each model picks {who}'s choice on pairs {who} has not labelled yet: "
-         "HyRe climbs as it learns {who} from a few labels; the plain average and the best single "
-         "model stay put.")
+PLAIN = ("How often each model picks {who}'s choice on pairs not labelled yet. HyRe learns from "
+         "every label; the plain average of all models and the best single model (chosen knowing "
+         "every answer) do not learn.")
 HELD_OUT_MARK = " · held out"
 
 
@@ -51,5 +51,5 @@ def stopped_note(panels: LiveSnapshot, who: str) -> None:
 def headline(panels: LiveSnapshot, who: str) -> None:
     """The presenter view: a one-line plain explanation and the large headline chart."""
     with st.container(key="presenter-view"):
-        st.markdown(PLAIN.format(who=escape_markdown(who)))
+        st.markdown(PLAIN.format(who=escape_markdown(who.split(',')[0])))
         st.plotly_chart(charts.headline_figure(panels), key="headline_chart", config=charts.PLOTLY_CONFIG)

@@ -53,7 +53,7 @@ def test_presenter_view_shows_the_headline_and_hides_the_small_panels(app_db):
     assert not at.exception, at.exception
     assert _chart_heights(at) == [HEADLINE_HEIGHT]
     assert not at.metric
-    assert any("has not labelled yet" in m.value for m in at.markdown)
+    assert any("pairs not labelled yet" in m.value for m in at.markdown)
     at.toggle(key="label_presenter").set_value(False).run()
     assert len(at.get("plotly_chart")) == 3
 
