@@ -56,7 +56,8 @@ def _map_section(ctx: Context, arrays: PoolArrays, chosen: Weights) -> None:
         st.markdown("**How much each component explains**")
         st.plotly_chart(charts.variance_figure(pca), key="explore_variance_chart", config=charts.PLOTLY_CONFIG)
         shown = fpca.cumulative_variance_ratio(pca)[min(3 if three_d else 2, pca.n_components_) - 1]
-        m = st.columns(3)
+        # two a row: three in this column cut their labels and values at 1280 px
+        m = st.columns(2) + st.columns(2)
         m[0].metric("Shown in this view", f"{shown:.0%}", help="Share of the heads' disagreement the plotted components capture.")
         m[1].metric(
             "Effective heads", f"{chosen.effective_heads:.1f} / {ctx.n_heads}",
