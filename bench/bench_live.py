@@ -7,7 +7,7 @@ data of all three panels: the stored session's settings and row count (the
 page's staleness check), the store write plus the LiveSession update
 (hyre_engine.live.record_label) and LiveSession.snapshot() (weights, PCA map,
 next pair, accuracy curves). Building the three plotly figures
-(pages/_shared/charts.py) is timed apart. Nothing here imports streamlit.
+(pages/_shared/live_figures.py) is timed apart. Nothing here imports streamlit.
 
 Pools: (1) the demo pool's real texts (data/demo/pairs.jsonl) with K = 100
 heads, target <= 150 ms; (2) a synthetic 100,000-pair pool with K = 100,
@@ -40,7 +40,7 @@ from hyre_engine.data import read_preferences  # noqa: E402
 from hyre_engine.demo import PAIRS_FILE  # noqa: E402
 from hyre_engine.pca import fit_pool_pca  # noqa: E402
 from hyre_engine.store import Store  # noqa: E402
-from pages._shared import charts  # noqa: E402
+from pages._shared import live_figures  # noqa: E402
 
 # The targets, milliseconds from a label to the data of the three panels.
 TARGET_DEMO_MS = 150.0
@@ -99,7 +99,7 @@ def bench_pool(name: str, folder: Path, frame: pd.DataFrame, n_labels: int, targ
         live.record_label(store, state, item, "a" if i % 3 else "b")
         panels = state.live.snapshot()
         mid = time.perf_counter()
-        for build in (charts.weights_figure, charts.pca_figure, charts.accuracy_figure):
+        for build in (live_figures.weights_figure, live_figures.pca_figure, live_figures.accuracy_figure):
             build(panels).to_json()
         end = time.perf_counter()
         server_ms.append((mid - start) * 1000)

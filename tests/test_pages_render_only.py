@@ -2,8 +2,8 @@
 
 The rule, checked on the source of every module under pages/ (an AST walk, no import):
 
-1. numpy is imported only as ``import numpy as np`` and only by pages/_shared/charts.py,
-   which shapes engine arrays for plotly (elsewhere only under ``if TYPE_CHECKING:``,
+1. numpy is imported only as ``import numpy as np`` and only by the figure modules
+   pages/_shared/charts.py and pages/_shared/live_figures.py, which shape engine arrays for plotly (elsewhere only under ``if TYPE_CHECKING:``,
    for type hints). No ``from numpy import ...`` anywhere.
 2. Every ``np.<name>(...)`` call is one of PRESENTATION_CALLS: building, stacking or
    selecting arrays and scaling marker sizes and axis ranges. Math on data
@@ -30,8 +30,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = REPO / "pages"
-# The one module that may hold numpy: figures need hover columns, sizes, padded ranges.
-NUMPY_MODULES = {"pages/_shared/charts.py"}
+# The figure modules, the only ones that may hold numpy: figures need hover columns,
+# sizes, padded ranges.
+NUMPY_MODULES = {"pages/_shared/charts.py", "pages/_shared/live_figures.py"}
 PRESENTATION_CALLS = {
     "arange", "array", "asarray", "ascontiguousarray", "clip", "concatenate", "flatnonzero",
     "ptp", "rint", "sqrt", "stack", "where", "zeros_like",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from hyre_engine.live import LiveSnapshot
-from pages._shared import charts
+from pages._shared import charts, live_figures
 from pages._shared.widgets import escape_markdown
 
 PRESENTER_KEY = "label_presenter"
@@ -52,4 +52,4 @@ def headline(panels: LiveSnapshot, who: str) -> None:
     """The presenter view: a one-line plain explanation and the large headline chart."""
     with st.container(key="presenter-view"):
         st.markdown(PLAIN.format(who=escape_markdown(who.split(',')[0])))
-        st.plotly_chart(charts.headline_figure(panels), key="headline_chart", config=charts.PLOTLY_CONFIG)
+        st.plotly_chart(live_figures.headline_figure(panels), key="headline_chart", config=charts.PLOTLY_CONFIG)
