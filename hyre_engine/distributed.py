@@ -191,29 +191,30 @@ def _dataset(ray, paths: list[Path], kind: str):
     return ray.data.read_csv(files, include_paths=True, convert_options=convert, parse_options=parse)
 
 
-class _Validate:
-    """One batch of raw rows -> the canonical table, by data.py's rules, per source file."""
+def _validate(batch: pd.DataFrame) -> pd.DataFrame:
+    """One batch of raw rows -> the canonical table, by data.py's rules, per source file.
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        out = []
-        for path, rows in batch.groupby(PATH_COLUMN, sort=False):
-            records = rows.drop(columns=[PATH_COLUMN]).to_dict("records")
-            records = [{k: _plain(v) for k, v in r.items()} for r in records]
-            try:
-                frame = preferences_from_records(records, name=str(path))
-            except DataError as exc:
-                # The record number is within this batch; the driver finds the file's row.
-                raise ValueError(f"{_SHARD_ERROR}{path}\x1f{exc.reason}") from None
-            frame["__path"] = str(path)
-            out.append(frame)
-        frame = pd.concat(out, ignore_index=True) if out else batch.iloc[:0]
-        prompts, a, b = frame["prompt"].tolist(), frame["response_a"].tolist(), frame["response_b"].tolist()
-        frame["hash_a"] = [text_hash(p, r) for p, r in zip(prompts, a, strict=True)]
-        frame["hash_b"] = [text_hash(p, r) for p, r in zip(prompts, b, strict=True)]
-        extra = [c for c in frame.columns if c not in _FIXED]
-        frame["__meta"] = [json.dumps(m, default=str, sort_keys=True)
-                           for m in frame[extra].to_dict("records")] if extra else "{}"
-        return frame[list(_FIXED)]
+    A plain function, so Ray Data runs it as tasks on the session's pooled workers: an
+    actor would start (and import) a fresh process for every read."""
+    out = []
+    for path, rows in batch.groupby(PATH_COLUMN, sort=False):
+        records = rows.drop(columns=[PATH_COLUMN]).to_dict("records")
+        records = [{k: _plain(v) for k, v in r.items()} for r in records]
+        try:
+            frame = preferences_from_records(records, name=str(path))
+        except DataError as exc:
+            # The record number is within this batch; the driver finds the file's row.
+            raise ValueError(f"{_SHARD_ERROR}{path}\x1f{exc.reason}") from None
+        frame["__path"] = str(path)
+        out.append(frame)
+    frame = pd.concat(out, ignore_index=True) if out else batch.iloc[:0]
+    prompts, a, b = frame["prompt"].tolist(), frame["response_a"].tolist(), frame["response_b"].tolist()
+    frame["hash_a"] = [text_hash(p, r) for p, r in zip(prompts, a, strict=True)]
+    frame["hash_b"] = [text_hash(p, r) for p, r in zip(prompts, b, strict=True)]
+    extra = [c for c in frame.columns if c not in _FIXED]
+    frame["__meta"] = [json.dumps(m, default=str, sort_keys=True)
+                       for m in frame[extra].to_dict("records")] if extra else "{}"
+    return frame[list(_FIXED)]
 
 
 _SHARD_ERROR = "hyre-shard-error:"
@@ -247,9 +248,7 @@ def read_pool(pattern: str | Path, *, options: RayOptions | None = None) -> pd.D
                             path=str(p), column=PATH_COLUMN)
     try:
         ds = _dataset(ray, paths, kind).map_batches(
-            _Validate, batch_size=VALIDATE_BATCH, batch_format="pandas",
-            compute=ray.data.ActorPoolStrategy(size=1),
-        )
+            _validate, batch_size=VALIDATE_BATCH, batch_format="pandas")
         frame = ds.to_pandas()
     except Exception as exc:  # a Ray task failed: say which file and row, by data.py's reader
         raise _locate(paths, exc) from None
