@@ -104,9 +104,15 @@ def pool_personas(store: Store, pool_id: str) -> list[PersonaInfo]:
     return out
 
 
-def default_persona(personas: list[PersonaInfo]) -> PersonaInfo | None:
-    """The persona a demo opens on: the first held out of the training crowd, else the first."""
-    return next((p for p in personas if p.held_out), personas[0] if personas else None)
+def default_persona(personas: list[PersonaInfo], preferred: str | None = None) -> PersonaInfo | None:
+    """The persona a demo opens on: ``preferred`` (default: the demo's presenter persona) when
+    it is there and held out of the training crowd, else the first held out, else the first."""
+    from hyre_engine.demo import DEMO_PRESENTER_PERSONA
+
+    preferred = DEMO_PRESENTER_PERSONA if preferred is None else preferred
+    held_out = [p for p in personas if p.held_out]
+    return next((p for p in held_out if p.id == preferred), held_out[0] if held_out else
+                (personas[0] if personas else None))
 
 
 # ---------------------------------------------------------------- weight sources

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hyre_engine.data import read_preferences
-from hyre_engine.demo import PAIRS_FILE, load_personas
+from hyre_engine.demo import DEMO_PRESENTER_PERSONA, PAIRS_FILE, load_personas
 from hyre_engine.profiles import PersonaInfo, default_persona, pool_personas
 from hyre_engine.store import Store
 
@@ -18,8 +18,16 @@ def test_pool_personas_mark_the_held_out_ones(tmp_path):
     assert {p.id: p.held_out for p in personas} == expected
     assert any(expected.values()) and not all(expected.values())
     chosen = default_persona(personas)
-    assert chosen is not None and chosen.held_out
-    assert chosen == next(p for p in personas if p.held_out)
+    assert chosen is not None and chosen.held_out and chosen.id == DEMO_PRESENTER_PERSONA
+    assert expected[DEMO_PRESENTER_PERSONA], "the presenter persona must be one the crowd never saw"
+
+
+def test_default_persona_falls_back_to_the_first_held_out_one():
+    people = [PersonaInfo("a", "A", ""), PersonaInfo("b", "B", "", held_out=True),
+              PersonaInfo("c", "C", "", held_out=True)]
+    assert default_persona(people, preferred="c").id == "c"
+    assert default_persona(people, preferred="a").id == "b"  # in the crowd: not a demo default
+    assert default_persona(people, preferred="missing").id == "b"
 
 
 def test_default_persona_without_held_out_ones():
