@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from hyre_engine.acquisition import PoolScorer, select  # noqa: E402
-from hyre_engine.personal import PersonalModel  # noqa: E402
+from hyre_engine.personal import PersonalModel, gaussian_logit_bald  # noqa: E402
 from hyre_engine.reweight import Posterior  # noqa: E402
 
 # The issue's target: pool, ensemble and backbone sizes of a large real pool.
@@ -90,6 +90,38 @@ def main() -> None:
     print(f"HyRe-only step (update + BALD + select), same run: median {h_ms:.2f} ms; "
           f"personal / HyRe-only = {p_ms / h_ms:.2f}x")
     print(f"Newton steps per refit (last label): {model.head.iterations}")
+    _breakdown(model, args.repeats)
+
+
+def _median_ms(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3
+
+
+def _breakdown(model: PersonalModel, repeats: int) -> None:
+    """Where a step's time goes, each part timed alone at the current number of labels."""
+    head, n = model.head, model.n_labels
+    scratch = np.empty(model.n_pairs, dtype=np.float32)
+    w32 = model.weights.astype(np.float32)
+    mu, s2 = model.predictive()
+    scores = gaussian_logit_bald(mu, s2)
+    row = int(head.rows[-1])
+    parts = {
+        "new column of D D_L^T (one N x d float32 pass)": lambda: np.dot(head._D, head._D[row], out=scratch),
+        "heads' mean and variance under w (two N x K passes)": lambda: (model._centred @ w32, model._centred_sq @ w32),
+        "Newton refit of v (n x n dual)": lambda: head.refit(head._fits[-1].offsets),
+        f"v . d_i over the cross matrix (N x {n})": head.corrections,
+        f"Laplace variances, Woodbury (N x {n}^2)": head.variances,
+        "personal BALD over N": lambda: gaussian_logit_bald(mu, s2),
+        "pick the best unlabelled pair": lambda: select(scores, 1, exclude=head.rows, seed=0),
+    }
+    print(f"where the time goes at n = {n} labels (medians, each part alone):")
+    for name, fn in parts.items():
+        print(f"  {name:<56} {_median_ms(fn, repeats):7.2f} ms")
 
 
 if __name__ == "__main__":

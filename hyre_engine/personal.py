@@ -155,6 +155,10 @@ class PersonalHead:
         self._DL = np.zeros((0, self.dim))  # float64 labelled differences, in label order
         self._G = np.zeros((0, 0))  # Gram D_L D_L^T, float64
         self._C = np.zeros((_INITIAL_CAPACITY, self.n_pairs), dtype=np.float32)  # rows of D_L D^T
+        # Reused outputs of the pool pass, grown with _C: v . d in float32 and the
+        # variances' L^-1 S^1/2 C (n, n_pairs); per label only the float64 results are new.
+        self._pool32 = np.empty(self.n_pairs, dtype=np.float32)
+        self._work = np.empty((_INITIAL_CAPACITY, self.n_pairs), dtype=np.float32)
         self._fits: list[_Fit] = []
 
     # ---- labels
@@ -202,6 +206,7 @@ class PersonalHead:
             grown = np.zeros((2 * n, self.n_pairs), dtype=np.float32)
             grown[:n] = self._C
             self._C = grown
+            self._work = np.empty((2 * n, self.n_pairs), dtype=np.float32)
         np.dot(self._D, self._D[row], out=self._C[n])
         self._rows.append(row)
         self._y.append(label)
@@ -304,25 +309,31 @@ class PersonalHead:
         return self._fits[-1].iterations if self._fits else 0
 
     def corrections(self) -> np.ndarray:
-        """v . d_i for every pool pair (n_pairs,), float64 (via the cross matrix: O(n_pairs n))."""
+        """v . d_i = alpha . g_i for every pool pair (n_pairs,), float64, g_i = D_L d_i the
+        cross matrix's column: one float32 pass over C, O(n_pairs n)."""
         if not self._fits:
             return np.zeros(self.n_pairs)
         n = self.n_labels
-        # float32 pass over the cross matrix (the pool loop's cost); exact to float32 rounding.
-        return (self._fits[-1].alpha.astype(np.float32) @ self._C[:n]).astype(np.float64)
+        np.dot(self._fits[-1].alpha.astype(np.float32), self._C[:n], out=self._pool32)
+        return self._pool32.astype(np.float64)
 
     def variances(self) -> np.ndarray:
-        """Laplace variance of each pool pair's margin d_i^T Sigma d_i (n_pairs,).
+        """Laplace variance of each pool pair's margin d_i^T Sigma d_i (n_pairs,), float64.
 
-        Woodbury: Sigma = (1/lam) (I - A^T (lam I + A A^T)^-1 A) with A = S^1/2 D_L, so
-        d^T Sigma d = (||d||^2 - ||L^-1 S^1/2 D_L d||^2) / lam, from the cross matrix.
+        With A = S^1/2 D_L, Woodbury gives Sigma = (I - A^T M^-1 A) / lam, M = lam I + A A^T
+        = L L^T, so d_i^T Sigma d_i = (||d_i||^2 - ||L^-1 S^1/2 g_i||^2) / lam, with ||d_i||^2
+        computed once per pool: one float32 (n, n) x (n, n_pairs) product over C into a
+        reused workspace, O(n_pairs n^2); no dim x dim matrix and no pass over D.
         """
         if not self._fits:
             return self._sq_norms / self.lam
         fit, n = self._fits[-1], self.n_labels
-        X = (fit.chol_inv * fit.sqrt_s[None, :]).astype(np.float32) @ self._C[:n]
-        correction = np.einsum("ij,ij->j", X, X, dtype=np.float64)
-        return np.maximum(self._sq_norms - correction, 0.0) / self.lam
+        X = self._work[:n]  # noqa: N806
+        np.matmul((fit.chol_inv * fit.sqrt_s[None, :]).astype(np.float32), self._C[:n], out=X)
+        var = self._sq_norms - np.einsum("ij,ij->j", X, X)  # float32 sums of n squares, then float64
+        np.maximum(var, 0.0, out=var)
+        var /= self.lam
+        return var
 
     def covariance_apply(self, x) -> np.ndarray:
         """Sigma @ x for x (dim,) or (dim, m), without forming Sigma (dim x dim)."""
@@ -367,6 +378,7 @@ class PersonalHead:
         head._G = head._DL @ head._DL.T
         head._C = np.zeros((max(_INITIAL_CAPACITY, n), head.n_pairs), dtype=np.float32)
         head._C[:n] = head._D[rows] @ head._D.T
+        head._work = np.empty_like(head._C)
         head._fits.append(head._solve(head._check_offsets(o, n), np.zeros(n)))
         return head
 
@@ -417,6 +429,9 @@ class PersonalModel:
         centred = self._Z - self._row_mean[:, None].astype(np.float32)
         self._centred = centred
         self._centred_sq = centred * centred
+        # Reused outputs of the two matrix-vector products over Z per label.
+        self._mean32 = np.empty(self.n_pairs, dtype=np.float32)
+        self._var32 = np.empty(self.n_pairs, dtype=np.float32)
         self.posterior = Posterior(self.n_heads, beta=beta, loss=loss)
         self.head = PersonalHead(D, lam=lam)
         self._cache: dict[str, np.ndarray] = {}
@@ -463,12 +478,13 @@ class PersonalModel:
         """Mean and variance of z_ik under w (n_pairs,) each, one pass over Z per label."""
         if "mean" not in self._cache:
             w = self.weights.astype(np.float32)
-            centred_mean = self._centred @ w
-            var = self._centred_sq @ w
+            centred_mean, var = self._mean32, self._var32
+            np.dot(self._centred, w, out=centred_mean)
+            np.dot(self._centred_sq, w, out=var)
             var -= centred_mean * centred_mean
             np.maximum(var, 0.0, out=var)
             self._cache["mean"] = self._row_mean + centred_mean
-            self._cache["var"] = var
+            self._cache["var"] = var.copy()
         return self._cache["mean"], self._cache["var"]
 
     def offsets(self) -> np.ndarray:
@@ -480,6 +496,12 @@ class PersonalModel:
         if "corrections" not in self._cache:
             self._cache["corrections"] = self.head.corrections()
         return self._cache["corrections"]
+
+    def _head_variances(self) -> np.ndarray:
+        """d_i^T Sigma d_i (n_pairs,), once per label."""
+        if "variances" not in self._cache:
+            self._cache["variances"] = self.head.variances()
+        return self._cache["variances"]
 
     def margins(self) -> np.ndarray:
         """The personal model's margin m_i = o_i + v . d_i (n_pairs,)."""
@@ -499,7 +521,12 @@ class PersonalModel:
         Variance = the heads' variance under w + d_i^T Sigma d_i: which head is right and
         what v is are independent sources of uncertainty about the same logit.
         """
-        return self.margins(), self._head_moments()[1] + self.head.variances()
+        if "predictive" not in self._cache:
+            mean, var = self.margins(), self._head_moments()[1] + self._head_variances()
+            mean.setflags(write=False)  # cached until the next label: shared, so read-only
+            var.setflags(write=False)
+            self._cache["predictive"] = (mean, var)
+        return self._cache["predictive"]
 
     def score(self, strategy: str) -> np.ndarray:
         """Scores (n_pairs,) of ``personal_entropy`` or ``personal_bald``; higher = ask sooner."""
@@ -511,7 +538,11 @@ class PersonalModel:
         return scorer(*self.predictive())
 
     def next_item(self, strategy: str = "personal_bald", *, exclude=None, seed=None) -> int:
-        """The pool row to ask about next (labelled rows are always excluded)."""
+        """The pool row to ask about next (labelled rows are always excluded).
+
+        The same row as ``select(score, 1, exclude=..., seed=seed)``: a unique best score is
+        found in one pass, and only a tie goes through ``select``'s seeded tie-break.
+        """
         mask = np.zeros(self.n_pairs, dtype=bool)
         mask[self.head.rows] = True
         if exclude is not None:
@@ -520,7 +551,13 @@ class PersonalModel:
                 mask |= ex
             elif ex.size:
                 mask[ex.astype(np.int64)] = True
-        return int(select(self.score(strategy), 1, exclude=mask, seed=seed)[0])
+        scores = self.score(strategy)
+        masked = np.where(mask, -np.inf, scores)
+        best = int(np.argmax(masked))
+        top = masked[best]
+        if np.isfinite(top) and np.count_nonzero(masked == top) == 1:
+            return best
+        return int(select(scores, 1, exclude=mask, seed=seed)[0])
 
     def flip_share(self) -> float:
         """How much is personal: the share of pool pairs whose preferred side the personal

@@ -5,6 +5,7 @@ import pytest
 from scipy.optimize import minimize
 from sklearn.linear_model import LogisticRegression
 
+from hyre_engine.acquisition import select
 from hyre_engine.personal import (
     DEFAULT_LAMBDA,
     PersonalHead,
@@ -218,6 +219,16 @@ def test_next_item_never_repeats_a_label_and_prefers_uncertain_pairs(pool):
     scores = model.score("personal_bald")
     assert scores.shape == (len(Z),)
     np.testing.assert_allclose(scores, gaussian_logit_bald(mu, s2))
+    # the one-pass pick is select's pick, with or without an exclude
+    for seed, exclude in ((3, None), (4, [int(np.argmax(scores))])):
+        labelled = np.union1d(model.head.rows, exclude or []).astype(np.int64)
+        assert model.next_item("personal_bald", exclude=exclude, seed=seed) == select(
+            scores, 1, exclude=labelled, seed=seed)[0]
+    # exact ties (identical pairs) go through select's seeded tie-break
+    tied = PersonalModel(np.zeros((50, 3), np.float32), np.tile(D[:1], (50, 1)))
+    picks = [tied.next_item("personal_bald", seed=seed) for seed in range(8)]
+    assert picks == [int(select(tied.score("personal_bald"), 1, seed=seed)[0]) for seed in range(8)]
+    assert len(set(picks)) > 1
     with pytest.raises(ValueError, match="unknown personal strategy"):
         model.score("nope")
 
