@@ -19,6 +19,10 @@ one machine:
 5. **predict** Z with a second ``map_batches`` and write Parquet shards
    (row_index, z), float16 above `shards.FLOAT16_ABOVE` pairs.
 6. **register** the shards in the store (`store.shards`).
+7. **differences**: the pool's D = phi(a) - phi(b) (n_pairs x dim float32, the
+   personal head's input) stored next to Z on the driver, in chunks, only for rows
+   that have none yet, and the distinct head functions counted: the single-process
+   build's last step (`pipeline.finish_pool`).
 
 Actors restart after a crash (``max_restarts``) and their batches are retried
 (``max_task_retries``): a worker killed mid-job costs its batch, not the job.
@@ -46,7 +50,15 @@ import pandas as pd
 from hyre_engine import ensemble as ens
 from hyre_engine.backbone import CHUNK_BATCHES, DEFAULT_BATCH_SIZE
 from hyre_engine.data import DataError, preferences_from_records, read_preferences
-from hyre_engine.pipeline import EMBED, PREDICT, BuildConfig, BuildReport, Progress, ensure_ensemble
+from hyre_engine.pipeline import (
+    EMBED,
+    PREDICT,
+    BuildConfig,
+    BuildReport,
+    Progress,
+    ensure_ensemble,
+    finish_pool,
+)
 from hyre_engine.store import Store, text_hash
 from hyre_engine.store.shards import safe_name, shard_root, z_dtype
 
@@ -607,6 +619,8 @@ def build_pool_ray(
                            progress=progress, monitor=monitor)
             report.predicted = True
         report.seconds[PREDICT] = time.perf_counter() - start
+        # D next to Z, as a single-process build stores it: the personal head needs it.
+        finish_pool(store, pool_id, pairs, backbone_id, report)
     return report
 
 

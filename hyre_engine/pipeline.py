@@ -44,6 +44,10 @@ BUILD_STAGES = (EMBED, CALIBRATE, FINETUNE, TRAIN, PREDICT)
 # too large for a database row, and load_backbone reads folders).
 FINETUNED_BACKBONES_DIR = "backbones"
 
+# Pairs whose embedding differences are computed and stored per step: 65,536 x 384
+# float32 is 100 MB for each side, so a pool of millions never holds all of them at once.
+DIFFERENCES_CHUNK = 65_536
+
 # A progress callback receives (stage, done, total), stage one of BUILD_STAGES.
 Progress = Callable[[str, int, int], None]
 
@@ -249,6 +253,11 @@ def _predict_step(store: Store, pool_id: str, pairs, backbone_id: str, report: B
     start = time.perf_counter()
     report.predicted = _ensure_predictions(store, report.ensemble_id, pool_id, pairs, backbone_id, progress)
     report.seconds[PREDICT] = time.perf_counter() - start
+    finish_pool(store, pool_id, pairs, backbone_id, report)
+
+
+def finish_pool(store: Store, pool_id: str, pairs, backbone_id: str, report: BuildReport) -> None:
+    """After Z: store the pool's D next to it and count the distinct head functions (both engines)."""
     report.differences, _ = ensure_differences(store, pool_id, backbone_id, pairs)
     report.distinct_heads = distinct_heads(store.get_head_predictions(report.ensemble_id, pool_id)).n_distinct
 
@@ -332,10 +341,11 @@ def ensure_differences(store: Store, pool_id: str, backbone_id: str, pairs=None)
     stored = store.n_pair_differences(backbone_id, pool_id)
     if stored >= len(pairs):
         return 0, stored
-    new = pairs.iloc[stored:]
-    xa, xb = pair_embeddings(store, backbone_id, new)
-    store.append_pair_differences(backbone_id, pool_id, embedding_differences(xa, xb), start=stored)
-    return len(new), stored
+    # In chunks: a big pool's embeddings of both sides need not be in memory at once.
+    for start in range(stored, len(pairs), DIFFERENCES_CHUNK):
+        xa, xb = pair_embeddings(store, backbone_id, pairs.iloc[start : start + DIFFERENCES_CHUNK])
+        store.append_pair_differences(backbone_id, pool_id, embedding_differences(xa, xb), start=start)
+    return len(pairs) - stored, stored
 
 
 def pool_differences(store: Store, pool_id: str, backbone_id: str) -> np.ndarray:

@@ -86,12 +86,19 @@ def test_ray_build_equals_single_process_and_rebuild_embeds_nothing(local_ray, s
     assert store._cursor().execute("SELECT count(*) FROM head_predictions").fetchall() == [(0,)]
     np.testing.assert_array_equal(store.get_head_predictions(
         report.ensemble_id, report.pool_id, mmap=True), z)
+    # D is stored next to Z, as the single-process build stores it (the personal head's input)
+    d = store.get_pair_differences(report.backbone_id, report.pool_id)
+    assert report.differences == len(pairs) and d.shape == (len(pairs), emb.shape[1])
+    np.testing.assert_allclose(d, single[0].get_pair_differences(single[1].backbone_id, single[1].pool_id),
+                               atol=1e-5)
+    assert report.distinct_heads == single[1].distinct_heads > 0
 
     store.stats.reset()
     again = build_pool_ray(store, str(shards / "part-*.jsonl"), CONFIG, name="pool")
     assert (again.embedded, again.embeddings_reused) == (0, report.n_texts)
-    assert not again.trained and not again.predicted
+    assert not again.trained and not again.predicted and again.differences == 0
     assert store.stats.embeddings_added == store.stats.prediction_rows_added == 0
+    assert store.stats.difference_rows_added == 0
     store.close()
 
 

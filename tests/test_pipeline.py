@@ -227,8 +227,11 @@ def test_predict_pool_scores_a_second_pool_with_the_trained_ensemble(
     assert store.stats.as_dict() == after
 
 
-def test_embedding_differences_are_stored_and_grow_with_the_pool(built, minilm):
+def test_embedding_differences_are_stored_and_grow_with_the_pool(built, minilm, monkeypatch):
+    from hyre_engine import pipeline
     from hyre_engine.pipeline import ensure_differences, pair_embeddings, pool_differences
+
+    monkeypatch.setattr(pipeline, "DIFFERENCES_CHUNK", 7)  # the growing pool's rows in several chunks
 
     store = built.store
     pairs = store.pool_pairs(built.pool, with_meta=False)
