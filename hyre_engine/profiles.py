@@ -34,7 +34,8 @@ from hyre_engine.live import (
     session_method,
 )
 from hyre_engine.numerics import accuracy, label_targets, sigmoid
-from hyre_engine.personal import PersonalModel, check_diffs
+from hyre_engine.pca import FunctionPCA
+from hyre_engine.personal import PersonalModel, check_diffs, personal_margins
 from hyre_engine.reweight import DEFAULT_BETA, Posterior, effective_heads
 
 if TYPE_CHECKING:
@@ -263,6 +264,23 @@ def _saved_profile_weights(store: Store, source: WeightSource, user: str, ensemb
     meta = profile.meta
     v = None if meta.v is None else np.asarray(meta.v, dtype=np.float64)
     return Weights(source, w / w.sum(), list(profile.labels), meta.beta, v, meta.lam if v is not None else None)
+
+
+def source_coords(pca: FunctionPCA, chosen: Weights, logits: np.ndarray, diffs: np.ndarray | None = None) -> np.ndarray:
+    """Where a source's own function sits in the heads' function-space PCA (n_components,).
+
+    The function is the source's margins on the pool, Z w plus D v when it personalises
+    with a personal head and the pool's D is given (else HyRe's Z w alone), placed as a head
+    would be, so it may leave the heads' cloud (the Label page's marker, for any source).
+    Only the rows the PCA was fitted on are read (a big pool's PCA reads a sample).
+    """
+    rows = getattr(pca, "pool_rows_", None)
+    take = slice(None) if rows is None else rows
+    if chosen.v is not None and diffs is not None:
+        margins = personal_margins(logits[take], diffs[take], chosen.weights, chosen.v)
+    else:
+        margins = np.asarray(logits[take], dtype=np.float64) @ chosen.weights
+    return pca.transform(margins[:, None])[0]
 
 
 # ---------------------------------------------------------------- comparing people

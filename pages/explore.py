@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from hyre_engine import pca as fpca
-from hyre_engine.profiles import PERSONA_LABELS, Weights, inspect_head
+from hyre_engine.profiles import PERSONA_LABELS, UNIFORM_KEY, Weights, inspect_head, source_coords
 from pages._shared import charts
 from pages._shared.charts import pc_name
 from pages._shared.context import Context, PoolArrays, get_context, pairs_with_meta
@@ -43,14 +43,23 @@ def _map_section(ctx: Context, arrays: PoolArrays, chosen: Weights) -> None:
             disabled=not three_ok, label_visibility="collapsed",
         )
         three_d = view == "3d" and three_ok
+        person, person_name = _person(ctx, arrays, chosen)
         st.plotly_chart(
-            charts.head_map_figure(pca, chosen.weights, three_d=three_d, who=chosen.source.name),
+            charts.head_map_figure(pca, chosen.weights, three_d=three_d, who=chosen.source.name,
+                                   person=person, person_name=person_name),
             key="explore_map_chart", config=charts.PLOTLY_CONFIG,
+        )
+        name = escape_markdown(chosen.source.name)
+        star = "" if person is None else (
+            f" The {'diamond' if three_d else 'star'} is {escape_markdown(person_name)}'s own function on "
+            "the pool, placed as a head would be: "
+            + ("with the personal head it can leave the heads' cloud." if chosen.v is not None
+               else "HyRe alone is a weighted average of the heads, so it stays inside their cloud.")
         )
         st.caption(
             f"Each dot is one of the {ctx.n_heads} heads, placed by how its predictions on the "
             f"{ctx.n_pairs:,} pool pairs differ from the average head. Size and colour: its weight "
-            f"for **{escape_markdown(chosen.source.name)}**."
+            f"for **{name}**.{star}"
         )
     with cols[1], st.container(key="explore-variance"):
         st.markdown("**How much each component explains**")
@@ -68,6 +77,17 @@ def _map_section(ctx: Context, arrays: PoolArrays, chosen: Weights) -> None:
             help="Clusters of heads whose predictions on the pool correlate above 0.98: heads that "
             "are near copies of each other count once. Few distinct functions leave HyRe little to choose from.",
         )
+
+
+def _person(ctx: Context, arrays: PoolArrays, chosen: Weights) -> tuple:
+    """(coordinates or None, name): the chosen source's own function on the heads' PCA map; none
+    for uniform weights."""
+    if chosen.source.kind == UNIFORM_KEY:
+        return None, ""
+    diffs = ctx.diffs() if chosen.v is not None else None
+    personal = diffs is not None
+    name = f"{chosen.source.name} ({'HyRe + personal head' if personal else 'HyRe'})"
+    return source_coords(arrays.pca, chosen, arrays.logits, diffs), name
 
 
 def _pair_card(

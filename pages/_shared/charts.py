@@ -82,8 +82,22 @@ def pc_name(pca: FunctionPCA, p: int) -> str:
     return f"PC{p + 1} ({pca.explained_variance_ratio_[p]:.0%})"
 
 
-def head_map_figure(pca: FunctionPCA, w: np.ndarray, *, three_d: bool, who: str) -> go.Figure:
-    """Heads at their PCA coordinates, coloured and sized by the weights w (n_heads,)."""
+def _person_trace(person: np.ndarray, name: str, *, three_d: bool) -> go.Scatter | go.Scatter3d:
+    """The person's own function: a star that may leave the heads' cloud, which is the point."""
+    marker = {"symbol": "star" if not three_d else "diamond", "size": 20 if not three_d else 9,
+              "color": COLOR_PERSONAL, "line": {"width": 1.5, "color": "#FFFFFF"}}
+    name = escape_plotly(name)
+    xyz = {"x": [float(person[0])], "y": [float(person[1])]}
+    if three_d:
+        return go.Scatter3d(**xyz, z=[float(person[2])], mode="markers", marker=marker, name=name,
+                            hovertemplate=f"{name}<extra></extra>")
+    return go.Scatter(**xyz, mode="markers", marker=marker, name=name, hovertemplate=f"{name}<extra></extra>")
+
+
+def head_map_figure(pca: FunctionPCA, w: np.ndarray, *, three_d: bool, who: str,
+                    person: np.ndarray | None = None, person_name: str = "") -> go.Figure:
+    """Heads at their PCA coordinates, coloured and sized by the weights w (n_heads,); with
+    ``person`` (n_components,) the chosen source's own function as a star named ``person_name``."""
     xy = pca.head_coords_
     marker = weight_marker(w, base=6, span=18)
     marker["colorbar"] = {"title": {"text": "weight"}, "thickness": 12}
@@ -106,6 +120,8 @@ def head_map_figure(pca: FunctionPCA, w: np.ndarray, *, three_d: bool, who: str)
         ))
         fig.update_xaxes(title=pc_name(pca, 0), zeroline=True, zerolinecolor=COLOR_GRID)
         fig.update_yaxes(title=pc_name(pca, 1), zeroline=True, zerolinecolor=COLOR_GRID)
+    if person is not None:
+        fig.add_trace(_person_trace(person, person_name, three_d=three_d))
     fig.update_layout(height=MAP_HEIGHT, margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False)
     return fig
 

@@ -10,8 +10,12 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from hyre_engine.pca import fit_pool_pca, project_function
+from hyre_engine.personal import personal_margins
+from hyre_engine.pipeline import pool_differences
 from hyre_engine.reweight import example_losses, weights_from_losses
 from hyre_engine.store import Store
+from hyre_engine.store.records import ProfileMeta
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 # First runs import torch and fit the PCA: generous, the machine may be shared.
@@ -35,6 +39,18 @@ def _metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
+def _stars(at: AppTest) -> list[dict]:
+    """The map's person markers (the chosen source's own function)."""
+    chart = next(c for c in at.get("plotly_chart") if "explore_map_chart" in c.proto.id)
+    return [t for t in json.loads(chart.proto.spec)["data"] if t.get("marker", {}).get("symbol") in ("star", "diamond")]
+
+
+def _save_profile(path: Path, info: dict, user: str, w: np.ndarray, v: np.ndarray) -> None:
+    with Store(path) as store:
+        store.save_profile(user=user, ensemble_id=info["ensemble_id"], weights=w, labels=[],
+                           meta=ProfileMeta(beta=1.0, source="import", v=tuple(v.tolist()), lam=0.1))
+
+
 def _chart_types(at: AppTest, key_part: str) -> set[str]:
     out = set()
     for chart in at.get("plotly_chart"):
@@ -48,6 +64,11 @@ def _chart_types(at: AppTest, key_part: str) -> set[str]:
 def test_explore_page_colours_by_user_and_names_axes(app_db):
     path, info = app_db
     labels, z = _seed_session(path, info, "alice", ALICE_LIKE, N_ALICE)
+    with Store(path) as store:
+        diffs = pool_differences(store, info["pool_id"], store.get_ensemble(info["ensemble_id"]).backbone_id)
+    profile_w = np.random.default_rng(0).dirichlet(np.ones(info["n_heads"]))
+    profile_v = np.random.default_rng(1).normal(scale=2.0, size=diffs.shape[1])
+    _save_profile(path, info, "dana", profile_w, profile_v)
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params["user"] = "alice"
     at.run()
@@ -65,10 +86,26 @@ def test_explore_page_colours_by_user_and_names_axes(app_db):
     assert _metric(at, "Effective heads") == f"{1 / np.sum(expected**2):.1f} / {k}"
     assert float(_metric(at, "Effective heads").split()[0]) < k
 
-    # uniform colouring: every head counts
+    # alice's own function is the star; she personalises with the personal head
+    assert [t["name"] for t in _stars(at)] == ["alice (HyRe + personal head)"]
+
+    # uniform colouring: every head counts, and no one's function is drawn
     at.selectbox(key="explore_source").set_value("uniform").run()
     assert not at.exception, at.exception
     assert _metric(at, "Effective heads") == f"{k:.1f} / {k}"
+    assert _stars(at) == []
+
+    # a saved profile's star is its own function Z w + D v, projected as a head would be
+    at.selectbox(key="explore_source").set_value("profile:dana").run()
+    assert not at.exception, at.exception
+    (star,) = _stars(at)
+    assert star["name"] == "dana (HyRe + personal head)"
+    pca = fit_pool_pca(np.ascontiguousarray(z, dtype=np.float32))
+    where = project_function(pca, personal_margins(z, diffs, profile_w, profile_v))
+    np.testing.assert_allclose([star["x"][0], star["y"][0]], where[:2], rtol=1e-4, atol=1e-4)
+    # v moved it off the weighted average of the heads, HyRe's own point
+    assert np.abs(where[:2] - profile_w @ pca.head_coords_[:, :2]).max() > 1e-2
+    at.selectbox(key="explore_source").set_value("uniform").run()
 
     # the 3-D view draws a 3-D scatter; 2-D a flat one
     assert _chart_types(at, "explore_map_chart") == {"scatter"}
