@@ -10,6 +10,13 @@ targets. The ensemble trains on the training annotators only; lambda is calibrat
 held-out *training* annotators with a calibration ensemble that never saw them (unless
 --lam is given); beta is fixed (--beta, default 1). Every method is scored, per target
 and seed, on the rows not yet labelled; the summary is the mean over targets.
+
+--rhos 0,1,10,100 also tries a structured prior for v: covariance (I + rho U diag(e/e_max)
+U^T) / lambda, with U, e the eigenvectors and eigenvalues of how the training annotators
+deviate from the population (the second moment of per-annotator heads fitted over the
+uniform ensemble's margin). rho and lambda are calibrated together on the held-out
+training annotators, the prior then coming from the other training annotators only; the
+evaluation uses the prior from all training annotators. rho = 0 is the isotropic head.
 """
 
 from __future__ import annotations
@@ -27,7 +34,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from hyre_engine.personal import DEFAULT_CALIBRATION_LAMBDAS, embedding_differences  # noqa: E402
+from hyre_engine.personal import (  # noqa: E402
+    DEFAULT_CALIBRATION_LAMBDAS,
+    DEFAULT_LAMBDA,
+    embedding_differences,
+    fit_logistic,
+)
 from hyre_engine.protocol import (  # noqa: E402
     PERSONAL_METHODS,
     calibrate_lambda,
@@ -49,8 +61,41 @@ def _group_arrays(store, backbone_id, pool_id, logits, labels, name):
     return logits[idx], D[idx], y
 
 
-def calibrate(store, backbone, pool_id, config, *, beta, lambdas, train_groups=None) -> dict:
-    """Lambda from held-out training annotators (a calibration ensemble trained without them)."""
+def _annotator_groups(labels, annotators, names, index, logits_of, xa, xb) -> list:
+    """(Z, D, y) of each named annotator's rows; ``logits_of(idx)`` gives Z on pool rows idx."""
+    groups = []
+    for name in names:
+        rows = labels[(annotators == name).to_numpy()]
+        idx = rows["pair_id"].map(index).to_numpy()
+        y = (rows["label"] == "a").to_numpy().astype(np.float64)
+        groups.append((logits_of(idx), embedding_differences(xa[idx], xb[idx]), y))
+    return groups
+
+
+def annotator_prior(groups, *, lam_fit: float = DEFAULT_LAMBDA) -> tuple[np.ndarray, np.ndarray]:
+    """How training annotators deviate from the population: directions U (dim, r) and
+    eigenvalues e (r,) of the second moment (1/A) sum_a v_a v_a^T of per-annotator heads,
+    each v_a fitted on all of one annotator's rows over the uniform ensemble's margin."""
+    V = np.stack([fit_logistic(D, y, lam=lam_fit, offsets=Z.astype(np.float64).mean(axis=1))  # noqa: N806
+                  for Z, D, y in groups])
+    _, sv, qt = np.linalg.svd(V, full_matrices=False)
+    return qt.T, sv**2 / len(V)
+
+
+def with_prior(D, prior, rho: float):  # noqa: N803
+    """D T with T = (I + rho U diag(e / e_max) U^T)^1/2: an isotropic head on D T is the head
+    with prior covariance (I + rho U diag(e / e_max) U^T) / lambda on D (exactly; v = T u)."""
+    if not rho:
+        return D
+    U, e = prior  # noqa: N806
+    s = np.sqrt(1.0 + rho * e / e.max())
+    D64 = np.asarray(D, dtype=np.float64)  # noqa: N806
+    return (D64 + ((D64 @ U) * (s - 1.0)) @ U.T).astype(np.float32)
+
+
+def calibrate(store, backbone, pool_id, config, *, beta, lambdas, train_groups=None, rhos=(0.0,)) -> dict:
+    """Lambda (and the structured prior's rho) from held-out training annotators, with a
+    calibration ensemble trained without them and a prior from the other training annotators."""
     from hyre_engine import ensemble as ens
     from hyre_engine.pipeline import pair_embeddings, pair_rows, train_on_rows, training_rows
     from hyre_engine.reweight import holdout_annotators
@@ -62,15 +107,56 @@ def calibrate(store, backbone, pool_id, config, *, beta, lambdas, train_groups=N
     model = train_on_rows(store, backbone.id, pairs, labels[~annotators.isin(held).to_numpy()], config)
     xa, xb = pair_embeddings(store, backbone.id, pairs)
     index = pair_rows(pairs)
-    groups = []
-    for name in held:
-        rows = labels[(annotators == name).to_numpy()]
-        idx = rows["pair_id"].map(index).to_numpy()
-        y = (rows["label"] == "a").to_numpy().astype(np.float64)
-        groups.append((ens.predict_pairs(model, xa[idx], xb[idx]), embedding_differences(xa[idx], xb[idx]), y))
-    out = calibrate_lambda(groups, beta=beta, lambdas=lambdas)
-    out["holdout_annotators"] = held
-    return out
+
+    def logits_of(idx):
+        return ens.predict_pairs(model, xa[idx], xb[idx])
+
+    groups = _annotator_groups(labels, annotators, held, index, logits_of, xa, xb)
+    if rhos == (0.0,):
+        out = calibrate_lambda(groups, beta=beta, lambdas=lambdas)
+        out["holdout_annotators"] = held
+        return out
+    others = sorted(set(annotators) - set(held))
+    prior = annotator_prior(_annotator_groups(labels, annotators, others, index, logits_of, xa, xb))
+    by_rho = {}
+    for rho in rhos:
+        by_rho[f"{rho:g}"] = calibrate_lambda([(Z, with_prior(D, prior, rho), y) for Z, D, y in groups],
+                                              beta=beta, lambdas=lambdas)
+        _log(f"  rho {rho:g}: {by_rho[f'{rho:g}']['scores']}")
+    best = max(by_rho, key=lambda r: (max(by_rho[r]["scores"].values()), -float(r)))
+    return {"lam": by_rho[best]["lam"], "rho": float(best), "by_rho": by_rho, "holdout_annotators": held,
+            "prior_rank": int(prior[1].size)}
+
+
+def training_prior(store, backbone, pool_id, ensemble_id, *, train_groups=None):
+    """The structured prior from every training annotator, over the evaluated ensemble."""
+    from hyre_engine.pipeline import pair_embeddings, pair_rows, predict_pool, training_rows
+
+    pairs = store.pool_pairs(pool_id)
+    labels = training_rows(store, pool_id, train_groups)
+    annotators = labels["annotator"].astype(str)
+    xa, xb = pair_embeddings(store, backbone.id, pairs)
+    Z = predict_pool(store, ensemble_id, pool_id, backbone)  # noqa: N806
+    return annotator_prior(_annotator_groups(labels, annotators, sorted(set(annotators)), pair_rows(pairs),
+                                             lambda idx: Z[idx], xa, xb))
+
+
+def _summary(groups: dict, n_values: list[int], started: float) -> dict:
+    summary = {m: {"mean": np.mean([g["methods"][m]["mean"] for g in groups.values()], axis=0).round(6).tolist(),
+                   "std_over_seeds": np.mean([g["methods"][m]["std"] for g in groups.values()], axis=0)
+                   .round(6).tolist()}
+               for m in PERSONAL_METHODS}
+    flip = np.mean([g["flip_share"]["mean"] for g in groups.values()], axis=0).round(4).tolist()
+    return {"n": n_values, "groups": groups, "summary": summary, "flip_share": flip,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _print(result: dict, title: str) -> None:
+    print(f"\n{title}")
+    print(f"{'method':<14}" + "".join(f"{'n=' + str(n):>8}" for n in result["n"]))
+    for m, s in result["summary"].items():
+        print(f"{m:<14}" + "".join(f"{v:>8.3f}" for v in s["mean"]))
+    print(f"{'(flip share)':<14}" + "".join(f"{v:>8.3f}" for v in result["flip_share"]), flush=True)
 
 
 def main() -> int:
@@ -81,13 +167,16 @@ def main() -> int:
     parser.add_argument("--fraction", type=float, default=0.1, help="annotator fraction of each head")
     parser.add_argument("--heads", type=int, default=100)
     parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--prior-scale", type=float, default=1.0)
+    parser.add_argument("--prior-scale", type=float,
+                        help="the heads' frozen prior scale (default: the demo's DEMO_PRIOR_SCALE on demo, else 1)")
     parser.add_argument("--ensemble-seed", type=int, default=0)
     parser.add_argument("--beta", type=float, default=1.0)
     parser.add_argument("--lam", type=float, help="fixed lambda (default: calibrated)")
     parser.add_argument("--lambdas", default=",".join(map(str, DEFAULT_CALIBRATION_LAMBDAS)))
     parser.add_argument("--strategies", default="random,personal_bald")
     parser.add_argument("--train-pairs", type=int, help="POPQUORN: pairs per training annotator")
+    parser.add_argument("--rhos", default="0",
+                        help="structured prior strengths to calibrate (0 = isotropic only); e.g. 0,1,10,100")
     parser.add_argument("--db", help="DuckDB file (default out/bench-<data>.duckdb)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -99,6 +188,11 @@ def main() -> int:
     from hyre_engine.pipeline import BuildConfig, build_pool, predict_pool
     from hyre_engine.store import Store
 
+    if args.prior_scale is None:
+        from hyre_engine.demo import DEMO_PRIOR_SCALE
+
+        args.prior_scale = DEMO_PRIOR_SCALE if args.data == "demo" else 1.0
+    rhos = tuple(float(v) for v in args.rhos.split(","))
     db = args.db or f"out/bench-{args.data}.duckdb"
     Path(db).parent.mkdir(parents=True, exist_ok=True)
     store = Store(db)
@@ -131,39 +225,43 @@ def main() -> int:
     if lam is None:
         started = time.perf_counter()
         calibration = calibrate(store, backbone, train_pool, config, beta=args.beta,
-                                lambdas=[float(v) for v in args.lambdas.split(",")], train_groups=train_groups)
+                                lambdas=[float(v) for v in args.lambdas.split(",")], train_groups=train_groups,
+                                rhos=rhos)
         lam = calibration["lam"]
-        _log(f"lambda calibrated: {calibration['scores']} -> {lam:g} ({time.perf_counter() - started:.0f} s)")
+        _log(f"lambda calibrated: {calibration.get('scores', calibration.get('by_rho'))} -> {lam:g}, "
+             f"rho {calibration.get('rho', 0):g} ({time.perf_counter() - started:.0f} s)")
+    rho = calibration.get("rho", 0.0) if calibration else rhos[-1]
+    isotropic_lam = lam  # the isotropic head runs too, at its own calibrated lambda
+    if rho and calibration:
+        isotropic_lam = calibration["by_rho"].get("0", {}).get("lam")
+    runs = [("", 0.0, isotropic_lam)] if isotropic_lam is not None else []
+    if rho:  # the structured prior, with its own lambda
+        runs.append(("+prior", rho, lam))
+    prior = training_prior(store, backbone, train_pool, report.ensemble_id, train_groups=train_groups) if rho else None
     logits = predict_pool(store, report.ensemble_id, target_pool, backbone)
     labels = store.pool_labels(target_pool)
     labels = labels[labels["label"].isin(["a", "b"])]
     n_values = [int(v) for v in args.n.split(",")]
     results = {}
     for strategy in args.strategies.split(","):
-        started = time.perf_counter()
-        groups = {}
-        for name in targets:
-            Z, D, y = _group_arrays(store, backbone.id, target_pool, logits, labels, name)
-            if len(y) < 4:
-                continue
-            groups[name] = evaluate_group(Z, y, diffs=D, n_values=n_values, seeds=args.seeds, strategy=strategy,
-                                          beta=args.beta, lam=lam, methods=PERSONAL_METHODS).to_json()
-        summary = {m: {"mean": np.mean([g["methods"][m]["mean"] for g in groups.values()], axis=0).round(6).tolist(),
-                       "std_over_seeds": np.mean([g["methods"][m]["std"] for g in groups.values()], axis=0)
-                       .round(6).tolist()}
-                   for m in PERSONAL_METHODS}
-        flip = np.mean([g["flip_share"]["mean"] for g in groups.values()], axis=0).round(4).tolist()
-        results[strategy] = {"n": n_values, "groups": groups, "summary": summary, "flip_share": flip,
-                             "seconds": round(time.perf_counter() - started, 1)}
-        print(f"\n{args.data}, strategy {strategy}: {len(groups)} targets, {args.seeds} seeds, beta {args.beta:g}, "
-              f"lambda {lam:g}, ensemble {report.ensemble_id}")
-        print(f"{'method':<14}" + "".join(f"{'n=' + str(n):>8}" for n in n_values))
-        for m, s in summary.items():
-            print(f"{m:<14}" + "".join(f"{v:>8.3f}" for v in s["mean"]))
-        print(f"{'(flip share)':<14}" + "".join(f"{v:>8.3f}" for v in flip), flush=True)
+        for suffix, run_rho, run_lam in runs:
+            started = time.perf_counter()
+            groups = {}
+            for name in targets:
+                Z, D, y = _group_arrays(store, backbone.id, target_pool, logits, labels, name)  # noqa: N806
+                if len(y) < 4:
+                    continue
+                D = with_prior(D, prior, run_rho)  # noqa: N806 - the structured prior, when chosen
+                groups[name] = evaluate_group(Z, y, diffs=D, n_values=n_values, seeds=args.seeds,
+                                              strategy=strategy, beta=args.beta, lam=run_lam,
+                                              methods=PERSONAL_METHODS).to_json()
+            results[strategy + suffix] = _summary(groups, n_values, started)
+            _print(results[strategy + suffix], f"{args.data}, strategy {strategy}: {len(groups)} targets, "
+                   f"{args.seeds} seeds, beta {args.beta:g}, lambda {run_lam:g}, structured prior rho {run_rho:g}, "
+                   f"prior scale {args.prior_scale:g}, ensemble {report.ensemble_id}")
     out = {"data": args.data, "config": config.ensemble_settings(), "ensemble_id": report.ensemble_id,
            "distinct_heads": report.distinct_heads,
-           "beta": args.beta, "lam": lam, "calibration": calibration, "seeds": args.seeds, "results": results}
+           "beta": args.beta, "lam": lam, "rho": rho, "calibration": calibration, "seeds": args.seeds, "results": results}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))
