@@ -3,8 +3,8 @@
 Run: .venv/bin/python bench/bench_live.py [--labels 30] [--skip-large]
 
 For each pool it times what the page does between a keypress and having the
-data of all three panels: the stored session's settings and row count (the
-page's staleness check), the store write plus the LiveSession update
+data of all three panels: the stored session's settings, row count and revision
+in one read (the page's staleness check), the store write plus the LiveSession update
 (hyre_engine.live.record_label) and LiveSession.snapshot() (weights, PCA map,
 next pair, accuracy curves). Building the three plotly figures
 (pages/_shared/live_figures.py) is timed apart. Nothing here imports streamlit.
@@ -94,8 +94,8 @@ def bench_pool(name: str, folder: Path, frame: pd.DataFrame, n_labels: int, targ
     for i in range(n_labels):
         item = panels.next_item
         start = time.perf_counter()
-        store.get_session(session_id)  # the page reads the session's settings
-        assert state.is_current(store, session_id, 1.0)  # and checks staleness
+        # the page reads the session once (settings, row count, revision) and checks staleness
+        assert state.matches(store.get_session(session_id), 1.0)
         live.record_label(store, state, item, "a" if i % 3 else "b")
         panels = state.live.snapshot()
         mid = time.perf_counter()

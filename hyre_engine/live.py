@@ -42,7 +42,7 @@ from hyre_engine.personal import DEFAULT_LAMBDA, PersonalModel
 from hyre_engine.reweight import DEFAULT_BETA, Posterior, weight_entropy
 
 if TYPE_CHECKING:
-    from hyre_engine.store import EnsembleMeta, LabelRecord, Store
+    from hyre_engine.store import EnsembleMeta, LabelRecord, SessionRecord, Store
 
 # The values a label may take ("a" / "b"), and the stored value of a skipped pair.
 LABELS = PAIR_LABELS
@@ -505,9 +505,13 @@ class LiveState:
         The revision catches what a row count cannot: an old label edited, or one deleted and
         another added, in this tab or another.
         """
-        return (self.session_id == session_id and self.beta == beta and (lam is None or self.lam == lam)
-                and self.n_rows == stored_rows(store, session_id)
-                and self.revision == store.session_revision(session_id))
+        return self.matches(store.get_session(session_id), beta, lam)
+
+    def matches(self, session: SessionRecord, beta: float, lam: float | None = None) -> bool:
+        """`is_current` against a session record already read (the Label page reads it once per run)."""
+        return (self.session_id == session.session_id and self.beta == beta
+                and (lam is None or self.lam == lam)
+                and self.n_rows == session.n_labels and self.revision == session.revision)
 
 
 def ensemble_beta(meta: EnsembleMeta | None) -> float:
@@ -523,10 +527,17 @@ def session_beta(store: Store, session_id: str) -> float:
     the same person has the same weights wherever they are shown.
     """
     session = store.get_session(session_id)
-    settings = session.settings or {}
-    if "beta" in settings:
-        return float(settings["beta"])
-    return ensemble_beta(store.get_ensemble(session.ensemble_id, with_weights=False).meta)
+    return settings_beta(session.settings, None if "beta" in (session.settings or {}) else _meta(store, session))
+
+
+def settings_beta(settings: dict[str, Any] | None, meta: EnsembleMeta | None) -> float:
+    """`session_beta` from a session's settings and its ensemble's meta, both already read."""
+    settings = settings or {}
+    return float(settings["beta"]) if "beta" in settings else ensemble_beta(meta)
+
+
+def _meta(store: Store, session: SessionRecord) -> EnsembleMeta:
+    return store.get_ensemble(session.ensemble_id, with_weights=False).meta
 
 
 def ensemble_lambda(meta: EnsembleMeta | None) -> float:
@@ -537,15 +548,23 @@ def ensemble_lambda(meta: EnsembleMeta | None) -> float:
 def session_lambda(store: Store, session_id: str) -> float:
     """The lambda a session's personal head uses on every page: its own setting, else its ensemble's."""
     session = store.get_session(session_id)
-    settings = session.settings or {}
-    if "lambda" in settings:
-        return float(settings["lambda"])
-    return ensemble_lambda(store.get_ensemble(session.ensemble_id, with_weights=False).meta)
+    return settings_lambda(session.settings, None if "lambda" in (session.settings or {}) else _meta(store, session))
+
+
+def settings_lambda(settings: dict[str, Any] | None, meta: EnsembleMeta | None) -> float:
+    """`session_lambda` from a session's settings and its ensemble's meta, both already read."""
+    settings = settings or {}
+    return float(settings["lambda"]) if "lambda" in settings else ensemble_lambda(meta)
 
 
 def session_method(store: Store, session_id: str) -> str:
     """Who personalises the session: its setting ("personal" or "hyre"), else DEFAULT_METHOD."""
-    method = (store.get_session(session_id).settings or {}).get("method", DEFAULT_METHOD)
+    return settings_method(store.get_session(session_id).settings)
+
+
+def settings_method(settings: dict[str, Any] | None) -> str:
+    """`session_method` from a session's settings already read."""
+    method = (settings or {}).get("method", DEFAULT_METHOD)
     return method if method in METHODS else DEFAULT_METHOD
 
 

@@ -18,7 +18,7 @@ from hyre_engine import live
 from hyre_engine.acquisition import PREFERENCE_STRATEGIES
 from hyre_engine.live import DEFAULT_STRATEGY, LiveState
 from hyre_engine.profiles import default_persona
-from hyre_engine.store import SESSION_MODES
+from hyre_engine.store import SESSION_MODES, SessionRecord
 from pages._shared import label_actions as actions
 from pages._shared import presenter, resets
 from pages._shared.context import Context, get_context
@@ -57,27 +57,28 @@ GOAL_RANGE = (5, 500)
 # ---------------------------------------------------------------- state
 
 
-def _session_settings(ctx: Context, session_id: str) -> tuple[str, float]:
-    settings = ctx.store.get_session(session_id).settings
+def _session_settings(ctx: Context, session: SessionRecord) -> tuple[str, float, float, str]:
+    """(strategy, beta, lambda, method) of the session, from its record and the ensemble's meta."""
+    settings = session.settings
     strategy = settings.get("strategy", DEFAULT_STRATEGY)
     if strategy not in STRATEGIES:
         strategy = DEFAULT_STRATEGY
     # The ensemble's calibrated temperature is the default, the session's own choice in
     # the Advanced panel overrides it: the one rule every page replays a session with.
-    return strategy, live.session_beta(ctx.store, session_id)
+    meta = ctx.ensemble.meta
+    return strategy, live.settings_beta(settings, meta), live.settings_lambda(settings, meta), live.settings_method(settings)
 
 
-def _session_goal(ctx: Context, session_id: str) -> int:
-    goal = ctx.store.get_session(session_id).settings.get("goal", DEFAULT_GOAL)
+def _session_goal(session: SessionRecord) -> int:
+    goal = session.settings.get("goal", DEFAULT_GOAL)
     return int(min(max(int(goal), GOAL_RANGE[0]), GOAL_RANGE[1]))
 
 
-def _live_state(ctx: Context, session_id: str, persona: str | None) -> LiveState:
+def _live_state(ctx: Context, session: SessionRecord, persona: str | None) -> LiveState:
     """The session's LiveState, rebuilt from the store when missing, stale or re-configured."""
-    strategy, beta = _session_settings(ctx, session_id)
-    lam, method, diffs = live.session_lambda(ctx.store, session_id), live.session_method(ctx.store, session_id), ctx.diffs()
+    strategy, beta, lam, method = _session_settings(ctx, session)
     state = st.session_state.get(LIVE_KEY)
-    if isinstance(state, LiveState) and state.is_current(ctx.store, session_id, beta, lam):
+    if isinstance(state, LiveState) and state.matches(session, beta, lam):
         state.live.set_strategy(strategy)
         if state.live.has_personal:
             state.live.set_method(method)
@@ -85,9 +86,9 @@ def _live_state(ctx: Context, session_id: str, persona: str | None) -> LiveState
     arrays = ctx.arrays()
     # prompts: never ask about the prompt just asked (measured: no accuracy cost)
     state = live.open_live(
-        ctx.store, session_id, arrays.logits, ctx.pair_ids(), beta=beta, strategy=strategy,
+        ctx.store, session.session_id, arrays.logits, ctx.pair_ids(), beta=beta, strategy=strategy,
         truth=None if persona is None else ctx.truth(persona), pca=arrays.pca,
-        prompts=ctx.pairs()["prompt"].to_numpy(dtype=object), diffs=diffs, lam=lam, method=method,
+        prompts=ctx.pairs()["prompt"].to_numpy(dtype=object), diffs=ctx.diffs(), lam=lam, method=method,
     )
     st.session_state[LIVE_KEY] = state
     return state
@@ -97,9 +98,11 @@ def _live_state(ctx: Context, session_id: str, persona: str | None) -> LiveState
 
 
 def _human_area(ctx: Context, session_id: str) -> None:
-    state = _live_state(ctx, session_id, None)
+    # the session is read once per run: settings, row count and revision in one query
+    session = ctx.store.get_session(session_id)
+    state = _live_state(ctx, session, None)
     panels = state.live.snapshot()
-    goal = _session_goal(ctx, session_id)
+    goal = _session_goal(session)
     item = panels.next_item
     left, right = st.columns([2, 1], gap="medium")
     with left:
@@ -121,7 +124,7 @@ def _human_area(ctx: Context, session_id: str) -> None:
 
 
 def _persona_area(ctx: Context, session_id: str, persona: PersonaInfo) -> None:
-    state = _live_state(ctx, session_id, persona.id)
+    state = _live_state(ctx, ctx.store.get_session(session_id), persona.id)
     playing = st.session_state.get(PLAYING_KEY, False)
     pace = st.session_state.get(PACE_KEY, DEFAULT_PACE)
     due = time.monotonic() - st.session_state.get(LAST_STEP_KEY, 0.0) >= 0.8 * pace
@@ -152,15 +155,16 @@ def _persona_area(ctx: Context, session_id: str, persona: PersonaInfo) -> None:
 
 
 def _advanced(ctx: Context, session_id: str) -> None:
-    strategy, beta = _session_settings(ctx, session_id)
+    session = ctx.store.get_session(session_id)
+    strategy, beta, _, method = _session_settings(ctx, session)
     # a constant label and no `expanded=`: a change of either would rebuild the panel, and
     # it would fold shut between "Reset session" and its confirmation
     with st.expander("Advanced: query strategy, temperature, goal, model, reset"):
         cols = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
         st.session_state.setdefault("adv_strategy", strategy)
         st.session_state.setdefault("adv_beta", beta)
-        st.session_state.setdefault("adv_goal", _session_goal(ctx, session_id))
-        st.session_state.setdefault(HYRE_ONLY_KEY, live.session_method(ctx.store, session_id) == "hyre")
+        st.session_state.setdefault("adv_goal", _session_goal(session))
+        st.session_state.setdefault(HYRE_ONLY_KEY, method == "hyre")
         save = actions.save_setting
         cols[0].selectbox(
             "Next pair chosen by", STRATEGIES, format_func=STRATEGY_TEXT.get, key="adv_strategy",

@@ -164,9 +164,12 @@ class SessionRecord:
     mode: str  # one of SESSION_MODES
     persona: str | None
     settings: dict[str, Any]  # what the Label page chose (strategy, beta, goal, ...), free-form
-    n_labels: int
+    n_labels: int  # stored rows: labels and skips
     created_at: datetime
     updated_at: datetime
+    # Label events in the audit trail (`Store.session_revision`): a replay made at another
+    # revision is stale, even with the same row count (an old label edited or deleted).
+    revision: int = 0
 
 
 @dataclass(frozen=True)
