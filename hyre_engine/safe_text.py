@@ -16,6 +16,7 @@ of HTML (``<a href>``, ``<b>``, ``<br>``) in every label.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 
@@ -36,16 +37,39 @@ MARKDOWN_ATTRIBUTES = {"a": {"href", "title"}, "th": {"align"}, "td": {"align"}}
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&\"'=/^%@;,?])")
 
 
+# Texts up to this many characters keep their cleaned HTML (the Label page shows the same
+# pair texts on every label of every labeller); longer ones are rendered each time, so the
+# cache holds at most about MARKDOWN_CACHE_SIZE x MARKDOWN_CACHE_CHARS characters (40 MB).
+MARKDOWN_CACHE_CHARS = 10_000
+MARKDOWN_CACHE_SIZE = 4096
+
+
 def markdown_html(text: str) -> str:
     """Sanitised HTML of ``text`` read as Markdown (see the module docstring)."""
-    import nh3
-    from markdown_it import MarkdownIt
-
     if not isinstance(text, str):
         raise ValueError(f"text must be a str, got {type(text).__name__}")
+    return _cached_html(text) if len(text) <= MARKDOWN_CACHE_CHARS else _clean_html(text)
+
+
+@functools.lru_cache(maxsize=MARKDOWN_CACHE_SIZE)
+def _cached_html(text: str) -> str:
+    return _clean_html(text)
+
+
+@functools.cache
+def _parser():
+    """The one Markdown parser, made on first use (building one costs more than a render; its
+    render keeps no state between calls, so the server's threads share it)."""
+    from markdown_it import MarkdownIt
+
     # html=False: raw HTML in the source is shown as text, never parsed as tags.
-    rendered = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table").enable(
-        "strikethrough").render(text)
+    return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table").enable("strikethrough")
+
+
+def _clean_html(text: str) -> str:
+    import nh3
+
+    rendered = _parser().render(text)
     return nh3.clean(
         rendered,
         tags=set(MARKDOWN_TAGS),
