@@ -231,29 +231,37 @@ def select(scores, k: int = 1, *, exclude=None, seed=None) -> np.ndarray:
     return chosen if idx is None else idx[chosen]
 
 
-# sigmoid(Z) and H(sigmoid(Z)) of each read-only Z, by id, while that Z lives: the app
-# caches one Z per pool for every browser session, so its sessions share one copy of
-# these (2 x n_items x n_heads float32: 80 MB for 100,000 x 100) and compute it once.
-_SHARED_TABLES: dict[int, tuple[weakref.ref[np.ndarray], np.ndarray, np.ndarray]] = {}
+# Arrays derived from a read-only Z, by (id of Z, what), while that Z lives: the app caches
+# one Z per pool for every browser session, so its sessions share one copy of each table
+# (sigmoid(Z) and H(sigmoid(Z)) here, the personal model's centred Z: each 2 x n_items x
+# n_heads float32, 80 MB for 100,000 x 100) and compute it once.
+_SHARED_TABLES: dict[tuple[int, str], tuple[weakref.ref[np.ndarray], tuple[np.ndarray, ...]]] = {}
 _SHARED_LOCK = threading.Lock()
+
+
+def shared_tables(z: np.ndarray, what: str, build: Callable[[np.ndarray], tuple[np.ndarray, ...]]
+                  ) -> tuple[np.ndarray, ...]:
+    """``build(z)``, made read-only and shared by every caller with the same ``z`` and ``what``
+    while ``z`` lives, when ``z`` is a read-only array owning its data; private otherwise
+    (the caller may still change ``z``, or the array it views)."""
+    if z.flags.writeable or not z.flags.owndata:
+        return build(z)
+    key = (id(z), what)
+    with _SHARED_LOCK:
+        hit = _SHARED_TABLES.get(key)
+        if hit is not None and hit[0]() is z:
+            return hit[1]
+    tables = build(z)
+    for table in tables:
+        table.setflags(write=False)
+    with _SHARED_LOCK:
+        _SHARED_TABLES[key] = (weakref.ref(z, lambda _: _SHARED_TABLES.pop(key, None)), tables)
+    return tables
 
 
 def _pool_tables(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(p, H) of float32 Z; shared (read-only) when Z is a read-only array owning its data."""
-    if z.flags.writeable or not z.flags.owndata:
-        # the caller may still change Z (or the array it views): private tables
-        return _flush_tiny(sigmoid(z)), _flush_tiny(entropy_from_logits(z))
-    key = id(z)
-    with _SHARED_LOCK:
-        hit = _SHARED_TABLES.get(key)
-        if hit is not None and hit[0]() is z:
-            return hit[1], hit[2]
-    p, h = _flush_tiny(sigmoid(z)), _flush_tiny(entropy_from_logits(z))
-    p.setflags(write=False)
-    h.setflags(write=False)
-    with _SHARED_LOCK:
-        _SHARED_TABLES[key] = (weakref.ref(z, lambda _: _SHARED_TABLES.pop(key, None)), p, h)
-    return p, h
+    return shared_tables(z, "p, H", lambda z: (_flush_tiny(sigmoid(z)), _flush_tiny(entropy_from_logits(z))))
 
 
 class PoolScorer:

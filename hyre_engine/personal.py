@@ -37,6 +37,7 @@ from hyre_engine.acquisition import (  # noqa: F401
     gaussian_logit_entropy,
     probit_probability,
     select,
+    shared_tables,
 )
 from hyre_engine.numerics import sigmoid as _sigmoid
 from hyre_engine.reweight import DEFAULT_BETA, Posterior, validate_weights
@@ -400,6 +401,13 @@ def fit_logistic(diffs, y, *, lam: float = DEFAULT_LAMBDA, offsets=None) -> np.n
 # --------------------------------------------------------------------------- HyRe + personal head
 
 
+def _centred_tables(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row means (n_pairs,) float64, Z centred on them, its square) of float32 Z."""
+    row_mean = Z.mean(axis=1, dtype=np.float64)
+    centred = Z - row_mean[:, None].astype(np.float32)
+    return row_mean, centred, centred * centred
+
+
 class PersonalModel:
     """One person's model on a pool: HyRe weights w plus the personal head v.
 
@@ -424,11 +432,9 @@ class PersonalModel:
         self.n_pairs, self.n_heads = Z.shape
         self.reweight = bool(reweight)
         self._Z = np.ascontiguousarray(Z, dtype=np.float32)
-        # Centred copies make the weighted variance E_w[z^2] - E_w[z]^2 cancellation-free.
-        self._row_mean = self._Z.mean(axis=1, dtype=np.float64)
-        centred = self._Z - self._row_mean[:, None].astype(np.float32)
-        self._centred = centred
-        self._centred_sq = centred * centred
+        # Centred copies make the weighted variance E_w[z^2] - E_w[z]^2 cancellation-free;
+        # every session of one read-only Z (the app's cached one) shares them.
+        self._row_mean, self._centred, self._centred_sq = shared_tables(self._Z, "centred", _centred_tables)
         # Reused outputs of the two matrix-vector products over Z per label.
         self._mean32 = np.empty(self.n_pairs, dtype=np.float32)
         self._var32 = np.empty(self.n_pairs, dtype=np.float32)

@@ -322,7 +322,18 @@ def test_scorers_of_one_read_only_z_share_their_tables_and_score_the_same():
     view = np.ascontiguousarray(rng.normal(size=(8, 3)).astype(np.float32))[:]
     view.setflags(write=False)
     assert PoolScorer(view)._p is not PoolScorer(view)._p
+    # the personal model's centred Z too: shared, read-only, the same predictive as a private copy
+    from hyre_engine.personal import PersonalModel
+
+    d = rng.normal(size=(50, 4)).astype(np.float32)
+    one, two, own = PersonalModel(z, d), PersonalModel(z, d), PersonalModel(z.copy(), d)
+    assert one._centred is two._centred and one._centred_sq is two._centred_sq
+    assert not one._centred.flags.writeable and own._centred is not one._centred
+    for model in (one, own):
+        model.add(3, 1.0)
+    for a, b in zip(one.predictive(), own.predictive(), strict=True):
+        np.testing.assert_array_equal(a, b)
     key = id(z)
-    del first, second, z
+    del first, second, one, two, z
     gc.collect()
-    assert key not in acquisition._SHARED_TABLES
+    assert not [k for k in acquisition._SHARED_TABLES if k[0] == key]
