@@ -1,7 +1,8 @@
 """The Label page's live figures: weights, function space, accuracy, the presenter's headline.
 
-Rebuilt on every label, for every labeller, so each is one plotly spec (a dict) validated
-once by go.Figure(spec); colours and heights are the app's, from charts.py.
+Rebuilt on every label, for every labeller, so each is one plotly spec (a dict), made a
+Figure without plotly's validation (`live_figure`: the tests validate the specs); colours and
+heights are the app's, from charts.py.
 """
 
 from __future__ import annotations
@@ -25,8 +26,18 @@ from pages._shared.charts import (
 # ---------------------------------------------------------------- Label page (live)
 #
 # The live figures are rebuilt on every label, for every labeller: each is written as one
-# plotly spec (a dict) and validated once by go.Figure(spec). Building them call by call
-# (add_bar, update_layout, add_hline, ...) cost about 3x the CPU (docs/results.md).
+# plotly spec (a dict). Building them call by call (add_bar, update_layout, add_hline, ...)
+# cost about 3x the CPU (docs/results.md).
+
+
+def live_figure(spec: dict) -> go.Figure:
+    """``spec`` as a Figure without plotly's property validation.
+
+    The specs are this module's own code, not user input, and plotly's validators were most
+    of a figure's cost on every label (docs/results.md); tests/test_live_figures.py checks
+    that validating each spec raises nothing and gives the same JSON, over many snapshots.
+    """
+    return go.Figure(spec, _validate=False)
 
 
 def _live_layout(*, xtitle: str, ytitle: str, show_legend: bool = True, **extra) -> dict:
@@ -48,6 +59,11 @@ def _live_layout(*, xtitle: str, ytitle: str, show_legend: bool = True, **extra)
 
 def weights_figure(snap: LiveSnapshot) -> go.Figure:
     """Bar chart of all K weights, heaviest first; heads that gained on the last label in amber."""
+    return live_figure(weights_spec(snap))
+
+
+def weights_spec(snap: LiveSnapshot) -> dict:
+    """`weights_figure`'s plotly spec."""
     order = snap.heaviest_first
     w, change, gained = snap.weights[order], snap.weight_change[order], snap.gained[order]
     n_heads = snap.n_heads
@@ -70,12 +86,16 @@ def weights_figure(snap: LiveSnapshot) -> go.Figure:
         annotations=[{"text": "uniform", "showarrow": False, "xref": "x domain", "x": 1, "xanchor": "right",
                       "yref": "y", "y": uniform, "yanchor": "bottom"}],
     )
-    return go.Figure({"data": bars, "layout": layout})
-
+    return {"data": bars, "layout": layout}
 
 
 def pca_figure(snap: LiveSnapshot) -> go.Figure:
     """Heads in the plane of the first two principal components, sized and coloured by weight."""
+    return live_figure(pca_spec(snap))
+
+
+def pca_spec(snap: LiveSnapshot) -> dict:
+    """`pca_figure`'s plotly spec."""
     w, xy, evr, gained = snap.weights, snap.head_coords, snap.explained_variance_ratio, snap.gained
     marker = weight_marker(w, base=6, span=24)
     marker["line"] = {"width": np.where(gained, 2, 0.5), "color": np.where(gained, COLOR_GAIN, "#FFFFFF").tolist()}
@@ -104,7 +124,7 @@ def pca_figure(snap: LiveSnapshot) -> go.Figure:
         xaxis={"range": [min(xs) - pad_x, max(xs) + pad_x], "zeroline": False},
         yaxis={"range": [min(ys) - pad_y, max(ys) + pad_y], "zeroline": False},
     )
-    return go.Figure({"data": traces, "layout": layout})
+    return {"data": traces, "layout": layout}
 
 
 def _line(x, y, name: str, mode: str, **style) -> dict:
@@ -138,6 +158,11 @@ def accuracy_figure(snap: LiveSnapshot, *, height: int | None = None, log_x: boo
     ``height``: pixels (default CHART_HEIGHT); ``log_x``: a log axis over 1 + labels, so
     the first labels' climb stays readable after hundreds of labels.
     """
+    return live_figure(accuracy_spec(snap, height=height, log_x=log_x))
+
+
+def accuracy_spec(snap: LiveSnapshot, *, height: int | None = None, log_x: bool = False) -> dict:
+    """`accuracy_figure`'s plotly spec."""
     traces, ytitle, n = _accuracy_traces(snap)
     # labels are counted: whole-number ticks only (one label must not read 0, 0.5, 1)
     last = max(n) if n else 1
@@ -161,7 +186,7 @@ def accuracy_figure(snap: LiveSnapshot, *, height: int | None = None, log_x: boo
     if snap.held_out is None and not n:
         layout["annotations"] = [{"text": "Label a pair to start the curve", "showarrow": False,
                                   "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper"}]
-    return go.Figure({"data": traces, "layout": layout})
+    return {"data": traces, "layout": layout}
 
 
 # The presenter's headline: past this many labels its x-axis turns logarithmic, so the
@@ -173,7 +198,8 @@ HEADLINE_LINE = 6
 
 def headline_figure(snap: LiveSnapshot) -> go.Figure:
     """The presenter view's one large chart: held-out accuracy vs labels, projector-sized."""
-    fig = accuracy_figure(snap, height=HEADLINE_HEIGHT, log_x=snap.n_labels > HEADLINE_LOG_AFTER)
+    # validated: it is restyled through plotly's objects below
+    fig = go.Figure(accuracy_spec(snap, height=HEADLINE_HEIGHT, log_x=snap.n_labels > HEADLINE_LOG_AFTER))
     for trace in fig.data:
         dotted = trace.line.dash == "dot" and trace.line.color == COLOR_PERSONAL  # an "off" curve stays thin
         trace.line.width = HEADLINE_LINE // 2 if dotted else HEADLINE_LINE
