@@ -21,6 +21,10 @@ the click -> confirmed label latency. Then every session stops and the figures a
   browsers share the machine with the server).
 
 Targets (issue 12): <= 40 ms server CPU per label, p50 <= 500 ms, p95 <= 1.5 s.
+
+--profile FILE: py-spy (not a requirement: `pip install py-spy`) samples the server over
+the labelling window, only threads holding the GIL (what costs CPU), and writes the
+collapsed stacks to FILE; the busiest functions are printed with their share.
 """
 
 from __future__ import annotations
@@ -135,7 +139,33 @@ async def _session(page, start_event: asyncio.Event, deadline: list[float], out:
         k += 1
 
 
-async def run_browsers(url: str, n: int, seconds: float, server) -> dict:
+def start_profiler(profile: Path | None, pid: int, seconds: float) -> subprocess.Popen | None:
+    """py-spy recording the server's GIL-holding threads for ``seconds`` into ``profile`` (raw stacks)."""
+    if profile is None:
+        return None
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--gil", "--rate", "200", "--format", "raw",
+                             "--duration", str(int(seconds) + 1), "--output", str(profile), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def print_profile(profile: Path, top: int = 25) -> None:
+    """The functions with the most samples (inclusive) of a raw py-spy file, with their share."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in profile.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        total += int(count)
+        for frame in {f.split(":")[0] + ")" for f in stack.split(";")}:
+            inclusive[frame] = inclusive.get(frame, 0) + int(count)
+    print(f"profile: {total} samples holding the GIL (at 200 per second), the busiest functions (inclusive):")
+    for frame, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {100 * count / max(total, 1):5.1f}%  {frame}")
+
+
+async def run_browsers(url: str, n: int, seconds: float, server, profile: Path | None = None) -> dict:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -152,12 +182,15 @@ async def run_browsers(url: str, n: int, seconds: float, server) -> dict:
             await asyncio.sleep(IDLE_WINDOW_S)
             idle1 = server.cpu_times()
             cpu0, load0, browsers0 = server.cpu_times(), os.getloadavg(), _browsers_cpu()
+            spy = start_profiler(profile, server.pid, seconds)
             t0 = time.perf_counter()
             deadline[0] = t0 + seconds
             go.set()
             await asyncio.gather(*tasks)
             wall = time.perf_counter() - t0
             cpu1, browsers1 = server.cpu_times(), _browsers_cpu()
+            if spy is not None:
+                await asyncio.to_thread(spy.wait)
         finally:
             await browser.close()
     cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
@@ -234,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8516)
     parser.add_argument("--db", type=Path, help="a store to copy and serve (default: a synthetic demo store)")
     parser.add_argument("--server-log", type=Path, help="keep the server's output in this file")
+    parser.add_argument("--profile", type=Path, help="py-spy the server over the labelling window into this file")
     args = parser.parse_args(argv)
     if not (1 <= args.browsers <= 50 and 1 <= args.seconds <= 600):
         parser.error("--browsers must be 1..50 and --seconds 1..600")
@@ -250,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         proc = start_server(db, args.port, log)
         try:
             result = asyncio.run(run_browsers(f"http://127.0.0.1:{args.port}", args.browsers, args.seconds,
-                                              psutil.Process(proc.pid)))
+                                              psutil.Process(proc.pid), args.profile))
         finally:
             proc.terminate()
             try:
@@ -263,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"server log: {len(errors)} error lines, first: {errors[0][:200]}")
         if args.server_log:
             shutil.copyfile(log, args.server_log)
+        if args.profile is not None and args.profile.exists():
+            print_profile(args.profile)
     return 0 if ok else 1
 
 
