@@ -1,12 +1,14 @@
 """Regenerate the README's screenshots: every page at 1280 x 720 and 1920 x 1080, in Chromium.
 
-    .venv/bin/python bench/screenshots.py --db path/to/store.duckdb [--out assets/screenshots]
+    .venv/bin/python bench/screenshots.py --db path/to/store.duckdb [--out assets/screenshots] [--pages data]
 
 The store is copied first (the original is never written). Without --db the demo is
 built into a temporary store (1-2 minutes on a CPU, as on a first launch). The app is
 started on a free loopback port; one person labels a few pairs by keyboard and writes
 a comment, a second person labels too (so People shows agreement), the demo pool gets
-guidelines, and each page is photographed at both sizes. Needs /usr/bin/chromium.
+guidelines, and each page is photographed at both sizes; the Data page with a build
+running on the server (K = 500 heads on the demo pool, started from the page). Needs
+/usr/bin/chromium.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ GUIDELINES = ("## How to choose\n- **Correct** before **complete**: a wrong fact
               "- Prefer the answer that says when it is unsure.\n- Length is not quality.\n\n"
               "**Tie** when both are equally good, **Both bad** when neither is acceptable.")
 LOAD_MS = 180_000
+# The Data page is photographed while a build of this many heads runs (minutes on a CPU).
+BUILD_HEADS = 500
 
 
 def _free_port() -> int:
@@ -102,11 +106,28 @@ def _settle(page) -> None:
     page.wait_for_function(_SETTLED, timeout=LOAD_MS)
 
 
+def _start_build(page) -> None:
+    """Start a slow build on the Data page (many heads, calibrated) and wait until it shows as running."""
+    page.locator("[data-testid='stSidebarNav'] a", has_text="Data").first.click()
+    box = page.get_by_label("Heads (K)", exact=True)
+    box.fill(str(BUILD_HEADS))
+    box.press("Enter")
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Build", exact=True).click()
+    page.get_by_text("Building", exact=True).first.wait_for(timeout=LOAD_MS)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", help="a store to copy (default: build the demo)")
     parser.add_argument("--out", default=str(REPO / "assets" / "screenshots"))
+    parser.add_argument("--pages", default=",".join(PAGES.values()),
+                        help=f"comma-separated pages to photograph (default: all of {', '.join(PAGES.values())})")
     args = parser.parse_args(argv)
+    stems = [p.strip() for p in args.pages.split(",") if p.strip()]
+    unknown = sorted(set(stems) - set(PAGES.values()))
+    if unknown:
+        parser.error(f"unknown pages {unknown}; pages: {', '.join(PAGES.values())}")
     from playwright.sync_api import sync_playwright
 
     out = Path(args.out)
@@ -120,11 +141,18 @@ def main(argv: list[str] | None = None) -> int:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
                 page = browser.new_page(viewport={"width": 1280, "height": 720})
-                _label(page, url, "sam", "abab")  # a second person: People shows agreement
-                _label(page, url, "alex", "abbaabab12")
-                for width, height in SIZES:
-                    page.set_viewport_size({"width": width, "height": height})
-                    for title, stem in PAGES.items():
+                if set(stems) - {"data"}:  # the Data page shows no labels
+                    _label(page, url, "sam", "abab")  # a second person: People shows agreement
+                    _label(page, url, "alex", "abbaabab12")
+                else:
+                    page.goto(url)
+                for title, stem in PAGES.items():
+                    if stem not in stems:
+                        continue
+                    if stem == "data":
+                        _start_build(page)
+                    for width, height in SIZES:  # both sizes in a row: the build still runs for both
+                        page.set_viewport_size({"width": width, "height": height})
                         page.locator("[data-testid='stSidebarNav'] a", has_text=title).first.click()
                         _settle(page)
                         target = out / f"{stem}-{width}x{height}.png"

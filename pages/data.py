@@ -3,8 +3,9 @@
 1. Import: a file by upload or by path (DESIGN format, HH-RLHF, LLMBar, per-user
    ratings), validated by hyre_engine.data; errors name the file, row and
    column, and nothing is written unless the whole file reads.
-2. Build: backbone, ensemble kind, K, prior scale, training groups; a progress
-   bar per stage (embedding, training, caching Z).
+2. Build: backbone, ensemble kind, K, prior scale, training groups. The build runs
+   on the server (hyre_engine.jobs, pages/_shared/build_jobs.py), not in this tab: its
+   progress shows in every tab and survives a reload.
 3. Manage: the pools and ensembles in the store, each deletable after a confirm.
 """
 
@@ -18,21 +19,20 @@ import streamlit as st
 from hyre_engine import auth
 from hyre_engine import ensemble as ens
 from hyre_engine import joint_training as jt
-from hyre_engine.backbone import DEFAULT_BACKBONE, BackboneNotFoundError, load_backbone
+from hyre_engine.backbone import DEFAULT_BACKBONE, load_backbone
 from hyre_engine.data import FORMATS, DataError
 from hyre_engine.demo import CROWD_GROUP
-from hyre_engine.pipeline import BUILD_STAGES, DEFAULT_ANNOTATOR_FRACTION, BuildConfig, build_pool
+from hyre_engine.pipeline import DEFAULT_ANNOTATOR_FRACTION, BuildConfig
 from hyre_engine.safe_text import escape_markdown
 from hyre_engine.store import PoolExistsError
-from pages._shared import data_forms, data_io, signin
+from pages._shared import build_jobs, data_forms, data_io, signin
 from pages._shared.context import (
     current_user,
     store,
 )
-from pages._shared.evaluation import BACKBONE_PATH_PREFIX
 from pages._shared.guidelines import guidelines_section
-from pages._shared.labels import FORMAT_TEXT, KIND_TEXT, STAGE_TEXT
-from pages._shared.manage import LAST_BUILD_KEY, built_notice, manage_section
+from pages._shared.labels import FORMAT_TEXT, KIND_TEXT
+from pages._shared.manage import manage_section
 
 SOURCES = {"upload": "Upload a file", "path": "A file in the data folders"}
 BACKBONES = {"embedded": f"Embedded {DEFAULT_BACKBONE}", "folder": "A local Hugging Face folder"}
@@ -223,65 +223,24 @@ def _build_section(db) -> None:
         start = st.button("Build", type="primary", icon=":material/construction:", key="data_build",
                        disabled=not train or (backbone_choice == "folder" and folder is None))
     if start:
-        try:
-            settings = jt.JointTrainingConfig(**finetune) if finetune is not None else None
-        except ValueError as exc:
-            st.error(f"**Fine-tuning settings:** {exc}", icon=":material/error:")
-            return
-        config = BuildConfig(backbone=folder, kind=kind, n_heads=int(k), hidden=int(hidden),
-                             prior_scale=float(prior), train_groups=list(train),
-                             annotator_fraction=float(fraction) if fraction > 0 else None, calibrate=calibrate,
-                             finetune=settings)
-        _build(db, pool_id, config)
-    last = st.session_state.get(LAST_BUILD_KEY)
-    if last and last["pool_id"] in names:
-        built_notice(last, names)
+        _start(db, pool_id, finetune, BuildConfig(
+            backbone=folder, kind=kind, n_heads=int(k), hidden=int(hidden), prior_scale=float(prior),
+            train_groups=list(train), annotator_fraction=float(fraction) if fraction > 0 else None,
+            calibrate=calibrate))
+    build_jobs.started_notice()
 
 
-def _build(db, pool_id: str, config: BuildConfig) -> None:
-    status = st.empty()
-    bars = {}
-    with st.container():
-        for stage in BUILD_STAGES:
-            if (stage == "calibrate" and not config.calibrate) or (stage == "finetune" and not config.finetune):
-                continue
-            bars[stage] = st.progress(0.0, text=f"{STAGE_TEXT[stage]}: waiting")
-
-    def finetune_progress(p: jt.EpochProgress) -> None:
-        scored = "" if p.val_loss is None else f" · validation accuracy {p.val_accuracy:.3f}"
-        bars["finetune"].progress(
-            min(1.0, ((p.epoch - 1) * p.steps + p.step) / (p.epochs * p.steps)),
-            text=f"{STAGE_TEXT['finetune']}: epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}"
-            f"{scored} · about {p.eta / 60:.0f} min left",
-        )
-
-    def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is not None and stage != "finetune":
-            bar.progress(min(1.0, done / total if total else 1.0),
-                         text=f"{STAGE_TEXT[stage]}: {done:,} / {total:,}")
-
-    status.caption("Loading the backbone…")
+def _start(db, pool_id: str, finetune: dict | None, config: BuildConfig) -> None:
+    """Start the build on the server (its progress shows below, in every tab)."""
     try:
-        window = config.finetune.max_length if config.finetune else None
-        # the cached backbone has its own window: a fine-tuning with another loads its own
-        backbone = _backbone(config.backbone) if window is None else None
-        status.empty()
-        report = build_pool(db, pool_id, config, backbone=backbone, progress=progress,
-                            finetune_progress=finetune_progress if config.finetune else None)
-    except (BackboneNotFoundError, ValueError, OSError) as exc:
-        status.empty()
-        st.error(f"**The build stopped.** {exc}", icon=":material/error:")
+        config.finetune = jt.JointTrainingConfig(**finetune) if finetune is not None else None
+    except ValueError as exc:
+        st.error(f"**Fine-tuning settings:** {exc}", icon=":material/error:")
         return
-    for stage, bar in bars.items():
-        bar.progress(1.0, text=f"{STAGE_TEXT[stage]}: done")
-    if config.backbone is not None:
-        # the Evaluate page needs the folder again to embed with this backbone
-        db.put_result(BACKBONE_PATH_PREFIX + report.backbone_id, {"path": str(config.backbone)})
-    st.session_state[LAST_BUILD_KEY] = {
-        "pool_id": pool_id, "ensemble_id": report.ensemble_id, "summary": report.summary(),
-        "trained": report.trained,
-    }
+    # the cached backbone has its own window: a fine-tuning with another loads its own
+    window = config.finetune.max_length if config.finetune is not None else None
+    loader = (lambda: _backbone(config.backbone)) if window is None else None
+    build_jobs.start(db, pool_id, config, backbone=loader, user=current_user())
 
 
 def main() -> None:
@@ -292,6 +251,7 @@ def main() -> None:
     db = store()
     st.markdown("Bring your own preference data: import a file, build an ensemble of reward heads "
                 "on it, and manage what the store holds.")
+    build_jobs.jobs_panel(db)  # the builds running on the server, first: what a reload comes back to
     _import_section(db)
     st.divider()
     _build_section(db)

@@ -52,7 +52,7 @@ def test_a_build_runs_on_its_own_thread_and_its_progress_only_grows(pools, backb
     assert {name for _, name in seen} == {f"hyre-build-{job.job_id}"}  # never the caller's thread
     updates = [j for j, _ in seen]
     fractions = [j.fraction for j in updates]
-    assert fractions == sorted(fractions) and 0 < fractions[0] < fractions[-1] == 1.0
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 < fractions[1] and fractions[-1] == 1.0
     # stages in the planned order, each one's count growing to its total
     assert done.stages == ("load", "embed", "train", "predict")
     order = list(dict.fromkeys(j.stage for j in updates))

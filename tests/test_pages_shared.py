@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,22 @@ def _result(groups=("g1", "g2")) -> dict:
         "summary": {"hyre": {"mean": [0.5, 0.6, 0.8], "std_over_groups": [0, 0, 0]},
                     "uniform": {"mean": [0.5, 0.5, 0.5], "std_over_groups": [0, 0, 0]}},
     }
+
+
+def test_a_build_job_reads_in_plain_words():
+    from hyre_engine import jobs
+    from pages._shared import build_jobs
+
+    job = jobs.Job(job_id="j", db_path="x.duckdb", pool_id="p", pool_name="my *pool*",
+                   settings={"kind": "shared", "n_heads": 100, "finetune": {"epochs": 1}},
+                   stages=jobs.JOB_STAGES, started_by="kim", started_at=0.0)
+    assert build_jobs.describe(job) == "shared · K = 100 · fine-tuned backbone on pool **my \\*pool\\***"
+    assert build_jobs.progress_text(job) == "Loading the embedding model…"
+    assert build_jobs.progress_text(replace(job, stage="train", done=1200, total=3000)) == (
+        "Training the heads: 1,200 / 3,000")
+    tuned = replace(job, stage="finetune", done=2, total=9, detail="epoch 1/3, step 2/3 · about 1 min left")
+    assert build_jobs.progress_text(tuned) == (
+        "Fine-tuning the backbone with the heads: epoch 1/3, step 2/3 · about 1 min left")
 
 
 def test_parse_n_values():

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import streamlit as st
 
-from hyre_engine import live, profiles
+from hyre_engine import jobs, live, profiles
 from hyre_engine.candidates import DEFAULT_FULL_POOL_MAX
 from hyre_engine.demo import DEMO_POOL_NAME
 from hyre_engine.device import describe_device
 from hyre_engine.ensemble import Ensemble, fingerprint
 from hyre_engine.pca import FunctionPCA, fit_pool_pca
+from hyre_engine.safe_text import escape_markdown
 from hyre_engine.store import EnsembleRecord, PoolRecord, Store, StoreLockedError, default_db_path
 from pages._shared import signin
 from pages._shared.first_launch import build_demo_with_progress
@@ -304,9 +305,12 @@ def resolve_context() -> Context | None:
         if pool.name == DEMO_POOL_NAME:
             # an interrupted first build: finish it (everything done is reused)
             build_demo_with_progress(db, path, needs_build=lambda: _demo_needs_build(path, db))
+        elif jobs.REGISTRY.running(path, pool.pool_id) is not None:
+            st.info(f"Pool '{escape_markdown(pool.name)}' is being built on the server: it is ready when "
+                    "the build ends (the Data page shows its progress).", icon=":material/hourglass_top:")
         else:
             st.error(
-                f"Pool '{pool.name}' has an ensemble but no cached head predictions yet. "
+                f"Pool '{escape_markdown(pool.name)}' has an ensemble but no cached head predictions yet. "
                 "Build it first: `python -m hyre_engine build --pool FILE`."
             )
         return None

@@ -36,6 +36,7 @@ METHOD_TEXT = {
 LOSS_TEXT = {"zero-one": "0-1 error (the paper's choice)", "cross-entropy": "cross-entropy"}
 # Build and evaluation stages: what a progress bar says.
 STAGE_TEXT = {
+    "load": "Loading the embedding model",
     "embed": "Embedding the texts",
     "calibrate": "Calibrating beta",
     "finetune": "Fine-tuning the backbone with the heads",

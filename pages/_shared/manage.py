@@ -16,8 +16,6 @@ from pages._shared.context import (
 )
 from pages._shared.widgets import escape_markdown
 
-# {pool_id, ensemble_id, summary, trained} of the Data page's last build.
-LAST_BUILD_KEY = "data_last_build"
 NOTICE_KEY = "data_notice_manage"
 
 
@@ -47,33 +45,7 @@ def _forget(*, pool_id: str | None = None, ensemble_id: str | None = None) -> No
         state.pop(ENSEMBLE_KEY, None)
     if ensemble_id is not None and state.get(ENSEMBLE_KEY) == ensemble_id:
         state.pop(ENSEMBLE_KEY, None)
-    last = state.get(LAST_BUILD_KEY)
-    if last and (last["pool_id"] == pool_id or last["ensemble_id"] == ensemble_id):
-        state.pop(LAST_BUILD_KEY, None)
     forget_context()
-
-
-def _use(pool_id: str, ensemble_id: str) -> None:
-    st.session_state[POOL_KEY] = pool_id
-    st.session_state[ENSEMBLE_KEY] = ensemble_id
-    # the context of this run was resolved before the switch: resolve it again
-    forget_context()
-
-
-def built_notice(last: dict, names: dict) -> None:
-    ctx = get_context()
-    in_use = ctx is not None and ctx.ensemble_id == last["ensemble_id"] and ctx.pool_id == last["pool_id"]
-    verb = "Built" if last["trained"] else "Already built (reused)"
-    st.success(f"{verb}: ensemble {last['ensemble_id']} for pool '{escape_markdown(names[last['pool_id']])}'.",
-               icon=":material/check_circle:")
-    with st.expander("Build report"):
-        st.code(last["summary"], language=None)
-    if in_use:
-        st.caption("The pages work on this ensemble now: open Label or Explore.")
-    else:
-        st.button("Work on this ensemble", icon=":material/arrow_forward:", key="data_use",
-                  on_click=_use, args=(last["pool_id"], last["ensemble_id"]),
-                  help="Makes it the pool and ensemble the Label, Explore and Evaluate pages use.")
 
 
 def manage_section(db) -> None:

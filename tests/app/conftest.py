@@ -29,6 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "app.py")
 # First runs import torch and the app: generous, the machine may be shared.
 TIMEOUT = 120
+# The longest a test waits for a build it started on the Data page (tiny pools: seconds).
+BUILD_WAIT_S = 180
 
 
 def build_small_demo(path: Path) -> dict:
@@ -70,8 +72,12 @@ def app_db(small_demo_template, tmp_path, monkeypatch) -> tuple[Path, dict]:
     shutil.copyfile(template, path)
     monkeypatch.setenv(DB_ENV_VAR, str(path))
     yield path, info
-    # The app caches one Store per file for the process: close it with the test's file.
+    # A build the test started runs on a thread of this process: let it end before its file goes.
+    from hyre_engine import jobs
     from pages._shared import context
+
+    for job in jobs.REGISTRY.jobs(str(path)):
+        jobs.REGISTRY.wait(job.job_id, BUILD_WAIT_S)
 
     context.get_store(str(path)).close()
     context.get_store.clear()
@@ -108,3 +114,17 @@ def upload_pool(design_csv):
         return dict(zip(pools["name"], pools["pool_id"], strict=True))["tiny"]
 
     return upload
+
+
+@pytest.fixture
+def finish_builds():
+    """``finish_builds(path)``: wait for every build of the database ``path`` that the Data page
+    started on the server's job registry; returns them, newest first, all ended."""
+    from hyre_engine import jobs
+
+    def wait(path: Path) -> list:
+        ended = [jobs.REGISTRY.wait(job.job_id, BUILD_WAIT_S) for job in jobs.REGISTRY.jobs(str(path))]
+        assert not any(job.running for job in ended), "a build did not end in time"
+        return ended
+
+    return wait

@@ -29,7 +29,8 @@ def tiny_pool(app_db, open_page, upload_pool):
 
 
 @pytest.mark.slow
-def test_build_with_fine_tuning_shows_progress_and_stores_the_new_backbone(tiny_pool, tiny_model_dir):
+def test_build_with_fine_tuning_reports_its_stages_and_stores_the_new_backbone(
+        tiny_pool, tiny_model_dir, finish_builds):
     at, path, pool_id = tiny_pool
     at.radio(key="data_backbone").set_value("folder").run()
     at.text_input(key="data_backbone_path").set_value(str(tiny_model_dir))
@@ -42,10 +43,11 @@ def test_build_with_fine_tuning_shows_progress_and_stores_the_new_backbone(tiny_
     at.number_input(key="data_ft_blr_full").set_value(1e-3)
     at.button(key="data_build").click().run()
     assert not at.exception, at.exception
+    [job] = finish_builds(path)
+    assert job.stages == ("load", "embed", "finetune", "train", "predict") and job.fraction == 1.0
+    at.run()
     assert [e.value for e in at.error] == []
-    bars = at.get("progress")
-    assert any("Fine-tuning the backbone" in (b.proto.text or "") for b in bars)
-    assert all(b.value == 100 for b in bars)
+    assert any("Built: ensemble" in s.value for s in at.success)
     with Store(path) as store:
         built = store.list_ensembles(pool_id)
         assert len(built) == 1 and "+ft-full-" in built["backbone_id"].iloc[0]
@@ -53,7 +55,7 @@ def test_build_with_fine_tuning_shows_progress_and_stores_the_new_backbone(tiny_
 
 
 @pytest.mark.slow
-def test_bad_fine_tuning_settings_are_an_error_on_the_page(tiny_pool, tiny_model_dir):
+def test_bad_fine_tuning_settings_are_an_error_on_the_page(tiny_pool, tiny_model_dir, finish_builds):
     at, path, pool_id = tiny_pool
     at.checkbox(key="data_finetune").check().run()
     at.selectbox(key="data_ft_mode").set_value("lora").run()
@@ -63,6 +65,9 @@ def test_bad_fine_tuning_settings_are_an_error_on_the_page(tiny_pool, tiny_model
     at.number_input(key="data_ft_maxlen").set_value(4096)
     at.button(key="data_build").click().run()
     assert not at.exception, at.exception
+    [job] = finish_builds(path)
+    assert job.status == "failed"
+    at.run()
     assert any("exceeds the window" in e.value for e in at.error), [e.value for e in at.error]
     with Store(path) as store:
         assert store.list_ensembles(pool_id).empty

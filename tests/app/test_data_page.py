@@ -117,7 +117,7 @@ def test_path_import_of_ratings(app_db, tmp_path, monkeypatch, open_page):
 
 
 @pytest.mark.slow
-def test_build_use_and_delete_ensemble(app_db, open_page, upload_pool):
+def test_build_use_and_delete_ensemble(app_db, open_page, upload_pool, finish_builds):
     path, info = app_db
     at = open_page("pages/data.py")
     pool_id = upload_pool(at, path, 6)
@@ -127,17 +127,20 @@ def test_build_use_and_delete_ensemble(app_db, open_page, upload_pool):
     at.multiselect(key=f"data_train_{pool_id}").set_value(["g1"]).run()
     at.button(key="data_build").click().run()
     assert not at.exception, at.exception
+    [job] = finish_builds(path)
+    at.run()  # the page a second later: the build has ended on the server
+    assert not at.exception, at.exception
     assert [e.value for e in at.error] == []
-    bars = at.get("progress")
-    assert bars and all(b.value == 100 for b in bars)
+    assert any(f"Built: ensemble {job.ensemble_id} for pool 'tiny'" in s.value for s in at.success)
     with Store(path) as store:
         built = store.list_ensembles(pool_id)
         assert len(built) == 1 and built["config"].iloc[0]["n_heads"] == 8
         assert built["meta"].iloc[0]["train_groups"] == ["g1"]
         assert store.get_head_predictions(built["ensemble_id"].iloc[0], pool_id).shape == (6, 8)
     ensemble_id = built["ensemble_id"].iloc[0]
+    assert ensemble_id == job.ensemble_id
 
-    at.button(key="data_use").click().run()
+    at.button(key=f"data_use_{job.job_id}").click().run()
     assert not at.exception, at.exception
     in_use = [m.value for m in at.markdown if "in use" in m.value]
     assert any("**tiny**" in m for m in in_use) and any("K = 8" in m for m in in_use), in_use
@@ -150,3 +153,44 @@ def test_build_use_and_delete_ensemble(app_db, open_page, upload_pool):
     # the app fell back to the demo ensemble
     in_use = [m.value for m in at.markdown if "in use" in m.value]
     assert any("**demo**" in m for m in in_use) and any("K = 20" in m for m in in_use), in_use
+    assert any("has been deleted since" in c.value for c in at.caption)
+
+
+@pytest.mark.slow
+def test_a_build_runs_on_the_server_and_another_tab_follows_it(app_db, open_page, upload_pool, finish_builds):
+    from hyre_engine import jobs
+    from pages._shared import context
+
+    path, _ = app_db
+    first = open_page("pages/data.py")
+    pool_id = upload_pool(first, path, 6)
+    first.number_input(key="data_heads").set_value(4)
+    first.number_input(key="data_hidden").set_value(8)
+    first.checkbox(key="data_calibrate").uncheck()
+    first.multiselect(key=f"data_train_{pool_id}").set_value(["g1"]).run()
+    second = open_page("pages/data.py")  # another tab: its own session
+    # another writer holds the store: the build waits at its first write, so it is seen running
+    with context.get_store(str(path))._write_lock:
+        first.button(key="data_build").click().run()
+        assert not first.exception, first.exception
+        running = jobs.REGISTRY.running(str(path), pool_id)
+        assert running is not None and running.started_by  # the tab's run ended, the build did not
+        second.run()
+        assert not second.exception, second.exception
+        assert any("**Building** shared · K = 4 on pool **tiny**" in m.value for m in second.markdown)
+        [bar] = second.get("progress")
+        assert bar.proto.text.startswith(("Loading the embedding model", "Embedding the texts"))
+        # a second build of the same pool is refused while this one runs
+        first.button(key="data_build").click().run()
+        assert any("is being built already" in w.value for w in first.warning)
+    [job] = finish_builds(path)
+    assert job.status == jobs.DONE
+    second.run()
+    assert not second.exception, second.exception
+    assert not second.get("progress")
+    assert any(f"Built: ensemble {job.ensemble_id} for pool 'tiny'" in s.value for s in second.success)
+    # the new pool and ensemble are in the sidebar's picker of a tab opened now, without a restart
+    # (AppTest leaves the sidebar of a switched page empty, so a fresh tab on the Label page)
+    third = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=120)
+    third.run()
+    assert third.sidebar.selectbox(key="hyre_pool_id").options == ["demo", "tiny"]

@@ -1,5 +1,5 @@
 """The Data page in a real browser: upload a small file, import it, build a small
-ensemble, work on it, and open Explore on it."""
+ensemble (reloading the page while it builds), work on it, and open Explore on it."""
 
 from __future__ import annotations
 
@@ -66,6 +66,12 @@ def test_upload_import_build_and_explore(app_server, browser_page, tmp_path):
     _fill(page, "Heads (K)", "8")
     _fill(page, "Hidden units per head", "16")
     page.get_by_role("button", name="Build", exact=True).click()
+    # the build runs on the server: a reload mid-build still shows it, and its end
+    page.get_by_text("Building", exact=True).wait_for(timeout=LOAD_TIMEOUT_MS)
+    page.reload()
+    page.get_by_role("heading", name="Data").wait_for(timeout=LOAD_TIMEOUT_MS)
+    job = page.locator("[data-testid='stProgress']").or_(page.get_by_text("Built: ensemble"))
+    job.first.wait_for(timeout=LOAD_TIMEOUT_MS)
     page.get_by_text("Built: ensemble").wait_for(timeout=BUILD_TIMEOUT_MS)
     assert page.locator("[data-testid='stAlertContentError']").count() == 0
     page.get_by_role("button", name="Work on this ensemble").click()
