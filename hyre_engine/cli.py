@@ -585,7 +585,8 @@ COMMANDS: dict[str, Command] = {
         "Export the labels given in labelling sessions, per user, per pool or all: TRL / "
         "RewardBench prompt, chosen, rejected (JSONL, Parquet), the project's pair format with "
         "group and annotator, and a datasets.Dataset saved to disk. Ties, both bad, can't judge "
-        "and skips go to <name>.no_preference.jsonl (and the pair file's judgement column).",
+        "and skips go to <name>.no_preference.jsonl (and the pair file's judgement column); comments "
+        "and flags on pairs not labelled go to <name>.unlabelled_notes.jsonl.",
         _export_arguments, _run_export,
     ),
     "users": Command(

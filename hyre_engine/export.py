@@ -14,7 +14,10 @@ user, one pool, or all of them:
 Judgements that prefer neither response (tie, both bad, can't judge, skip) have no
 chosen side, so a TRL file cannot hold them; they go to their own file
 (``<name>.no_preference.jsonl``) and the pair format keeps them with an empty
-``label`` and a ``judgement`` column. Nothing a person said is dropped in silence.
+``label`` and a ``judgement`` column. A comment or flag on a pair the person did not
+label (yet, or any more) is no judgement either: those notes go to
+``<name>.unlabelled_notes.jsonl`` beside every format. Nothing a person said is dropped
+in silence.
 
 Persona sessions are simulated labels replayed from a group of the pool: they are
 exported only when asked for (``include_personas``), with the persona as annotator.
@@ -33,6 +36,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from hyre_engine import people
 from hyre_engine.numerics import LABEL_A, LABEL_B, NO_PREFERENCE, PAIR_LABELS
 
 if TYPE_CHECKING:
@@ -50,6 +54,9 @@ PAIR_COLUMNS = ("prompt", "response_a", "response_b", "label", "group", "annotat
 # The rows with no preferred side, one file beside the preferences.
 NO_PREFERENCE_COLUMNS = ("prompt", "response_a", "response_b", "judgement", "pool", "pair_id", "annotator",
                          "comment", "flagged")
+# A note on a pair its session holds no label for, as its file has it.
+UNLABELLED_NOTE_COLUMNS = ("prompt", "response_a", "response_b", "pool", "pair_id", "annotator", "comment",
+                           "flagged", "noted_at")
 # Every judgement row before it is shaped into a format.
 JUDGEMENT_COLUMNS = (
     "pool", "pool_id", "user", "mode", "persona", "annotator", "session_id", "seq",
@@ -68,13 +75,16 @@ class ExportReport:
     n_no_preference: int  # ties, both bad, can't judge, skips
     n_users: int
     n_pools: int
-    paths: dict[str, Path] = field(default_factory=dict)  # format (or "no_preference") -> path
+    # format (or "no_preference", "unlabelled_notes") -> path
+    paths: dict[str, Path] = field(default_factory=dict)
+    n_unlabelled_notes: int = 0  # comments and flags on pairs without a label
 
     def summary(self) -> str:
         files = ", ".join(f"{k}: {p}" for k, p in self.paths.items())
+        notes = f", and {self.n_unlabelled_notes} note(s) on pairs not labelled" if self.n_unlabelled_notes else ""
         return (
             f"exported {self.n_preferences} preferences and {self.n_no_preference} judgements "
-            f"without a preferred side from {self.n_users} user(s) on {self.n_pools} pool(s)"
+            f"without a preferred side from {self.n_users} user(s) on {self.n_pools} pool(s){notes}"
             + (f" -> {files}" if files else "")
         )
 
@@ -100,6 +110,45 @@ def _selected_sessions(store: Store, *, user: str | None, pool: str | None,
     return pools, sessions
 
 
+def _session_frames(store: Store, sessions: pd.DataFrame, names: dict, rows_of) -> list[pd.DataFrame]:
+    """``rows_of(session, pairs)`` (a frame with row_index, or None) for every session, with the
+    session's provenance columns (pool, pool_id, user, mode, persona, annotator, session_id)."""
+    frames = []
+    for pool_id, group in sessions.groupby("pool_id", sort=False):
+        pairs = store.pool_pairs(pool_id, with_meta=False)  # row_index order
+        for s in group.itertuples():
+            rows = rows_of(s, pairs)
+            if rows is None or not len(rows):
+                continue
+            persona = s.persona if isinstance(s.persona, str) else None
+            texts = pairs.iloc[rows["row_index"].to_numpy(dtype="int64")]
+            frames.append(rows.reset_index(drop=True).assign(
+                pool=names[pool_id], pool_id=pool_id, user=s.user, mode=s.mode, persona=persona,
+                annotator=persona if s.mode == "persona" else s.user, session_id=s.session_id,
+                **{c: texts[c].to_numpy() for c in ("prompt", "response_a", "response_b")},
+            ))
+    return frames
+
+
+def _labelled(store: Store):
+    """`_session_frames`' rows of a session: its judgements with the person's note on each pair."""
+
+    def rows_of(s, pairs) -> pd.DataFrame:
+        rows = store.session_labels(s.session_id)
+        notes = store.session_notes(s.session_id).set_index("row_index")
+        note = notes.reindex(rows["row_index"].to_numpy())
+        return pd.DataFrame({
+            "seq": rows["seq"].to_numpy(), "row_index": rows["row_index"].to_numpy(),
+            "pair_id": rows["pair_id"].to_numpy(), "judgement": rows["label"].to_numpy(),
+            "created_at": rows["created_at"].to_numpy(),
+            # the person's optional comment ("" when none) and review flag on the pair
+            "comment": note["comment"].fillna("").astype(str).to_numpy(),
+            "flagged": note["flagged"].fillna(False).astype(bool).to_numpy(),
+        })
+
+    return rows_of
+
+
 def judgements(
     store: Store,
     *,
@@ -116,42 +165,38 @@ def judgements(
     """
     pools, sessions = _selected_sessions(store, user=user, pool=pool, include_personas=include_personas)
     names = dict(zip(pools["pool_id"], pools["name"], strict=True))
-    frames = []
-    for pool_id, group in sessions.groupby("pool_id", sort=False):
-        texts = store.pool_pairs(pool_id, with_meta=False).set_index("row_index")
-        for s in group.itertuples():
-            rows = store.session_labels(s.session_id)
-            if not len(rows):
-                continue
-            pair = texts.loc[rows["row_index"].to_numpy()]
-            notes = store.session_notes(s.session_id).set_index("row_index")
-            note = notes.reindex(rows["row_index"].to_numpy())
-            persona = s.persona if isinstance(s.persona, str) else None
-            frames.append(pd.DataFrame({
-                "pool": names[pool_id],
-                "pool_id": pool_id,
-                "user": s.user,
-                "mode": s.mode,
-                "persona": persona,
-                "annotator": persona if s.mode == "persona" else s.user,
-                "session_id": s.session_id,
-                "seq": rows["seq"].to_numpy(),
-                "row_index": rows["row_index"].to_numpy(),
-                "pair_id": rows["pair_id"].to_numpy(),
-                "prompt": pair["prompt"].to_numpy(),
-                "response_a": pair["response_a"].to_numpy(),
-                "response_b": pair["response_b"].to_numpy(),
-                "judgement": rows["label"].to_numpy(),
-                "created_at": rows["created_at"].to_numpy(),
-                # the person's optional comment ("" when none) and review flag on the pair
-                "comment": note["comment"].fillna("").astype(str).to_numpy(),
-                "flagged": note["flagged"].fillna(False).astype(bool).to_numpy(),
-            }))
+    frames = _session_frames(store, sessions, names, _labelled(store))
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in JUDGEMENT_COLUMNS})
     out = pd.concat(frames, ignore_index=True).sort_values(["created_at", "session_id", "seq"], kind="stable")
     out = out.drop_duplicates(["pool_id", "annotator", "pair_id"], keep="last")
     return out.reset_index(drop=True)[list(JUDGEMENT_COLUMNS)]
+
+
+def unlabelled_notes(
+    store: Store,
+    *,
+    user: str | None = None,
+    pool: str | None = None,
+    include_personas: bool = False,
+) -> pd.DataFrame:
+    """The comments and flags on pairs their session holds no label for (`people.unlabelled_notes`),
+    selected as `judgements` selects, oldest first: DataFrame(UNLABELLED_NOTE_COLUMNS)."""
+    pools, sessions = _selected_sessions(store, user=user, pool=pool, include_personas=include_personas)
+    names = dict(zip(pools["pool_id"], pools["name"], strict=True))
+
+    def rows_of(s, pairs) -> pd.DataFrame:
+        notes = people.unlabelled_notes(store, s.session_id, pairs)
+        return notes[["row_index", "pair_id", "comment", "flagged", "updated_at"]]
+
+    frames = _session_frames(store, sessions, names, rows_of)
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in UNLABELLED_NOTE_COLUMNS})
+    out = pd.concat(frames, ignore_index=True).rename(columns={"updated_at": "noted_at"})
+    out = out.sort_values(["noted_at", "session_id", "row_index"], kind="stable").reset_index(drop=True)
+    out["noted_at"] = pd.to_datetime(out["noted_at"]).dt.strftime("%Y-%m-%dT%H:%M:%S")  # JSON has no dates
+    text = [c for c in UNLABELLED_NOTE_COLUMNS if c != "flagged"]
+    return out[list(UNLABELLED_NOTE_COLUMNS)].astype({c: str for c in text} | {"flagged": bool})
 
 
 def split_judgements(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -245,7 +290,8 @@ def export_labels(
     """Write the selected judgements to ``out_dir`` in each of ``formats``; returns what was written.
 
     Files: ``<name>.trl.jsonl``, ``<name>.trl.parquet``, ``<name>.pairs.jsonl``, the folder
-    ``<name>.dataset/`` and, when there is any, ``<name>.no_preference.jsonl``.
+    ``<name>.dataset/`` and, when there are any, ``<name>.no_preference.jsonl`` and
+    ``<name>.unlabelled_notes.jsonl``.
     ValueError for an unknown format, user or pool, before anything is written.
     """
     formats = list(dict.fromkeys(formats))
@@ -253,6 +299,7 @@ def export_labels(
     if unknown or not formats:
         raise ValueError(f"formats must be among {FORMATS}, got {unknown or formats}")
     rows = judgements(store, user=user, pool=pool, include_personas=include_personas)
+    notes = unlabelled_notes(store, user=user, pool=pool, include_personas=include_personas)
     prefs, other = split_judgements(rows)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -272,12 +319,15 @@ def export_labels(
         paths["dataset"] = path
     if len(other) and formats != ["pairs-jsonl"]:  # the pair file already holds them
         paths["no_preference"] = _write_jsonl(to_no_preference(rows), out / f"{stem}.no_preference.jsonl")
+    if len(notes):
+        paths["unlabelled_notes"] = _write_jsonl(notes, out / f"{stem}.unlabelled_notes.jsonl")
     return ExportReport(
         n_preferences=len(prefs),
         n_no_preference=len(other),
-        n_users=int(rows["annotator"].nunique()),
-        n_pools=int(rows["pool_id"].nunique()),
+        n_users=len(set(rows["annotator"]) | set(notes["annotator"])),
+        n_pools=len(set(rows["pool"]) | set(notes["pool"])),  # pool names are unique
         paths=paths,
+        n_unlabelled_notes=len(notes),
     )
 
 
@@ -306,19 +356,23 @@ FILE_TYPES = {
     "pairs-jsonl": (".pairs.jsonl", "application/jsonl"),
     "dataset": (".dataset.zip", "application/zip"),
     "no_preference": (".no_preference.jsonl", "application/jsonl"),
+    "unlabelled_notes": (".unlabelled_notes.jsonl", "application/jsonl"),
 }
 
 
 def file_bytes(rows: pd.DataFrame, fmt: str) -> bytes:
     """One export file in memory (what a download button serves): a format of FORMATS, or
-    "no_preference" for the judgements without a preferred side; "dataset" is the
-    ``save_to_disk`` folder as a zip. ValueError for an unknown format."""
+    "no_preference" for the judgements without a preferred side, or "unlabelled_notes"
+    (then ``rows`` are `unlabelled_notes`); "dataset" is the ``save_to_disk`` folder as a
+    zip. ValueError for an unknown format."""
     if fmt == "trl-jsonl":
         return jsonl_bytes(to_trl(rows))
     if fmt == "pairs-jsonl":
         return jsonl_bytes(to_pairs(rows))
     if fmt == "no_preference":
         return jsonl_bytes(to_no_preference(rows))
+    if fmt == "unlabelled_notes":
+        return jsonl_bytes(rows[list(UNLABELLED_NOTE_COLUMNS)])
     if fmt == "trl-parquet":
         buffer = io.BytesIO()
         to_trl(rows).to_parquet(buffer, index=False)
@@ -333,4 +387,4 @@ def file_bytes(rows: pd.DataFrame, fmt: str) -> bytes:
                     if path.is_file():
                         archive.write(path, path.relative_to(Path(tmp)).as_posix())
             return buffer.getvalue()
-    raise ValueError(f"format must be one of {[*FORMATS, 'no_preference']}, got {fmt!r}")
+    raise ValueError(f"format must be one of {[*FORMATS, 'no_preference', 'unlabelled_notes']}, got {fmt!r}")

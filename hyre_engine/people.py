@@ -1,6 +1,7 @@
 """The people who label: their history, how often they agree, and managing them (pandas).
 
-- `session_history`: a session's labels with the pair's texts and the person's notes.
+- `session_history`: a session's labels with the pair's texts and the person's notes;
+  `unlabelled_notes`: the notes on pairs of the session that carry no label.
 - `label_agreement`: for every two people, on the pairs both judged with a preference,
   how often they chose the same answer (and Cohen's kappa, agreement beyond chance).
 - `rename_user`, `merge_users`, `delete_user`: each asks `may_manage` first, the one
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 MANAGE_USERS = "manage_users"
 HISTORY_COLUMNS = ("seq", "row_index", "pair_id", "label", "created_at", "prompt", "response_a",
                    "response_b", "comment", "flagged")
+# A note (comment, flag) on a pair the session has no label for: what History and the exports show.
+UNLABELLED_NOTE_COLUMNS = ("row_index", "pair_id", "prompt", "response_a", "response_b", "comment", "flagged",
+                           "updated_at")
 AGREEMENT_COLUMNS = ("user_a", "user_b", "n_both", "n_same", "agreement", "kappa")
 
 
@@ -32,7 +36,7 @@ def session_history(store: Store, session_id: str, pairs: pd.DataFrame | None = 
     """The session's labels, newest first, with the pair's texts and the note: DataFrame(HISTORY_COLUMNS).
 
     ``pairs``: the pool's pairs in row_index order (the app's cached frame), read when None.
-    A pair with only a note (no label) is not listed: the history is of judgements.
+    A pair with only a note (no label) is not listed here: `unlabelled_notes` lists those.
     """
     rows = store.session_labels(session_id)
     if pairs is None:
@@ -44,6 +48,24 @@ def session_history(store: Store, session_id: str, pairs: pd.DataFrame | None = 
     out["comment"] = out["comment"].fillna("").astype(str)
     out["flagged"] = out["flagged"].fillna(False).astype(bool)
     return out.sort_values("seq", ascending=False, kind="stable").reset_index(drop=True)[list(HISTORY_COLUMNS)]
+
+
+def unlabelled_notes(store: Store, session_id: str, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The session's notes on pairs it has no label for (never labelled, or the label deleted),
+    newest first, with the pair's texts: DataFrame(UNLABELLED_NOTE_COLUMNS).
+
+    ``pairs``: the pool's pairs in row_index order, read when None.
+    """
+    notes = store.session_notes(session_id)
+    notes = notes[~notes["row_index"].isin(set(store.session_labels(session_id)["row_index"]))]
+    if pairs is None:
+        pairs = store.pool_pairs(store.get_session(session_id).pool_id, with_meta=False)
+    texts = pairs.iloc[notes["row_index"].to_numpy(dtype=np.int64)]
+    out = notes.assign(**{c: texts[c].to_numpy() for c in ("prompt", "response_a", "response_b")})
+    out["comment"] = out["comment"].astype(str)
+    out["flagged"] = out["flagged"].astype(bool)
+    out = out.sort_values("updated_at", ascending=False, kind="stable").reset_index(drop=True)
+    return out[list(UNLABELLED_NOTE_COLUMNS)]
 
 
 def history_counts(history: pd.DataFrame) -> dict[str, int]:

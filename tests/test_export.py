@@ -159,3 +159,29 @@ def test_comments_and_flags_travel_in_every_format(store, tmp_path):
     lines = [json.loads(line) for line in report.paths["pairs-jsonl"].read_text().splitlines()]
     assert {(r["pair_id"], r["comment"], r["flagged"]) for r in lines if r["comment"]} == {
         ("p1", "B cites a source", True), ("p2", 'tie, "really"', False)}
+
+
+def test_notes_on_pairs_not_labelled_go_to_their_own_file(store, tmp_path):
+    kim = store.list_sessions(user="kim").query("mode == 'human'")["session_id"].iloc[0]
+    store.set_note(kim, row_index=6, pair_id="p6", comment="never judged: the question is unclear", flagged=True)
+    store.set_note(kim, row_index=1, pair_id="p1", comment="on a label")
+    store.delete_session_label(kim, 0)  # a note outlives its label's deletion
+    store.set_note(kim, row_index=0, pair_id="p0", flagged=True)
+    notes = export.unlabelled_notes(store, user="kim")
+    assert notes[["pair_id", "comment", "flagged"]].values.tolist() == [
+        ["p6", "never judged: the question is unclear", True], ["p0", "", True]]
+    assert list(notes.columns) == list(export.UNLABELLED_NOTE_COLUMNS)
+    assert notes["prompt"].tolist() == ["question 6", "question 0"] and set(notes["annotator"]) == {"kim"}
+
+    report = export.export_labels(store, tmp_path, user="kim", formats=["trl-jsonl", "pairs-jsonl"])
+    assert report.n_unlabelled_notes == 2 and "2 note(s) on pairs not labelled" in report.summary()
+    written = [json.loads(line) for line in report.paths["unlabelled_notes"].read_text().splitlines()]
+    assert [(r["pair_id"], r["flagged"]) for r in written] == [("p6", True), ("p0", True)]
+    assert written[0]["noted_at"][:4].isdigit() and written[0]["pool"] == "pool one"
+    # no judgement file holds them: they are no judgement
+    for fmt in ("trl-jsonl", "pairs-jsonl"):
+        ids = {json.loads(line)["pair_id"] for line in report.paths[fmt].read_text().splitlines()}
+        assert "p6" not in ids and "p0" not in ids
+    assert export.file_bytes(notes, "unlabelled_notes") == report.paths["unlabelled_notes"].read_bytes()
+    # lee has no note: no notes file
+    assert "unlabelled_notes" not in export.export_labels(store, tmp_path / "lee", user="lee").paths

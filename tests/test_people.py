@@ -72,6 +72,8 @@ def test_rename_merge_and_delete_ask_the_one_permission_check(tmp_path):
         store.set_note(sid, row_index=0, pair_id="p0", comment="unlabelled pair")
         history = people.session_history(store, sid)
         assert history["row_index"].tolist() == [1] and history["comment"].tolist() == [""]
+        noted = people.unlabelled_notes(store, sid)  # the note on the pair not labelled: listed apart
+        assert noted[["row_index", "comment", "response_a"]].values.tolist() == [[0, "unlabelled pair", "a0"]]
         assert history["response_b"].tolist() == ["b1"]
         people.rename_user(store, "kim", "kimberly", role=auth.ADMIN, actor="root")
         assert list(store.list_users()["user"]) == ["kimberly"]

@@ -33,16 +33,19 @@ def export_section(ctx: Context, *, key: str, user: str | None = None) -> None:
     pool = None if scope == "all" else ctx.pool_id
     try:
         rows = export.judgements(ctx.store, user=who, pool=pool, include_personas=personas)
+        notes = export.unlabelled_notes(ctx.store, user=who, pool=pool, include_personas=personas)
     except ValueError:
-        rows = None
-    if rows is None or rows.empty:
+        rows = notes = None
+    if rows is None or (rows.empty and notes.empty):
         st.caption("Nothing to export yet: no labels in this choice.")
         return
     prefs, other = export.split_judgements(rows)
     stem = export.export_name(user=who, pool=None if pool is None else ctx.pool_name)
+    people = len(set(rows["annotator"]) | set(notes["annotator"]))
+    noted = f", and {len(notes)} note(s) on pairs not labelled" if len(notes) else ""
     st.caption(f"{len(prefs)} preferences and {len(other)} judgements without a preferred side (ties, both "
-               f"bad, can't judge, skips) from {rows['annotator'].nunique()} person(s). Comments and flags "
-               "are columns of every file.")
+               f"bad, can't judge, skips) from {people} person(s){noted}. Comments and flags are columns "
+               "of every file.")
     buttons = st.container(horizontal=True, key=f"{key}-downloads")
     suffix, mime = export.FILE_TYPES[fmt]
     buttons.download_button(
@@ -54,5 +57,12 @@ def export_section(ctx: Context, *, key: str, user: str | None = None) -> None:
         buttons.download_button(
             f"Download {len(other)} without a preference", export.file_bytes(rows, "no_preference"),
             file_name=stem + suffix, mime=mime, key=f"{key}_download_other", icon=":material/download:",
+            on_click="ignore",
+        )
+    if len(notes):  # comments and flags on pairs without a judgement: their own file, in every format
+        suffix, mime = export.FILE_TYPES["unlabelled_notes"]
+        buttons.download_button(
+            f"Download {len(notes)} notes on pairs not labelled", export.file_bytes(notes, "unlabelled_notes"),
+            file_name=stem + suffix, mime=mime, key=f"{key}_download_notes", icon=":material/download:",
             on_click="ignore",
         )

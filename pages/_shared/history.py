@@ -16,6 +16,7 @@ from hyre_engine.numerics import SESSION_LABELS
 from hyre_engine.safe_text import escape_markdown, markdown_html
 from pages._shared.context import Context
 from pages._shared.labels import LABEL_TEXT, NO_PREFERENCE_HELP
+from pages._shared.notes import note_form
 from pages._shared.widgets import snippet
 
 # pages/label.py keeps the tab's live session under this key.
@@ -24,6 +25,7 @@ PICK_KEY = "history_pick"
 TABLE_KEY = "history_table"
 CONFIRM_KEY = "history_confirm_delete"
 NOTICE_KEY = "history_notice"
+NOTE_PICK_KEY = "history_note_pick"
 # The table's row cut: enough to recognise a pair, short enough for one line.
 TABLE_CHARS = 70
 BUTTON_TEXT = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both bad",
@@ -68,15 +70,15 @@ def label_list(frame: pd.DataFrame) -> int | None:
                         help="Click a row of the table, or pick it here.")
 
 
-def pair_in_full(row: pd.Series) -> None:
+def pair_in_full(row: pd.Series, *, key: str = "history") -> None:
     """The prompt and both answers, whole, rendered as Markdown and sanitised (no images, no script)."""
-    with st.container(border=True, key="history-prompt"):
+    with st.container(border=True, key=f"{key}-prompt"):
         st.caption(f"PROMPT · pair id {escape_markdown(row['pair_id'])}")
         st.html(markdown_html(str(row["prompt"])) or "<p><em>(no prompt)</em></p>")
     cols = st.columns(2, gap="medium")
     for col, side in zip(cols, ("a", "b"), strict=True):
-        with col, st.container(border=True, key=f"history-card-{side}"):
-            mark = " · :orange[your choice]" if row["label"] == side else ""
+        with col, st.container(border=True, key=f"{key}-card-{side}"):
+            mark = " · :orange[your choice]" if row.get("label") == side else ""
             st.markdown(f"**Response {side.upper()}**{mark}")
             st.html(markdown_html(str(row[f"response_{side}"])))
 
@@ -124,3 +126,31 @@ def change_controls(ctx: Context, session_id: str, row: pd.Series) -> None:
         cols[0].button("Yes, delete", key="hist_delete_confirm", type="primary", on_click=_change,
                        args=(ctx, session_id, seq, None))
         cols[1].button("Cancel", key="hist_delete_cancel", on_click=_confirm, args=(False,))
+
+
+def unlabelled_notes(ctx: Context, session_id: str, notes: pd.DataFrame) -> None:
+    """The comments and flags on pairs without a label: a list, the picked pair in full, its note."""
+    st.markdown("### Notes on pairs you have not labelled")
+    st.caption(f"{len(notes)} pair(s) with a comment or a flag but no judgement (not labelled yet, or the "
+               "label deleted), newest first. They are exported too, in their own file.")
+    st.dataframe(pd.DataFrame({
+        "flag": notes["flagged"].map({True: "⚑", False: ""}),
+        "prompt": [snippet(t, TABLE_CHARS) for t in notes["prompt"]],
+        "response A": [snippet(t, TABLE_CHARS) for t in notes["response_a"]],
+        "response B": [snippet(t, TABLE_CHARS) for t in notes["response_b"]],
+        "comment": [snippet(t, TABLE_CHARS) for t in notes["comment"]],
+        "when": pd.to_datetime(notes["updated_at"]).dt.strftime("%Y-%m-%d %H:%M"),
+    }), hide_index=True, height=min(38 + 35 * len(notes), 250),
+        column_config={"flag": st.column_config.TextColumn(width="small")})
+    rows = notes["row_index"].astype(int).tolist()
+    texts = dict(zip(rows, (snippet(p, 70) for p in notes["prompt"]), strict=True))
+    if st.session_state.get(NOTE_PICK_KEY) not in texts:
+        st.session_state[NOTE_PICK_KEY] = rows[0]
+    picked = st.selectbox("Pair to see", rows, format_func=texts.get, key=NOTE_PICK_KEY)
+    row = notes[notes["row_index"] == picked].iloc[0]
+    left, right = st.columns([3, 1], gap="medium")
+    with left:
+        pair_in_full(row, key="history-noted")
+    with right:
+        st.markdown("**Comment and flag**")
+        note_form(ctx, session_id, int(row["row_index"]), str(row["pair_id"]), prefix="history_unlabelled_note")

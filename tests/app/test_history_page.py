@@ -88,3 +88,31 @@ def test_history_without_labels_says_where_to_start(app_db):
     at.switch_page("pages/history.py").run()
     assert not at.exception, at.exception
     assert "No labels yet" in at.info[0].value
+
+
+def test_a_note_on_a_pair_not_labelled_shows_in_history(app_db):
+    path, info = app_db
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["user"] = "noa"
+    at.run()
+    # the Label page's note on the pair shown, without judging it
+    area = next(t for t in at.text_area if (t.key or "").startswith("label_note_"))
+    area.input("is this even a question?")
+    at.checkbox(key=area.key.replace("_comment", "_flag")).check()
+    next(b for b in at.button if b.label == "Save note").click().run()
+    assert not at.exception, at.exception
+
+    at.switch_page("pages/history.py").run()
+    assert not at.exception, at.exception
+    assert not at.info, "a note without a label is still something to show"
+    assert any(m.value == "### Notes on pairs you have not labelled" for m in at.markdown)
+    [table] = at.dataframe
+    assert table.value["comment"].tolist() == ["is this even a question?"] and table.value["flag"].tolist() == ["⚑"]
+    # its note is edited where it is listed
+    form = next(t for t in at.text_area if (t.key or "").startswith("history_unlabelled_note_"))
+    assert form.value == "is this even a question?"
+    form.input("")
+    at.checkbox(key=form.key.replace("_comment", "_flag")).uncheck()
+    next(b for b in at.button if b.label == "Save note").click().run()
+    assert not at.exception, at.exception
+    assert "No labels yet" in at.info[0].value  # the note was the only thing: removed, nothing left
