@@ -51,8 +51,9 @@ def _map_section(ctx: Context, arrays: PoolArrays, chosen: Weights) -> None:
         )
         name = escape_markdown(chosen.source.name)
         star = "" if person is None else (
-            f" The {'diamond' if three_d else 'star'} is {escape_markdown(person_name)}'s own function on "
-            "the pool, placed as a head would be: "
+            f" The {'diamond' if three_d else 'star'} is **{name}**'s own function on the pool "
+            f"({escape_markdown(person_name.removeprefix(chosen.source.name).strip(' ()'))}), placed as a "
+            "head would be: "
             + ("with the personal head it can leave the heads' cloud." if chosen.v is not None
                else "HyRe alone is a weighted average of the heads, so it stays inside their cloud.")
         )
