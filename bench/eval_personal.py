@@ -175,6 +175,9 @@ def main() -> int:
     parser.add_argument("--lambdas", default=",".join(map(str, DEFAULT_CALIBRATION_LAMBDAS)))
     parser.add_argument("--strategies", default="random,personal_bald")
     parser.add_argument("--train-pairs", type=int, help="POPQUORN: pairs per training annotator")
+    parser.add_argument("--prior-lam", type=float,
+                        help="with --lam and one --rhos value: the structured prior's own fixed lambda "
+                        "(default: --lam), e.g. the pair a calibration chose")
     parser.add_argument("--rhos", default="0",
                         help="structured prior strengths to calibrate (0 = isotropic only); e.g. 0,1,10,100")
     parser.add_argument("--db", help="DuckDB file (default out/bench-<data>.duckdb)")
@@ -236,7 +239,7 @@ def main() -> int:
         isotropic_lam = calibration["by_rho"].get("0", {}).get("lam")
     runs = [("", 0.0, isotropic_lam)] if isotropic_lam is not None else []
     if rho:  # the structured prior, with its own lambda
-        runs.append(("+prior", rho, lam))
+        runs.append(("+prior", rho, args.prior_lam if calibration is None and args.prior_lam else lam))
     prior = training_prior(store, backbone, train_pool, report.ensemble_id, train_groups=train_groups) if rho else None
     logits = predict_pool(store, report.ensemble_id, target_pool, backbone)
     labels = store.pool_labels(target_pool)
