@@ -179,6 +179,14 @@ class _BatchedMLP(nn.Module):
         out = torch.matmul(h, self.w_out.unsqueeze(-1)).squeeze(-1) + self.b_out.unsqueeze(-1)
         return out.transpose(-1, -2)
 
+    def forward_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Each net on its own rows: x (K, B, fan_in) -> (K, B), net k reading x[k] only."""
+        h = x
+        for i in range(self.n_layers):
+            w, b = getattr(self, f"w{i}"), getattr(self, f"b{i}")
+            h = torch.relu(torch.matmul(h, w) + b.unsqueeze(-2))
+        return torch.matmul(h, self.w_out.unsqueeze(-1)).squeeze(-1) + self.b_out.unsqueeze(-1)
+
 
 class _MLP(nn.Module):
     """One learnable MLP, (B, D) -> (B, H) hidden features (ReLU after every layer)."""
@@ -259,6 +267,11 @@ class SharedBaseEnsemble(Ensemble):
             )
         return out
 
+    def learnable_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Head k's learnable part on its own rows x[k]: (K, B, D) -> (K, B); no trunk, no
+        prior (training adds the cached prior outputs)."""
+        return self.heads.forward_rows((x - self.input_mean) / self.input_std)
+
     @torch.no_grad()
     def prior_outputs(self, x: torch.Tensor) -> torch.Tensor:
         """The frozen priors' outputs (B, K) (unscaled): fixed, so training caches them."""
@@ -281,6 +294,10 @@ class VanillaEnsemble(Ensemble):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.members(self._prepare(x)[1])
+
+    def learnable_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Member k on its own rows x[k]: (K, B, D) -> (K, B) (no trunk)."""
+        return self.members.forward_rows((x - self.input_mean) / self.input_std)
 
 
 class EpinetEnsemble(Ensemble):

@@ -41,6 +41,10 @@ MIN_INPUT_STD = 1e-6
 # without moving the heads far from the trained ensemble.
 DEFAULT_FINETUNE_STEPS = 100
 DEFAULT_FINETUNE_LR = 1e-3
+# The evaluation runs those 100 steps on a time grid this much coarser (coarse_adam):
+# 10 steps of lr 1e-2 with betas 0.9^10 / 0.999^10. Measured against the 100 steps on
+# the issue-14 file (bench/bench_finetune_stride.py, docs/results.md): see there.
+DEFAULT_FINETUNE_STRIDE = 10
 
 # progress(step, total_steps, mean loss over heads of the step's batch)
 Progress = Callable[[int, int, float], None]
@@ -186,11 +190,48 @@ class _Batches:
 
     def loss(self, model: ens.Ensemble, task: str, idx: torch.Tensor) -> torch.Tensor:
         """Per-head mean loss (K,) on the rows ``idx``."""
+        if self.row_mask is not None and _per_head_rows(model):
+            mask = self.row_mask[idx]
+            width = int(mask.sum(dim=0).max())
+            if width <= len(idx) * MASKED_GATHER_SHARE:
+                return self._masked_loss(model, task, idx, mask, max(width, 1))
         return head_losses(
             model, task, [x[idx] for x in self.xs], self.y[idx],
             self.row_mask[idx] if self.row_mask is not None else None,
             priors=[p[idx] for p in self.priors] if self.priors is not None else None,
         )
+
+    def _masked_loss(self, model, task: str, idx: torch.Tensor, mask: torch.Tensor, width: int) -> torch.Tensor:
+        """``head_losses`` with the row mask, each head computed on its own rows only.
+
+        Head k's rows of the batch are gathered into a (K, width) index (padded with
+        other rows of the batch, weighed 0), so a head whose annotators hold a fifth
+        of the rows costs a fifth of the dense pass; the sum and count per head are the
+        dense path's, up to the order of the additions."""
+        # stable sort puts each head's own rows first, in batch order
+        order = torch.sort((~mask).to(torch.int8), dim=0, stable=True).indices[:width].T  # (K, width)
+        valid = torch.gather(mask.T, 1, order).to(self.y.dtype)  # (K, width)
+        rows = idx[order]  # (K, width) training row indices
+        heads = torch.arange(mask.shape[1], device=idx.device)[:, None]
+        outs = []
+        for i, x in enumerate(self.xs):
+            out = _full_precision(model.learnable_rows(x[rows]))  # (K, width)
+            if self.priors is not None:
+                out = out + model.config.prior_scale * self.priors[i][rows, heads]
+            outs.append(out)
+        out = outs[0] - outs[1] if task == "preference" else outs[0]
+        loss = _per_row_loss(task, out.unsqueeze(-1), self.y[rows]).squeeze(-1)  # (K, width)
+        return (loss * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)
+
+
+# The masked fast path runs when the busiest head of a batch has at most this share of
+# its rows (a dense pass over every row costs less beyond it: the gather copies inputs).
+MASKED_GATHER_SHARE = 0.5
+
+
+def _per_head_rows(model: ens.Ensemble) -> bool:
+    """Whether ``model.learnable_rows`` can run each head on its own rows (no shared trunk)."""
+    return isinstance(model, ens.SharedBaseEnsemble | ens.VanillaEnsemble) and model.trunk is None
 
 
 def _run_steps(model, task: str, batches: _Batches, optimizer, *, total: int, batch_size: int,
@@ -375,7 +416,7 @@ def _bucket_loss(base: ens.Ensemble, task: str, rows: _Batches, params: dict, id
 
 
 def _finetune_chunk(base: ens.Ensemble, task: str, rows: _Batches, sets: list[np.ndarray], *,
-                    steps: int, lr: float, dev: torch.device, progress) -> np.ndarray:
+                    steps: int, lr: float, betas: tuple[float, float], dev: torch.device, progress) -> np.ndarray:
     """Fine-tune one chunk of members together; (M, n_rows, K) outputs on every row.
 
     Members with the same number of rows form a bucket: one stack of parameters with a
@@ -390,7 +431,7 @@ def _finetune_chunk(base: ens.Ensemble, task: str, rows: _Batches, sets: list[np
         buckets.append((members, idx, stack))
     # fused: one pass over the stacks per step (the for-loop Adam makes about ten); the
     # same update up to rounding
-    optimizer = torch.optim.Adam([p for _, _, stack in buckets for p in stack.values()], lr=lr,
+    optimizer = torch.optim.Adam([p for _, _, stack in buckets for p in stack.values()], lr=lr, betas=betas,
                                  fused=dev.type in ("cpu", "cuda"))
     for step in range(steps):
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
@@ -419,6 +460,18 @@ def _predict_members(base: ens.Ensemble, task: str, rows: _Batches, stack: dict,
     return torch.cat(out, dim=1).float().cpu().numpy()
 
 
+def coarse_adam(steps: int, lr: float, stride: int) -> tuple[int, float, tuple[float, float]]:
+    """(steps, lr, betas) of Adam on a time grid ``stride`` times coarser than ``steps``
+    steps of Adam(lr, betas 0.9 / 0.999): each coarse step moves as far as ``stride``
+    fine ones (lr x stride) and the moments forget as much per coarse step as over
+    ``stride`` fine ones (beta^stride), so the bias corrections 1 - beta^t agree at
+    every coarse step. Where the gradient changes little over ``stride`` steps the two
+    trajectories agree; stride 1 is the original."""
+    if stride == 1:
+        return steps, lr, (0.9, 0.999)
+    return math.ceil(steps / stride), lr * stride, (0.9**stride, 0.999**stride)
+
+
 def finetune_heads_batched(
     model: ens.Ensemble,
     *,
@@ -431,6 +484,7 @@ def finetune_heads_batched(
     device=None,
     max_bytes: int = DEFAULT_FINETUNE_MEMORY,
     progress: Progress | None = None,
+    stride: int = 1,
 ) -> np.ndarray:
     """Many few-shot fine-tunings of ``model`` in one batched model; (M, n_rows, K) outputs.
 
@@ -445,11 +499,16 @@ def finetune_heads_batched(
     follows its own trajectory). Members beyond ``max_bytes`` of parameter state run
     in further chunks. ``progress(step, total, mean loss)`` counts steps over chunks.
     The original model is left untouched.
+
+    ``stride`` > 1 runs the same Adam on a coarser time grid (``coarse_adam``):
+    ceil(steps / stride) steps of lr x stride with betas (0.9^stride, 0.999^stride),
+    each step standing for ``stride`` of the original's (see DEFAULT_FINETUNE_STRIDE).
     """
     xs_np, y_np, _ = _check_training_data(model, task, inputs, targets, None)
     sets = _check_adapt(adapt, len(y_np))
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    if steps < 1 or stride < 1:
+        raise ValueError(f"steps and stride must be >= 1, got {steps} and {stride}")
+    steps, lr, betas = coarse_adam(steps, lr, stride)
     dev = _resolve_device(device)
     base = copy.deepcopy(model).to(dev).eval()
     base.input_fitted.fill_(1)  # as finetune_heads: never re-estimate the input statistics
@@ -463,5 +522,5 @@ def finetune_heads_batched(
         report = None if progress is None else (
             lambda step, total, loss, c=c: progress(c * steps + step, len(chunks) * steps, loss))
         out[members] = _finetune_chunk(base, task, rows, [sets[i] for i in members], steps=steps,
-                                       lr=lr, dev=dev, progress=report)
+                                       lr=lr, betas=betas, dev=dev, progress=report)
     return out

@@ -316,3 +316,43 @@ def test_batched_finetune_chunks_by_memory_and_counts_steps_over_chunks():
                                         adapt=[np.arange(2), np.arange(0)])
     with pytest.raises(ValueError, match=r"adapt\[0\] must index the 10 rows"):
         training.finetune_heads_batched(model, task="classification", inputs=x, targets=y, adapt=[np.array([10])])
+
+
+@pytest.mark.parametrize("kind", ["shared", "vanilla"])
+def test_masked_rows_fast_path_equals_the_dense_masked_fit(kind, tiny, preference_data, monkeypatch):
+    # each head on its own rows (training._Batches._masked_loss) against the dense pass
+    # with the (rows x heads) mask: the same fit up to the order of additions (float64)
+    mask = ens.make_head_mask(8, 10, fraction=0.2, seed=0)
+    xa, xb, y = preference_data(n=90)
+    groups = np.arange(90) % 10
+    fits, calls = {}, []
+    for share in (0.0, 1.0):
+        model = ens.build_ensemble(tiny(kind, mask_groups=[f"g{i}" for i in range(10)]), head_mask=mask).double()
+        inner = model.learnable_rows
+        monkeypatch.setattr(model, "learnable_rows", lambda x, inner=inner: calls.append(x.shape) or inner(x))
+        monkeypatch.setattr(training, "MASKED_GATHER_SHARE", share)
+        fit_preference(model, xa, xb, y, row_groups=groups, epochs=3, batch_size=32)
+        fits[share] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    assert calls and all(shape[0] == 8 and shape[1] < 32 for shape in calls)  # per head, fewer rows
+    for k, v in fits[0.0].items():
+        torch.testing.assert_close(fits[1.0][k], v, rtol=0, atol=1e-10, msg=k)
+
+
+def test_coarse_adam_tracks_the_fine_trajectory():
+    assert training.coarse_adam(100, 1e-3, 1) == (100, 1e-3, (0.9, 0.999))
+    steps, lr, (b1, b2) = training.coarse_adam(100, 1e-3, 10)
+    assert (steps, b1, b2) == (10, 0.9**10, 0.999**10) and lr == pytest.approx(1e-2)
+    rng = np.random.default_rng(0)
+    model = ens.build_ensemble(ens.EnsembleConfig(input_dim=6, n_heads=10, hidden=16, seed=2))
+    xa, xb = rng.normal(size=(2, 40, 6)).astype(np.float32)
+    y = ((xa - xb) @ rng.normal(size=6) > 0).astype(np.float32)
+    training.fit_ensemble(model, task="preference", inputs=(xa, xb), targets=1 - y, epochs=5, device="cpu")
+    sets = [rng.permutation(40)[:n] for n in (1, 5, 10, 20)]
+    fine, coarse, far = (training.finetune_heads_batched(model, task="preference", inputs=(xa, xb), targets=y,
+                                                         adapt=sets, device="cpu", stride=s) for s in (1, 5, 100))
+    untouched = ens.predict_pairs(model, xa, xb)
+    moved = np.abs(fine - untouched).mean()
+    assert moved > 0.1  # fine-tuning moved the margins
+    # the coarse grid lands near the fine trajectory's end; one step of lr x 100 does not
+    assert np.abs(coarse - fine).mean() < 0.25 * moved < np.abs(far - fine).mean()
+    assert ((coarse > 0) == (fine > 0)).mean() > 0.95
