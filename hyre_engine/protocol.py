@@ -93,8 +93,8 @@ class Fold:
     @cached_property
     def personal_model(self) -> PersonalModel:
         """HyRe + the personal head after the fold's adaptation labels (built once per fold)."""
-        return PersonalModel.replay(self.logits, self.diffs, self.adapt, self.y[self.adapt], beta=self.beta,
-                                    lam=self.lam, loss=self.loss)
+        return PersonalModel.fit(self.logits, self.diffs, self.adapt, self.y[self.adapt], beta=self.beta,
+                                 lam=self.lam, loss=self.loss)
 
     def flip_share(self) -> float:
         """Share of the rest rows whose preferred side the personal head flips."""
@@ -135,8 +135,8 @@ def _personal(f: Fold) -> float:
 
 
 def _residual(f: Fold) -> float:
-    model = PersonalModel.replay(f.logits, f.diffs, f.adapt, f.y[f.adapt], beta=f.beta, lam=f.lam,
-                                 loss=f.loss, reweight=False)
+    model = PersonalModel.fit(f.logits, f.diffs, f.adapt, f.y[f.adapt], beta=f.beta, lam=f.lam,
+                              loss=f.loss, reweight=False)
     return accuracy(sigmoid(model.margins()[f.rest]), f.y[f.rest])
 
 
@@ -178,6 +178,8 @@ ALL_METHODS = tuple(METHODS)
 # Methods that need an input beyond the group's head predictions: the Fold field they read.
 METHOD_INPUTS = {"single": "single", "finetune": "tuned", "personal": "diffs", "residual": "diffs",
                  "probe": "diffs", "user_ceiling": "diffs"}
+# Methods whose score ignores n (a fold's seed decides it): scored once per seed.
+SEED_ONLY_METHODS = frozenset({"user_ceiling"})
 # The personal head's comparison: the references, HyRe, and every method that reads diffs.
 PERSONAL_METHODS = ("uniform", "hyre", *(m for m in METHODS if METHOD_INPUTS.get(m) == "diffs"))
 
@@ -356,7 +358,7 @@ def evaluate_group(
             if diffs is not None:
                 flips[seed, j] = fold.flip_share()
             for m in methods:
-                acc[m][seed, j] = METHODS[m](fold)
+                acc[m][seed, j] = acc[m][seed, 0] if j and m in SEED_ONLY_METHODS else METHODS[m](fold)
         if progress is not None:
             progress(seed + 1, seeds)
     return GroupResult(

@@ -326,3 +326,23 @@ def test_personal_protocol_active_order_and_lambda_calibration():
     assert cal["lam"] == 0.1  # a prior so tight v cannot move loses to a real fit
     with pytest.raises(ValueError, match="positive"):
         calibrate_lambda([(Z, D, y)], beta=1.0, lambdas=[0.0])
+
+
+def test_fit_is_the_replayed_model_with_one_newton_solve():
+    # protocol scores folds with PersonalModel.fit: the replay's last refit solves the same MAP
+    rng = np.random.default_rng(4)
+    Z = rng.normal(size=(60, 12))
+    D = rng.normal(size=(60, 9))
+    rows = rng.permutation(60)[:15]
+    y = (rng.random(15) > 0.5).astype(float)
+    for reweight in (True, False):
+        replayed = PersonalModel.replay(Z, D, rows, y, beta=2.0, lam=0.3, reweight=reweight)
+        fitted = PersonalModel.fit(Z, D, rows, y, beta=2.0, lam=0.3, reweight=reweight)
+        np.testing.assert_allclose(fitted.weights, replayed.weights, rtol=1e-12)
+        np.testing.assert_allclose(fitted.margins(), replayed.margins(), atol=2e-5)  # float32 cross matrix
+        np.testing.assert_allclose(fitted.v, replayed.v, atol=1e-8)
+    with pytest.raises(ValueError, match="no undo history"):
+        fitted.undo()
+    with pytest.raises(ValueError, match="pool indices"):
+        PersonalModel.fit(Z, D, [60], [1.0])
+    assert PersonalModel.fit(Z, D, [], []).margins().shape == (60,)
