@@ -526,11 +526,13 @@ DEMO_PRIOR_SCALE = 10.0
 DEMO_PRESENTER_PERSONA = "jun"
 
 
-def ensure_demo(store, *, config=None, backbone=None, pairs_path: Path | None = None, progress=None):
+def ensure_demo(store, *, config=None, backbone=None, pairs_path: Path | None = None, progress=None,
+                defer_calibration: bool = False):
     """Import the shipped demo pool if needed and build its ensemble and Z (cached).
 
     Returns the ``pipeline.BuildReport``; ``config`` defaults to a BuildConfig that
-    trains on DEMO_TRAIN_GROUPS with DEMO_PRIOR_SCALE.
+    trains on DEMO_TRAIN_GROUPS with DEMO_PRIOR_SCALE. ``defer_calibration`` as in
+    ``pipeline.build_pool`` (the app's first launch calibrates in the background).
     """
     # The build stack (torch, duckdb) is imported here: the rest of this module is
     # numpy only, for the app's persona panels and the demo-data command.
@@ -544,4 +546,5 @@ def ensure_demo(store, *, config=None, backbone=None, pairs_path: Path | None = 
         path = pairs_path or PAIRS_FILE
         pool_id = store.add_pool(DEMO_POOL_NAME, read_preferences(path), source=str(path))
     config = config or BuildConfig(train_groups=DEMO_TRAIN_GROUPS, prior_scale=DEMO_PRIOR_SCALE)
-    return build_pool(store, pool_id, config, backbone=backbone, progress=progress)
+    return build_pool(store, pool_id, config, backbone=backbone, progress=progress,
+                      defer_calibration=defer_calibration)

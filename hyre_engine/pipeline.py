@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -211,13 +211,16 @@ def build_pool(
     progress: Progress | None = None,
     finetune_progress: Callable | None = None,
     show_progress_bar: bool = False,
+    defer_calibration: bool = False,
 ) -> BuildReport:
     """Embed what is new, train (or reuse) the ensemble, and cache its Z for the pool.
 
     With ``config.finetune`` the backbone trains with the heads first (resumed from the
     last finished epoch of an interrupted build); ``finetune_progress`` receives its
     per-step `joint_training.EpochProgress` and ``show_progress_bar`` draws one tqdm bar
-    per epoch on stderr.
+    per epoch on stderr. ``defer_calibration``: a new ensemble is stored with the
+    default beta and lambda and its calibration marked pending (``calibration_pending``),
+    for ``finish_calibration`` to run later (the app does, in the background).
     """
     config = config or BuildConfig()
     if config.finetune is not None:
@@ -227,7 +230,7 @@ def build_pool(
     pairs = store.pool_pairs(pool_id)
     report = _new_report(store, pool_id, pairs, backbone.id)
     _embed_step(store, pool_id, backbone, report, progress)
-    ensure_ensemble(store, pool_id, pairs, config, backbone.id, report, progress)
+    ensure_ensemble(store, pool_id, pairs, config, backbone.id, report, progress, defer_calibration=defer_calibration)
     _predict_step(store, pool_id, pairs, backbone.id, report, progress)
     return report
 
@@ -264,12 +267,16 @@ def finish_pool(store: Store, pool_id: str, pairs, backbone_id: str, report: Bui
 
 def ensure_ensemble(store: Store, pool_id: str, pairs, config: BuildConfig, backbone_id: str,
                      report: BuildReport, progress: Progress | None, *,
-                     trained: Callable[[], ens.Ensemble] | None = None, meta: dict | None = None) -> None:
+                     trained: Callable[[], ens.Ensemble] | None = None, meta: dict | None = None,
+                     defer_calibration: bool = False) -> None:
     """Find the ensemble ``config`` describes on the pool's training rows, or calibrate and
     train it; fills the report's ensemble id, beta, lambda, calibration and counters.
 
     ``trained()`` gives the model to store when none is found (default: heads trained on
     the frozen embeddings of ``backbone_id``); ``meta``: more to record with it.
+    ``defer_calibration``: store a new ensemble with its calibration pending (see
+    ``build_pool``); without it, a found ensemble whose calibration is pending is
+    calibrated now.
     """
     start = time.perf_counter()
     labels = training_rows(store, pool_id, config.train_groups)
@@ -277,11 +284,16 @@ def ensure_ensemble(store: Store, pool_id: str, pairs, config: BuildConfig, back
     fingerprint = train_fingerprint(labels, backbone_id)
     settings = config.ensemble_settings()
     ensemble_id = store.find_ensemble(pool_id, backbone_id, settings, fingerprint)
+    if ensemble_id is not None and not defer_calibration:
+        _calibrate_now(store, ensemble_id, report, progress)
     if ensemble_id is None:
         calibration = None
-        if config.calibrate:
+        if config.calibrate and defer_calibration:
+            calibration = dict(PENDING_CALIBRATION)
+        elif config.calibrate:
             cal_start = time.perf_counter()
-            calibration = calibrate_beta(store, backbone_id, pairs, labels, config, progress=progress)
+            calibration = calibrate_beta(store, backbone_id, pairs, labels, config, progress=progress,
+                                         pool_id=pool_id)
             report.seconds[CALIBRATE] = time.perf_counter() - cal_start
         model = trained() if trained is not None else train_on_rows(
             store, backbone_id, pairs, labels, config, progress=progress)
@@ -292,7 +304,7 @@ def ensure_ensemble(store: Store, pool_id: str, pairs, config: BuildConfig, back
             weights=weights, train_fingerprint=fingerprint,
             meta=EnsembleMeta.from_json({
                 **(meta or {}), "model_config": json.loads(config_json), "train_groups": config.train_groups,
-                "beta": DEFAULT_BETA if calibration is None else calibration["beta"],
+                "beta": (calibration or {}).get("beta", DEFAULT_BETA),
                 "lambda": (calibration or {}).get("lambda", DEFAULT_LAMBDA), "calibration": calibration,
             }),
         )
@@ -301,6 +313,46 @@ def ensure_ensemble(store: Store, pool_id: str, pairs, config: BuildConfig, back
     stored = store.get_ensemble(ensemble_id, with_weights=False).meta
     report.beta, report.lam, report.calibration = stored.beta, stored.lam_or_default, stored.calibration
     report.seconds[TRAIN] = time.perf_counter() - start
+
+
+# What a deferred calibration records until finish_calibration replaces it.
+PENDING_CALIBRATION = {"pending": True}
+
+
+def calibration_pending(meta: EnsembleMeta | None) -> bool:
+    """Whether the ensemble's beta and lambda still wait for a deferred calibration."""
+    return meta is not None and bool((meta.calibration or {}).get("pending"))
+
+
+def finish_calibration(store: Store, ensemble_id: str, *, progress: Progress | None = None) -> EnsembleMeta:
+    """Run the calibration a build deferred and store its beta, lambda and scores.
+
+    The same calibration as a build's (``calibrate_beta`` with the ensemble's own
+    settings and training rows); an ensemble with nothing pending is left as it is.
+    Returns the ensemble's meta afterwards.
+    """
+    record = store.get_ensemble(ensemble_id, with_weights=False)
+    if not calibration_pending(record.meta):
+        return record.meta
+    groups = None if record.meta.train_groups is None else list(record.meta.train_groups)
+    config = BuildConfig.from_settings(record.config, train_groups=groups)
+    labels = training_rows(store, record.pool_id, config.train_groups)
+    calibration = calibrate_beta(store, record.backbone_id, store.pool_pairs(record.pool_id), labels, config,
+                                 progress=progress, pool_id=record.pool_id)
+    meta = replace(record.meta, beta=calibration["beta"], lam=calibration.get("lambda", DEFAULT_LAMBDA),
+                   calibration=calibration)
+    if not calibration_pending(store.get_ensemble(ensemble_id, with_weights=False).meta):
+        return store.get_ensemble(ensemble_id, with_weights=False).meta  # another process finished first
+    store.set_ensemble_meta(ensemble_id, meta)
+    return meta
+
+
+def _calibrate_now(store: Store, ensemble_id: str, report: BuildReport, progress: Progress | None) -> None:
+    """A found ensemble whose calibration was deferred: calibrate it in this build."""
+    if calibration_pending(store.get_ensemble(ensemble_id, with_weights=False).meta):
+        cal_start = time.perf_counter()
+        finish_calibration(store, ensemble_id, progress=progress)
+        report.seconds[CALIBRATE] = time.perf_counter() - cal_start
 
 
 def _ensure_predictions(store: Store, ensemble_id: str, pool_id: str, pairs, backbone_id: str,
@@ -432,7 +484,7 @@ def ensemble_record_id(model, settings: dict, pool_id: str) -> str:
 
 
 def calibrate_beta(store: Store, backbone_id: str, pairs, labels, config: BuildConfig, *,
-                   progress: Progress | None = None) -> dict:
+                   progress: Progress | None = None, pool_id: str | None = None) -> dict:
     """Choose beta by simulating adaptation on held-out *training* annotators.
 
     ``labels`` are the training rows only (``training_rows``): target rows never
@@ -443,7 +495,8 @@ def calibrate_beta(store: Store, backbone_id: str, pairs, labels, config: BuildC
     The best mean wins (ties: the smaller beta; ``reweight.choose_beta``). Returns
     a JSON-safe dict with the chosen ``beta``, the per-beta ``scores`` and the
     held-out annotators; with too few annotators, ``beta`` is DEFAULT_BETA and
-    ``skipped`` says why.
+    ``skipped`` says why. With ``pool_id`` the personal head's differences are the
+    pool's stored D where the store holds it (else they are computed from the embeddings).
     """
     betas = reweight.check_betas(config.calibration_betas)
     annotators = labels["annotator"].astype(str)
@@ -461,13 +514,14 @@ def calibrate_beta(store: Store, backbone_id: str, pairs, labels, config: BuildC
     model = train_on_rows(store, backbone_id, pairs, labels[~is_held], config)
     index = pair_rows(pairs)
     xa_all, xb_all = pair_embeddings(store, backbone_id, pairs)
+    stored = _stored_differences(store, pool_id, backbone_id, len(pairs))
     groups, diffs = [], []
     for name in held:
         rows = labels[(annotators == name).to_numpy()]
         idx = rows["pair_id"].map(index).to_numpy()
         groups.append((ens.predict_pairs(model, xa_all[idx], xb_all[idx]),
                        label_targets(rows["label"].to_numpy())))
-        diffs.append(embedding_differences(xa_all[idx], xb_all[idx]))
+        diffs.append(embedding_differences(xa_all[idx], xb_all[idx]) if stored is None else stored[idx])
     scores, uniform = beta_scores(groups, betas, n_values=config.calibration_n,
                                   seeds=config.calibration_seeds)
     beta = betas[reweight.choose_beta(betas, scores)]
@@ -488,9 +542,18 @@ def calibrate_beta(store: Store, backbone_id: str, pairs, labels, config: BuildC
     return out
 
 
+def _stored_differences(store: Store, pool_id: str | None, backbone_id: str, n_pairs: int) -> np.ndarray | None:
+    """The pool's stored D when it covers every pair, else None."""
+    if pool_id is None or store.n_pair_differences(backbone_id, pool_id) < n_pairs:
+        return None
+    return store.get_pair_differences(backbone_id, pool_id)
+
+
 def _describe_calibration(calibration: dict | None) -> str:
     if not calibration:
         return "default (not calibrated)"
+    if calibration.get("pending"):
+        return "default for now (calibration pending)"
     if "skipped" in calibration:
         return f"default (calibration skipped: {calibration['skipped']})"
     return (f"calibrated on {len(calibration['holdout_annotators'])} held-out training annotators "

@@ -186,6 +186,13 @@ class ArtifactsMixin(StoreBase):
             weights=None if weights is None else bytes(weights),
         )
 
+    def set_ensemble_meta(self, ensemble_id: str, meta: EnsembleMeta) -> None:
+        """Replace a stored ensemble's meta (e.g. a calibration finished after the build)."""
+        meta_json = _to_json(meta.to_json(), what="meta")
+        with self._transaction() as (cur, _):
+            self._require(cur, "ensembles", "ensemble_id", ensemble_id, "ensemble")
+            cur.execute("UPDATE ensembles SET meta = ? WHERE ensemble_id = ?", [meta_json, ensemble_id])
+
     def find_ensemble(
         self, pool_id: str, backbone_id: str, config: dict[str, Any], train_fingerprint: str
     ) -> str | None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from hyre_engine import background
 from hyre_engine.demo import ensure_demo
 from hyre_engine.store import Store
 from pages._shared.labels import STAGE_TEXT
@@ -28,7 +29,8 @@ def build_demo_with_progress(db: Store, path: str, *, needs_build: Callable[[], 
     st.markdown(
         "**Getting the demo ready.** This happens once: the demo answers are embedded, "
         "an ensemble of reward heads is trained on the crowd's labels, and its "
-        "predictions are cached. Later launches open in seconds."
+        "predictions are cached (β is calibrated in the background afterwards). "
+        "Later launches open in seconds."
     )
     bar = st.progress(0.0, text="Loading the embedding model…")
 
@@ -42,6 +44,9 @@ def build_demo_with_progress(db: Store, path: str, *, needs_build: Callable[[], 
 
     with _build_lock(path):
         if needs_build():  # another tab may have built it while this one waited
-            report = ensure_demo(db, progress=progress)
+            # beta's calibration (a second ensemble) waits: the Label page opens with the
+            # default beta and switches once the server thread has stored the calibrated one
+            report = ensure_demo(db, progress=progress, defer_calibration=True)
+            background.calibrate_in_background(db, report.ensemble_id)
             bar.progress(1.0, text=f"Ready: ensemble {report.ensemble_id} on {report.n_pairs} pairs")
     st.rerun()

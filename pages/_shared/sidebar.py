@@ -7,6 +7,7 @@ import streamlit as st
 
 from hyre_engine.profiles import MAX_USER_CHARS
 from pages._shared import signin
+from pages._shared.calibration_note import calibration_note
 from pages._shared.context import (
     ENSEMBLE_KEY,
     POOL_KEY,
@@ -88,3 +89,4 @@ def render_sidebar(ctx: Context) -> None:
                 ]
             )
         )
+        calibration_note(ctx)
