@@ -1,7 +1,7 @@
 """`evaluate` on a per-user file of issue 14's shape, every default method, 5 seeds: wall time.
 
     nice .venv/bin/python bench/bench_evaluate.py [--files out/eval-users] [--db /tmp/bench-eval.duckdb]
-        [--targets 40] [--seeds 5] [--jobs 1] [--old-groups 1] [--old-steps 100]
+        [--targets 40] [--seeds 5] [--jobs 1] [--stride 10] [--old-groups 1] [--old-steps 100]
 
 Makes the files with bench/make_eval_file.py when ``--files`` has none (860 training
 users x 15 pairs, ``--targets`` users x 80 pairs, over the demo's 324 texts), in a
@@ -9,8 +9,9 @@ fresh store, then times, in one run:
 
 1. the build on the training users (embedding, training K = 100, beta calibration);
 2. evaluate_pools with every default method (protocol.ALL_METHODS, batched
-   fine-tuning included) on every target group, the build reused: with step 1,
-   what ``python -m hyre_engine evaluate`` does;
+   fine-tuning included, on the Adam time grid ``--stride``: the default
+   training.DEFAULT_FINETUNE_STRIDE) on every target group, the build reused:
+   with step 1, what ``python -m hyre_engine evaluate`` does;
 3. the same without ``finetune`` (the baseline issue 14 measured at 99 s);
 4. the old path: fine-tuning by a loop of ``training.finetune_heads``, one training per
    (seed, n), on the first ``--old-groups`` groups, against the batched fine-tuning of
@@ -80,6 +81,7 @@ def main() -> int:
     parser.add_argument("--targets", type=int, default=40)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--stride", type=int, default=training.DEFAULT_FINETUNE_STRIDE)
     parser.add_argument("--old-groups", type=int, default=1)
     parser.add_argument("--old-steps", type=int, default=training.DEFAULT_FINETUNE_STEPS)
     args = parser.parse_args()
@@ -101,7 +103,7 @@ def main() -> int:
                            ("without finetune", [m for m in ALL_METHODS if m != "finetune"])):
         start = time.perf_counter()
         result = evaluate.evaluate_pools(store, train, target, config=config, seeds=args.seeds,
-                                         methods=methods, jobs=args.jobs)
+                                         methods=methods, jobs=args.jobs, finetune_stride=args.stride)
         timings[label] = time.perf_counter() - start
         print(format_table(result, title=f"{label}: {len(result['groups'])} groups, {timings[label]:.1f} s"),
               flush=True)

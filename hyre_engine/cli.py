@@ -319,6 +319,9 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
     parser.add_argument("--jobs", type=_positive_int, default=1,
                         help="evaluate target groups on this many processes (same results; default 1)")
+    parser.add_argument("--finetune-stride", type=_positive_int, default=None,
+                        help="the fine-tuning baseline's 100 Adam steps on a time grid this much coarser "
+                        "(default 1: every step; 10 costs about a tenth, docs/results.md)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
     add_ensemble_arguments(parser)
     parser.add_argument("--json", type=Path,
@@ -360,6 +363,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             store, train_pool, target_pool, config=config_from_args(args), n_values=n_values,
             seeds=args.seeds, strategy=args.strategy, loss=args.loss, beta=args.beta, lam=args.lam,
             methods=methods, progress=progress, jobs=args.jobs,
+            **({} if args.finetune_stride is None else {"finetune_stride": args.finetune_stride}),
         )
     finally:
         close()

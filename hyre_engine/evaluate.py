@@ -126,13 +126,15 @@ def _target_groups(store: Store, target_pool: str, target: _Target, names: Seque
     return groups
 
 
-def _run_group(group: _Group, model: ens.Ensemble | None, protocol: dict, *, progress=None,
+def _run_group(group: _Group, model: ens.Ensemble | None, protocol: dict, *, stride: int, progress=None,
                tune_progress=None) -> GroupResult:
-    """The protocol on one group; fine-tuning (when ``model``) batches all its seeds and n."""
+    """The protocol on one group; fine-tuning (when ``model``) batches all its seeds and n,
+    on the time grid ``stride`` (training.coarse_adam)."""
 
     def finetune(adapt_sets: list[np.ndarray]) -> np.ndarray:
         return training.finetune_heads_batched(model, task="preference", inputs=(group.xa, group.xb),
-                                               targets=group.y, adapt=adapt_sets, progress=tune_progress)
+                                               targets=group.y, adapt=adapt_sets, progress=tune_progress,
+                                               stride=stride)
 
     return evaluate_group(group.logits, group.y, single=group.single, diffs=group.diffs,
                           finetune=finetune if model is not None else None, progress=progress, **protocol)
@@ -147,12 +149,12 @@ def _group_progress(progress, g: int, n_groups: int, seeds: int):
                                                 n_groups * TUNE_UNITS))
 
 
-def _run_serial(groups: list[_Group], model, protocol: dict, progress) -> dict[str, GroupResult]:
+def _run_serial(groups: list[_Group], model, protocol: dict, progress, stride: int) -> dict[str, GroupResult]:
     """Group after group in this process: progress per seed, and per fine-tuning step."""
     results = {}
     for g, group in enumerate(groups):
         report, tune = _group_progress(progress, g, len(groups), protocol["seeds"])
-        results[group.name] = _run_group(group, model, protocol, progress=report, tune_progress=tune)
+        results[group.name] = _run_group(group, model, protocol, stride=stride, progress=report, tune_progress=tune)
         if progress is not None and model is not None:
             progress(TUNE, (g + 1) * TUNE_UNITS, len(groups) * TUNE_UNITS)  # also when no fold had labels
     return results
@@ -169,11 +171,12 @@ def _init_worker(state: tuple[bytes, str] | None, threads: int) -> None:
     _WORKER["model"] = None if state is None else ens.ensemble_from_bytes(*state)
 
 
-def _worker_group(group: _Group, protocol: dict) -> GroupResult:
-    return _run_group(group, _WORKER["model"], protocol)
+def _worker_group(group: _Group, protocol: dict, stride: int) -> GroupResult:
+    return _run_group(group, _WORKER["model"], protocol, stride=stride)
 
 
-def _run_parallel(groups: list[_Group], model, protocol: dict, progress, jobs: int) -> dict[str, GroupResult]:
+def _run_parallel(groups: list[_Group], model, protocol: dict, progress, stride: int,
+                  jobs: int) -> dict[str, GroupResult]:
     """Groups on ``jobs`` spawned processes (torch threads split between them); progress per group."""
     import multiprocessing
     import os
@@ -184,7 +187,7 @@ def _run_parallel(groups: list[_Group], model, protocol: dict, progress, jobs: i
     results, seeds = {}, protocol["seeds"]
     with ProcessPoolExecutor(max_workers=min(jobs, len(groups)), mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(state, threads)) as pool:
-        futures = {pool.submit(_worker_group, group, protocol): group.name for group in groups}
+        futures = {pool.submit(_worker_group, group, protocol, stride): group.name for group in groups}
         for done, future in enumerate(as_completed(futures), start=1):
             results[futures[future]] = future.result()
             if progress is not None:
@@ -195,13 +198,13 @@ def _run_parallel(groups: list[_Group], model, protocol: dict, progress, jobs: i
 
 
 def _evaluate_groups(store: Store, target_pool: str, target: _Target, names: Sequence[str] | None,
-                     progress, *, jobs: int = 1, **protocol) -> dict[str, GroupResult]:
+                     progress, *, jobs: int = 1, stride: int = 1, **protocol) -> dict[str, GroupResult]:
     """Run the protocol on every target group with at least 2 labelled rows (by name)."""
-    if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if jobs < 1 or stride < 1:
+        raise ValueError(f"jobs and the fine-tuning stride must be >= 1, got {jobs} and {stride}")
     groups = _target_groups(store, target_pool, target, names)
     run = _run_parallel if jobs > 1 and len(groups) > 1 else _run_serial
-    results = run(groups, target.model, protocol, progress, *([jobs] if run is _run_parallel else []))
+    results = run(groups, target.model, protocol, progress, stride, *([jobs] if run is _run_parallel else []))
     return {group.name: results[group.name] for group in groups}
 
 
@@ -243,12 +246,15 @@ def evaluate_pools(
     progress: Callable[[str, int, int], None] | None = None,
     backbone: Backbone | None = None,
     jobs: int = 1,
+    finetune_stride: int = training.DEFAULT_FINETUNE_STRIDE,
 ) -> dict:
     """Train (or reuse) the ensemble on ``train_pool``, then evaluate every target group.
 
     ``beta=None`` uses the ensemble's stored beta (calibrated on held-out training
     annotators when the build calibrated it); ``backbone`` defaults to ``config.backbone``.
     ``jobs`` > 1 evaluates groups on that many processes (the same results).
+    ``finetune_stride``: the fine-tuning baseline's Adam time grid (``training.coarse_adam``;
+    1 runs its 100 steps one by one).
     ``progress(stage, done, total)``: the build's stages, then TUNE (fine-tuning,
     TUNE_UNITS per group) and EVALUATE (groups x seeds). Returns the JSON contract of
     ``protocol.summarise`` plus what produced it.
@@ -261,13 +267,16 @@ def evaluate_pools(
     meta = store.get_ensemble(report.ensemble_id, with_weights=False).meta
     beta, beta_source = _beta_of(meta, beta)
     lam, lam_source = _lam_of(meta, lam)
-    groups = _evaluate_groups(store, target_pool, target, target_groups, progress, jobs=jobs, n_values=n_values,
-                              seeds=seeds, strategy=strategy, loss=loss, beta=beta, lam=lam, methods=methods)
+    groups = _evaluate_groups(store, target_pool, target, target_groups, progress, jobs=jobs, stride=finetune_stride,
+                              n_values=n_values, seeds=seeds, strategy=strategy, loss=loss, beta=beta, lam=lam,
+                              methods=methods)
     result = summarise(n_values, groups)
     result.update({
         "ensemble_id": report.ensemble_id, "backbone_id": backbone.id, "strategy": strategy, "loss": loss,
         "beta": beta, "beta_source": beta_source, "lambda": lam, "lambda_source": lam_source,
         "calibration": meta.calibration, "seeds": seeds, "config": settings,
+        "finetune": {"steps": training.DEFAULT_FINETUNE_STEPS, "lr": training.DEFAULT_FINETUNE_LR,
+                     "stride": finetune_stride} if "finetune" in methods else None,
         "seconds": round(time.perf_counter() - started, 2),
     })
     return result
