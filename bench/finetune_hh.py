@@ -12,9 +12,11 @@ MiniLM frozen and the other trains MiniLM with the heads (`joint_training`).
         --train-per-group 250 --target-per-group 150 --epochs 2 --max-length 128 \
         --json out/finetune_hh/result.json 2>&1 | tee out/finetune_hh/run.log
 
-Prints per-epoch time and validation scores, accuracy vs n (uniform, HyRe) on
-each target for both backbones (mean and std over adaptation seeds), and the
-paper's helpful/harmless table. Interrupted runs resume (embeddings are cached in
+Prints per-epoch time and validation scores, accuracy vs n (uniform, HyRe and
+personal: HyRe plus the Bayesian personal head on that backbone's embedding
+differences, prior precision --lam) on each target for both backbones (mean and
+std over adaptation seeds), and the paper's helpful/harmless table; --markdown
+writes the same tables as Markdown (what docs/results.md shows). Interrupted runs resume (embeddings are cached in
 the store, fine-tuning from its last finished epoch). Reads ../shared/data.
 """
 
@@ -42,6 +44,7 @@ from hyre_engine import training  # noqa: E402
 from hyre_engine.backbone import load_backbone  # noqa: E402
 from hyre_engine.evaluate import import_file  # noqa: E402
 from hyre_engine.numerics import accuracy, sigmoid  # noqa: E402
+from hyre_engine.personal import DEFAULT_LAMBDA, PersonalModel, embedding_differences  # noqa: E402
 from hyre_engine.pipeline import ensure_embeddings, pair_embeddings, training_rows  # noqa: E402
 from hyre_engine.protocol import evaluate_group, format_table, summarise  # noqa: E402
 from hyre_engine.reweight import example_losses, weights_from_losses  # noqa: E402
@@ -49,7 +52,7 @@ from hyre_engine.store import Store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "out" / "finetune_hh"
-METHODS = ["uniform", "hyre"]
+METHODS = ["uniform", "hyre", "personal"]
 HEADS = 100
 HIDDEN = 128
 ENSEMBLE_SEED = 0
@@ -71,26 +74,29 @@ def target_logits(store: Store, pool: str, backbone, model) -> tuple[np.ndarray,
     return ens.predict_pairs(model, xa, xb).astype(np.float64), xa, xb
 
 
-def accuracy_vs_n(store: Store, pool: str, Z: np.ndarray, n_values, seeds: int) -> dict:
+def accuracy_vs_n(store: Store, pool: str, Z: np.ndarray, diffs: np.ndarray, n_values, seeds: int, *,
+                  lam: float) -> dict:
     labels = store.pool_labels(pool)
     groups = {}
     for name in sorted(labels["group"].unique()):
         rows = labels[labels["group"] == name]
+        idx = rows["row_index"].to_numpy()
         y = (rows["label"] == "a").to_numpy().astype(np.float64)
-        groups[name] = evaluate_group(Z[rows["row_index"].to_numpy()], y, n_values=n_values, seeds=seeds,
-                                      beta=PAPER_BETA, methods=METHODS)
+        groups[name] = evaluate_group(Z[idx], y, n_values=n_values, seeds=seeds, beta=PAPER_BETA,
+                                      diffs=diffs[idx], lam=lam, methods=METHODS)
     return summarise(n_values, groups)
 
 
 def cross_table(store: Store, pool: str, Z: np.ndarray, xa, xb, model, *, n_list, seeds: int,
-                finetune_seeds: int) -> dict:
-    """Adapt on helpful-base or harmless-base (HyRe, and fine-tuning the heads), score on both."""
+                finetune_seeds: int, lam: float) -> dict:
+    """Adapt on helpful-base or harmless-base (HyRe, personal, and fine-tuning the heads), score on both."""
     labels = store.pool_labels(pool)
     rows = {g: labels[labels["group"] == g]["row_index"].to_numpy() for g in ("helpful-base", "harmless-base")}
     y = np.zeros(len(Z))
     y[labels["row_index"].to_numpy()] = (labels["label"] == "a").to_numpy()
     P = sigmoid(Z)
     per_example = example_losses(Z, y, loss="zero-one")
+    diffs = embedding_differences(xa, xb)
 
     def acc(prob, idx):
         return accuracy(prob[idx], y[idx])
@@ -99,13 +105,17 @@ def cross_table(store: Store, pool: str, Z: np.ndarray, xa, xb, model, *, n_list
     for source in rows:
         other = next(g for g in rows if g != source)
         for n in n_list:
-            scores = {"hyre": {source: [], other: []}, "finetune": {source: [], other: []}}
+            scores = {m: {source: [], other: []} for m in ("hyre", "personal", "finetune")}
             for seed in range(seeds):
                 perm = np.random.default_rng(seed).permutation(rows[source])
                 adapt, held = perm[:n], perm[n:]
                 w = weights_from_losses(per_example[adapt].sum(axis=0), beta=PAPER_BETA)
                 scores["hyre"][source].append(acc(P @ w, held))
                 scores["hyre"][other].append(acc(P @ w, rows[other]))
+                personal = sigmoid(PersonalModel.replay(Z, diffs, adapt, y[adapt], beta=PAPER_BETA,
+                                                        lam=lam).margins())
+                scores["personal"][source].append(acc(personal, held))
+                scores["personal"][other].append(acc(personal, rows[other]))
                 if seed < finetune_seeds:
                     tuned = training.finetune_heads(model, task="preference", inputs=(xa[adapt], xb[adapt]),
                                                      targets=y[adapt], seed=seed)
@@ -132,6 +142,46 @@ def format_cross(frozen: dict, tuned: dict) -> str:
     return "\n".join(lines)
 
 
+METHOD_NAMES = {"uniform": "uniform", "hyre": "HyRe", "personal": "personal"}
+
+
+def _cell(stats: dict, j: int) -> str:
+    return f"{stats['mean'][j]:.3f} ± {stats['std'][j]:.3f}"
+
+
+def markdown_tables(results: dict) -> str:
+    """The per-target tables (both backbones, mean ± std over seeds) and the cross table, as Markdown."""
+    out = []
+    for key in ("hh_target", "llmbar_target"):
+        frozen, tuned = results[f"frozen/{key}"], results[f"tuned/{key}"]
+        n_values = frozen["n"]
+        seeds = results["config"]["seeds"]
+        out += [f"**{key}** (per target: mean ± std over {seeds} adaptation seeds)", ""]
+        header = ["target", "backbone"] + [f"{METHOD_NAMES[m]} n={n}" for m in METHODS for n in n_values]
+        out += ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
+        for target in frozen["groups"]:
+            for name, result in (("frozen", frozen), ("tuned", tuned)):
+                methods = result["groups"][target]["methods"]
+                cells = [_cell(methods[m], j) for m in METHODS for j in range(len(n_values))]
+                out.append(f"| {target} | {name} | " + " | ".join(cells) + " |")
+        for name, result in (("frozen", frozen), ("tuned", tuned)):
+            cells = [f"{v:.3f}" for m in METHODS for v in result["summary"][m]["mean"]]
+            out.append(f"| mean over targets | {name} | " + " | ".join(cells) + " |")
+        out.append("")
+    cross = results["cross"]
+    out += ["**helpful-base / harmless-base** (adapt on one, score on both; mean ± std over seeds)", "",
+            "| model | frozen: helpful-base | frozen: harmless-base | fine-tuned: helpful-base | "
+            "fine-tuned: harmless-base |", "|---|---:|---:|---:|---:|"]
+    for row in cross["tuned"]:
+        cells = []
+        for name in ("frozen", "tuned"):
+            for g in ("helpful-base", "harmless-base"):
+                c = cross[name].get(row, {}).get(g)
+                cells.append(f"{c['mean']:.3f} ± {c['std']:.3f}" if c else "-")
+        out.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -151,9 +201,13 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=20, help="adaptation seeds (random label draws)")
     parser.add_argument("--cross-n", default="10,20")
     parser.add_argument("--finetune-seeds", type=int, default=3)
+    parser.add_argument("--lam", type=float, default=DEFAULT_LAMBDA,
+                        help="the personal head's prior precision (the library default; HH has no "
+                        "held-out training annotators to calibrate it on)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script end to end")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
     args = parser.parse_args(argv)
     if args.quick:
         args.train_per_group, args.target_per_group, args.epochs, args.seeds = 12, 8, 1, 3
@@ -238,13 +292,14 @@ def main(argv=None) -> int:
     for name, backbone, model in (("frozen", base, frozen), ("tuned", tuned, tuned_heads)):
         for key in ("hh_target", "llmbar_target"):
             Z, xa, xb = target_logits(store, pools[key], backbone, model)
-            result = accuracy_vs_n(store, pools[key], Z, n_values, args.seeds)
+            result = accuracy_vs_n(store, pools[key], Z, embedding_differences(xa, xb), n_values, args.seeds,
+                                   lam=args.lam)
             results[f"{name}/{key}"] = result
             print(format_table(result, title=f"\n{name} backbone, {key}"), flush=True)
             if key == "hh_target":
                 cross[name] = cross_table(store, pools[key], Z, xa, xb, model,
                                           n_list=[int(v) for v in args.cross_n.split(",")], seeds=args.seeds,
-                                          finetune_seeds=args.finetune_seeds)
+                                          finetune_seeds=args.finetune_seeds, lam=args.lam)
     results["cross"] = cross
     text = format_cross(cross["frozen"], cross["tuned"])
     print("\nhelpful-base / harmless-base (adapt on one, score on both)\n" + text, flush=True)
@@ -255,6 +310,10 @@ def main(argv=None) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1))
     log(f"wrote {path}")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown_tables(results))
+        log(f"wrote {args.markdown}")
     return 0
 
 
