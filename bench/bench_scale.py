@@ -2,6 +2,7 @@
 
     nice -n 10 .venv/bin/python bench/bench_scale.py live    [--pairs 10000000] [--heads 100] [--dtype float16] [--tables float32]
     nice -n 10 .venv/bin/python bench/bench_scale.py engines [--pairs 1000] [--kill]
+    nice -n 5 .venv/bin/python bench/bench_scale.py engines --pairs 100000 --unique-texts 4000 --train-rows 5000
     .venv/bin/python bench/bench_scale.py projection
 
 live: label -> next query on a synthetic Z (float16 by default; --dtype float32), with the
@@ -15,7 +16,13 @@ engines: a synthetic pool of --pairs pairs whose texts are built from the demo's
     single-process pipeline and by the Ray engine on a local Ray of 2 CPUs, each into
     a fresh store; seconds per stage and the ratio. --kill adds a Ray build whose
     embedding actor is killed mid-job (ray.kill) and compares it with the undisturbed
-    Ray build.
+    Ray build. --unique-texts N builds a shared-text pool instead: N distinct answers
+    (spread over the demo's prompts) recombined into --pairs distinct pairs of two answers
+    to the same prompt, as a real pool shares texts (UltraFeedback: 4 answers per prompt
+    give 6 pairs); both engines embed each distinct text once. --train-rows R labels R
+    random pairs group "train" and trains on those only (the rest are group "pool").
+    Prints seconds per stage (read, embed, train, Z, register), the load average and
+    whether embeddings and Z agree to 1e-5.
 projection: the arithmetic for 10M pairs with a 2B backbone on N GPUs (no GPU is
     measured here).
 
@@ -114,8 +121,8 @@ def _full_pool_best(sampler, w, strategy: str) -> int:
 # ------------------------------------------------------------------ engines
 
 
-def synthetic_pool(n_pairs: int, folder: Path, *, n_shards: int = 4, seed: int = 0) -> list[Path]:
-    """n_pairs pairs of unique texts built from the demo's sentences, as JSONL shards."""
+def _demo_prompts_and_sentences() -> tuple[list[str], list[str]]:
+    """The demo's prompts and its answers' sentences of four words or more, sorted."""
     import re
 
     from hyre_engine.demo import DEMO_DIR
@@ -124,6 +131,12 @@ def synthetic_pool(n_pairs: int, folder: Path, *, n_shards: int = 4, seed: int =
     prompts = sorted({r["prompt"] for r in rows})
     sentences = sorted({s.strip() for r in rows for s in re.split(r"(?<=[.!?])\s+", r["text"])
                         if len(s.split()) >= 4})
+    return prompts, sentences
+
+
+def synthetic_pool(n_pairs: int, folder: Path, *, n_shards: int = 4, seed: int = 0) -> list[Path]:
+    """n_pairs pairs of unique texts built from the demo's sentences, as JSONL shards."""
+    prompts, sentences = _demo_prompts_and_sentences()
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"part-{i:03d}.jsonl" for i in range(n_shards)]
@@ -143,6 +156,80 @@ def synthetic_pool(n_pairs: int, folder: Path, *, n_shards: int = 4, seed: int =
     return paths
 
 
+def shared_text_pool(n_pairs: int, n_texts: int, folder: Path, *, train_rows: int | None = None,
+                     n_shards: int = 4, seed: int = 0) -> tuple[list[Path], int]:
+    """n_pairs distinct pairs over n_texts distinct (prompt, answer) texts, as JSONL shards.
+
+    The demo's prompts each get an equal share of the answers (three demo sentences
+    each, no answer twice) and of the pairs (two different answers to that prompt,
+    no pair twice). ``train_rows`` random pairs are group "train", the rest "pool"
+    (None: all "crowd"). Returns the shard paths and the number of distinct texts.
+    """
+    prompts, sentences = _demo_prompts_and_sentences()
+    rng = np.random.default_rng(seed)
+    n_prompts = len(prompts)
+    answers_per = [n_texts // n_prompts + (i < n_texts % n_prompts) for i in range(n_prompts)]
+    pairs_per = [n_pairs // n_prompts + (i < n_pairs % n_prompts) for i in range(n_prompts)]
+    for r, want in zip(answers_per, pairs_per, strict=True):
+        if r * (r - 1) // 2 < want:
+            raise ValueError(f"{n_texts} texts over {n_prompts} prompts give at most {r * (r - 1) // 2} "
+                             f"distinct pairs per prompt; {want} are needed: use more texts")
+    seen: set[str] = set()
+    records = []
+    for prompt, r, want in zip(prompts, answers_per, pairs_per, strict=True):
+        answers: list[str] = []
+        while len(answers) < r:
+            text = " ".join(sentences[j] for j in rng.choice(len(sentences), 3, replace=False))
+            if text not in seen:
+                seen.add(text)
+                answers.append(text)
+        # pair number c of the r (r - 1) / 2 pairs i < j, decoded row by row
+        starts = np.cumsum([0] + [r - 1 - i for i in range(r - 1)])
+        for c in rng.choice(int(starts[-1]), want, replace=False):
+            i = int(np.searchsorted(starts, c, side="right") - 1)
+            j = i + 1 + int(c - starts[i])
+            a, b = (answers[i], answers[j]) if rng.integers(2) else (answers[j], answers[i])
+            records.append((prompt, a, b))
+    order = rng.permutation(len(records))
+    train = set(rng.choice(len(records), train_rows, replace=False).tolist()) if train_rows else set()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"part-{i:03d}.jsonl" for i in range(n_shards)]
+    files = [open(p, "w") for p in paths]
+    try:
+        for i, k in enumerate(order):
+            prompt, a, b = records[k]
+            group = "crowd" if train_rows is None else ("train" if i in train else "pool")
+            row = {"pair_id": f"s{i}", "prompt": prompt, "response_a": a, "response_b": b,
+                   "label": "ab"[rng.integers(2)], "group": group, "annotator": f"u{rng.integers(20)}"}
+            files[i % n_shards].write(json.dumps(row) + "\n")
+    finally:
+        for f in files:
+            f.close()
+    return paths, sum(answers_per)
+
+
+class _StoreTimer:
+    """Seconds spent in some of one store's methods (its writes and registrations), by wrapping them."""
+
+    def __init__(self, store, names: tuple[str, ...]) -> None:
+        self.seconds = {name: 0.0 for name in names}
+        for name in names:
+            method = getattr(store, name)
+
+            def timed(*a, _method=method, _name=name, **kw):
+                start = time.perf_counter()
+                try:
+                    return _method(*a, **kw)
+                finally:
+                    self.seconds[_name] += time.perf_counter() - start
+
+            setattr(store, name, timed)
+
+
+def _load() -> str:
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 def bench_engines(args) -> None:
     import pandas as pd
     import ray
@@ -154,22 +241,37 @@ def bench_engines(args) -> None:
     from hyre_engine.store import Store
 
     torch.set_num_threads(1)
-    config = BuildConfig(calibrate=False)  # K = 100 heads, hidden 128
+    # K = 100 heads, hidden 128; with --train-rows only the "train" group trains
+    config = BuildConfig(calibrate=False, train_groups=["train"] if args.train_rows else None)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        paths = synthetic_pool(args.pairs, tmp / "pool")
-        print(f"synthetic pool: {args.pairs:,} pairs, {2 * args.pairs:,} unique texts, "
-              f"{len(paths)} JSONL shards")
+        start = time.perf_counter()
+        if args.unique_texts:
+            paths, n_texts = shared_text_pool(args.pairs, args.unique_texts, tmp / "pool",
+                                              train_rows=args.train_rows)
+            print(f"shared-text pool: {args.pairs:,} distinct pairs over {n_texts:,} distinct texts "
+                  f"(each text in {2 * args.pairs / n_texts:.0f} pairs on average), "
+                  f"{args.train_rows or args.pairs:,} training rows, {len(paths)} JSONL shards "
+                  f"(written in {time.perf_counter() - start:.1f} s)")
+        else:
+            paths = synthetic_pool(args.pairs, tmp / "pool")
+            print(f"synthetic pool: {args.pairs:,} pairs, {2 * args.pairs:,} unique texts, "
+                  f"{len(paths)} JSONL shards")
+        print(f"load average (1/5/15 min) before: {_load()}", flush=True)
 
         start = time.perf_counter()
         single = Store(tmp / "single.duckdb")
+        timer1 = _StoreTimer(single, ("put_embeddings", "put_head_predictions"))
         frame = pd.concat([read_preferences(p) for p in paths], ignore_index=True)
         pool_id = single.add_pool("pool", frame)
         read_s = time.perf_counter() - start
         r1 = build_pool(single, pool_id, config)
         total1 = time.perf_counter() - start
-        stages1 = {"read": read_s, **r1.seconds}
-        print("single-process: " + _stages(stages1) + f", total {total1:.1f} s")
+        stages1 = _split(read_s, r1.seconds, timer1.seconds["put_embeddings"],
+                         timer1.seconds["put_head_predictions"], total1)
+        print(f"single-process (1 torch thread), {r1.embedded:,} texts embedded, {r1.n_train_rows:,} "
+              f"training rows: " + _stages(stages1) + f", total {total1:.1f} s; load average {_load()}",
+              flush=True)
 
         options = RayOptions(embed_batch_size=args.batch)
         start = time.perf_counter()
@@ -178,21 +280,33 @@ def bench_engines(args) -> None:
         init_s = time.perf_counter() - start
         try:
             store = Store(tmp / "ray.duckdb")
+            timer2 = _StoreTimer(store, ("register_embedding_shards", "register_prediction_shards"))
             r2 = build_pool_ray(store, str(tmp / "pool" / "*.jsonl"), config, name="pool",
                                 options=options)
             total2 = time.perf_counter() - start
-            print(f"ray local (2 CPUs, {options.embed_actors or 1} embedding actor): ray.init "
-                  f"{init_s:.1f} s, " + _stages(r2.seconds) + f", total {total2:.1f} s")
-            per_text = (r1.seconds["embed"] / r1.embedded, r2.seconds["embed"] / r2.embedded)
-            print(f"ray / single-process: total {total2 / total1:.2f}x, embed {per_text[1] / per_text[0]:.2f}x "
-                  f"({1 / per_text[0]:.1f} vs {1 / per_text[1]:.1f} texts/s)")
+            stages2 = {"ray.init": init_s, **_split(
+                r2.seconds["read"], r2.seconds, timer2.seconds["register_embedding_shards"],
+                timer2.seconds["register_prediction_shards"], total2 - init_s)}
+            print(f"ray local (2 CPUs, {options.embed_actors or 1} embedding actor, 1 torch thread), "
+                  f"{r2.embedded:,} texts embedded: " + _stages(stages2)
+                  + f", total {total2:.1f} s; load average {_load()}")
+            rate = (r1.embedded / stages1["embed"], r2.embedded / stages2["embed"])
+            print(f"ray / single-process: total {total2 / total1:.2f}x, embed {rate[0] / rate[1]:.2f}x "
+                  f"({rate[0]:.1f} vs {rate[1]:.1f} texts/s), "
+                  + ", ".join(f"{k} {stages2[k] / stages1[k]:.2f}x" for k in ("read", "train", "Z", "register")
+                              if stages1[k] > 0))
+            for n in (200_000,):
+                print(f"at these rates {n:,} distinct texts cost {n / rate[0] / 60:.0f} min of embedding "
+                      f"single-process, {n / rate[1] / 60:.0f} min on ray")
             pairs = store.pool_pairs(r2.pool_id, with_meta=False)
-            e1 = single.get_embeddings(r1.backbone_id, pairs["hash_a"].tolist())
-            e2 = store.get_embeddings(r2.backbone_id, pairs["hash_a"].tolist())
+            hashes = sorted(set(pairs["hash_a"]) | set(pairs["hash_b"]))
+            e1 = single.get_embeddings(r1.backbone_id, hashes)
+            e2 = store.get_embeddings(r2.backbone_id, hashes)
             z1 = single.get_head_predictions(r1.ensemble_id, r1.pool_id)
             z2 = store.get_head_predictions(r2.ensemble_id, r2.pool_id)
-            print(f"max |difference| single vs ray: embeddings {np.abs(e1 - e2).max():.2e}, "
-                  f"Z {np.abs(z1 - z2).max():.2e}")
+            diff_e, diff_z = float(np.abs(e1 - e2).max()), float(np.abs(z1 - z2).max())
+            print(f"max |difference| single vs ray over {len(hashes):,} texts and Z {z1.shape}: embeddings "
+                  f"{diff_e:.2e}, Z {diff_z:.2e} (1e-5: {'PASS' if max(diff_e, diff_z) <= 1e-5 else 'FAIL'})")
             if args.kill:
                 _bench_kill(tmp, config, options, e2, z2, pairs)
         finally:
@@ -224,6 +338,15 @@ def _bench_kill(tmp, config, options, e_ref, z_ref, pairs) -> None:
           f"{r.embedded} texts: completed in {time.perf_counter() - start:.1f} s, actor started "
           f"{hellos[0]} times; vs undisturbed ray: embeddings max |diff| {np.abs(e - e_ref).max():.2e}, "
           f"Z max |diff| {np.abs(z - z_ref).max():.2e}")
+
+
+def _split(read_s: float, seconds: dict, embed_writes: float, z_writes: float, total: float) -> dict:
+    """Seconds per stage with the store writes / registrations taken out of embed and Z into
+    "register", and what the stages do not cover (e.g. the single process's D cache) as "other"."""
+    out = {"read": read_s, "embed": seconds["embed"] - embed_writes, "train": seconds["train"],
+           "Z": seconds["predict"] - z_writes, "register": embed_writes + z_writes}
+    out["other"] = max(0.0, total - sum(out.values()))
+    return out
 
 
 def _stages(seconds: dict) -> str:
@@ -283,6 +406,10 @@ def main() -> None:
     engines.add_argument("--pairs", type=int, default=1000)
     engines.add_argument("--batch", type=int, default=256)
     engines.add_argument("--kill", action="store_true")
+    engines.add_argument("--unique-texts", type=int, default=None,
+                         help="a shared-text pool of this many distinct texts (default: every text unique)")
+    engines.add_argument("--train-rows", type=int, default=None,
+                         help="train on this many random pairs (group 'train'); default: all")
     sub.add_parser("projection")
     args = parser.parse_args()
     if args.part == "live":
