@@ -285,7 +285,8 @@ def main(argv=None) -> int:
         log(f"fine-tuned embeddings {key}: {computed} computed, {reused} reused")
     timings["embed_tuned"] = time.perf_counter() - t
 
-    results: dict = {"config": {**vars(args), "data": str(args.data), "out": str(args.out), "json": str(args.json)},
+    results: dict = {"config": {**vars(args), "data": str(args.data), "out": str(args.out), "json": str(args.json),
+                                "markdown": str(args.markdown)},
                      "counts": prepared["counts"], "history": history, "best_epoch": best_epoch,
                      "backbone_ids": {"frozen": base.id, "tuned": tuned.id}, "n_train_rows": len(labels)}
     cross = {}
