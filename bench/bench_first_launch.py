@@ -79,9 +79,15 @@ def _wait_health(url: str, proc: subprocess.Popen, log: Path, start: float) -> f
     raise RuntimeError("the server did not answer")
 
 
-def _watch(page, start: float, wait_calibration: bool) -> list[tuple[str, float]]:
+def _note(events: list, name: str, start: float) -> None:
+    """Record an event and print it at once (a run that times out still shows how far it got)."""
+    events.append((name, time.perf_counter() - start))
+    print(f"  {events[-1][1]:7.2f} s  {name}", flush=True)
+
+
+def _watch(page, start: float, wait_calibration: bool, events: list) -> list[tuple[str, float]]:
     """Poll the page until the Label page is usable (and beta switched): (event, seconds) in order."""
-    events, seen = [], set()
+    seen = set()
     usable = False
     while time.perf_counter() - start < TIMEOUT_S:
         text = page.evaluate(PROGRESS_JS)
@@ -89,14 +95,14 @@ def _watch(page, start: float, wait_calibration: bool) -> list[tuple[str, float]
             stage = text.split("(")[0].strip()
             if stage not in seen:
                 seen.add(stage)
-                events.append((f"progress: {stage}", time.perf_counter() - start))
+                _note(events, f"progress: {stage}", start)
         if not usable and page.evaluate(USABLE_JS):
             usable = True
-            events.append(("Label page usable", time.perf_counter() - start))
+            _note(events, "Label page usable", start)
             if not wait_calibration:
                 return events
         if usable and page.evaluate(SWITCHED_JS):
-            events.append(("sidebar: beta switched to the calibrated one", time.perf_counter() - start))
+            _note(events, "sidebar: beta switched to the calibrated one", start)
             return events
         time.sleep(0.1)
     raise RuntimeError(f"no usable Label page within {TIMEOUT_S} s; seen: {events}")
@@ -117,11 +123,13 @@ def run_once(args, browser, where: Path) -> dict[str, float]:
                                  "--browser.gatherUsageStats", "false"],
                                 cwd=clone, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        events = [("server answers /_stcore/health", _wait_health(url, proc, log, start))]
+        events: list = []
+        _wait_health(url, proc, log, start)
+        _note(events, "server answers /_stcore/health", start)
         page.goto(url)
         page.wait_for_selector("h1", timeout=TIMEOUT_S * 1000)
-        events.append(("first screen drawn", time.perf_counter() - start))
-        events += _watch(page, start, args.wait_calibration)
+        _note(events, "first screen drawn", start)
+        _watch(page, start, args.wait_calibration, events)
         if page.locator("[data-testid='stException']").count():
             raise RuntimeError("the page shows an exception")
         if args.screenshot:
@@ -129,9 +137,10 @@ def run_once(args, browser, where: Path) -> dict[str, float]:
     finally:
         page.close()
         proc.terminate()
-        proc.wait(timeout=30)
-    for name, s in events:
-        print(f"  {s:7.2f} s  {name}", flush=True)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
     return dict(events)
 
 
