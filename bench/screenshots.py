@@ -99,6 +99,9 @@ _SETTLED = """() => !document.querySelector('[data-testid=stStatusWidget]')
   && !document.querySelector('[data-testid=stMain] [data-stale=true]')"""
 
 
+_TO_TOP = "() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop > 0) e.scrollTop = 0; })"
+
+
 def _settle(page) -> None:
     page.wait_for_timeout(1000)
     page.wait_for_function(_SETTLED, timeout=LOAD_MS)
@@ -155,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                         page.set_viewport_size({"width": width, "height": height})
                         page.locator("[data-testid='stSidebarNav'] a", has_text=title).first.click()
                         _settle(page)
+                        page.evaluate(_TO_TOP)  # the Data page keeps the scroll of its Build button
+                        page.wait_for_timeout(300)
                         target = out / f"{stem}-{width}x{height}.png"
                         page.screenshot(path=str(target))
                         print(f"{target.relative_to(REPO) if target.is_relative_to(REPO) else target}")
