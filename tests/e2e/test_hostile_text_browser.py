@@ -1,6 +1,6 @@
-"""A pool of hostile text in a real browser: Label (person and persona), Explore and
-Profiles show it without a dialog, without a request to any host but the app's, and
-without a live link from data (issue 12)."""
+"""A pool of hostile text in a real browser: Label (person and persona), Explore, Profiles,
+History and People show it without a dialog, without a request to any host but the app's,
+and without a live link from data (issue 12)."""
 
 from __future__ import annotations
 
@@ -102,7 +102,16 @@ def _check(page, seen: dict, where: str) -> None:
     assert page.locator(f"img[src*='{EVIL}'], iframe, script[src*='{EVIL}']").count() == 0, where
 
 
-def test_hostile_pool_renders_inert_on_label_explore_and_profiles(serve_app, hostile_db, tmp_path, browser_page):
+# What each page shows once it has rendered what the data fills in.
+READY = {
+    "explore": "[data-testid='stPlotlyChart']",
+    "profiles": "[data-testid='stPlotlyChart']",
+    "history": ".st-key-history-actions",  # the label just given, its pair in full
+    "people": "[data-testid='stDataFrame']",  # the hostile user's row
+}
+
+
+def test_hostile_pool_renders_inert_on_every_page_of_its_labels(serve_app, hostile_db, tmp_path, browser_page):
     page = browser_page
     with serve_app(hostile_db, tmp_path / "server.log") as url:
         seen = _watch(page, url)
@@ -120,10 +129,13 @@ def test_hostile_pool_renders_inert_on_label_explore_and_profiles(serve_app, hos
         page.get_by_text("A simulated persona labels").click()
         page.get_by_role("button", name="One label").click()
         _check(page, seen, "persona")
-        for url_path in ("explore", "profiles"):
+        for url_path, ready in READY.items():
             page.locator(f"[data-testid='stSidebarNav'] a[href$='/{url_path}']").click()
-            page.locator("[data-testid='stPlotlyChart']").first.wait_for(timeout=LOAD_TIMEOUT_MS)
+            page.locator(ready).first.wait_for(timeout=LOAD_TIMEOUT_MS)
             _settle(page)
+            if url_path == "history":
+                # the hostile texts of the labelled pair are there, as text
+                assert page.get_by_text(re.compile(r"prompt \d+")).count() > 0
             for expander in page.locator("[data-testid='stExpander'] summary").all()[:6]:
                 expander.click()
             if url_path == "profiles":
