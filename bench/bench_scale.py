@@ -163,7 +163,7 @@ def shared_text_pool(n_pairs: int, n_texts: int, folder: Path, *, train_rows: in
     The demo's prompts each get an equal share of the answers (three demo sentences
     each, no answer twice) and of the pairs (two different answers to that prompt,
     no pair twice). ``train_rows`` random pairs are group "train", the rest "pool"
-    (None: all "crowd"). Returns the shard paths and the number of distinct texts.
+    (None: all "crowd"). Returns the shard paths and the number of distinct texts in them.
     """
     prompts, sentences = _demo_prompts_and_sentences()
     rng = np.random.default_rng(seed)
@@ -205,7 +205,7 @@ def shared_text_pool(n_pairs: int, n_texts: int, folder: Path, *, train_rows: in
     finally:
         for f in files:
             f.close()
-    return paths, sum(answers_per)
+    return paths, len({(p, t) for p, a, b in records for t in (a, b)})  # texts in some pair
 
 
 class _StoreTimer:
