@@ -402,10 +402,15 @@ def fit_logistic(diffs, y, *, lam: float = DEFAULT_LAMBDA, offsets=None) -> np.n
 
 
 def _centred_tables(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row means (n_pairs,) float64, Z centred on them, its square) of float32 Z."""
+    """(row means (n_pairs,) float64, Z centred on them, its square) of float32 Z.
+
+    The two tables are column-major (each head's column contiguous): their product with w
+    then runs OpenBLAS's streaming matrix-vector kernel instead of one dot product per row of
+    K floats (5.0 vs 7.3 ms for 100,000 x 100, interleaved medians at load 3.4).
+    """
     row_mean = Z.mean(axis=1, dtype=np.float64)
-    centred = Z - row_mean[:, None].astype(np.float32)
-    return row_mean, centred, centred * centred
+    centred = np.asfortranarray(Z - row_mean[:, None].astype(np.float32))
+    return row_mean, centred, np.asfortranarray(centred * centred)
 
 
 class PersonalModel:
