@@ -16,10 +16,13 @@ unless sign-in is configured.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
 import tempfile
+import threading
+import time
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -51,12 +54,20 @@ LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 USERS_FILE_ENV = "HYRE_USERS"
 ADMINS_ENV = "HYRE_ADMINS"
 DATA_DIRS_ENV = "HYRE_DATA_DIRS"
+MODEL_DIRS_ENV = "HYRE_MODEL_DIRS"
 USERS_FILE_VERSION = 1
 # Shorter passwords fall to an offline guess quickly even behind argon2.
 MIN_PASSWORD_LENGTH = 10
 MAX_NAME_LENGTH = 64
 # Prefix of the per-browser identity given when nobody signs in.
 ANONYMOUS_PREFIX = "anon-"
+# A users-file sign-in lives in this HttpOnly cookie (a random token; the store keeps its
+# SHA-256) for SIGNIN_HOURS, or $HYRE_SIGNIN_HOURS.
+SESSION_COOKIE = "hyre_session"
+SIGNIN_HOURS_ENV = "HYRE_SIGNIN_HOURS"
+SIGNIN_HOURS = 12.0
+# The one-time code that carries a new token from the sign-in form to the cookie route.
+CODE_TTL_S = 60.0
 
 
 class AuthError(ValueError):
@@ -99,6 +110,12 @@ def check_name(name: object) -> str:
     if bad:
         raise AuthError(f"user name {name!r} contains control or format character U+{ord(bad[0]):04X}")
     return name
+
+
+def password_fingerprint(entry: Mapping[str, str]) -> str:
+    """A fingerprint of a users-file entry's password hash: a sign-in made against one
+    password ends when the password (hence its salted hash) changes."""
+    return hashlib.sha256(entry["hash"].encode()).hexdigest()[:32]
 
 
 def _hasher():
@@ -190,6 +207,11 @@ class UsersFile:
         del users[name]
         self._save(users)
 
+    def credential(self, name: str) -> str | None:
+        """`password_fingerprint` of ``name``'s entry, None if there is no such user."""
+        entry = self.load().get(name)
+        return None if entry is None else password_fingerprint(entry)
+
     def verify(self, name: str, password: str) -> User | None:
         """The user if ``password`` is theirs, else None (an unknown name costs the same time)."""
         from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -219,6 +241,55 @@ def _dummy_hash() -> str:
     if not _DUMMY:
         _DUMMY.append(_hasher().hash(secrets.token_hex(16)))
     return _DUMMY[0]
+
+
+def signin_hours(value: str | None = None) -> float:
+    """How long a users-file sign-in lasts: $HYRE_SIGNIN_HOURS, else SIGNIN_HOURS."""
+    raw = os.environ.get(SIGNIN_HOURS_ENV, "") if value is None else value
+    if not raw.strip():
+        return SIGNIN_HOURS
+    try:
+        hours = float(raw)
+    except ValueError:
+        hours = float("nan")
+    if not 0 < hours <= 24 * 90:
+        raise AuthError(f"{SIGNIN_HOURS_ENV}={raw!r}: expected a number of hours above 0, at most 2160")
+    return hours
+
+
+class CodeExchange:
+    """One-time codes that hand a new sign-in token from the sign-in form to the cookie route.
+
+    The form (a Streamlit run) cannot set a cookie; it sends the browser to the route
+    with a code instead of the token, and the route swaps it for the token once, within
+    ``ttl_s``. Only the code's hash is kept, in this process's memory.
+    """
+
+    def __init__(self, ttl_s: float = CODE_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self.enabled = False  # set when the server installs the cookie route
+        self._pending: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def issue(self, token: str) -> str:
+        code = secrets.token_urlsafe(32)
+        now = time.monotonic()
+        with self._lock:
+            self._pending = {k: v for k, v in self._pending.items() if v[1] > now}
+            self._pending[hashlib.sha256(code.encode()).hexdigest()] = (token, now + self.ttl_s)
+        return code
+
+    def redeem(self, code: object) -> str | None:
+        """The token of ``code`` the first time it is asked within ``ttl_s``; else None."""
+        if not isinstance(code, str) or not code or len(code) > 128:
+            return None
+        with self._lock:
+            token, expires = self._pending.pop(hashlib.sha256(code.encode()).hexdigest(), (None, 0.0))
+        return token if token is not None and time.monotonic() < expires else None
+
+
+# The server's one exchange: the sign-in form and the cookie route share it.
+SIGN_IN_CODES = CodeExchange()
 
 
 def oidc_configured(secrets_map: Mapping | None) -> bool:
@@ -291,33 +362,63 @@ def check_bind(address: str | None, *, sign_in: bool) -> None:
         )
 
 
-# -- data folders a path import may read ----------------------------------------------
+# -- folders the web UI may read: data files to import, model folders to load ----------
+
+
+def _folders(env: str, value: str | None) -> list[Path]:
+    raw = os.environ.get(env, "") if value is None else value
+    return [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip()]
 
 
 def data_dirs(value: str | None = None) -> list[Path]:
     """The folders a path import may read: HYRE_DATA_DIRS (os.pathsep-separated), resolved."""
-    raw = os.environ.get(DATA_DIRS_ENV, "") if value is None else value
-    return [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip()]
+    return _folders(DATA_DIRS_ENV, value)
 
 
-def resolve_data_path(path: str | os.PathLike, allowed_dirs: Iterable[Path]) -> Path:
-    """``path`` resolved (symlinks, ``..``) if it lies inside one of ``allowed_dirs``.
+def model_dirs(value: str | None = None) -> list[Path]:
+    """The folders the web UI may load model folders from: HYRE_MODEL_DIRS, resolved."""
+    return _folders(MODEL_DIRS_ENV, value)
 
-    Anything else is one and the same `AuthError`, whether or not the file exists,
-    so the answer tells nothing about files outside the folders.
-    """
+
+def _inside(path: str | os.PathLike, allowed_dirs: list[Path], what: str) -> Path:
+    """``path`` resolved (symlinks, ``..``; relative to the first folder) if it lies in
+    one of ``allowed_dirs`` (not empty), else one and the same `AuthError`, whether or
+    not it exists."""
     dirs = [Path(d).resolve() for d in allowed_dirs]
-    if not dirs:
-        raise AuthError("path import is off: no data folders are configured (HYRE_DATA_DIRS)")
     text = str(path)
     if not text.strip() or "\x00" in text:
-        raise AuthError("give a path inside the configured data folders")
+        raise AuthError(f"give a path inside the configured {what}s")
     candidate = Path(text).expanduser()
     if not candidate.is_absolute():
         candidate = dirs[0] / candidate
     resolved = candidate.resolve()
     if not any(resolved.is_relative_to(d) for d in dirs):
-        raise AuthError("that path is outside the configured data folders")
+        raise AuthError(f"that path is outside the configured {what}s")
+    return resolved
+
+
+def resolve_data_path(path: str | os.PathLike, allowed_dirs: Iterable[Path]) -> Path:
+    """``path`` resolved (symlinks, ``..``) if it is a file inside one of ``allowed_dirs``.
+
+    Anything else is one and the same `AuthError`, whether or not the file exists,
+    so the answer tells nothing about files outside the folders.
+    """
+    dirs = list(allowed_dirs)
+    if not dirs:
+        raise AuthError(f"path import is off: no data folders are configured ({DATA_DIRS_ENV})")
+    resolved = _inside(path, dirs, "data folder")
     if not resolved.is_file():
         raise AuthError(f"no file {resolved.name!r} in the configured data folders")
+    return resolved
+
+
+def resolve_model_path(path: str | os.PathLike, allowed_dirs: Iterable[Path]) -> Path:
+    """A model folder typed in the web UI, resolved, if it lies inside one of ``allowed_dirs``
+    (HYRE_MODEL_DIRS). Outside them: one and the same `AuthError` whether or not it exists."""
+    dirs = list(allowed_dirs)
+    if not dirs:
+        raise AuthError(f"model folders are off: no model folders are configured ({MODEL_DIRS_ENV})")
+    resolved = _inside(path, dirs, "model folder")
+    if not resolved.is_dir():
+        raise AuthError(f"no folder {resolved.name!r} in the configured model folders")
     return resolved

@@ -194,10 +194,9 @@ def _build_section(db) -> None:
                                        key="data_backbone", horizontal=True)
             folder = None
             if backbone_choice == "folder":
-                folder = st.text_input("Model folder", key="data_backbone_path",
-                                       placeholder="/models/my-encoder",
-                                       help="A sentence-transformers or Hugging Face folder on this "
-                                       "machine; nothing is ever downloaded.").strip() or None
+                folder = data_forms.model_folder_field(
+                    "Model folder", "data_backbone_path",
+                    help="A sentence-transformers or Hugging Face folder; nothing is ever downloaded.")
             kind = st.selectbox("Ensemble kind", ens.KINDS, format_func=KIND_TEXT.get, key="data_kind")
         with right:
             k = st.number_input("Heads (K)", min_value=2, max_value=MAX_HEADS, value=ens.DEFAULT_HEADS,

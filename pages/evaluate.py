@@ -19,7 +19,7 @@ from hyre_engine.demo import CROWD_GROUP
 from hyre_engine.evaluate import evaluate_pools
 from hyre_engine.pipeline import BuildConfig
 from hyre_engine.protocol import ALL_METHODS, LOSSES, STRATEGIES
-from pages._shared import charts, signin
+from pages._shared import charts, data_forms, signin
 from pages._shared.context import Context, backbone_label, get_context
 from pages._shared.evaluation import (
     BACKBONE_PATH_PREFIX,
@@ -45,20 +45,22 @@ GRID_COLUMNS = 2
 
 
 def _backbone_path(ctx: Context) -> str | None:
-    """None for the embedded backbone, else the folder the Data page recorded (or one typed here)."""
+    """None for the embedded backbone, else the folder a fine-tuning build wrote, or the
+    one the Data page recorded, or (admins) one typed here inside HYRE_MODEL_DIRS."""
     backbone_id = ctx.backbone_id
     if is_embedded_backbone(backbone_id):
         return None
+    if ctx.ensemble.meta.backbone_path:  # a fine-tuned backbone: the folder its build wrote
+        return ctx.ensemble.meta.backbone_path
     known = ctx.store.get_result(BACKBONE_PATH_PREFIX + backbone_id)
     if not signin.can("build"):  # a folder on the server is the admins' to name
         return ((known.value or {}).get("path") if known is not None else None) or None
-    return st.text_input(
-        "Backbone folder",
+    return data_forms.model_folder_field(
+        "Backbone folder", "eval_backbone_path",
         value=known.value.get("path", "") if known is not None else "",
-        key="eval_backbone_path",
         help=f"This ensemble was trained on {backbone_label(backbone_id)}, a local model "
         "folder: give its path so the evaluation can embed with it.",
-    ).strip() or None
+    )
 
 
 def _default_train(ctx: Context, groups: list[str]) -> list[str]:

@@ -127,6 +127,56 @@ def test_resolve_data_path_inside_and_outside(tmp_path):
         auth.resolve_data_path(inside / "pool.jsonl", [])
 
 
+def test_resolve_model_path_only_inside_the_model_folders(tmp_path):
+    models, private = tmp_path / "models", tmp_path / "private"
+    (models / "enc").mkdir(parents=True)
+    (private / "enc").mkdir(parents=True)
+    (models / "link").symlink_to(private / "enc")
+    assert auth.resolve_model_path("enc", [models]) == (models / "enc").resolve()
+    assert auth.resolve_model_path(models / "enc" / ".." / "enc", [models]) == (models / "enc").resolve()
+    messages = set()
+    for path in (private / "enc", models / "link", models / ".." / "private" / "enc", "../private/enc",
+                 "/etc", "/nonexistent/folder", "~"):
+        with pytest.raises(AuthError, match="outside the configured model folders") as info:
+            auth.resolve_model_path(path, [models])
+        messages.add(str(info.value))
+    assert len(messages) == 1  # the same words whether or not the folder exists
+    with pytest.raises(AuthError, match="no folder 'missing'"):
+        auth.resolve_model_path("missing", [models])
+    with pytest.raises(AuthError, match="model folders are off"):
+        auth.resolve_model_path(models / "enc", [])
+    assert auth.model_dirs(f"{models}{os.pathsep}{private}") == [models.resolve(), private.resolve()]
+
+
+def test_a_sign_in_code_is_good_once_and_only_briefly():
+    codes = auth.CodeExchange(ttl_s=0.2)
+    code = codes.issue("token-1")
+    assert codes.redeem("forged") is None and codes.redeem(None) is None
+    assert codes.redeem(code) == "token-1"
+    assert codes.redeem(code) is None  # spent
+    late = codes.issue("token-2")
+    __import__("time").sleep(0.3)
+    assert codes.redeem(late) is None  # expired
+
+
+def test_sign_in_hours(monkeypatch):
+    monkeypatch.delenv(auth.SIGNIN_HOURS_ENV, raising=False)
+    assert auth.signin_hours() == auth.SIGNIN_HOURS
+    assert auth.signin_hours("0.5") == 0.5
+    for bad in ("0", "-1", "soon", "nan", "1e9"):
+        with pytest.raises(AuthError, match=auth.SIGNIN_HOURS_ENV):
+            auth.signin_hours(bad)
+
+
+def test_a_new_password_changes_the_credential(tmp_path):
+    users = UsersFile(tmp_path / "users.json")
+    users.add("alice", PASSWORD)
+    before = users.credential("alice")
+    assert before and users.credential("nobody") is None
+    users.add("alice", PASSWORD + "?", replace=True)
+    assert users.credential("alice") != before
+
+
 def test_users_command(tmp_path, monkeypatch, capsys):
     path = tmp_path / "users.json"
     monkeypatch.setattr("sys.stdin", __import__("io").StringIO(PASSWORD + "\n"))

@@ -12,14 +12,41 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hyre_engine import auth
 from hyre_engine.auth import AuthError
 from hyre_engine.data import DataError
 from hyre_engine.pca import EndContrast
 from hyre_engine.pipeline import BuildConfig
-from pages._shared import charts, data_io, evaluation
+from pages._shared import charts, data_io, evaluation, signin_routes
 from pages._shared.widgets import axis_table, snippet
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- sign-in cookie routes
+
+
+def test_the_session_route_swaps_a_code_once_for_an_httponly_cookie(monkeypatch):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    monkeypatch.setattr(auth, "SIGN_IN_CODES", auth.CodeExchange())
+    client = TestClient(Starlette(routes=signin_routes.routes()), follow_redirects=False)
+    code = auth.SIGN_IN_CODES.issue("the-token")
+    for asked, sets in ((code, True), (code, False), ("forged", False), ("", False)):
+        response = client.get(f"/{signin_routes.SESSION_PATH}", params={"code": asked})
+        assert response.status_code == 303 and response.headers["location"] == "/"
+        assert response.headers["cache-control"] == "no-store"
+        cookie = response.headers.get("set-cookie", "")
+        assert cookie.startswith(f"{auth.SESSION_COOKIE}=the-token;") is sets, (asked, cookie)
+        if sets:
+            assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+            assert "Secure" not in cookie  # plain http on loopback
+    behind_proxy = client.get(f"/{signin_routes.SESSION_PATH}", headers={"x-forwarded-proto": "https"},
+                              params={"code": auth.SIGN_IN_CODES.issue("t2")})
+    assert "Secure" in behind_proxy.headers["set-cookie"]
+    out = client.get(f"/{signin_routes.SIGNOUT_PATH}")
+    assert out.status_code == 303 and out.headers["set-cookie"].startswith(f'{auth.SESSION_COOKIE}="";')
 
 
 # ---------------------------------------------------------------- Data page

@@ -1,4 +1,4 @@
-"""DuckDB store (a package: connection and schema, pools, artifacts, sessions, people, annotations, results): pools, texts, labels, embeddings, ensembles, head predictions,
+"""DuckDB store (a package: connection and schema, pools, artifacts, sessions, people, annotations, results, sign-ins): pools, texts, labels, embeddings, ensembles, head predictions,
 labelling sessions, user profiles and cached results, in one database file.
 
 The only module of the engine that imports duckdb. Everything the app keeps
@@ -69,6 +69,7 @@ from hyre_engine.store.records import (
 from hyre_engine.store.results import ResultsMixin
 from hyre_engine.store.sessions import AUDIT_ACTIONS, AlreadyLabelledError, SessionsMixin
 from hyre_engine.store.shards import ShardsMixin
+from hyre_engine.store.signins import SigninRecord, SigninsMixin
 
 __all__ = [
     "AUDIT_ACTIONS",
@@ -87,6 +88,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SESSION_MODES",
     "SessionRecord",
+    "SigninRecord",
     "Store",
     "StoreLockedError",
     "StoreStats",
@@ -97,7 +99,8 @@ __all__ = [
 ]
 
 
-class Store(ShardsMixin, PoolsMixin, ArtifactsMixin, SessionsMixin, PeopleMixin, AnnotationsMixin, ResultsMixin):
+class Store(ShardsMixin, PoolsMixin, ArtifactsMixin, SessionsMixin, PeopleMixin, AnnotationsMixin, ResultsMixin,
+            SigninsMixin):
     """The project's one database (a file, or ":memory:" for tests).
 
     Safe to share between the threads of one process (the Streamlit server):

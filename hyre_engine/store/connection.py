@@ -153,6 +153,11 @@ _SCHEMA = (
         user_name VARCHAR NOT NULL, ensemble_id VARCHAR NOT NULL, weights DOUBLE[] NOT NULL,
         labels VARCHAR NOT NULL, meta VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL,
         PRIMARY KEY (user_name, ensemble_id))""",
+    # A users-file sign-in that outlives a tab (store/signins.py): only the token's SHA-256.
+    """CREATE TABLE IF NOT EXISTS signins (
+        token_hash VARCHAR PRIMARY KEY, user_name VARCHAR NOT NULL, role VARCHAR NOT NULL,
+        credential VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, expires_at TIMESTAMP NOT NULL,
+        revoked_at TIMESTAMP)""",
     """CREATE TABLE IF NOT EXISTS results (
         key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL)""",
     # Parquet files that hold an artefact too big for the database (store/shards.py).

@@ -1,10 +1,12 @@
-"""The Data page's forms that need no store: the preview of a read file, the fine-tuning settings."""
+"""The Data page's forms that need no store: the preview of a read file, the fine-tuning
+settings, a model folder (also on the Evaluate page)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from hyre_engine import auth
 from hyre_engine import joint_training as jt
 from pages._shared import data_io
 from pages._shared.labels import FINETUNE_MODE_TEXT
@@ -26,6 +28,26 @@ def preview(frame: pd.DataFrame) -> None:
         st.dataframe(data_io.preview_table(frame), hide_index=True, height=260)
         st.caption(f"The first {min(data_io.PREVIEW_ROWS, info.rows)} of {info.rows:,} judgements, as read.")
 
+
+def model_folder_field(label: str, key: str, *, value: str = "", help: str = "") -> str | None:
+    """A model folder typed by an admin: its resolved path if it lies inside HYRE_MODEL_DIRS,
+    else None with one plain message that says nothing about the path (auth.resolve_model_path)."""
+    folders = auth.model_dirs()
+    if not folders:
+        st.info("Model folders are off: none are configured. Start the app with "
+                f"`{auth.MODEL_DIRS_ENV}=/path/to/models` to allow the folders in it.",
+                icon=":material/folder_off:")
+        return None
+    typed = st.text_input(label, value=value, key=key, placeholder=str(folders[0] / "my-encoder"),
+                          help=f"{help} A folder in " + ", ".join(str(f) for f in folders)
+                          + f" ({auth.MODEL_DIRS_ENV}); a name alone is looked up in the first.").strip()
+    if not typed:
+        return None
+    try:
+        return str(auth.resolve_model_path(typed, folders))
+    except auth.AuthError as exc:
+        st.error(f"**Not a usable model folder:** {exc}", icon=":material/folder_off:")
+        return None
 
 
 def finetune_fields(kind: str) -> dict | None:

@@ -7,18 +7,26 @@ module asks Streamlit who is there and draws the sign-in page.
   each tab gets its own anonymous name (``anon-…``) kept in the address (``?user=``),
   so a reload continues the same session and no two browsers ever share one.
 - A users file: a sign-in form checked against its argon2 hashes; the signed-in
-  name is the one labels are stored under, whatever the address says.
+  name is the one labels are stored under, whatever the address says. Served by
+  ``python app.py`` (serve.py), the sign-in is kept in an HttpOnly cookie holding a
+  random token that the store knows only hashed (signin_routes.py), so a reload or a
+  new tab stays signed in until Sign out, expiry or a new password.
 - OpenID Connect: ``st.login``; the e-mail (else the subject) is the name, the role
   comes from HYRE_ADMINS.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
+from dataclasses import dataclass
+
 import streamlit as st
 
 from hyre_engine import auth
 from hyre_engine.profiles import clean_user
-from pages._shared import permissions
+from hyre_engine.store import StoreLockedError
+from pages._shared import permissions, signin_routes
 from pages._shared.permissions import ROLE_KEY
 
 # The user name travels in the URL (?user=...) so a reload or a bookmark keeps it (local use).
@@ -26,8 +34,13 @@ USER_PARAM = "user"
 USER_INPUT_KEY = "hyre_user_input"
 # This tab's anonymous name, made once per session.
 ANON_KEY = "hyre_anonymous_name"
-# The users-file identity this session signed in as (an auth.User).
+# The users-file sign-in of this session (a SignIn).
 SIGNED_IN_KEY = "hyre_signed_in"
+# The cookie token this session has already looked up (a reload brings a new session).
+COOKIE_TRIED_KEY = "hyre_cookie_tried"
+# How often a session asks the store again whether its token was revoked (another tab
+# signed out) or expired.
+RECHECK_S = 30.0
 # The identity of the current run (an auth.User), set by app.py for the pages.
 IDENTITY_KEY = "hyre_identity"
 SIGN_IN_FORM = "hyre_sign_in"
@@ -90,15 +103,77 @@ def _oidc_user() -> auth.User | None:
     return auth.User(clean_user(name), auth.oidc_role(st.user.to_dict()))
 
 
-def _file_user() -> auth.User | None:
-    user = st.session_state.get(SIGNED_IN_KEY)
-    if not isinstance(user, auth.User):
+@dataclass(frozen=True)
+class SignIn:
+    """A users-file sign-in: who, the password fingerprint it was checked against, and its
+    token (None when it lasts for this tab only), last confirmed at ``checked`` (monotonic)."""
+
+    name: str
+    credential: str
+    token: str | None = None
+    checked: float = 0.0
+
+
+def _store():
+    from pages._shared import context
+
+    return context.store()
+
+
+def _redirect(url: str) -> None:
+    """Send this tab's browser to ``url`` (the way st.login and st.logout do)."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is not None:
+        msg = ForwardMsg()
+        msg.auth_redirect.url = url
+        ctx.enqueue(msg)
+
+
+def _from_cookie() -> SignIn | None:
+    """The sign-in of this browser's cookie, looked up once per session; None if it has
+    none, or a token the store does not know (forged), or one expired or revoked."""
+    token = st.context.cookies.get(auth.SESSION_COOKIE)
+    if not token or st.session_state.get(COOKIE_TRIED_KEY) == token:
         return None
-    entry = auth.UsersFile().load().get(user.name)
-    if entry is None:  # removed from the file since: signed out
+    try:
+        record = _store().signin(token)
+    except StoreLockedError:
+        return None  # asked again on the next run
+    st.session_state[COOKIE_TRIED_KEY] = token
+    if record is None:
+        return None
+    return SignIn(record.user_name, record.credential, token, time.monotonic())
+
+
+def _still_live(signed: SignIn) -> bool:
+    if signed.token is None or time.monotonic() - signed.checked < RECHECK_S:
+        return True
+    try:
+        record = _store().signin(signed.token)
+    except StoreLockedError:
+        return True  # asked again on the next run
+    if record is None or record.user_name != signed.name:
+        return False
+    st.session_state[SIGNED_IN_KEY] = SignIn(signed.name, signed.credential, signed.token, time.monotonic())
+    return True
+
+
+def _file_user() -> auth.User | None:
+    signed = st.session_state.get(SIGNED_IN_KEY)
+    if not isinstance(signed, SignIn):
+        signed = _from_cookie()
+        if signed is None:
+            return None
+        st.session_state[SIGNED_IN_KEY] = signed
+    entry = auth.UsersFile().load().get(signed.name)
+    # removed from the file, a new password, or the token revoked or expired: signed out
+    if entry is None or auth.password_fingerprint(entry) != signed.credential or not _still_live(signed):
         st.session_state.pop(SIGNED_IN_KEY, None)
         return None
-    return auth.User(user.name, entry["role"])  # a changed role applies at once
+    return auth.User(signed.name, entry["role"])  # a changed role applies at once
 
 
 def current_identity() -> auth.User | None:
@@ -140,15 +215,26 @@ def _check_password() -> None:
     name = (st.session_state.get("signin_name") or "").strip()
     password = st.session_state.get("signin_password") or ""
     st.session_state["signin_password"] = ""
+    users = auth.UsersFile()
     try:
-        user = auth.UsersFile().verify(name, password) if name and password else None
+        user = users.verify(name, password) if name and password else None
+        credential = users.credential(name) if user is not None else None
     except auth.AuthError:
-        user = None
-    if user is None:
+        user = credential = None
+    if user is None or credential is None:
         st.session_state["signin_failed"] = True
         return
     st.session_state.pop("signin_failed", None)
-    st.session_state[SIGNED_IN_KEY] = user
+    token = None
+    if auth.SIGN_IN_CODES.enabled:  # served by serve.py: keep the sign-in in a cookie
+        try:
+            token = _store().open_signin(user.name, role=user.role, credential=credential,
+                                         hours=auth.signin_hours())
+        except (auth.AuthError, StoreLockedError):
+            token = None  # this tab stays signed in; a reload asks again
+    st.session_state[SIGNED_IN_KEY] = SignIn(user.name, credential, token, time.monotonic())
+    if token is not None:
+        _redirect(signin_routes.url(signin_routes.SESSION_PATH) + "?code=" + auth.SIGN_IN_CODES.issue(token))
 
 
 def _oidc_provider(secrets: dict) -> str | None:
@@ -175,7 +261,9 @@ def sign_in_page() -> None:
         st.form_submit_button("Sign in", type="primary", on_click=_check_password)
     if st.session_state.get("signin_failed"):
         st.error("Wrong name or password.", icon=":material/block:")
-    st.caption("No account yet? An admin adds one with `python -m hyre_engine users add NAME`.")
+    kept = (f"A sign-in lasts {auth.signin_hours():g} hours in this browser, reloads and new tabs included, "
+            "until you sign out." if auth.SIGN_IN_CODES.enabled else "A sign-in lasts for this tab.")
+    st.caption(f"{kept} No account yet? An admin adds one with `python -m hyre_engine users add NAME`.")
 
 
 def refused_page(message: str) -> None:
@@ -187,9 +275,14 @@ def sign_out() -> None:
     if method() == auth.OIDC:
         st.logout()
         return
-    st.session_state.pop(SIGNED_IN_KEY, None)
+    signed = st.session_state.pop(SIGNED_IN_KEY, None)
     st.session_state.pop(IDENTITY_KEY, None)
     st.session_state.pop(ROLE_KEY, None)
+    if isinstance(signed, SignIn) and signed.token is not None:
+        # revoked for every tab that holds the cookie, then the cookie itself is cleared
+        with contextlib.suppress(StoreLockedError):  # the cookie is cleared all the same
+            _store().revoke_signin(signed.token)
+        _redirect(signin_routes.url(signin_routes.SIGNOUT_PATH))
 
 
 def sidebar_identity() -> bool:

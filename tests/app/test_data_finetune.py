@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from hyre_engine import auth
 from hyre_engine.store import Store
 
 WORDS = ["question", "a", "short", "long", "detailed", "answer", "the", "is", "good", "bad"]
@@ -17,9 +18,10 @@ def tiny_model_dir(tmp_path_factory, tiny_bert):
 
 
 @pytest.fixture
-def tiny_pool(app_db, open_page, upload_pool):
-    """The Data page with a 12-pair pool "tiny" imported, calibration off and g1 training:
-    (the page, its database path, the pool id)."""
+def tiny_pool(app_db, open_page, upload_pool, tiny_model_dir, monkeypatch):
+    """The Data page with a 12-pair pool "tiny" imported, calibration off and g1 training,
+    the tiny model's folder among the allowed model folders: (the page, its database path, the pool id)."""
+    monkeypatch.setenv(auth.MODEL_DIRS_ENV, str(tiny_model_dir.parent))
     path, _ = app_db
     at = open_page("pages/data.py")
     pool_id = upload_pool(at, path, 12)

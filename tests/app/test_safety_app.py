@@ -197,6 +197,33 @@ def test_path_import_is_off_without_data_folders(app_db, monkeypatch):
     assert not [t for t in at.text_input if t.key == "data_path"]
 
 
+def test_a_model_folder_outside_the_model_folders_is_refused_unseen(app_db, tmp_path, monkeypatch):
+    models, private = tmp_path / "models", tmp_path / "private"
+    (models / "enc").mkdir(parents=True)
+    (private / "enc").mkdir(parents=True)
+    (private / "enc" / "config.json").write_text('{"SECRET": 1}')
+    (models / "link").symlink_to(private / "enc")
+    monkeypatch.setenv(auth.MODEL_DIRS_ENV, str(models))
+    at = _app().run()
+    at.switch_page("pages/data.py").run()
+    at.radio(key="data_backbone").set_value("folder").run()
+    for typed in (str(private / "enc"), str(models / "link"), str(models / ".." / "private" / "enc"),
+                  "../private/enc", "/etc", "/proc/self"):
+        at.text_input(key="data_backbone_path").set_value(typed).run()
+        assert not at.exception, at.exception
+        assert [e.value for e in at.error] == [
+            "**Not a usable model folder:** that path is outside the configured model folders"], typed
+        assert at.button(key="data_build").disabled, typed
+        shown = " ".join(m.value for m in [*at.markdown, *at.caption, *at.error, *at.info])
+        assert "SECRET" not in shown and "config.json" not in shown
+    at.text_input(key="data_backbone_path").set_value("enc").run()  # inside: accepted
+    assert not at.error and not at.button(key="data_build").disabled
+    monkeypatch.delenv(auth.MODEL_DIRS_ENV)
+    at.run()
+    assert any("Model folders are off" in i.value for i in at.info)
+    assert not [t for t in at.text_input if t.key == "data_backbone_path"] and at.button(key="data_build").disabled
+
+
 # ---------------------------------------------------------------- labels: two tabs, undoing a reset
 
 

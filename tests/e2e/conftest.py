@@ -62,9 +62,10 @@ def chromium_path() -> str:
 
 
 @contextlib.contextmanager
-def serve(db: Path, log: Path, env: dict | None = None):
-    """The real app (`python app.py`, as `make run` starts it) on a free port over ``db``; yields its URL."""
-    port = _free_port()
+def serve(db: Path, log: Path, env: dict | None = None, port: int | None = None):
+    """The real app (`python app.py`, as `make run` starts it) on ``port`` (else a free one)
+    over ``db``; yields its URL."""
+    port = port or _free_port()
     env = {**os.environ, "HYRE_DB": str(db), **(env or {})}
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -85,17 +86,30 @@ def serve(db: Path, log: Path, env: dict | None = None):
 
 
 @pytest.fixture
+def app_port() -> int:
+    """A free loopback port, for a test that must name the server's address before it starts."""
+    return _free_port()
+
+
+@pytest.fixture
 def serve_app(chromium_path):
     """`serve(db, log)`: the real app over a database a test made itself."""
     return serve
 
 
 @pytest.fixture
-def app_server(chromium_path, tmp_path_factory, tmp_path):
-    """The real app on a free port with its own copy of the small demo DB; yields its URL."""
+def demo_db(tmp_path_factory, tmp_path) -> tuple[Path, dict]:
+    """This test's own copy of the small demo DB: (its path, the demo's info)."""
     template, info = _app_conftest().small_demo_once(tmp_path_factory)
     db = tmp_path / "hyre.duckdb"
     shutil.copyfile(template, db)
+    return db, info
+
+
+@pytest.fixture
+def app_server(chromium_path, demo_db, tmp_path):
+    """The real app on a free port with its own copy of the small demo DB; yields its URL."""
+    db, info = demo_db
     log = tmp_path / "server.log"
     with serve(db, log) as url:
         yield {"url": url, "info": info, "log": log, "db": db}
