@@ -42,8 +42,8 @@ def _launch() -> None:
     until the script has called st.navigation once: the first visitor after a
     start would get an automatic menu of every file in pages/ (helpers included)
     and a deep link would run a page without this script. Clearing the flag before
-    the server starts gives every session this file's navigation. The server runs
-    serve.py: this script as an st.App with the sign-in cookie routes.
+    the server starts gives every session this file's navigation. With a users file
+    the server runs serve.py: this script as an st.App with the sign-in cookie routes.
     """
     import sys
 
@@ -52,7 +52,8 @@ def _launch() -> None:
     args = sys.argv[1:]
     address = _bind_address(args)
     try:
-        auth.check_bind(address, sign_in=auth.sign_in_method(auth.read_secrets()) is not None)
+        how = auth.sign_in_method(auth.read_secrets())
+        auth.check_bind(address, sign_in=how is not None)
         auth.signin_hours()  # a bad HYRE_SIGNIN_HOURS is an error now, not at the first sign-in
     except auth.AuthError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -64,8 +65,10 @@ def _launch() -> None:
     from streamlit.web import cli
 
     PagesManager.uses_pages_directory = False
-    # serve.py is this script as an st.App, with the routes that keep a sign-in in a cookie
-    sys.argv = ["streamlit", "run", os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve.py"), *args]
+    # With a users file: serve.py, this script as an st.App with the routes that keep a
+    # sign-in in a cookie; otherwise (local use, OIDC) no route is needed.
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve.py") if how == auth.USERS else __file__
+    sys.argv = ["streamlit", "run", script, *args]
     raise SystemExit(cli.main())
 
 
