@@ -8,8 +8,11 @@ preference file into the store under a name derived from its content. The
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import sys
 import time
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -175,6 +178,26 @@ def _worker_group(group: _Group, protocol: dict, stride: int) -> GroupResult:
     return _run_group(group, _WORKER["model"], protocol, stride=stride)
 
 
+@contextlib.contextmanager
+def _bare_main():
+    """Start spawned workers with an empty ``__main__``.
+
+    A spawned process first re-runs the parent's main script when it is a file (not
+    ``python -m``). Under Streamlit, or after a Streamlit AppTest in the same process,
+    that file is app.py, whose top level builds the demo: two workers did so at once and
+    died (PoolExistsError), breaking the pool. The workers need only this module.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None or not getattr(main, "__file__", None):
+        yield
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 def _run_parallel(groups: list[_Group], model, protocol: dict, progress, stride: int,
                   jobs: int) -> dict[str, GroupResult]:
     """Groups on ``jobs`` spawned processes (torch threads split between them); progress per group."""
@@ -187,7 +210,8 @@ def _run_parallel(groups: list[_Group], model, protocol: dict, progress, stride:
     results, seeds = {}, protocol["seeds"]
     with ProcessPoolExecutor(max_workers=min(jobs, len(groups)), mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(state, threads)) as pool:
-        futures = {pool.submit(_worker_group, group, protocol, stride): group.name for group in groups}
+        with _bare_main():  # the workers start as the tasks are submitted
+            futures = {pool.submit(_worker_group, group, protocol, stride): group.name for group in groups}
         for done, future in enumerate(as_completed(futures), start=1):
             results[futures[future]] = future.result()
             if progress is not None:

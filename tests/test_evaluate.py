@@ -6,6 +6,9 @@ loads a language model; the ensemble, the fine-tuning and the protocol are real.
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 from test_calibration import TINY, HashEncoder, _store
 
@@ -39,10 +42,17 @@ def test_progress_counts_are_monotone_and_end_at_each_stages_total(tmp_path):
 
 
 @pytest.mark.slow  # two spawned processes import torch: tens of seconds on a loaded machine
-def test_jobs_give_the_results_of_one_process(tmp_path):
+def test_jobs_give_the_results_of_one_process(tmp_path, monkeypatch):
     store, pool = _store(tmp_path)
     one = _evaluate(store, pool)
     calls = []
+    # As under Streamlit (or after an AppTest): __main__ is a script whose top level must
+    # not run again in the workers (app.py's builds the demo).
+    script = tmp_path / "main_script.py"
+    script.write_text("raise SystemExit('the parent script ran in a worker')\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
     two = _evaluate(store, pool, jobs=2, progress=lambda stage, done, total: calls.append((stage, done, total)))
     assert two["groups"] == one["groups"] and two["summary"] == one["summary"]
     assert list(two["groups"]) == list(one["groups"])  # same order too
