@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from hyre_engine.jobs import plain_error
 from hyre_engine.pipeline import calibration_pending, finish_calibration
 from hyre_engine.store import Store
 
@@ -30,7 +31,7 @@ def _run(store: Store, ensemble_id: str, key: tuple[str, str]) -> None:
     except Exception as exc:  # noqa: BLE001 - a thread has no caller to raise to: keep it for the page
         _LOG.exception("background calibration of ensemble %s failed", ensemble_id)
         with _LOCK:
-            _ERRORS[key] = f"{type(exc).__name__}: {exc}"
+            _ERRORS[key] = plain_error(exc)
 
 
 def calibrate_in_background(store: Store, ensemble_id: str) -> threading.Thread | None:
