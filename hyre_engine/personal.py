@@ -151,6 +151,9 @@ class PersonalHead:
         self.n_pairs, self.dim = D.shape
         self._D = np.ascontiguousarray(D, dtype=np.float32)
         self._sq_norms = np.einsum("ij,ij->i", self._D, self._D, dtype=np.float64)
+        # The prior's margin variances ||d_i||^2 / lam: the Laplace ones never exceed them.
+        self._prior_var = self._sq_norms / self.lam
+        self._prior_var.setflags(write=False)
         self._rows: list[int] = []
         self._y: list[float] = []
         self._DL = np.zeros((0, self.dim))  # float64 labelled differences, in label order
@@ -327,11 +330,28 @@ class PersonalHead:
         reused workspace, O(n_pairs n^2); no dim x dim matrix and no pass over D.
         """
         if not self._fits:
-            return self._sq_norms / self.lam
+            return self._prior_var.copy()
         fit, n = self._fits[-1], self.n_labels
         X = self._work[:n]  # noqa: N806
         np.matmul((fit.chol_inv * fit.sqrt_s[None, :]).astype(np.float32), self._C[:n], out=X)
         var = self._sq_norms - np.einsum("ij,ij->j", X, X)  # float32 sums of n squares, then float64
+        np.maximum(var, 0.0, out=var)
+        var /= self.lam
+        return var
+
+    def prior_variances(self) -> np.ndarray:
+        """||d_i||^2 / lam (n_pairs,), read-only: each pair's margin variance before any label,
+        and an upper bound of ``variances()`` after any (Woodbury subtracts a square)."""
+        return self._prior_var
+
+    def variances_at(self, rows) -> np.ndarray:
+        """``variances()[rows]`` (m,), computed for those pool rows only: O(m n^2), not O(n_pairs n^2)."""
+        idx = np.asarray(rows, dtype=np.intp).reshape(-1)
+        if not self._fits:
+            return self._prior_var[idx]
+        fit, n = self._fits[-1], self.n_labels
+        X = (fit.chol_inv * fit.sqrt_s[None, :]).astype(np.float32) @ self._C[:n, idx]  # noqa: N806
+        var = self._sq_norms[idx] - np.einsum("ij,ij->j", X, X)
         np.maximum(var, 0.0, out=var)
         var /= self.lam
         return var
@@ -399,6 +419,22 @@ def fit_logistic(diffs, y, *, lam: float = DEFAULT_LAMBDA, offsets=None) -> np.n
 
 
 # --------------------------------------------------------------------------- HyRe + personal head
+
+# A pair is ruled out of the next query when its score's upper bound is below the reached
+# exact score by more than this relative slack: far above the float64 rounding of the
+# scorers (~1e-15), so rounding never rules out a pair that could win.
+_BOUND_SLACK = 1e-9
+# The bounded query gives up (scores the whole pool) when more than 1 / this of it is left.
+_BOUND_MAX_SHARE = 8
+
+
+def _personal_scorer(strategy: str):
+    try:
+        return PERSONAL_SCORERS[strategy]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown personal strategy {strategy!r}; valid: "
+                         f"{', '.join(sorted(PERSONAL_SCORERS))}") from None
+
 
 
 def _centred_tables(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -543,19 +579,18 @@ class PersonalModel:
 
     def score(self, strategy: str) -> np.ndarray:
         """Scores (n_pairs,) of ``personal_entropy`` or ``personal_bald``; higher = ask sooner."""
-        try:
-            scorer = PERSONAL_SCORERS[strategy]
-        except (KeyError, TypeError):
-            raise ValueError(f"unknown personal strategy {strategy!r}; valid: "
-                             f"{', '.join(sorted(PERSONAL_SCORERS))}") from None
-        return scorer(*self.predictive())
+        return _personal_scorer(strategy)(*self.predictive())
 
     def next_item(self, strategy: str = "personal_bald", *, exclude=None, seed=None) -> int:
         """The pool row to ask about next (labelled rows are always excluded).
 
-        The same row as ``select(score, 1, exclude=..., seed=seed)``: a unique best score is
-        found in one pass, and only a tie goes through ``select``'s seeded tie-break.
+        The same row as ``select(score, 1, exclude=..., seed=seed)``. Unless the whole
+        pool's predictive is already computed, the pairs that cannot win are ruled out
+        first (``_bounded_best``), so most pairs never need their Laplace variance; a
+        unique best score is found in one pass, and only a tie goes through ``select``'s
+        seeded tie-break.
         """
+        scorer = _personal_scorer(strategy)
         mask = np.zeros(self.n_pairs, dtype=bool)
         mask[self.head.rows] = True
         if exclude is not None:
@@ -564,13 +599,45 @@ class PersonalModel:
                 mask |= ex
             elif ex.size:
                 mask[ex.astype(np.int64)] = True
-        scores = self.score(strategy)
+        if "predictive" not in self._cache:
+            best = self._bounded_best(scorer, mask)
+            if best is not None:
+                return best
+        scores = scorer(*self.predictive())
         masked = np.where(mask, -np.inf, scores)
         best = int(np.argmax(masked))
         top = masked[best]
         if np.isfinite(top) and np.count_nonzero(masked == top) == 1:
             return best
         return int(select(scores, 1, exclude=mask, seed=seed)[0])
+
+    def _bounded_best(self, scorer, mask: np.ndarray) -> int | None:
+        """The unmasked row with the unique best score, scoring exactly only the pairs that could win.
+
+        Both scorers grow with the variance at a fixed mean (checked on a grid of means and
+        variances in the tests), and the Laplace variance is at most the prior's ||d||^2 / lam,
+        so scoring every pair with that variance bounds its score from above, with no
+        O(n_pairs n^2) product. Any pair whose bound is below the exact score of the pair
+        with the best bound cannot win; the rest (a few, once the labels are far fewer than
+        the dimension) get their exact variance. None when that would not save the pool
+        product (over an eighth of the pool left), or on a tie: the caller then scores the
+        whole pool.
+        """
+        mean, head_var = self.margins(), self._head_moments()[1]
+        bound = scorer(mean, head_var + self.head.prior_variances())
+        bound[mask] = -np.inf
+        first = int(np.argmax(bound))
+        if not np.isfinite(bound[first]):
+            return None
+        reached = scorer(mean[first:first + 1], head_var[first:first + 1] + self.head.variances_at([first]))[0]
+        candidates = np.flatnonzero(bound >= reached * (1.0 - _BOUND_SLACK))
+        if candidates.size > self.n_pairs // _BOUND_MAX_SHARE:
+            return None
+        exact = scorer(mean[candidates], head_var[candidates] + self.head.variances_at(candidates))
+        best = int(np.argmax(exact))
+        if not np.isfinite(exact[best]) or np.count_nonzero(exact == exact[best]) != 1:
+            return None
+        return int(candidates[best])
 
     def flip_share(self) -> float:
         """How much is personal: the share of pool pairs whose preferred side the personal

@@ -8,6 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from hyre_engine.acquisition import select
 from hyre_engine.personal import (
     DEFAULT_LAMBDA,
+    PERSONAL_SCORERS,
     PersonalHead,
     PersonalModel,
     embedding_differences,
@@ -231,6 +232,44 @@ def test_next_item_never_repeats_a_label_and_prefers_uncertain_pairs(pool):
     assert len(set(picks)) > 1
     with pytest.raises(ValueError, match="unknown personal strategy"):
         model.score("nope")
+
+
+def test_both_scorers_grow_with_the_variance_at_a_fixed_mean():
+    # what the bounded query relies on: a variance bound gives a score bound
+    mu = np.concatenate([np.linspace(-60, 60, 1201), [0.0, 1e-8, -1e-3]])
+    s2 = np.concatenate([[0.0], np.logspace(-8, 6, 1500)])
+    m, v = np.meshgrid(mu, s2, indexing="ij")
+    for scorer in (gaussian_logit_bald, gaussian_logit_entropy):
+        scores = scorer(m, v)
+        # non-decreasing along the variance, up to float64 rounding of the scores
+        assert (np.diff(scores, axis=1) >= -1e-15 * np.abs(scores[:, 1:]) - 1e-300).all()
+
+
+@pytest.mark.parametrize("strategy", ["personal_bald", "personal_entropy"])
+def test_bounded_next_item_is_the_whole_pool_pick(strategy):
+    rng = np.random.default_rng(7)
+    n_pairs, n_heads, dim = 3000, 20, 96
+    D = (_unit_rows(rng, n_pairs, dim) - _unit_rows(rng, n_pairs, dim)).astype(np.float32)
+    Z = rng.normal(scale=2.0, size=(n_pairs, n_heads)).astype(np.float32)
+    truth = rng.normal(size=dim)
+    model = PersonalModel(Z, D)
+    bounded = 0
+    for step in range(25):
+        mask = np.zeros(n_pairs, dtype=bool)
+        mask[model.head.rows] = True
+        fast = model._bounded_best(PERSONAL_SCORERS[strategy], mask)
+        item = model.next_item(strategy, seed=step)  # the bounded path: nothing scored yet
+        scores = model.score(strategy)  # now the whole pool
+        assert item == int(select(scores, 1, exclude=model.head.rows, seed=step)[0])
+        if fast is not None:
+            bounded += 1
+            assert fast == item
+        # the exact variances of a few rows are those of the whole pool's
+        some = rng.choice(n_pairs, size=20, replace=False)
+        np.testing.assert_allclose(model.head.variances_at(some), model.head.variances()[some], rtol=1e-5)
+        assert (model.head.variances() <= model.head.prior_variances() + 1e-12).all()
+        model.add(item, float(D[item] @ truth + Z[item].mean() > 0))
+    assert bounded >= 20  # with 25 labels in 96 dimensions most queries are decided by the bound
 
 
 def test_personal_margins_from_stored_weights_and_v(pool):
