@@ -372,16 +372,32 @@ class LiveSession:
             return None
         if self.sampler is not None:  # one fresh draw per answered pair: a replay repeats it
             return self.sampler.next_item(self.strategy, self.posterior.weights, len(exclude))
-        scores = self._scores()
         excluded = np.fromiter(exclude, dtype=np.int64)
+        first = self._prompts is not None and not self._order and self.start is not None
+        strategy = PERSONAL_VARIANT.get(self.strategy, self.strategy)
+        if self.personal_speaks and strategy != "random" and not first:
+            # The personal model's own pick rules out most pairs before their Laplace
+            # variance; the same row as select / varied_query on the whole pool's scores.
+            return self.personal.next_item(strategy, exclude=~self._eligible(excluded), seed=self.seed)
+        scores = self._scores()
         if self._prompts is None:
             return int(select(scores, 1, exclude=excluded, seed=self.seed)[0])
-        first = not self._order and self.start is not None
         return varied_query(
             scores, self._prompts, exclude=excluded, first=first,
             last_prompt=self._prompts[self._order[-1]] if self._order else None,
             seed=self.start if first else self.seed,
         )
+
+    def _eligible(self, excluded: np.ndarray) -> np.ndarray:
+        """Pairs a non-first query may pick (n_items,) bool: varied_query's rule, never the
+        prompt just asked about while another is left."""
+        eligible = np.ones(self.n_items, dtype=bool)
+        eligible[excluded] = False
+        if self._prompts is not None and self._order:
+            other = eligible & (self._prompts != self._prompts[self._order[-1]])
+            if other.any():
+                eligible = other
+        return eligible
 
     def snapshot(self) -> LiveSnapshot:
         w = self.posterior.weights

@@ -349,6 +349,31 @@ def test_the_live_session_drives_the_personal_model_and_undo_is_exact():
     assert len(snap.running.personal) == 8 and 0.0 < snap.flip_share < 1.0
 
 
+def test_the_personal_query_is_varied_query_on_the_whole_pools_scores():
+    from hyre_engine.acquisition import select, varied_query
+
+    logits, diffs, truth = _personal_pool(n_items=600, dim=64, seed=5)
+    prompts = np.array([f"q{i // 4}" for i in range(600)], dtype=object)  # 4 pairs per prompt
+    for session in (LiveSession(logits, diffs=diffs, prompts=prompts, start=11),
+                    LiveSession(logits, diffs=diffs, strategy="entropy")):
+        for step in range(15):
+            item = session.next_item()  # the personal model's bounded pick, after the first
+            scores = session._scores()  # the whole pool's, as before
+            labelled = np.array(sorted(set(session.labelled.tolist()) | session._skipped), dtype=np.int64)
+            if session._prompts is None:
+                expected = int(select(scores, 1, exclude=labelled, seed=session.seed)[0])
+            else:
+                first = step == 0
+                expected = varied_query(scores, prompts, exclude=labelled, first=first,
+                                        last_prompt=prompts[session._order[-1]] if session._order else None,
+                                        seed=session.start if first else session.seed)
+            assert item == expected
+            if step % 6 == 5:
+                session.skip(item)
+            else:
+                session.add_label(item, truth[item])
+
+
 def label_targets_of(truth, rows):
     return (truth[np.asarray(rows, dtype=np.int64)] == "a").astype(float)
 
