@@ -104,11 +104,14 @@ def ensure_export(model_dir: Path, variant: str = "onnx", *, cache_dir: Path | N
     return target
 
 
-def _export(model_dir: Path, out: Path, variant: str) -> None:
+def _export(model_dir: Path, out: Path, variant: str, *, attention: str | None = None) -> None:
+    """Export ``model_dir`` into ``out``; ``attention`` is the transformers attention
+    implementation traced ("eager", "sdpa"; None: the model's default)."""
     import torch
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True).eval()
+    kwargs = {} if attention is None else {"model_kwargs": {"attn_implementation": attention}}
+    model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True, **kwargs).eval()
     window = int(model.max_seq_length)
     tokenizer = model.tokenizer
 
