@@ -145,18 +145,7 @@ def _export(model_dir: Path, out: Path, variant: str, *, attention: str | None =
         )
     final = out / "model.onnx"
     if variant == "onnx-int8":
-        import logging
-
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)  # "consider pre-processing" advice, not a problem
-        try:
-            quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul"], per_channel=True)
-        finally:
-            root.setLevel(level)
+        _quantize_int8(fp32, final)
         fp32.unlink()
     else:
         fp32.rename(final)
@@ -167,6 +156,22 @@ def _export(model_dir: Path, out: Path, variant: str, *, attention: str | None =
         "pad_token": str(tokenizer.pad_token), "export_version": EXPORT_VERSION,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def _quantize_int8(fp32: Path, final: Path) -> None:
+    """Dynamic int8 quantisation of the MatMul weights, per channel."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # "consider pre-processing" advice, not a problem
+    try:
+        quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul"], per_channel=True)
+    finally:
+        root.setLevel(level)
 
 
 class OnnxEncoder:
