@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from hyre_engine.acquisition import PoolScorer, select  # noqa: E402
+from hyre_engine.acquisition import PoolScorer, gaussian_logit_bald_screen, select  # noqa: E402
 from hyre_engine.personal import PersonalModel, gaussian_logit_bald  # noqa: E402
 from hyre_engine.reweight import Posterior  # noqa: E402
 
@@ -119,8 +119,9 @@ def _breakdown(model: PersonalModel, repeats: int) -> None:
         "heads' mean and variance under w (two N x K passes)": lambda: (model._centred @ w32, model._centred_sq @ w32),
         "Newton refit of v (n x n dual)": lambda: head.refit(head._fits[-1].offsets),
         f"v . d_i over the cross matrix (N x {n})": head.corrections,
-        "BALD bound over N (the prior's variance)": lambda: gaussian_logit_bald(mu, head_var + head.prior_variances()),
-        "the bounded pick, given the margins (bound + exact few)": lambda: model._bounded_best(gaussian_logit_bald, mask),
+        "BALD bound over N (float32 screen, the prior's variance)": lambda: gaussian_logit_bald_screen(
+            mu, head_var + head.prior_variances()),
+        "the bounded pick, given the margins (bound + exact few)": lambda: model._bounded_best("personal_bald", mask),
         f"[not per label now] all Laplace variances, Woodbury (N x {n}^2)": head.variances,
         "[not per label now] personal BALD over N, exact": lambda: gaussian_logit_bald(mu, s2),
         "[not per label now] pick the best of all N": lambda: select(scores, 1, exclude=head.rows, seed=0),

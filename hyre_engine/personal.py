@@ -32,6 +32,7 @@ import numpy as np
 # re-exported here for the personal model's users.
 from hyre_engine.acquisition import (  # noqa: F401
     GAUSSIAN_SCORERS,
+    GAUSSIAN_SCREENS,
     SCORERS,
     gaussian_logit_bald,
     gaussian_logit_entropy,
@@ -154,6 +155,7 @@ class PersonalHead:
         # The prior's margin variances ||d_i||^2 / lam: the Laplace ones never exceed them.
         self._prior_var = self._sq_norms / self.lam
         self._prior_var.setflags(write=False)
+        self._prior_var32 = self._prior_var.astype(np.float32)  # for float32 screens of the scores
         self._rows: list[int] = []
         self._y: list[float] = []
         self._DL = np.zeros((0, self.dim))  # float64 labelled differences, in label order
@@ -600,7 +602,7 @@ class PersonalModel:
             elif ex.size:
                 mask[ex.astype(np.int64)] = True
         if "predictive" not in self._cache:
-            best = self._bounded_best(scorer, mask)
+            best = self._bounded_best(strategy, mask)
             if best is not None:
                 return best
         scores = scorer(*self.predictive())
@@ -611,26 +613,31 @@ class PersonalModel:
             return best
         return int(select(scores, 1, exclude=mask, seed=seed)[0])
 
-    def _bounded_best(self, scorer, mask: np.ndarray) -> int | None:
+    def _bounded_best(self, strategy: str, mask: np.ndarray) -> int | None:
         """The unmasked row with the unique best score, scoring exactly only the pairs that could win.
 
         Both scorers grow with the variance at a fixed mean (checked on a grid of means and
         variances in the tests), and the Laplace variance is at most the prior's ||d||^2 / lam,
         so scoring every pair with that variance bounds its score from above, with no
-        O(n_pairs n^2) product. Any pair whose bound is below the exact score of the pair
-        with the best bound cannot win; the rest (a few, once the labels are far fewer than
-        the dimension) get their exact variance. None when that would not save the pool
-        product (over an eighth of the pool left), or on a tie: the caller then scores the
-        whole pool.
+        O(n_pairs n^2) product; BALD's bound is screened in float32 (within its tolerance,
+        which widens the cut). Any pair whose bound is below the exact score of the pair with
+        the best bound cannot win; the rest (a few, once the labels are far fewer than the
+        dimension) get their exact variance. None when that would not save the pool product
+        (over an eighth of the pool left), or on a tie: the caller then scores the whole pool.
         """
+        scorer = _personal_scorer(strategy)
         mean, head_var = self.margins(), self._head_moments()[1]
-        bound = scorer(mean, head_var + self.head.prior_variances())
+        if strategy in GAUSSIAN_SCREENS:
+            screen, tolerance = GAUSSIAN_SCREENS[strategy]
+            bound = screen(mean, head_var + self.head._prior_var32)
+        else:
+            bound, tolerance = scorer(mean, head_var + self.head.prior_variances()), 0.0
         bound[mask] = -np.inf
         first = int(np.argmax(bound))
         if not np.isfinite(bound[first]):
             return None
         reached = scorer(mean[first:first + 1], head_var[first:first + 1] + self.head.variances_at([first]))[0]
-        candidates = np.flatnonzero(bound >= reached * (1.0 - _BOUND_SLACK))
+        candidates = np.flatnonzero(bound >= reached * (1.0 - _BOUND_SLACK) - tolerance)
         if candidates.size > self.n_pairs // _BOUND_MAX_SHARE:
             return None
         exact = scorer(mean[candidates], head_var[candidates] + self.head.variances_at(candidates))

@@ -8,7 +8,6 @@ from sklearn.linear_model import LogisticRegression
 from hyre_engine.acquisition import select
 from hyre_engine.personal import (
     DEFAULT_LAMBDA,
-    PERSONAL_SCORERS,
     PersonalHead,
     PersonalModel,
     embedding_differences,
@@ -245,6 +244,16 @@ def test_both_scorers_grow_with_the_variance_at_a_fixed_mean():
         assert (np.diff(scores, axis=1) >= -1e-15 * np.abs(scores[:, 1:]) - 1e-300).all()
 
 
+def test_the_float32_bald_screen_is_within_its_tolerance():
+    from hyre_engine.acquisition import BALD_SCREEN_TOLERANCE, gaussian_logit_bald_screen
+
+    mu = np.concatenate([np.linspace(-200, 200, 2001), [0.0, 1e-6]])
+    s2 = np.concatenate([[0.0], np.logspace(-8, 7, 1200)])
+    m, v = np.meshgrid(mu, s2, indexing="ij")
+    error = np.abs(gaussian_logit_bald_screen(m, v) - gaussian_logit_bald(m, v)).max()
+    assert error < BALD_SCREEN_TOLERANCE / 10  # measured 1e-7 or so
+
+
 @pytest.mark.parametrize("strategy", ["personal_bald", "personal_entropy"])
 def test_bounded_next_item_is_the_whole_pool_pick(strategy):
     rng = np.random.default_rng(7)
@@ -257,7 +266,7 @@ def test_bounded_next_item_is_the_whole_pool_pick(strategy):
     for step in range(25):
         mask = np.zeros(n_pairs, dtype=bool)
         mask[model.head.rows] = True
-        fast = model._bounded_best(PERSONAL_SCORERS[strategy], mask)
+        fast = model._bounded_best(strategy, mask)
         item = model.next_item(strategy, seed=step)  # the bounded path: nothing scored yet
         scores = model.score(strategy)  # now the whole pool
         assert item == int(select(scores, 1, exclude=model.head.rows, seed=step)[0])
