@@ -45,8 +45,31 @@ def test_the_session_route_swaps_a_code_once_for_an_httponly_cookie(monkeypatch)
     behind_proxy = client.get(f"/{signin_routes.SESSION_PATH}", headers={"x-forwarded-proto": "https"},
                               params={"code": auth.SIGN_IN_CODES.issue("t2")})
     assert "Secure" in behind_proxy.headers["set-cookie"]
-    out = client.get(f"/{signin_routes.SIGNOUT_PATH}")
-    assert out.status_code == 303 and out.headers["set-cookie"].startswith(f'{auth.SESSION_COOKIE}="";')
+
+
+def test_the_signout_route_takes_only_a_post_with_the_apps_xsrf_token():
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+    from streamlit.web.server.starlette.starlette_app_utils import generate_xsrf_token_string
+
+    client = TestClient(Starlette(routes=signin_routes.routes()), follow_redirects=False)
+    path = f"/{signin_routes.SIGNOUT_PATH}"
+    token = bytes(range(16))
+    cookie = generate_xsrf_token_string(token)  # what Streamlit sets as _streamlit_xsrf
+    client.cookies.set("_streamlit_xsrf", cookie)
+    # the same token masked anew (as the frontend may send it), then refusals
+    good = generate_xsrf_token_string(token)
+    assert good != cookie
+    assert client.get(path).status_code == 405  # a link or an image elsewhere signs nobody out
+    for header in (None, "", generate_xsrf_token_string(bytes(16)), "not a token"):
+        refused = client.post(path, headers={} if header is None else {"X-Xsrftoken": header})
+        assert refused.status_code == 403 and "set-cookie" not in refused.headers, header
+        assert "XSRF" in refused.text
+    out = client.post(path, headers={"X-Xsrftoken": good})
+    assert out.status_code == 204 and out.headers["cache-control"] == "no-store"
+    assert out.headers["set-cookie"].startswith(f'{auth.SESSION_COOKIE}="";')
+    client.cookies.clear()
+    assert client.post(path, headers={"X-Xsrftoken": good}).status_code == 403  # no cookie to match
 
 
 # ---------------------------------------------------------------- Data page

@@ -44,6 +44,18 @@ RECHECK_S = 30.0
 # The identity of the current run (an auth.User), set by app.py for the pages.
 IDENTITY_KEY = "hyre_identity"
 SIGN_IN_FORM = "hyre_sign_in"
+# Set by Sign out when this browser's sign-in cookie is still to be cleared (by the page).
+CLEAR_COOKIE_KEY = "hyre_clear_cookie"
+# The page clears the cookie with a POST carrying Streamlit's XSRF token (the header its
+# uploads carry; signin_routes.signout checks it), then goes home: a fresh session.
+_CLEAR_COOKIE_JS = """<script>
+(function () {
+  var m = document.cookie.match(/(?:^|;\\s*)_streamlit_xsrf=([^;]*)/);
+  fetch(%(url)s, {method: "POST", credentials: "same-origin", cache: "no-store",
+                  headers: {"X-Xsrftoken": m ? decodeURIComponent(m[1]) : ""}})
+    .finally(function () { window.location.replace(%(home)s); });
+})();
+</script>"""
 
 
 def _secrets() -> dict:
@@ -244,8 +256,19 @@ def _oidc_provider(secrets: dict) -> str | None:
     return next((k for k, v in table.items() if isinstance(v, dict) and v.get("client_id")), None)
 
 
+def _clear_cookie() -> None:
+    """After Sign out: the browser clears its sign-in cookie (a POST, signin_routes.signout)."""
+    if not st.session_state.pop(CLEAR_COOKIE_KEY, False):
+        return
+    import json
+
+    st.html(_CLEAR_COOKIE_JS % {"url": json.dumps(signin_routes.url(signin_routes.SIGNOUT_PATH)),
+                                "home": json.dumps(signin_routes.url("/"))}, unsafe_allow_javascript=True)
+
+
 def sign_in_page() -> None:
     """The page every visitor sees until signed in."""
+    _clear_cookie()
     st.title("HyRe Studio")
     st.caption("Personalise a reward model from a handful of your choices.")
     if method() == auth.OIDC:
@@ -282,7 +305,7 @@ def sign_out() -> None:
         # revoked for every tab that holds the cookie, then the cookie itself is cleared
         with contextlib.suppress(StoreLockedError):  # the cookie is cleared all the same
             _store().revoke_signin(signed.token)
-        _redirect(signin_routes.url(signin_routes.SIGNOUT_PATH))
+        st.session_state[CLEAR_COOKIE_KEY] = True  # the sign-in page the next run draws clears it
 
 
 def sidebar_identity() -> bool:

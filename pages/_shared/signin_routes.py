@@ -10,7 +10,11 @@ appears in an address, and the code is spent by the time the page is back. Every
 session (a reload, another tab) reads the cookie and looks the token up in the store.
 
 ``/hyre-auth/signout`` clears the cookie; the Sign out button has already revoked the
-token in the store, so a copy of the cookie kept elsewhere signs nobody in either.
+token in the store, so a copy of the cookie kept elsewhere signs nobody in either. It takes
+only a POST carrying the app's XSRF token in an ``X-Xsrftoken`` header, checked against
+Streamlit's ``_streamlit_xsrf`` cookie exactly as Streamlit checks its own uploads (the
+double-submit check): a GET is refused (405), so a link or an image on another site cannot
+sign anybody out, and a cross-site form can neither set the header nor read the cookie.
 """
 
 from __future__ import annotations
@@ -66,8 +70,23 @@ async def session(request: Request) -> Response:
     return response
 
 
+def xsrf_ok(request: Request) -> bool:
+    """The request carries this browser's XSRF token: Streamlit's own check of its uploads."""
+    from streamlit.web.server.starlette.starlette_app_utils import validate_xsrf_token
+    from streamlit.web.server.starlette.starlette_server_config import XSRF_COOKIE_NAME
+
+    return validate_xsrf_token(request.headers.get("X-Xsrftoken"), request.cookies.get(XSRF_COOKIE_NAME))
+
+
 async def signout(request: Request) -> Response:
-    response = _home()
+    """Clear the sign-in cookie (a POST with the XSRF token; the page then goes home itself)."""
+    from starlette.responses import PlainTextResponse, Response
+
+    headers = {"Cache-Control": "no-store"}
+    if not xsrf_ok(request):
+        return PlainTextResponse("Sign-out refused: the request does not carry this app's XSRF token.",
+                                 status_code=403, headers=headers)
+    response = Response(status_code=204, headers=headers)
     response.delete_cookie(auth.SESSION_COOKIE, **_cookie_options(request))
     return response
 
@@ -77,4 +96,4 @@ def routes() -> list[Route]:
     from starlette.routing import Route
 
     return [Route(url(SESSION_PATH), session, methods=["GET"]),
-            Route(url(SIGNOUT_PATH), signout, methods=["GET"])]
+            Route(url(SIGNOUT_PATH), signout, methods=["POST"])]

@@ -3,8 +3,10 @@
 - A users-file sign-in survives a reload and a new tab (an HttpOnly cookie holding a
   random token the store knows only hashed) until Sign out; after it, neither a reload
   nor the old token replayed, nor a forged one, signs anybody in.
+  Signing out is a POST carrying the app's XSRF token: a GET or a POST without it is refused.
 - st.login signs in through a real OpenID Connect provider on loopback
-  (tests/e2e/oidc_provider.py): discovery, authorize with PKCE S256, token, JWKS.
+  (tests/e2e/oidc_provider.py): discovery, authorize with PKCE S256, token, JWKS; Sign out
+  clears Streamlit's identity cookie, and a reload stays signed out.
 """
 
 from __future__ import annotations
@@ -75,6 +77,16 @@ def test_a_users_file_sign_in_survives_reloads_and_tabs_until_sign_out(serve_app
         _signed_in(tab, "ann", "annotator")
         tab.close()
 
+        # signing out takes a POST with the app's XSRF token: a link (a GET, as another site's
+        # link or image would send) and a POST without the token both leave the sign-in alone
+        signout = f"{url}/hyre-auth/signout"
+        assert page.goto(signout).status == 405
+        assert page.request.post(signout).status == 403
+        assert page.request.post(signout, headers={"X-Xsrftoken": "2|00000000|" + "00" * 16 + "|1"}).status == 403
+        assert _session_cookies(page) == [cookie]
+        page.goto(url)
+        _signed_in(page, "ann", "annotator")
+
         page.get_by_role("button", name="Sign out").click()
         _eventually(lambda: not _session_cookies(page) and "hyre-auth" not in page.url, "cookie not cleared")
         _sign_in_form(page)
@@ -112,3 +124,18 @@ def test_st_login_through_a_real_oidc_provider(serve_app, demo_db, app_port, tmp
             assert page.get_by_role("link", name="Data").count()  # an admin by HYRE_ADMINS
             page.reload()  # Streamlit's own signed identity cookie
             _signed_in(page, "ada@example.org", "admin")
+            assert _oidc_cookies(page)
+
+            page.get_by_role("button", name="Sign out").click()
+            page.get_by_role("button", name="Sign in").wait_for(timeout=WAIT_MS)
+            _eventually(lambda: not _oidc_cookies(page), "Streamlit's identity cookie not cleared")
+            assert not page.get_by_text("Signed in as").count()
+            page.reload()
+            page.get_by_role("button", name="Sign in").wait_for(timeout=WAIT_MS)
+            assert not page.get_by_text("Signed in as").count()
+            assert provider.tokens_issued == 1  # nobody signed in again behind the scenes
+
+
+def _oidc_cookies(page) -> list[dict]:
+    """Streamlit's signed identity cookie of st.login (one or more chunks)."""
+    return [c for c in page.context.cookies() if c["name"].startswith("_streamlit_user")]
