@@ -404,58 +404,181 @@ def _member_outputs(base: ens.Ensemble, params: dict, x: torch.Tensor, prior: to
     return vmap(one, in_dims=(0, dim, dim if prior is not None else None))(params, x, prior)
 
 
-def _bucket_loss(base: ens.Ensemble, task: str, rows: _Batches, params: dict, idx: torch.Tensor) -> torch.Tensor:
+@dataclass
+class _Bucket:
+    """Members that train on the same number of rows: their stacked parameters (Adam's
+    tensors), their rows ``idx`` (S, R), and what a family caches for its steps."""
+
+    stack: dict
+    idx: torch.Tensor
+    cache: dict = field(default_factory=dict)
+
+
+class _StackedMembers:
+    """Any kind: the model's own learnable parameters stacked with a leading member axis,
+    run through ``functional_call`` (``_member_outputs``), gradients by autograd."""
+
+    def __init__(self, base: ens.Ensemble, task: str, rows: _Batches) -> None:
+        self.base, self.task, self.rows = base, task, rows
+        self.params = {name: p.detach() for name, p in base.named_parameters() if p.requires_grad}
+
+    def stack(self, m: int) -> dict:
+        """M copies of the learnable parameters, one stack per parameter, for Adam to train."""
+        return {k: p.expand(m, *p.shape).clone().requires_grad_() for k, p in self.params.items()}
+
+    def bucket(self, idx: torch.Tensor) -> _Bucket:
+        return _Bucket(stack=self.stack(idx.shape[0]), idx=idx)
+
+    def outputs(self, stack: dict, x: torch.Tensor, prior: torch.Tensor | None, batched_x: bool) -> torch.Tensor:
+        return _member_outputs(self.base, stack, x, prior, batched_x)
+
+    def loss_and_grads(self, bucket: _Bucket) -> torch.Tensor:
+        """(S, K) per-head mean loss of the bucket's members; leaves its gradient in each
+        stack's ``.grad`` for the optimizer."""
+        dev = bucket.idx.device
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            per_head = _bucket_loss(self, self.task, self.rows, bucket.stack, bucket.idx)
+        for p in bucket.stack.values():
+            p.grad = None
+        per_head.sum().backward()
+        return per_head.detach()
+
+
+class _WideMembers(_StackedMembers):
+    """Heads of one hidden layer on the inputs (no trunk: the default ensemble), each
+    member's first layer laid out as one (D, K x H) matrix, gradients written by hand.
+
+    A step's first layer is one matrix product per member over all K heads and its weight
+    gradient another ((D, R) by (R, K x H)), where the heads' own (K, D, H) layout made K
+    small products per member and copied the inputs once per head; the gradients go into
+    buffers kept for the whole fine-tuning (autograd allocated a fresh 400 MB of them per
+    step, and the kernel zeroed every new page), and the standardised inputs and the
+    frozen priors' outputs are computed once. The parameters are the same numbers in
+    another order, the gradients autograd's up to the order of float additions, and Adam is
+    elementwise, so every member follows the same trajectory (tests/test_training.py
+    checks it against a loop of ``finetune_heads`` in float64)."""
+
+    def __init__(self, base: ens.Ensemble, task: str, rows: _Batches) -> None:
+        self.base, self.task, self.rows = base, task, rows
+        self.mlp = base.heads if isinstance(base, ens.SharedBaseEnsemble) else base.members
+        self.scale = base.config.prior_scale if isinstance(base, ens.SharedBaseEnsemble) else 0.0
+        k, d, h = self.mlp.w0.shape
+        self.k, self.h = k, h
+        self.params = {"w0": self.mlp.w0.detach().permute(1, 0, 2).reshape(d, k * h),
+                       **{n: getattr(self.mlp, n).detach() for n in ("b0", "w_out", "b_out")}}
+
+    @staticmethod
+    def applies(base: ens.Ensemble) -> bool:
+        return _per_head_rows(base) and base.config.n_layers == 1
+
+    def stack(self, m: int) -> dict:
+        stack = {k: p.expand(m, *p.shape).clone() for k, p in self.params.items()}
+        for p in stack.values():
+            p.grad = torch.zeros_like(p)
+        return stack
+
+    def bucket(self, idx: torch.Tensor) -> _Bucket:
+        rows = self.rows
+        x = torch.cat([xi[idx] for xi in rows.xs], dim=1)  # (S, R, D), or (S, 2R, D): a then b
+        z = (x - self.base.input_mean) / self.base.input_std
+        prior = None
+        if rows.priors is not None and self.scale != 0.0:
+            prior = self.scale * torch.cat([p[idx] for p in rows.priors], dim=1)
+        return _Bucket(stack=self.stack(idx.shape[0]), idx=idx,
+                       cache={"z": z, "zt": z.transpose(1, 2).contiguous(), "prior": prior, "y": rows.y[idx]})
+
+    def _forward(self, stack: dict, z: torch.Tensor, prior: torch.Tensor | None):
+        """(hidden (M, B, K, H), outputs (M, B, K)) for standardised ``z`` (M, B, D) or (B, D)."""
+        w0 = stack["w0"]  # (M, D, K x H)
+        m, b = w0.shape[0], z.shape[-2]
+        hidden = torch.relu(torch.matmul(z, w0).view(m, b, self.k, self.h) + stack["b0"].unsqueeze(1))
+        out = (hidden * stack["w_out"].unsqueeze(1)).sum(-1) + stack["b_out"].unsqueeze(1)
+        return hidden, out if prior is None else out + prior
+
+    def outputs(self, stack: dict, x: torch.Tensor, prior: torch.Tensor | None, batched_x: bool) -> torch.Tensor:
+        """(M, B, K) as ``_member_outputs``: ``x`` (M, B, D) with ``batched_x``, else (B, D)."""
+        z = (x - self.base.input_mean) / self.base.input_std
+        return self._forward(stack, z, None if prior is None or self.scale == 0.0 else self.scale * prior)[1]
+
+    @torch.no_grad()
+    def loss_and_grads(self, bucket: _Bucket) -> torch.Tensor:
+        """``_StackedMembers.loss_and_grads`` by hand: the loss of ``_bucket_loss`` and its
+        gradient through the one hidden layer, into the stacks' kept ``.grad`` buffers."""
+        c, stack = bucket.cache, bucket.stack
+        hidden, out = self._forward(stack, c["z"], c["prior"])
+        r = bucket.idx.shape[1]
+        y = c["y"].unsqueeze(-1)  # (S, R, 1)
+        if self.task == "preference":
+            out = out[:, :r] - out[:, r:]
+        if self.task == "regression":
+            per_row, slope = (out - y) ** 2, 2 * (out - y)
+        else:  # -log sigmoid(s out), s = 2y - 1 (_per_row_loss)
+            sign = 2 * y - 1
+            per_row, slope = F.softplus(-sign * out), -sign * torch.sigmoid(-sign * out)
+        grad_out = slope / r  # d(sum over members and heads of the mean over rows) / d out
+        if self.task == "preference":
+            grad_out = torch.cat([grad_out, -grad_out], dim=1)  # (S, 2R, K): a then b
+        torch.sum(grad_out, dim=1, out=stack["b_out"].grad)
+        torch.sum(grad_out.unsqueeze(-1) * hidden, dim=1, out=stack["w_out"].grad)
+        grad_pre = (grad_out.unsqueeze(-1) * stack["w_out"].unsqueeze(1)) * (hidden > 0)  # (S, B, K, H)
+        torch.sum(grad_pre, dim=1, out=stack["b0"].grad)
+        torch.bmm(c["zt"], grad_pre.view(grad_pre.shape[0], grad_pre.shape[1], -1), out=stack["w0"].grad)
+        return per_row.mean(dim=1)
+
+
+def _members(base: ens.Ensemble, task: str, rows: _Batches) -> _StackedMembers:
+    """How a chunk's members are stacked and trained: the wide first layer where it applies."""
+    return (_WideMembers if _WideMembers.applies(base) else _StackedMembers)(base, task, rows)
+
+
+def _bucket_loss(family: _StackedMembers, task: str, rows: _Batches, params: dict, idx: torch.Tensor) -> torch.Tensor:
     """(S, K) per-head mean loss of S members that each train on their R rows ``idx`` (S, R),
     computed as ``head_losses`` computes one member's."""
     x = torch.cat([xi[idx] for xi in rows.xs], dim=1)  # (S, R, D), or (S, 2R, D): a then b
     prior = None if rows.priors is None else torch.cat([p[idx] for p in rows.priors], dim=1)
-    out = _full_precision(_member_outputs(base, params, x, prior, batched_x=True))
+    out = _full_precision(family.outputs(params, x, prior, batched_x=True))
     if task == "preference":
         out = out[:, : idx.shape[1]] - out[:, idx.shape[1] :]
     return _per_row_loss(task, out, rows.y[idx]).mean(dim=1)
 
 
-def _finetune_chunk(base: ens.Ensemble, task: str, rows: _Batches, sets: list[np.ndarray], *,
-                    steps: int, lr: float, betas: tuple[float, float], dev: torch.device, progress) -> np.ndarray:
+def _finetune_chunk(family: _StackedMembers, sets: list[np.ndarray], *, steps: int, lr: float,
+                    betas: tuple[float, float], dev: torch.device, progress) -> np.ndarray:
     """Fine-tune one chunk of members together; (M, n_rows, K) outputs on every row.
 
     Members with the same number of rows form a bucket: one stack of parameters with a
-    leading member axis and one vmapped call per step (a slice of one stack over all
-    members would make autograd write a zero gradient of the whole stack per slice)."""
-    learnable = {name: p.detach() for name, p in base.named_parameters() if p.requires_grad}
+    leading member axis and one call per step (a slice of one stack over all members
+    would make autograd write a zero gradient of the whole stack per slice)."""
     buckets = []
     for size in sorted({len(s) for s in sets}):
         members = [i for i, s in enumerate(sets) if len(s) == size]
         idx = torch.from_numpy(np.stack([sets[i] for i in members]).astype(np.int64)).to(dev)
-        stack = {k: p.expand(len(members), *p.shape).clone().requires_grad_() for k, p in learnable.items()}
-        buckets.append((members, idx, stack))
+        buckets.append((members, family.bucket(idx)))
     # fused: one pass over the stacks per step (the for-loop Adam makes about ten); the
     # same update up to rounding
-    optimizer = torch.optim.Adam([p for _, _, stack in buckets for p in stack.values()], lr=lr, betas=betas,
+    optimizer = torch.optim.Adam([p for _, b in buckets for p in b.stack.values()], lr=lr, betas=betas,
                                  fused=dev.type in ("cpu", "cuda"))
     for step in range(steps):
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            per_head = torch.cat([_bucket_loss(base, task, rows, stack, idx) for _, idx, stack in buckets])
-        optimizer.zero_grad(set_to_none=True)
-        per_head.sum().backward()
+        per_head = torch.cat([family.loss_and_grads(b) for _, b in buckets])
         optimizer.step()
         if progress is not None:
-            progress(step + 1, steps, float(per_head.detach().mean()))
-    out = np.empty((len(sets), len(rows.y), base.n_heads), dtype=np.float32)
+            progress(step + 1, steps, float(per_head.mean()))
+    out = np.empty((len(sets), len(family.rows.y), family.base.n_heads), dtype=np.float32)
     with torch.no_grad():
-        for members, _, stack in buckets:
-            out[members] = _predict_members(base, task, rows, stack, len(members))
+        for members, b in buckets:
+            out[members] = _predict_members(family, family.task, family.rows, b.stack, len(members))
     return out
 
 
-def _predict_members(base: ens.Ensemble, task: str, rows: _Batches, stack: dict, m: int) -> np.ndarray:
+def _predict_members(family: _StackedMembers, task: str, rows: _Batches, stack: dict, m: int) -> np.ndarray:
     """(M, n_rows, K) outputs of M stacked members on every row, in chunks of rows."""
+    base = family.base
     n_rows, out = len(rows.y), []
     chunk = max(1, _PREDICT_FLOATS // (m * base.n_heads * max(base.config.hidden, 1)))
     for lo in range(0, n_rows, chunk):
-        parts = [_member_outputs(base, stack, x[lo: lo + chunk],
-                                 None if rows.priors is None else rows.priors[i][lo: lo + chunk],
-                                 batched_x=False) for i, x in enumerate(rows.xs)]
+        parts = [family.outputs(stack, x[lo: lo + chunk],
+                                None if rows.priors is None else rows.priors[i][lo: lo + chunk],
+                                batched_x=False) for i, x in enumerate(rows.xs)]
         out.append(parts[0] - parts[1] if task == "preference" else parts[0])
     return torch.cat(out, dim=1).float().cpu().numpy()
 
@@ -518,9 +641,10 @@ def finetune_heads_batched(
     order = sorted(range(len(sets)), key=lambda i: len(sets[i]))
     chunks = [order[lo: lo + size] for lo in range(0, len(order), size)]
     out = np.empty((len(sets), len(y_np), model.n_heads), dtype=np.float32)
+    family = _members(base, task, rows)
     for c, members in enumerate(chunks):
         report = None if progress is None else (
             lambda step, total, loss, c=c: progress(c * steps + step, len(chunks) * steps, loss))
-        out[members] = _finetune_chunk(base, task, rows, [sets[i] for i in members], steps=steps,
+        out[members] = _finetune_chunk(family, [sets[i] for i in members], steps=steps,
                                        lr=lr, betas=betas, dev=dev, progress=report)
     return out

@@ -99,6 +99,32 @@ def test_convex_weights_uniform_without_data_and_shrink_towards_uniform():
         bl.fit_convex_weights(np.zeros(4), np.zeros(4))
 
 
+@pytest.mark.parametrize("n", [1, 5, 20])
+def test_convex_weights_reach_the_minimiser_that_slsqp_approaches(n):
+    # the former solver (scipy's SLSQP with bounds and the sum constraint) as the reference:
+    # the projected-gradient weights are as good or better, and satisfy the simplex's KKT
+    # conditions (gradient equal on the support, no smaller off it)
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(n)
+    K = 30
+    Z = rng.normal(size=(n, K)) * 2 + rng.normal(size=(n, 1)) * 2
+    y = (rng.random(n) < 0.5).astype(float)
+    P, u = expit(Z), np.full(K, 1 / K)
+    ref = minimize(bl._convex_objective, u, args=(P, y, bl.DEFAULT_CONVEX_L2), jac=True, method="SLSQP",
+                   bounds=[(0.0, 1.0)] * K, options={"maxiter": 500, "ftol": 1e-12},
+                   constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}]).x
+    ref = np.clip(ref, 0, None) / np.clip(ref, 0, None).sum()
+    w = bl.fit_convex_weights(Z, y)
+    f, g = bl._convex_objective(w, P, y, bl.DEFAULT_CONVEX_L2)
+    assert f <= bl._convex_objective(ref, P, y, bl.DEFAULT_CONVEX_L2)[0] + 1e-12
+    np.testing.assert_allclose(w, ref, atol=1e-4)
+    support = w > 1e-12
+    assert np.ptp(g[support]) < 1e-8 and g[~support].min(initial=np.inf) >= g[support].min() - 1e-8
+    np.testing.assert_allclose(bl.project_simplex(np.array([0.5, 2.0, -1.0])), [0.0, 1.0, 0.0])
+    np.testing.assert_allclose(bl.project_simplex(np.array([0.2, 0.3, 0.2])), [0.3, 0.4, 0.3])
+
+
 def test_oracles_are_upper_bounds():
     rng = np.random.default_rng(3)
     n, K = 60, 6

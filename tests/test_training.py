@@ -265,14 +265,16 @@ def test_finetune_heads_adapts_a_copy_and_leaves_the_original():
     assert ((after > 0) == (y[:, None] > 0.5)).mean() == 1.0
 
 
-@pytest.mark.parametrize("kind", ["shared", "vanilla", "epinet"])
-def test_batched_finetune_equals_a_loop_of_finetune_heads(kind):
+@pytest.mark.parametrize(("kind", "trunk"), [("shared", 0), ("vanilla", 0), ("vanilla", 1), ("epinet", 0)])
+def test_batched_finetune_equals_a_loop_of_finetune_heads(kind, trunk):
     # float64: Adam divides by the root of each gradient's second moment, so a gradient
     # that is zero up to rounding (an output bias cancels in a margin) takes an O(lr) step
     # from float32 rounding noise, in either path; float64 noise is far under Adam's eps.
     rng = np.random.default_rng(3)
-    cfg = ens.EnsembleConfig(kind=kind, input_dim=6, n_heads=5, hidden=8, trunk_layers=int(kind == "vanilla"), seed=1)
+    cfg = ens.EnsembleConfig(kind=kind, input_dim=6, n_heads=5, hidden=8, trunk_layers=trunk, seed=1)
     model = ens.build_ensemble(cfg)
+    # one hidden layer and no trunk: the wide first layer (training._WideMembers), else vmap
+    assert training._WideMembers.applies(model) == (kind != "epinet" and not trunk)
     X = rng.normal(size=(60, 6)).astype(np.float32)
     training.fit_ensemble(model, task="preference", inputs=(X[:30], X[30:]),
                           targets=(X[:30, 0] > X[30:, 0]).astype(np.float32), epochs=3, device="cpu")
@@ -294,6 +296,29 @@ def test_batched_finetune_equals_a_loop_of_finetune_heads(kind):
     untouched = ens.predict_pairs(model, xa, xb)
     assert np.abs(loop - untouched).max() > 0.5  # fine-tuning moved the heads
     np.testing.assert_allclose(batched, loop, atol=1e-5)
+
+
+@pytest.mark.parametrize("task", ["preference", "classification", "regression"])
+@pytest.mark.parametrize("prior_scale", [0.0, 1.0])
+def test_wide_hand_written_gradients_follow_autograds_trajectory(task, prior_scale):
+    # the wide layout's hand-written step against the stacked layout's autograd step, on
+    # every task, with and without priors (float64, as above)
+    rng = np.random.default_rng(5)
+    model = ens.build_ensemble(ens.EnsembleConfig(input_dim=6, n_heads=4, hidden=8, prior_scale=prior_scale,
+                                                  seed=2)).double()
+    x = rng.normal(size=(40, 6))
+    training._fit_input_stats(model, [x])
+    xs = [x[:20], x[20:]] if task == "preference" else [x[:20]]
+    y = (x[:20, 0] > x[20:, 0]) if task == "preference" else (x[:20, 1] > 0)
+    y = y.astype(np.float64) if task != "regression" else x[:20, 2]
+    rows = training._Batches.on(model, xs, y, None, torch.device("cpu"))
+    sets = [rng.permutation(20)[:n] for n in (1, 3, 3, 8)]
+    wide, stacked = (training._finetune_chunk(family(model, task, rows), sets, steps=30, lr=1e-2,
+                                              betas=(0.9, 0.999), dev=torch.device("cpu"), progress=None)
+                     for family in (training._WideMembers, training._StackedMembers))
+    untouched = ens.predict(model, xs[0]) - (ens.predict(model, xs[1]) if task == "preference" else 0)
+    assert np.abs(stacked - untouched).max() > 0.3  # the steps moved the outputs
+    np.testing.assert_allclose(wide, stacked, atol=1e-6)
 
 
 def test_batched_finetune_chunks_by_memory_and_counts_steps_over_chunks():
