@@ -451,12 +451,13 @@ class _WideMembers(_StackedMembers):
     A step's first layer is one matrix product per member over all K heads and its weight
     gradient another ((D, R) by (R, K x H)), where the heads' own (K, D, H) layout made K
     small products per member and copied the inputs once per head; the gradients go into
-    buffers kept for the whole fine-tuning (autograd allocated a fresh 400 MB of them per
-    step, and the kernel zeroed every new page), and the standardised inputs and the
-    frozen priors' outputs are computed once. The parameters are the same numbers in
-    another order, the gradients autograd's up to the order of float additions, and Adam is
-    elementwise, so every member follows the same trajectory (tests/test_training.py
-    checks it against a loop of ``finetune_heads`` in float64)."""
+    buffers kept for the whole fine-tuning (autograd allocates the 20 members' 400 MB of
+    them anew every step), and the standardised inputs and the frozen priors' outputs are
+    computed once. The parameters are the same numbers in another order, the gradients
+    autograd's up to the order of float additions, and Adam is elementwise, so every
+    member follows the same trajectory (tests/test_training.py checks it against a loop of
+    ``finetune_heads`` and against the stacked family, in float64). It runs in the
+    model's dtype (no bf16 autocast on CUDA)."""
 
     def __init__(self, base: ens.Ensemble, task: str, rows: _Batches) -> None:
         self.base, self.task, self.rows = base, task, rows
