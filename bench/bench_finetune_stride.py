@@ -3,14 +3,16 @@
     nice .venv/bin/python bench/bench_finetune_stride.py --db /tmp/bench-eval.duckdb
         [--files out/eval-users] [--groups 3] [--seeds 5] [--strides 1,5,10,20]
 
-On the issue-14 file (bench/make_eval_file.py; the default build without beta's
-calibration, which changes no head; reused when ``--db`` holds it), for the first ``--groups`` target groups
+On the issue-14 file (bench/make_eval_file.py; the default build, reused when ``--db``
+holds it, e.g. from bench_evaluate.py), for the first ``--groups`` target groups
 and every (seed, n > 0) of the protocol: ``training.finetune_heads_batched`` with each
 ``--strides`` value (stride 1: 100 Adam steps at lr 1e-3, the method; stride s:
 ceil(100 / s) steps of the time-rescaled Adam, ``training.coarse_adam``). Prints, per
 stride, the seconds, the share of (row, head) margins whose sign equals stride 1's,
-the fine-tuned ensemble's accuracy on each fold's rest rows against stride 1's (mean
-and largest difference over folds), and the accuracy by n.
+the fine-tuned ensemble's accuracy on each fold's rest rows against stride 1's (mean,
+its standard error and largest difference over folds), and the accuracy and the
+difference by n, next to stride 1's own seed noise (the standard error over seeds of a
+group's accuracy: what rerunning the method with other seeds moves it by).
 """
 
 from __future__ import annotations
@@ -78,8 +80,8 @@ def main() -> int:
     store = Store(args.db or tmp / "bench.duckdb")
     train = evaluate.import_file(store, files / "train.jsonl")
     target = evaluate.import_file(store, files / "target.jsonl")
-    # beta's calibration changes no head (the heads train the same either way): skipped
-    _, _, tgt = evaluate._prepare(store, train, target, BuildConfig(calibrate=False), evaluate.load_backbone(None),
+    # the default build, so a store that bench_evaluate.py or profile_evaluate.py built is reused
+    _, _, tgt = evaluate._prepare(store, train, target, BuildConfig(), evaluate.load_backbone(None),
                                   ["finetune"], None)
     groups = evaluate._target_groups(store, target, tgt, None)[: args.groups]
     seconds = dict.fromkeys(strides, 0.0)
@@ -102,14 +104,23 @@ def main() -> int:
             f"stride {s} {seconds[s]:.1f} s (cumulative)" for s in strides), flush=True)
     n_of = np.array(n_of)
     base = np.concatenate(acc[1])
-    print(f"{len(groups)} groups x {args.seeds} seeds x n in {[n for n in DEFAULT_N if n]}:")
-    print(f"{'stride':>6} {'steps':>5} {'seconds':>8} {'sign agree':>10} {'acc diff mean':>13} "
-          f"{'max |diff|':>10}  accuracy by n")
+    positive = [n for n in DEFAULT_N if n]
+    # the baseline's own seed noise: per group and n, the standard error over seeds of
+    # stride 1's accuracy, averaged (what a rerun with other seeds would move it by)
+    per_group = np.stack(acc[1]).reshape(len(groups), args.seeds, len(positive))
+    noise = (per_group.std(axis=1, ddof=1) / np.sqrt(args.seeds)).mean(axis=0)
+    print(f"{len(groups)} groups x {args.seeds} seeds x n in {positive}; stride 1's seed noise (standard error "
+          f"over seeds per group) by n: " + " ".join(f"{v:.4f}" for v in noise))
+    print(f"{'stride':>6} {'steps':>5} {'seconds':>8} {'sign agree':>10} {'acc diff mean':>13} {'(se)':>7} "
+          f"{'max |diff|':>10}  accuracy by n  |  diff by n")
     for s in strides:
         a = np.concatenate(acc[s])
-        by_n = " ".join(f"{a[n_of == n].mean():.4f}" for n in DEFAULT_N if n)
+        d = a - base
+        by_n = " ".join(f"{a[n_of == n].mean():.4f}" for n in positive)
+        diff_n = " ".join(f"{d[n_of == n].mean():+.4f}" for n in positive)
+        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
         print(f"{s:>6} {training.coarse_adam(training.DEFAULT_FINETUNE_STEPS, 1.0, s)[0]:>5} {seconds[s]:>8.1f} "
-              f"{np.mean(agree[s]):>10.4f} {np.mean(a - base):>+13.4f} {np.abs(a - base).max():>10.4f}  {by_n}")
+              f"{np.mean(agree[s]):>10.4f} {np.mean(d):>+13.4f} {se:>7.4f} {np.abs(d).max():>10.4f}  {by_n}  |  {diff_n}")
     print("end:", _uptime(), flush=True)
     return 0
 
