@@ -2,6 +2,12 @@
 
     nice .venv/bin/python bench/bench_evaluate.py [--files out/eval-users] [--db /tmp/bench-eval.duckdb]
         [--targets 40] [--seeds 5] [--jobs 1] [--stride 10] [--old-groups 1] [--old-steps 100]
+        [--no-without] [--cli]
+
+The lead's rerun of issue 14's target (quiet machine; build and evaluate printed apart,
+then the command itself on a fresh store):
+
+    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_evaluate.py --old-groups 0 --no-without --cli
 
 Makes the files with bench/make_eval_file.py when ``--files`` has none (860 training
 users x 15 pairs, ``--targets`` users x 80 pairs, over the demo's 324 texts), in a
@@ -16,14 +22,19 @@ fresh store, then times, in one run:
 4. the old path: fine-tuning by a loop of ``training.finetune_heads``, one training per
    (seed, n), on the first ``--old-groups`` groups, against the batched fine-tuning of
    the same groups, both with ``--old-steps`` Adam steps (0 groups skips it: the loop
-   takes minutes per group; the cost of either is linear in the steps).
+   takes minutes per group; the cost of either is linear in the steps);
+5. with ``--cli``: ``python -m hyre_engine evaluate --train --target --seeds --quiet``
+   in a subprocess on another fresh store, its wall time from start to exit (imports,
+   import of the files, the build, every default method): the issue's command.
 
-Prints the load average (``uptime``) at the start and the end: the machine is shared.
+``--no-without`` skips step 3. Prints the load average (``uptime``) at the start and the
+end: the machine is shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -74,6 +85,23 @@ def _old_vs_batched(store: Store, train: str, target: str, config: BuildConfig, 
     return old, new, len(groups)
 
 
+def _time_cli(files: Path, db: Path, args) -> None:
+    """Wall time of the evaluate command itself, from a fresh process and store to its exit."""
+    out = db.with_suffix(".json")
+    command = [sys.executable, "-m", "hyre_engine", "evaluate", "--train", str(files / "train.jsonl"),
+               "--target", str(files / "target.jsonl"), "--seeds", str(args.seeds), "--jobs", str(args.jobs),
+               "--db", str(db), "--quiet", "--json", str(out)]
+    if args.stride != training.DEFAULT_FINETUNE_STRIDE:
+        command += ["--finetune-stride", str(args.stride)]
+    print("cli:", " ".join(command[1:]), "|", _uptime(), flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    result = json.loads(out.read_text())
+    print(f"evaluate command on a fresh store: {wall:.1f} s wall ({len(result['groups'])} groups, "
+          f"evaluate_pools {result['seconds']:.1f} s of it)", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=Path, default=None, help="folder with train.jsonl and target.jsonl")
@@ -84,6 +112,8 @@ def main() -> int:
     parser.add_argument("--stride", type=int, default=training.DEFAULT_FINETUNE_STRIDE)
     parser.add_argument("--old-groups", type=int, default=1)
     parser.add_argument("--old-steps", type=int, default=training.DEFAULT_FINETUNE_STEPS)
+    parser.add_argument("--no-without", action="store_true", help="skip the run without finetune")
+    parser.add_argument("--cli", action="store_true", help="also time the evaluate command on a fresh store")
     args = parser.parse_args()
     print("start:", _uptime(), flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-eval-"))
@@ -99,8 +129,10 @@ def main() -> int:
     build = time.perf_counter() - start
     print(f"build: {build:.1f} s", flush=True)
     timings = {}
-    for label, methods in (("all methods", ALL_METHODS),
-                           ("without finetune", [m for m in ALL_METHODS if m != "finetune"])):
+    runs = [("all methods", ALL_METHODS)]
+    if not args.no_without:
+        runs.append(("without finetune", [m for m in ALL_METHODS if m != "finetune"]))
+    for label, methods in runs:
         start = time.perf_counter()
         result = evaluate.evaluate_pools(store, train, target, config=config, seeds=args.seeds,
                                          methods=methods, jobs=args.jobs, finetune_stride=args.stride)
@@ -111,8 +143,11 @@ def main() -> int:
         old, new, n = _old_vs_batched(store, train, target, config, args.old_groups, args.seeds, args.old_steps)
         print(f"fine-tuning {n} group(s), {args.old_steps} steps: loop of finetune_heads {old:.1f} s, batched {new:.1f} s "
               f"({old / new:.2f}x)", flush=True)
-    print(f"evaluate command (build + all methods): {build + timings['all methods']:.1f} s; "
-          f"evaluation alone {timings['all methods']:.1f} s, without finetune {timings['without finetune']:.1f} s")
+    without = f", without finetune {timings['without finetune']:.1f} s" if "without finetune" in timings else ""
+    print(f"build {build:.1f} s + evaluate, all methods {timings['all methods']:.1f} s = "
+          f"{build + timings['all methods']:.1f} s (in process){without}", flush=True)
+    if args.cli:
+        _time_cli(files, tmp / "cli.duckdb", args)
     print("end:", _uptime(), flush=True)
     return 0
 
