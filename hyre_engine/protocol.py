@@ -27,6 +27,7 @@ from hyre_engine.acquisition import (
     PREFERENCE_STRATEGIES,
     adaptive_order,
 )
+from hyre_engine.blas import one_blas_thread
 from hyre_engine.numerics import accuracy, finite_logits, sigmoid
 from hyre_engine.personal import (
     DEFAULT_CALIBRATION_LAMBDAS,
@@ -345,20 +346,22 @@ def evaluate_group(
     methods = check_methods(
         [m for m in methods if m not in METHOD_INPUTS or given[METHOD_INPUTS[m]] is not None]
     )
-    folds = _folds(logits, y, n_values, seeds, strategy=strategy, beta=beta, loss=loss, diffs=diffs, lam=lam,
-                   single=single)
+    with one_blas_thread():  # hundreds of small products (blas.py)
+        folds = _folds(logits, y, n_values, seeds, strategy=strategy, beta=beta, loss=loss, diffs=diffs, lam=lam,
+                       single=single)
     if "finetune" in methods:
         folds = _fine_tuned(folds, finetune)
     acc = {m: np.full((seeds, len(n_values)), np.nan) for m in methods}
     eff, ent, flips = (np.full((seeds, len(n_values)), np.nan) for _ in range(3))
     for seed, row in enumerate(folds):
-        for j, fold in enumerate(row):
-            eff[seed, j] = effective_heads(fold.weights)
-            ent[seed, j] = weight_entropy(fold.weights)
-            if diffs is not None:
-                flips[seed, j] = fold.flip_share()
-            for m in methods:
-                acc[m][seed, j] = acc[m][seed, 0] if j and m in SEED_ONLY_METHODS else METHODS[m](fold)
+        with one_blas_thread():
+            for j, fold in enumerate(row):
+                eff[seed, j] = effective_heads(fold.weights)
+                ent[seed, j] = weight_entropy(fold.weights)
+                if diffs is not None:
+                    flips[seed, j] = fold.flip_share()
+                for m in methods:
+                    acc[m][seed, j] = acc[m][seed, 0] if j and m in SEED_ONLY_METHODS else METHODS[m](fold)
         if progress is not None:
             progress(seed + 1, seeds)
     return GroupResult(

@@ -125,6 +125,15 @@ def test_convex_weights_reach_the_minimiser_that_slsqp_approaches(n):
     np.testing.assert_allclose(bl.project_simplex(np.array([0.2, 0.3, 0.2])), [0.3, 0.4, 0.3])
 
 
+def test_best_head_oracle_scores_every_head_as_accuracy_does_ties_included():
+    rng = np.random.default_rng(4)
+    Z = rng.normal(size=(30, 12)) * 2
+    Z[rng.random(Z.shape) < 0.2] = 0.0  # P = 0.5: half credit
+    y = (rng.random(30) < 0.5).astype(float)
+    head_accs = [bl.accuracy(expit(Z[:, k]), y) for k in range(12)]
+    assert bl.best_head_oracle(Z, y) == (int(np.argmax(head_accs)), max(head_accs))
+
+
 def test_oracles_are_upper_bounds():
     rng = np.random.default_rng(3)
     n, K = 60, 6
