@@ -15,6 +15,18 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import streamlit as st  # noqa: E402
 
+from hyre_engine import first_launch  # noqa: E402 (light: no torch, duckdb or pandas)
+from pages._shared.assets import FAVICON_FILE, STYLE_FILE  # noqa: E402
+
+# The modules the pages need that take seconds to import, loaded on a thread at the
+# server's start (first_launch.warm_start) while Streamlit starts and the first launch
+# builds: the first page run finds them in sys.modules.
+WARM_IMPORTS = (
+    "torch", "pandas", "plotly.graph_objects", "hyre_engine.pipeline", "hyre_engine.live",
+    "hyre_engine.profiles", "hyre_engine.diversity", "scipy.cluster.hierarchy", "pages._shared.context",
+    "pages._shared.sidebar", "pages._shared.live_panels", "pages._shared.label_actions",
+)
+
 # Where `python app.py` serves when neither --server.address nor this is given:
 # .streamlit/config.toml's loopback address (docs/deploy.md).
 ADDRESS_ENV = "HYRE_ADDRESS"
@@ -65,6 +77,9 @@ def _launch() -> None:
     from streamlit.web import cli
 
     PagesManager.uses_pages_directory = False
+    # A fresh install's demo build starts now, with the server: its imports, model load and
+    # embedding overlap Streamlit's start and the browser's first connection.
+    first_launch.warm_start(imports=WARM_IMPORTS)
     # With a users file: serve.py, this script as an st.App with the routes that keep a
     # sign-in in a cookie; otherwise (local use, OIDC) no route is needed.
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve.py") if how == auth.USERS else __file__
@@ -75,7 +90,25 @@ def _launch() -> None:
 if __name__ == "__main__" and not st.runtime.exists():
     _launch()
 
-# Heavy imports at the top: a rerun that interrupts a lazy import breaks the page.
+# A local file: an emoji or :material: icon would be fetched from a CDN by every browser.
+st.set_page_config(page_title="HyRe Studio", page_icon=str(FAVICON_FILE), layout="wide")
+if STYLE_FILE.exists():
+    st.html(STYLE_FILE)
+
+# The first launch (a fresh install, or while its build runs on the server): its screen is
+# the only page, drawn before the heavy imports below, which take seconds.
+_launching = first_launch.current()
+if _launching is not None:
+    from pages._shared.first_launch import first_launch_screen
+
+    def _getting_ready() -> None:
+        first_launch_screen(_launching.db_path)
+
+    st.navigation([st.Page(_getting_ready, title="HyRe Studio", icon=":material/hourglass_top:",
+                           url_path="getting-ready", default=True)], position="hidden").run()
+    st.stop()
+
+# Heavy imports, before any page runs: a rerun that interrupts a lazy import breaks the page.
 import numpy  # noqa: E402, F401
 import pandas  # noqa: E402, F401
 import plotly.graph_objects  # noqa: E402, F401
@@ -89,7 +122,6 @@ import hyre_engine.store  # noqa: E402, F401
 from pages._shared import context as app_context  # noqa: E402
 from pages._shared import signin  # noqa: E402
 from pages._shared.sidebar import render_sidebar  # noqa: E402
-from pages._shared.widgets import FAVICON_FILE, STYLE_FILE  # noqa: E402
 
 # The imports above are the server's life-long objects: moved out of the collector's
 # reach once (the first run), so a full collection no longer walks torch's and pandas'
@@ -107,11 +139,6 @@ PAGES = [
     st.Page("pages/evaluate.py", title="Evaluate", icon=":material/monitoring:"),
 ]
 DATA_PAGE = st.Page("pages/data.py", title="Data", icon=":material/database:")
-
-# A local file: an emoji or :material: icon would be fetched from a CDN by every browser.
-st.set_page_config(page_title="HyRe Studio", page_icon=str(FAVICON_FILE), layout="wide")
-if STYLE_FILE.exists():
-    st.html(STYLE_FILE)
 
 
 def _gate():

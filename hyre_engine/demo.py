@@ -536,15 +536,20 @@ def ensure_demo(store, *, config=None, backbone=None, pairs_path: Path | None = 
     """
     # The build stack (torch, duckdb) is imported here: the rest of this module is
     # numpy only, for the app's persona panels and the demo-data command.
-    from hyre_engine.data import read_preferences
     from hyre_engine.pipeline import BuildConfig, build_pool
 
-    pools = store.list_pools()
-    if len(pools) and DEMO_POOL_NAME in set(pools["name"]):
-        pool_id = store.get_pool(DEMO_POOL_NAME).pool_id
-    else:
-        path = pairs_path or PAIRS_FILE
-        pool_id = store.add_pool(DEMO_POOL_NAME, read_preferences(path), source=str(path))
+    pool_id = import_demo_pool(store, pairs_path=pairs_path)
     config = config or BuildConfig(train_groups=DEMO_TRAIN_GROUPS, prior_scale=DEMO_PRIOR_SCALE)
     return build_pool(store, pool_id, config, backbone=backbone, progress=progress,
                       defer_calibration=defer_calibration)
+
+
+def import_demo_pool(store, *, pairs_path: Path | None = None) -> str:
+    """The demo pool's id, importing the shipped pairs file first if the store has no demo pool."""
+    from hyre_engine.data import read_preferences
+
+    pools = store.list_pools()
+    if len(pools) and DEMO_POOL_NAME in set(pools["name"]):
+        return store.get_pool(DEMO_POOL_NAME).pool_id
+    path = pairs_path or PAIRS_FILE
+    return store.add_pool(DEMO_POOL_NAME, read_preferences(path), source=str(path))

@@ -26,6 +26,7 @@ from hyre_engine.numerics import PAIR_LABELS, label_targets
 from hyre_engine.personal import DEFAULT_LAMBDA, embedding_differences
 from hyre_engine.protocol import beta_scores, calibrate_lambda
 from hyre_engine.reweight import DEFAULT_BETA
+from hyre_engine.stages import BUILD_STAGES, CALIBRATE, EMBED, FINETUNE, PREDICT, TRAIN  # noqa: F401 (the build's stages)
 from hyre_engine.store import EnsembleMeta, Store
 
 # Annotator-aware heads: each head trains on the rows of this fraction of the
@@ -34,11 +35,6 @@ from hyre_engine.store import EnsembleMeta, Store
 # on held-out personas; on POPQUORN 0.05 did best (bench/eval_popquorn.py sweeps it).
 DEFAULT_ANNOTATOR_FRACTION: float | None = 0.2
 
-# The stages a build reports to its progress callback, by key; the UI maps each key
-# to its own text.
-# FINETUNE counts the steps of a joint fine-tuning of the backbone (config.finetune).
-EMBED, CALIBRATE, FINETUNE, TRAIN, PREDICT = "embed", "calibrate", "finetune", "train", "predict"
-BUILD_STAGES = (EMBED, CALIBRATE, FINETUNE, TRAIN, PREDICT)
 
 # Fine-tuned backbones live in this folder next to the DuckDB file (their weights are
 # too large for a database row, and load_backbone reads folders).

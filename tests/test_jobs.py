@@ -127,3 +127,64 @@ def test_plain_errors_name_the_problem_without_quotes_or_traceback():
     assert stages == ("load", "embed", "calibrate", "train", "predict")
     assert jobs.overall_fraction(stages, "load", 0, 1) == 0.0
     assert jobs.overall_fraction(stages, "predict", 5, 5) == pytest.approx(1.0)
+
+
+def test_submit_gives_the_running_job_of_the_same_kind_and_subject(tmp_path):
+    registry = jobs.JobRegistry()
+    gate = threading.Event()
+
+    def job(kind=jobs.FIRST_LAUNCH, db="a.duckdb"):
+        return jobs.Job(job_id=jobs.new_job_id(), db_path=db, pool_id="", pool_name="demo", settings={},
+                        stages=(jobs.IMPORT,), started_by="", started_at=0.0, kind=kind)
+
+    def held(runner):
+        runner.progress(jobs.IMPORT, 0, 1)
+        gate.wait(WAIT_S)
+        runner.set(pool_id="p1")
+        return {"summary": "imported"}
+
+    first = registry.submit(job(), held)
+    assert registry.submit(job(), held).job_id == first.job_id  # a second tab: the same job
+    other = registry.submit(job(db="b.duckdb"), held)  # another database has its own
+    assert other.job_id != first.job_id
+    gate.set()
+    done = registry.wait(first.job_id, WAIT_S)
+    assert done.status == jobs.DONE and done.pool_id == "p1" and done.summary == "imported"
+    assert registry.latest("a.duckdb", jobs.FIRST_LAUNCH).job_id == first.job_id
+    again = registry.submit(job(), held)  # once it ended, asking again starts a new one
+    assert again.job_id != first.job_id and registry.wait(again.job_id, WAIT_S).status == jobs.DONE
+    assert [j.kind for j in registry.jobs("a.duckdb", kind=jobs.FIRST_LAUNCH)] == [jobs.FIRST_LAUNCH] * 2
+    assert registry.jobs("a.duckdb", kind=jobs.BUILD) == []
+
+
+def test_a_deferred_calibration_is_one_job_per_ensemble_and_a_failure_is_kept(pools, backbone):
+    from dataclasses import replace
+
+    from hyre_engine.pipeline import PENDING_CALIBRATION, build_pool, calibration_pending
+
+    store, (pool, _) = pools
+    registry = jobs.JobRegistry()
+    report = build_pool(store, pool, tiny_config(calibrate=True), backbone=backbone, defer_calibration=True)
+    ensemble = report.ensemble_id
+    assert calibration_pending(store.get_ensemble(ensemble, with_weights=False).meta)
+    assert jobs.calibration_status(store, ensemble, registry=registry) is None  # nothing runs yet
+    job = jobs.calibrate_in_background(store, ensemble, registry=registry)
+    assert job.kind == jobs.CALIBRATION and job.ensemble_id == ensemble and job.pool_name == "one"
+    assert jobs.calibrate_in_background(store, ensemble, registry=registry).job_id == job.job_id
+    assert registry.wait(job.job_id, WAIT_S).status == jobs.DONE
+    assert not calibration_pending(store.get_ensemble(ensemble, with_weights=False).meta)
+    assert jobs.calibration_status(store, ensemble, registry=registry) is None
+    # nothing pending now: asking again starts nothing and gives the job that ran
+    assert jobs.calibrate_in_background(store, ensemble, registry=registry).job_id == job.job_id
+
+    # a calibration that fails is kept with its reason and not started again
+    meta = store.get_ensemble(ensemble, with_weights=False).meta
+    store.set_ensemble_meta(ensemble, replace(meta, train_groups=("nobody",), calibration=dict(PENDING_CALIBRATION)))
+    failing = jobs.calibrate_in_background(store, ensemble, registry=registry)
+    assert failing.job_id != job.job_id
+    assert registry.wait(failing.job_id, WAIT_S).status == jobs.FAILED
+    assert jobs.calibration_status(store, ensemble, registry=registry) == jobs.FAILED
+    assert jobs.calibration_error(store, ensemble, registry=registry) == (
+        f"pool {pool} has no labelled rows for groups ['nobody'] to train on")
+    assert jobs.calibrate_in_background(store, ensemble, registry=registry).job_id == failing.job_id
+    assert len(registry.jobs(store.path, kind=jobs.CALIBRATION)) == 2

@@ -169,7 +169,7 @@ def test_a_build_job_reads_in_plain_words():
     assert build_jobs.describe(job) == "shared · K = 100 · fine-tuned backbone on pool **my \\*pool\\***"
     assert build_jobs.progress_text(job) == "Loading the embedding model…"
     assert build_jobs.progress_text(replace(job, stage="train", done=1200, total=3000)) == (
-        "Training the heads: 1,200 / 3,000")
+        "Training the heads: 1,200 / 3,000 steps")
     tuned = replace(job, stage="finetune", done=2, total=9, detail="epoch 1/3, step 2/3 · about 1 min left")
     assert build_jobs.progress_text(tuned) == (
         "Fine-tuning the backbone with the heads: epoch 1/3, step 2/3 · about 1 min left")

@@ -39,6 +39,8 @@ texts, array shapes, ids that must exist).
 
 from __future__ import annotations
 
+import threading
+
 from hyre_engine.store.annotations import AnnotationsMixin
 from hyre_engine.store.artifacts import ArtifactsMixin
 from hyre_engine.store.connection import (
@@ -95,6 +97,7 @@ __all__ = [
     "_list_array",
     "_list_column_to_matrix",
     "default_db_path",
+    "shared_store",
     "text_hash",
 ]
 
@@ -107,3 +110,22 @@ class Store(ShardsMixin, PoolsMixin, ArtifactsMixin, SessionsMixin, PeopleMixin,
     each thread gets its own cursor. Use as a context manager or call `close()`.
     Each group of methods lives in its own module; this class only joins them.
     """
+
+
+_SHARED_LOCK = threading.Lock()
+_SHARED: dict[str, Store] = {}
+
+
+def shared_store(path: str | None = None) -> Store:
+    """The process's one open Store of a database file (default: `default_db_path()`).
+
+    The server's sessions and its jobs (a first launch starts before any page runs) use
+    the same Store: two Stores of one file in one process would take turns with the file
+    as two processes do (lease.py), at a cost per operation. A closed one is replaced.
+    """
+    path = default_db_path() if path is None else str(path)
+    with _SHARED_LOCK:
+        store = _SHARED.get(path)
+        if store is None or store.closed:
+            store = _SHARED[path] = Store(path)
+        return store

@@ -24,16 +24,12 @@ import pandas as pd
 import pyarrow as pa
 
 from hyre_engine.data import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, validate_frame
+from hyre_engine.locations import DB_ENV_VAR, LOCAL_DB_PATH, default_db_path  # noqa: F401 (re-exported)
 from hyre_engine.store.lease import Lease, lock_timeout_from_env
 from hyre_engine.store.lease import StoreLockedError as StoreLockedError  # re-exported
 
 # Bump when a table changes shape; a file written under another version fails loudly on open.
 SCHEMA_VERSION = 1
-# Lets tests, CI and the app each point at their own file without code changes.
-DB_ENV_VAR = "HYRE_DB"
-# Relative to the working directory: the repository's data/ folder when run from a
-# checkout (where data/*.duckdb is gitignored), a data/ folder of the user's own otherwise.
-LOCAL_DB_PATH = Path("data") / "hyre.duckdb"
 # duckdb's name for a private in-memory database (used by the tests).
 MEMORY = ":memory:"
 
@@ -41,11 +37,6 @@ MEMORY = ":memory:"
 SESSION_MODES = ("human", "persona")
 # Arrow list offsets are int32 up to this many values, int64 (large_list) beyond.
 _INT32_MAX = 2**31 - 1
-
-
-def default_db_path() -> str:
-    """$HYRE_DB if set, else data/hyre.duckdb under the working directory, as an absolute path."""
-    return os.environ.get(DB_ENV_VAR) or str(LOCAL_DB_PATH.resolve())
 
 
 # Resolved at import; Store() resolves again at call time so a later $HYRE_DB still applies.
@@ -371,6 +362,10 @@ class StoreBase:
     def close(self) -> None:
         """Close every thread's cursor and the connection (idempotent)."""
         self._lease.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._lease._closed
 
     def release(self) -> bool:
         """Give the file up now unless an operation runs (it is reopened on the next one)."""

@@ -18,7 +18,7 @@ from hyre_engine import jobs
 from hyre_engine.safe_text import escape_markdown
 from pages._shared.context import ENSEMBLE_KEY, POOL_KEY, forget_context, get_context
 from pages._shared.evaluation import BACKBONE_PATH_PREFIX
-from pages._shared.labels import STAGE_TEXT
+from pages._shared.job_progress import progress_text
 
 # Seconds between two redraws of the running builds, and between two looks for a build
 # another tab started while none runs (a fragment rerun reads the registry only).
@@ -60,31 +60,26 @@ def started_notice() -> None:
 
 
 def describe(job: jobs.Job) -> str:
-    """What a job builds, in a line: 'shared · K = 100 on pool 'x''."""
+    """What a job does, in a line: 'shared · K = 100 on pool 'x'', the first launch, a calibration."""
+    pool = f"**{escape_markdown(job.pool_name)}**"
+    if job.kind == jobs.FIRST_LAUNCH:
+        return f"the first launch's demo ensemble on pool {pool}"
+    if job.kind == jobs.CALIBRATION:
+        return f"the calibration of β and λ for ensemble {job.ensemble_id} on pool {pool}"
     s = job.settings
     tuned = " · fine-tuned backbone" if s.get("finetune") else ""
-    return (f"{s.get('kind', '?')} · K = {s.get('n_heads', '?')}{tuned} on pool "
-            f"**{escape_markdown(job.pool_name)}**")
+    return f"{s.get('kind', '?')} · K = {s.get('n_heads', '?')}{tuned} on pool {pool}"
 
 
 def _ago(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
-def progress_text(job: jobs.Job) -> str:
-    """The bar's line: the stage in words and its count (or a fine-tuning's epoch and step)."""
-    stage = STAGE_TEXT.get(job.stage, job.stage)
-    if job.stage == jobs.LOAD:
-        return f"{stage}…"
-    if job.detail:
-        return f"{stage}: {job.detail}"
-    return f"{stage}: {job.done:,} / {job.total:,}" if job.total else stage
-
-
 def _running(job: jobs.Job) -> None:
     with st.container(border=True, key=f"data-job-{job.job_id}"):
         who = f" by {escape_markdown(job.started_by)}" if job.started_by else ""
-        st.markdown(f"**Building** {describe(job)} · started{who} {_ago(job.seconds)} ago")
+        verb = "Running" if job.kind == jobs.CALIBRATION else "Building"
+        st.markdown(f"**{verb}** {describe(job)} · started{who} {_ago(job.seconds)} ago")
         st.progress(min(1.0, job.fraction), text=progress_text(job))
 
 
@@ -112,6 +107,10 @@ def _finished(job: jobs.Job, existing: set[str]) -> None:
         st.error(f"**The build stopped** ({describe(job)}, {ended} ago). {escape_markdown(job.error)}",
                  icon=":material/error:")
         return
+    if job.kind == jobs.CALIBRATION:
+        st.success(f"Done: {describe(job)} in {job.seconds:.0f} s ({ended} ago): "
+                   f"{escape_markdown(job.summary)}.", icon=":material/tune:")
+        return
     verb = "Built" if job.trained else "Already built (reused)"
     st.success(f"{verb}: ensemble {job.ensemble_id} for pool '{escape_markdown(job.pool_name)}' "
                f"in {job.seconds:.0f} s ({ended} ago).", icon=":material/check_circle:")
@@ -129,7 +128,8 @@ def _finished(job: jobs.Job, existing: set[str]) -> None:
 
 
 def jobs_panel(db) -> None:
-    """The builds of this store: the running ones live (a fragment), then the last finished ones."""
+    """The server jobs of this store (builds, the first launch, calibrations): the running ones
+    live (a fragment), then the last finished ones."""
     every = jobs.REGISTRY.jobs(db.path)
     running = {j.job_id for j in every if j.running}
     st.session_state[SEEN_KEY] = running

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from hyre_engine import background
+from hyre_engine import jobs
 from hyre_engine.pipeline import calibration_pending
 from pages._shared.context import Context
 
@@ -27,7 +27,7 @@ def _pending(ctx: Context) -> bool:
 
 @st.fragment(run_every=POLL_S)
 def _pending_note(ctx: Context) -> None:
-    if not _pending(ctx) or background.calibration_status(ctx.store, ctx.ensemble_id) == background.FAILED:
+    if not _pending(ctx) or jobs.calibration_status(ctx.store, ctx.ensemble_id) == jobs.FAILED:
         st.rerun(scope="app")  # stored (or failed): every part of the page takes the new beta
     st.caption(
         f":material/hourglass_top: β = {ctx.beta:g} (the default) for now: β and λ are being calibrated "
@@ -42,9 +42,9 @@ def calibration_note(ctx: Context) -> None:
     seen = st.session_state.setdefault(SEEN_PENDING_KEY, set())
     if calibration_pending(ctx.ensemble.meta):
         seen.add(ctx.ensemble_id)
-        if background.calibration_status(ctx.store, ctx.ensemble_id) is None:
-            background.calibrate_in_background(ctx.store, ctx.ensemble_id)
-        error = background.calibration_error(ctx.store, ctx.ensemble_id)
+        if jobs.calibration_status(ctx.store, ctx.ensemble_id) is None:
+            jobs.calibrate_in_background(ctx.store, ctx.ensemble_id)
+        error = jobs.calibration_error(ctx.store, ctx.ensemble_id)
         if error is None:
             _pending_note(ctx)
         else:

@@ -20,9 +20,16 @@ from hyre_engine.device import describe_device
 from hyre_engine.ensemble import Ensemble, fingerprint
 from hyre_engine.pca import FunctionPCA, fit_pool_pca
 from hyre_engine.safe_text import escape_markdown
-from hyre_engine.store import EnsembleRecord, PoolRecord, Store, StoreLockedError, default_db_path
+from hyre_engine.store import (
+    EnsembleRecord,
+    PoolRecord,
+    Store,
+    StoreLockedError,
+    default_db_path,
+    shared_store,
+)
 from pages._shared import signin
-from pages._shared.first_launch import build_demo_with_progress
+from pages._shared.first_launch import first_launch_screen
 from pages._shared.signin import USER_INPUT_KEY, USER_PARAM  # noqa: F401 (the pages import them here)
 
 if TYPE_CHECKING:
@@ -37,8 +44,9 @@ ENSEMBLE_KEY = "hyre_ensemble_id"
 
 @st.cache_resource(show_spinner=False)
 def get_store(path: str) -> Store:
-    """One Store per database file for the whole server (it is thread-safe)."""
-    return Store(path)
+    """One Store per database file for the whole server (it is thread-safe): the one its
+    server jobs use too (a first launch opens it before any page runs)."""
+    return shared_store(path)
 
 
 def store() -> Store:
@@ -293,7 +301,7 @@ def resolve_context() -> Context | None:
     ensembles = ensembles_for_pages(db)
     with_ensembles = [p for p in pools["pool_id"] if p in set(ensembles["pool_id"])]
     if not with_ensembles:
-        build_demo_with_progress(db, path, needs_build=lambda: _demo_needs_build(path, db))
+        first_launch_screen(path, needs_build=lambda: _demo_needs_build(path, db))
         return None
     wanted_pool = st.session_state.get(POOL_KEY)
     if wanted_pool not in with_ensembles:
@@ -304,7 +312,7 @@ def resolve_context() -> Context | None:
     if ensemble is None:
         if pool.name == DEMO_POOL_NAME:
             # an interrupted first build: finish it (everything done is reused)
-            build_demo_with_progress(db, path, needs_build=lambda: _demo_needs_build(path, db))
+            first_launch_screen(path, needs_build=lambda: _demo_needs_build(path, db))
         elif jobs.REGISTRY.running(path, pool.pool_id) is not None:
             st.info(f"Pool '{escape_markdown(pool.name)}' is being built on the server: it is ready when "
                     "the build ends (the Data page shows its progress).", icon=":material/hourglass_top:")

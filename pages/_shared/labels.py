@@ -44,7 +44,11 @@ STAGE_TEXT = {
     "predict": "Caching the head predictions",
     "tune": "Fine-tuning the heads on each group's labels",
     "evaluate": "Evaluating groups",
+    "import": "Importing the demo pool",
 }
+# What a stage's done / total counts, where a bare count would be read as something else
+# (training counts optimiser steps, not heads).
+STAGE_UNITS = {"embed": "texts", "train": "steps", "predict": "pairs", "calibrate": "held-out annotators"}
 # Joint fine-tuning modes (joint_training.MODES), as the Data page offers them.
 FINETUNE_MODE_TEXT = {
     "auto": "Automatic (full weights up to 150M parameters, else LoRA)",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -11,13 +10,11 @@ import streamlit as st
 from hyre_engine.pca import WORDS, EndContrast
 from hyre_engine.profiles import Weights
 from hyre_engine.safe_text import escape_markdown, markdown_html  # noqa: F401 (pages import escape_markdown here)
+from pages._shared.assets import ASSETS_DIR, FAVICON_FILE, STYLE_FILE  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from pages._shared.context import Context
 
-ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
-STYLE_FILE = ASSETS_DIR / "style.css"
-FAVICON_FILE = ASSETS_DIR / "favicon.png"
 # Prompt and answers are cut to this many characters in tables (full text in the cards).
 SNIPPET_CHARS = 90
 

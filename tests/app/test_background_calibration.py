@@ -1,12 +1,13 @@
 """Beta calibrated in the background after the first launch: the Label page opens with the
-default beta, the server thread stores the calibrated one, and the next run switches to it."""
+default beta, a server job (hyre_engine.jobs) stores the calibrated one, and the next run
+switches to it."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
-from hyre_engine import background
+from hyre_engine import jobs
 from hyre_engine.pipeline import PENDING_CALIBRATION, calibration_pending
 from hyre_engine.reweight import DEFAULT_BETA
 from hyre_engine.store import Store
@@ -41,10 +42,12 @@ def test_label_page_switches_beta_when_the_background_calibration_is_stored(app_
     assert f"β = {DEFAULT_BETA:g} (the default) for now" in _sidebar_text(at)
     assert at.session_state[context.CONTEXT_KEY].beta == DEFAULT_BETA
     store = context.get_store(str(path))
-    thread = background.calibrate_in_background(store, info["ensemble_id"])
-    assert thread is not None  # the page started it; this finds the same thread
-    thread.join(timeout=120)
-    assert background.calibration_status(store, info["ensemble_id"]) is None
+    started = jobs.REGISTRY.jobs(str(path), kind=jobs.CALIBRATION)
+    assert [j.ensemble_id for j in started] == [info["ensemble_id"]]  # the page started it
+    job = jobs.calibrate_in_background(store, info["ensemble_id"])
+    assert job.job_id == started[0].job_id  # asking again finds the same job, no second one
+    assert jobs.REGISTRY.wait(job.job_id, 120).status == jobs.DONE
+    assert jobs.calibration_status(store, info["ensemble_id"]) is None
     meta = store.get_ensemble(info["ensemble_id"], with_weights=False).meta
     # the same calibration a build runs: the same choice and scores as the template's
     assert not calibration_pending(meta)
