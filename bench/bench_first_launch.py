@@ -92,7 +92,7 @@ def _watch(page, start: float, wait_calibration: bool, events: list) -> list[tup
     while time.perf_counter() - start < TIMEOUT_S:
         text = page.evaluate(PROGRESS_JS)
         if text:
-            stage = text.split("(")[0].strip()
+            stage = text.split(":")[0].split("…")[0].strip()  # "Embedding the texts: 64 / 324 texts"
             if stage not in seen:
                 seen.add(stage)
                 _note(events, f"progress: {stage}", start)
@@ -113,6 +113,7 @@ def run_once(args, browser, where: Path) -> dict[str, float]:
     for step, s in setup.items():
         print(f"  setup: {step}: {s:.2f} s (excluded)", flush=True)
     env = {k: v for k, v in os.environ.items() if k != "HYRE_DB"}  # the clone's data/hyre.duckdb
+    env.update(dict(item.split("=", 1) for item in args.server_env))
     log = where / "app.log"
     url = f"http://127.0.0.1:{args.port}"
     page = browser.new_page(viewport={"width": 1280, "height": 720})
@@ -126,6 +127,8 @@ def run_once(args, browser, where: Path) -> dict[str, float]:
         events: list = []
         _wait_health(url, proc, log, start)
         _note(events, "server answers /_stcore/health", start)
+        if args.open_after:
+            time.sleep(args.open_after)
         page.goto(url)
         page.wait_for_selector("h1", timeout=TIMEOUT_S * 1000)
         _note(events, "first screen drawn", start)
@@ -153,6 +156,11 @@ def main() -> int:
     parser.add_argument("--wait-calibration", action="store_true")
     parser.add_argument("--screenshot", type=Path, default=None, help="PNG of the usable Label page (last run)")
     parser.add_argument("--keep", action="store_true", help="keep the clones (their folders are printed)")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable for the server only (e.g. OMP_NUM_THREADS=1); repeatable")
+    parser.add_argument("--open-after", type=float, default=0.0, metavar="S",
+                        help="open the page only this many seconds after the server answers (0: at once), "
+                             "to see what the browser's drawing costs the build")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
