@@ -362,7 +362,7 @@ class LiveSession:
         if self.personal_speaks:
             return self.personal.margins()
         if self.personal is not None:
-            return self.personal.offsets()
+            return self.personal.head_mean()  # HyRe's point: the weighted average of the heads
         return self.logits.astype(np.float64) @ self.posterior.weights
 
     def next_item(self) -> int | None:

@@ -4,7 +4,14 @@ Reweighting can only choose among the hypotheses the heads already hold. The per
 head adds what no head holds: for a pool pair i with embedding difference
 d_i = phi(a_i) - phi(b_i) (n_pairs x dim, the pool's ``D``),
 
-    m_i = o_i + v . d_i,        o_i = sum_k w_k z_ik  (the reweighted ensemble's margin),
+    m_i = o_i + v . d_i,        o_i = logit(sum_k w_k sigmoid(z_ik)),
+
+where o_i, the offset, is the margin of the reweighted ensemble's own prediction: the
+ensemble predicts the mixture probability sum_k w_k sigmoid(z_ik), so with v = 0 (no
+label yet) the personal model predicts exactly what HyRe does (the uniform ensemble at
+n = 0). The heads' mean margin sum_k w_k z_ik would not: where confident heads disagree
+its sign can differ from the mixture's (demo: 0.498 vs 0.502 at n = 0), and its size
+overstates how sure the ensemble is, which v then has to undo.
 
 with the prior v ~ N(0, I / lam) and the Bradley-Terry likelihood of the person's A/B
 labels (skips carry no label and are simply never added). v is fitted by MAP with
@@ -118,6 +125,28 @@ def _check_label(y) -> float:
 
 def _softplus(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, x)
+
+
+def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    top = np.max(a, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return np.log(np.sum(np.exp(a - top), axis=axis)) + np.squeeze(top, axis=axis)
+
+
+def mixture_margins(logits, w) -> np.ndarray:
+    """The reweighted ensemble's margin logit(sum_k w_k sigmoid(z_ik)) (n,), float64.
+
+    ``logits`` (n, n_heads), ``w`` (n_heads,) on the simplex. Computed in log space,
+    log sum_k w_k sigmoid(z) - log sum_k w_k sigmoid(-z), so it is finite and exact however
+    large the heads' margins (a plain logit of the mixture saturates at |z| ~ 37).
+    """
+    Z = np.asarray(logits, dtype=np.float64)  # noqa: N806
+    if Z.ndim != 2:
+        raise ValueError(f"logits must be 2-D (n, n_heads), got shape {Z.shape}")
+    w = validate_weights(w, Z.shape[1])
+    with np.errstate(divide="ignore"):
+        log_w = np.log(w)
+    return _logsumexp(log_w - _softplus(-Z), axis=1) - _logsumexp(log_w - _softplus(Z), axis=1)
 
 
 # --------------------------------------------------------------------------- the personal head
@@ -451,13 +480,35 @@ def _centred_tables(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return row_mean, centred, np.asfortranarray(centred * centred)
 
 
+def _mixture_tables(Z: np.ndarray) -> tuple[np.ndarray, ...]:
+    """What the pool's offsets logit(sum_k w_k sigmoid(z_ik)) need, from float32 Z.
+
+    (row means of sigmoid(z) and sigmoid(-z) (n_pairs,) float64, their row-wise log lower
+    bounds min_k log sigmoid(+-z) (n_pairs,) float64, sigmoid(z) centred on its row mean
+    (n_pairs, n_heads) float32, column-major). One float32 product with w per label gives
+    the centred part c; p = mean + c and 1 - p = mean(sigmoid(-z)) - c are then accurate
+    to ~1e-8 absolute (and exact where the heads agree, c = 0), so the offset is the
+    mixture's logit without the cancellation of 1 - p near 1; the bounds hold p and 1 - p
+    where no mixture of these heads can leave.
+    """
+    Z64 = Z.astype(np.float64)  # noqa: N806
+    p = _sigmoid(Z64)
+    p_mean = p.mean(axis=1)
+    q_mean = _sigmoid(-Z64).mean(axis=1)
+    log_p_min = -_softplus(-Z64.min(axis=1))
+    log_q_min = -_softplus(Z64.max(axis=1))
+    centred = np.asfortranarray((p - p_mean[:, None]).astype(np.float32))
+    return p_mean, q_mean, log_p_min, log_q_min, centred
+
+
 class PersonalModel:
     """One person's model on a pool: HyRe weights w plus the personal head v.
 
     ``logits`` Z (n_pairs, n_heads) and ``diffs`` D (n_pairs, dim) of the same pool.
     ``add(row, y)`` updates w (HyRe's posterior), then refits v with the new offsets
-    o = Z_L w of every labelled row; ``predictive()`` is the margin's mean and variance
-    (heads' disagreement under w plus the Laplace variance of v . d). With
+    o = logit(sigmoid(Z_L) w) of every labelled row (``mixture_margins``): with v = 0 the
+    model is the reweighted ensemble's prediction exactly. ``predictive()`` is the margin's
+    mean and variance (heads' disagreement under w plus the Laplace variance of v . d). With
     ``reweight=False`` w stays uniform (the ``residual`` model: uniform ensemble + v).
     """
 
@@ -478,9 +529,11 @@ class PersonalModel:
         # Centred copies make the weighted variance E_w[z^2] - E_w[z]^2 cancellation-free;
         # every session of one read-only Z (the app's cached one) shares them.
         self._row_mean, self._centred, self._centred_sq = shared_tables(self._Z, "centred", _centred_tables)
-        # Reused outputs of the two matrix-vector products over Z per label.
+        self._mixture = shared_tables(self._Z, "mixture", _mixture_tables)
+        # Reused outputs of the three matrix-vector products over Z per label.
         self._mean32 = np.empty(self.n_pairs, dtype=np.float32)
         self._var32 = np.empty(self.n_pairs, dtype=np.float32)
+        self._mix32 = np.empty(self.n_pairs, dtype=np.float32)
         self.posterior = Posterior(self.n_heads, beta=beta, loss=loss)
         self.head = PersonalHead(D, lam=lam)
         self._cache: dict[str, np.ndarray] = {}
@@ -510,7 +563,7 @@ class PersonalModel:
             raise ValueError(f"row must be a pool index in [0, {self.n_pairs}), got {row!r}")
         self.posterior.add(self._Z[row].astype(np.float64), label)
         rows = np.append(self.head.rows, int(row))
-        self.head.add(int(row), label, self._Z[rows].astype(np.float64) @ self.weights)
+        self.head.add(int(row), label, mixture_margins(self._Z[rows], self.weights))
         self._cache.clear()
         return self
 
@@ -538,9 +591,26 @@ class PersonalModel:
             self._cache["var"] = var.copy()
         return self._cache["mean"], self._cache["var"]
 
-    def offsets(self) -> np.ndarray:
-        """The reweighted ensemble's margin sum_k w_k z_ik (n_pairs,)."""
+    def head_mean(self) -> np.ndarray:
+        """The heads' mean margin under w, sum_k w_k z_ik (n_pairs,): HyRe's point in the
+        heads' function space (a weighted average of heads), not its prediction."""
         return self._head_moments()[0]
+
+    def offsets(self) -> np.ndarray:
+        """The reweighted ensemble's margin logit(sum_k w_k sigmoid(z_ik)) (n_pairs,), float64:
+        sigmoid of it is HyRe's P(A preferred); one float32 pass over Z per label."""
+        if "offsets" not in self._cache:
+            p_mean, q_mean, log_p_min, log_q_min, centred = self._mixture
+            np.dot(centred, self.weights.astype(np.float32), out=self._mix32)
+            c = self._mix32.astype(np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_p = np.log(p_mean + c)
+                log_q = np.log(q_mean - c)
+            # NaN (a rounding below 0) and -inf fall back on the bounds no mixture can pass.
+            log_p = np.fmax(log_p, log_p_min)
+            log_q = np.fmax(log_q, log_q_min)
+            self._cache["offsets"] = log_p - log_q
+        return self._cache["offsets"]
 
     def corrections(self) -> np.ndarray:
         """The personal head's part v . d_i (n_pairs,), once per label."""
@@ -683,13 +753,14 @@ class PersonalModel:
         rows = rows.astype(np.int64)
         for r, label in zip(rows, labels, strict=True):
             model.posterior.add(model._Z[r].astype(np.float64), label)
-        offsets = model._Z[rows].astype(np.float64) @ model.weights
+        offsets = mixture_margins(model._Z[rows], model.weights) if rows.size else np.zeros(0)
         model.head = PersonalHead.from_labels(model.head._D, rows, labels, offsets, lam=model.lam)
         return model
 
 
 def personal_margins(logits, diffs, w, v) -> np.ndarray:
-    """m = Z w + D v (n_pairs,) for stored weights (n_heads,) and v (dim,), e.g. a profile."""
+    """m = logit(sigmoid(Z) w) + D v (n_pairs,) for stored weights (n_heads,) and v (dim,),
+    e.g. a profile: the personal model's margins (``PersonalModel.margins``)."""
     Z = np.asarray(logits, dtype=np.float64)
     D = check_diffs(diffs)
     if Z.ndim != 2 or Z.shape[0] != D.shape[0]:
@@ -700,4 +771,4 @@ def personal_margins(logits, diffs, w, v) -> np.ndarray:
         raise ValueError(f"v has shape {v.shape} but the embeddings have dim {D.shape[1]}")
     if not np.isfinite(v).all():
         raise ValueError("v contains NaN or inf")
-    return Z @ w + D.astype(np.float64) @ v
+    return mixture_margins(Z, w) + D.astype(np.float64) @ v

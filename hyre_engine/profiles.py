@@ -575,8 +575,10 @@ def rank_candidates(rewards, weights, *, v=None, embeddings=None) -> Ranking:
 
     rewards: (n_candidates, n_heads); weights: (n_heads,). The personalised reward is
     sum_k w_k r_k(x), plus v . phi(x) with the personal head v (dim,) and the candidates'
-    embeddings phi (n_candidates, dim): the personal model's margin on a pair (a, b) is
-    the difference of the two rewards, w . z + v . (phi(a) - phi(b)).
+    embeddings phi (n_candidates, dim). A ranking needs one score per candidate: the
+    personal model's margin on a pair, logit(sum_k w_k sigmoid(r_k(a) - r_k(b))) + v .
+    (phi(a) - phi(b)), is that difference of rewards where the heads agree on the pair and
+    is not a difference of any per-candidate scores where they do not.
     """
     r = np.asarray(rewards, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)

@@ -14,6 +14,7 @@ from hyre_engine.personal import (
     fit_logistic,
     gaussian_logit_bald,
     gaussian_logit_entropy,
+    mixture_margins,
     personal_margins,
     probit_probability,
 )
@@ -91,7 +92,7 @@ def test_sequential_equals_batch(pool):
     for r, label in zip(rows, y, strict=True):
         model.add(int(r), label)
     # Batch: the final weights' offsets on every labelled row, all labels at once.
-    offsets = Z[rows].astype(np.float64) @ model.weights
+    offsets = mixture_margins(Z[rows], model.weights)
     batch = PersonalHead.from_labels(D, rows, y, offsets, lam=DEFAULT_LAMBDA)
     np.testing.assert_allclose(model.v, batch.v, atol=1e-8)
     replayed = PersonalModel.replay(Z, D, rows, y, lam=DEFAULT_LAMBDA)
@@ -103,7 +104,7 @@ def test_each_label_refits_all_offsets_to_convergence(pool):
     model = PersonalModel(Z, D, beta=2.0)
     for r, label in zip(rows, y, strict=True):
         model.add(int(r), label)
-        o = Z[model.head.rows].astype(np.float64) @ model.weights
+        o = mixture_margins(Z[model.head.rows], model.weights)
         DL = D[model.head.rows].astype(np.float64)
         p = 1 / (1 + np.exp(-(o + DL @ model.v)))
         grad = DL.T @ (p - model.head.labels) + model.lam * model.v
@@ -136,11 +137,67 @@ def test_zero_before_any_label_is_hyre(pool):
     assert model.n_labels == 0
     np.testing.assert_array_equal(model.v, np.zeros(D.shape[1]))
     np.testing.assert_array_equal(model.head.corrections(), np.zeros(len(Z)))
-    np.testing.assert_allclose(model.margins(), Z.astype(np.float64).mean(axis=1), atol=1e-5)
+    # The offset is the uniform ensemble's prediction, logit(mean_k sigmoid(z_k)), not its mean margin.
+    p_uniform = (1 / (1 + np.exp(-Z.astype(np.float64)))).mean(axis=1)
+    np.testing.assert_allclose(model.margins(), np.log(p_uniform / (1 - p_uniform)), atol=1e-6)
+    np.testing.assert_allclose(model.probabilities(), p_uniform, atol=1e-7)
+    np.testing.assert_allclose(model.head_mean(), Z.astype(np.float64).mean(axis=1), atol=1e-5)
     # Prior variance of every pair's margin: ||d||^2 / lambda.
     np.testing.assert_allclose(model.head.variances(),
                                (D.astype(np.float64) ** 2).sum(1) / DEFAULT_LAMBDA, rtol=1e-6)
     assert model.flip_share() == 0.0
+
+
+def test_mixture_margins_are_the_ensembles_prediction_in_log_space():
+    rng = np.random.default_rng(11)
+    Z = rng.normal(scale=3.0, size=(50, 7))
+    w = rng.dirichlet(np.ones(7))
+    p = (1 / (1 + np.exp(-Z))) @ w
+    np.testing.assert_allclose(mixture_margins(Z, w), np.log(p / (1 - p)), rtol=1e-10, atol=1e-10)
+    # Heads that all agree far past float64's sigmoid: a plain logit would be inf, this is exact.
+    far = np.array([[60.0, 80.0], [-900.0, -700.0], [40.0, -40.0]])
+    m = mixture_margins(far, np.array([0.5, 0.5]))
+    assert np.isfinite(m).all()
+    # logit = log p - log(1 - p), with 1 - p = (e^-60 + e^-80) / 2 and p = (e^-900 + e^-700) / 2
+    np.testing.assert_allclose(m[:2], [60.0 + np.log(2) - np.log1p(np.exp(-20.0)), -700.0 - np.log(2)], rtol=1e-12)
+    assert abs(m[2]) < 1e-12  # two opposite heads, equal weight: an even mixture
+    # One head with all the weight is that head's margin.
+    np.testing.assert_allclose(mixture_margins(Z, np.eye(7)[2]), Z[:, 2], rtol=1e-12)
+    # Its sign is the ensemble's choice; the mean margin's can differ.
+    disagree = np.array([[-9.0, 2.0, 2.0]])  # one head sure of B, two fairly sure of A
+    assert mixture_margins(disagree, np.full(3, 1 / 3))[0] > 0 > disagree.mean()
+
+
+def test_pool_offsets_are_the_mixture_margins_under_any_weights(pool):
+    Z, D, rows, y = pool
+    # Saturated rows: every head sure of A (float32 sigmoid is 1.0), of B, or opposite and sure.
+    Z = Z.copy()
+    Z[0], Z[1], Z[2, ::2], Z[2, 1::2] = 50.0, -45.0, 30.0, -30.0
+    model = PersonalModel(Z, D, beta=2.0)
+    np.testing.assert_allclose(model.offsets(), mixture_margins(Z, model.weights), rtol=1e-6, atol=1e-6)
+    for r, label in zip(rows, y, strict=True):
+        model.add(int(r), label)
+    assert np.abs(model.weights - 1 / Z.shape[1]).max() > 1e-3
+    np.testing.assert_allclose(model.offsets(), mixture_margins(Z, model.weights), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.margins(), model.offsets() + D.astype(np.float64) @ model.v, atol=1e-5)
+    assert model.offsets()[0] > 40 and model.offsets()[1] < -40
+
+
+def test_personal_at_n_zero_is_the_uniform_ensemble_in_the_protocol():
+    from hyre_engine.protocol import evaluate_group
+
+    rng = np.random.default_rng(12)
+    n, heads = 400, 30
+    # Confident heads that disagree: their mean margin and their mean probability differ in sign often.
+    Z = (rng.normal(size=(n, heads)) * rng.gamma(0.5, 8.0, size=heads)).astype(np.float32)
+    D = rng.normal(size=(n, 8)).astype(np.float32)
+    y = (rng.random(n) < 0.5).astype(float)
+    p = (1 / (1 + np.exp(-Z.astype(np.float64)))).mean(axis=1)
+    assert np.mean(np.sign(p - 0.5) != np.sign(Z.astype(np.float64).mean(axis=1))) > 0.05
+    r = evaluate_group(Z, y, diffs=D, n_values=[0, 1], seeds=3, methods=["uniform", "personal"])
+    assert r.methods["personal"]["mean"][0] == r.methods["uniform"]["mean"][0]
+    model = PersonalModel(Z, D)
+    np.testing.assert_array_equal(np.sign(model.margins()), np.sign(p - 0.5))
 
 
 def test_capacity_growth_keeps_the_fit(pool):
@@ -156,7 +213,7 @@ def test_residual_model_keeps_uniform_weights(pool):
     Z, D, rows, y = pool
     model = PersonalModel.replay(Z, D, rows, y, reweight=False)
     np.testing.assert_array_equal(model.weights, np.full(Z.shape[1], 1 / Z.shape[1]))
-    v = fit_logistic(D[rows], y, offsets=Z[rows].astype(np.float64).mean(axis=1))
+    v = fit_logistic(D[rows], y, offsets=mixture_margins(Z[rows], model.weights))
     np.testing.assert_allclose(model.v, v, atol=1e-8)
 
 

@@ -160,7 +160,8 @@ def test_best_of_n_ranks_by_the_full_personal_reward():
     x = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     ranked = prof.rank_candidates(rewards, np.array([0.5, 0.5]), v=np.array([0.0, 2.0]), embeddings=x)
     assert ranked.candidate.tolist()[0] == 2 and ranked.personalised.tolist() == [2.0, 0.0, 0.0]
-    # on a pair the reward difference is the personal model's margin w . z + v . (phi(a) - phi(b))
+    # where the heads agree on a pair (both prefer a by 1), the reward difference is the personal
+    # model's margin logit(sum_k w_k sigmoid(z_k)) + v . (phi(a) - phi(b))
     r = np.array([[1.0, 3.0], [0.0, 2.0]])
     w, v = np.array([0.25, 0.75]), np.array([0.5, -1.0])
     scored = prof.rank_candidates(r, w, v=v, embeddings=x[:2])

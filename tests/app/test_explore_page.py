@@ -95,7 +95,7 @@ def test_explore_page_colours_by_user_and_names_axes(app_db):
     assert _metric(at, "Effective heads") == f"{k:.1f} / {k}"
     assert _stars(at) == []
 
-    # a saved profile's star is its own function Z w + D v, projected as a head would be
+    # a saved profile's star is its own function logit(sigmoid(Z) w) + D v, projected as a head would be
     at.selectbox(key="explore_source").set_value("profile:dana").run()
     assert not at.exception, at.exception
     (star,) = _stars(at)
