@@ -218,6 +218,18 @@ class ArtifactsMixin(StoreBase):
         frame["meta"] = [json.loads(m) for m in frame["meta"]]
         return frame
 
+    def reweightable_ensembles(self) -> pd.DataFrame:
+        """`list_ensembles` without the ones HyRe cannot reweight (fewer than two heads).
+
+        An evaluation stores a one-head `single` baseline next to the real ensemble;
+        it is a reference model, never something to reweight.
+        """
+        ensembles = self.list_ensembles()
+        if ensembles.empty:
+            return ensembles
+        heads = ensembles["config"].map(lambda cfg: int((cfg or {}).get("n_heads", 0)))
+        return ensembles[heads >= 2]
+
     def delete_ensemble(self, ensemble_id: str) -> None:
         """Delete an ensemble with its head predictions, sessions and profiles (they refer to its heads)."""
         with self._transaction() as (cur, _):

@@ -260,19 +260,6 @@ def current_user() -> str:
     return user.name if user is not None else signin.local_name(st.query_params.get(USER_PARAM))
 
 
-def ensembles_for_pages(db: Store) -> pd.DataFrame:
-    """The ensembles the pages can work on: HyRe needs at least two heads.
-
-    An evaluation stores a one-head `single` baseline next to the real ensemble;
-    it is a reference model, never something to reweight.
-    """
-    ensembles = db.list_ensembles()
-    if ensembles.empty:
-        return ensembles
-    heads = ensembles["config"].map(lambda cfg: int((cfg or {}).get("n_heads", 0)))
-    return ensembles[heads >= 2]
-
-
 def _ready_ensemble(path: str, pool: PoolRecord, ensembles: pd.DataFrame,
                     wanted: str | None) -> EnsembleRecord | None:
     """The wanted ensemble of the pool if its Z is cached, else the newest that has one."""
@@ -298,7 +285,7 @@ def resolve_context() -> Context | None:
         st.error(f"HyRe Studio cannot open its store: {exc}.", icon=":material/lock:")
         return None
     pools = db.list_pools()
-    ensembles = ensembles_for_pages(db)
+    ensembles = db.reweightable_ensembles()
     with_ensembles = [p for p in pools["pool_id"] if p in set(ensembles["pool_id"])]
     if not with_ensembles:
         first_launch_screen(path, needs_build=lambda: _demo_needs_build(path, db))
@@ -340,7 +327,7 @@ def forget_context() -> None:
 
 def _demo_needs_build(path: str, db: Store) -> bool:
     """Whether the demo pool lacks an ensemble with cached head predictions."""
-    ensembles = ensembles_for_pages(db)
+    ensembles = db.reweightable_ensembles()
     if ensembles.empty:
         return True
     pools = db.list_pools()

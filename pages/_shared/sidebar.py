@@ -16,7 +16,6 @@ from pages._shared.context import (
     Context,
     backbone_label,
     device_name,
-    ensembles_for_pages,
 )
 from pages._shared.keyboard import install_keyboard
 from pages._shared.widgets import escape_markdown
@@ -53,7 +52,7 @@ def render_sidebar(ctx: Context) -> None:
         if not signin.sidebar_identity():
             _name_field(ctx)
         pools = db.list_pools()
-        ensembles = ensembles_for_pages(db)
+        ensembles = db.reweightable_ensembles()
         usable = pools[pools["pool_id"].isin(set(ensembles["pool_id"]))]
         if len(usable) > 1:
             names = dict(zip(usable["pool_id"], usable["name"], strict=True))

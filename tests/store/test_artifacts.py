@@ -103,3 +103,11 @@ def test_head_predictions_validate(store, pool):
     with pytest.raises(KeyError, match="no ensemble"):
         store.put_head_predictions("ens9", pool, np.zeros((5, 2)))
     assert store.get_head_predictions("ens1", pool) is None
+
+
+def test_reweightable_ensembles_leave_out_one_head_baselines(store, pool):
+    assert store.reweightable_ensembles().empty
+    add_ensemble(store, pool, "ens1")
+    add_ensemble(store, pool, "single", config={"n_heads": 1, "hidden": 16})
+    assert store.list_ensembles()["ensemble_id"].tolist() == ["ens1", "single"]
+    assert store.reweightable_ensembles()["ensemble_id"].tolist() == ["ens1"]
