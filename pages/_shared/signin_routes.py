@@ -83,6 +83,11 @@ async def signout(request: Request) -> Response:
     from starlette.responses import PlainTextResponse, Response
 
     headers = {"Cache-Control": "no-store"}
+    if request.method != "POST":
+        # The route takes GET too only to answer it here: left to Starlette, a GET would fall
+        # through to Streamlit's page route and come back 200 with the app's HTML.
+        return PlainTextResponse("Sign-out takes a POST from the app's Sign out button.",
+                                 status_code=405, headers={**headers, "Allow": "POST"})
     if not xsrf_ok(request):
         return PlainTextResponse("Sign-out refused: the request does not carry this app's XSRF token.",
                                  status_code=403, headers=headers)
@@ -96,4 +101,4 @@ def routes() -> list[Route]:
     from starlette.routing import Route
 
     return [Route(url(SESSION_PATH), session, methods=["GET"]),
-            Route(url(SIGNOUT_PATH), signout, methods=["POST"])]
+            Route(url(SIGNOUT_PATH), signout, methods=["GET", "POST"])]

@@ -57,7 +57,7 @@ def test_reload_and_a_second_tab_follow_the_one_first_launch(serve_app, browser_
         _same_job(before, _job_view(page))
         # a second tab opened while it runs shows the same job (on a fast machine it may
         # have ended already: then the second tab opens on the Label page like the first)
-        other = page.context.new_page()
+        other = page.context.browser.new_page(viewport=page.viewport_size)
         other.goto(url)
         other.wait_for_function(f"({USABLE_JS})() || !!({JOB_JS})()", timeout=LOAD_TIMEOUT_MS)
         if other.evaluate(JOB_JS) is not None and other.evaluate(JOB_JS)["started"] is not None:
