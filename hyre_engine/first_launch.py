@@ -97,15 +97,12 @@ def _work(path: str, backbone: Callable[[], object] | None, config) -> Callable[
 
         runner.progress(IMPORT, 0, 1)
         store = shared_store(path)
-        runner.set(pool_id=import_demo_pool(store))
+        pool_id = import_demo_pool(store)
+        runner.set(pool_id=pool_id)
         runner.progress(IMPORT, 1, 1)
         runner.progress(LOAD, 0, 1)
-        if backbone is not None:
-            model = backbone()
-        else:
-            from hyre_engine.backbone import load_backbone
-
-            model = load_backbone(None if config is None else config.backbone)
+        model = backbone() if backbone is not None else _default_backbone(
+            store, pool_id, None if config is None else config.backbone)
         runner.progress(LOAD, 1, 1)
         report = ensure_demo(store, config=config, backbone=model, progress=runner.progress,
                              defer_calibration=True)
@@ -113,3 +110,22 @@ def _work(path: str, backbone: Callable[[], object] | None, config) -> Callable[
         return jobs.report_fields(report)
 
     return work
+
+
+def _default_backbone(store, pool_id: str, name: str | None):
+    """The model to build the demo with. With the default model, the demo's shipped vectors
+    (`demo_embeddings`) go into the store first; when they cover every text, the model is
+    only deferred (`backbone.DeferredBackbone`): nothing is embedded, so it never loads."""
+    from hyre_engine import demo_embeddings
+    from hyre_engine.backbone import DeferredBackbone, default_backbone_id, load_backbone
+
+    backbone_id = default_backbone_id() if name is None else None
+    if backbone_id is not None:
+        try:
+            demo_embeddings.seed(store, pool_id, backbone_id)
+        except ValueError:  # a damaged file: the build embeds the texts itself
+            log.exception("first launch: the shipped demo embeddings are not usable")
+        if not store.missing_embeddings(backbone_id, store.pool_texts(pool_id)["text_hash"].tolist()):
+            return DeferredBackbone(backbone_id, lambda: load_backbone(None))
+    return load_backbone(name)
+
