@@ -19,6 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from hyre_engine import ensemble as ens
+from hyre_engine.adam import Adam
 from hyre_engine.device import describe_device, pick_device
 
 # Training defaults, measured on the 2-core CPU: K = 100, hidden = 128, 810 demo pairs
@@ -307,7 +308,7 @@ def fit_ensemble(
         epochs = max(DEFAULT_EPOCHS, math.ceil(DEFAULT_MIN_STEPS / math.ceil(n / batch_size)))
     total = steps if steps is not None else epochs * math.ceil(n / batch_size)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    optimizer = Adam(params, lr=lr, weight_decay=weight_decay)  # torch.optim's, without importing dynamo
     model.train()
     start = time.perf_counter()
     step, epoch_losses = _run_steps(model, task, batches, optimizer, total=total, batch_size=batch_size,
