@@ -201,3 +201,23 @@ def test_the_live_session_and_profiles_use_the_ensembles_prior(tmp_path):
     assert not state.matches(store.get_session(session_id), w.beta, w.lam, prior.with_rho(100.0))
     np.testing.assert_array_equal(reopen_live(store, state).live.personal.v, live.personal.v)
     assert isinstance(state.live.prior, PersonalPrior)
+
+
+@pytest.mark.slow
+def test_a_deferred_calibration_stores_the_same_prior_as_a_build_that_calibrates(tmp_path):
+    config = BuildConfig(train_groups=["crowd"], annotator_fraction=0.25, **TINY)
+    store, pool = _store(tmp_path, "now")
+    now = build_pool(store, pool, config, backbone=HashEncoder())
+    later_store, later_pool = _store(tmp_path, "later")
+    later = build_pool(later_store, later_pool, config, backbone=HashEncoder(), defer_calibration=True)
+    assert pipeline.calibration_pending(later_store.get_ensemble(later.ensemble_id, with_weights=False).meta)
+    assert later_store.personal_prior(later.ensemble_id) is None  # isotropic until it is calibrated
+    meta = pipeline.finish_calibration(later_store, later.ensemble_id)
+    assert meta.calibration == now.calibration and meta.rho == (now.rho or None) and meta.lam == now.lam
+    if now.rho:
+        a, b = store.personal_prior(now.ensemble_id), later_store.personal_prior(later.ensemble_id)
+        assert a.rho == b.rho == now.rho
+        np.testing.assert_array_equal(a.U, b.U)
+        np.testing.assert_array_equal(a.e, b.e)
+    else:
+        assert later_store.get_prior_basis(later.ensemble_id) is None
