@@ -17,6 +17,8 @@ deviate from the population (the second moment of per-annotator heads fitted ove
 uniform ensemble's margin). rho and lambda are calibrated together on the held-out
 training annotators, the prior then coming from the other training annotators only; the
 evaluation uses the prior from all training annotators. rho = 0 is the isotropic head.
+The prior is the engine's (hyre_engine/personal_prior.py, protocol.calibrate_prior,
+pipeline.ensemble_prior, which stores it with the ensemble), as a calibrated build uses it.
 """
 
 from __future__ import annotations
@@ -34,15 +36,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from hyre_engine.personal import (  # noqa: E402
-    DEFAULT_CALIBRATION_LAMBDAS,
-    DEFAULT_LAMBDA,
-    embedding_differences,
-    fit_logistic,
-)
+from hyre_engine.personal import DEFAULT_CALIBRATION_LAMBDAS  # noqa: E402
+from hyre_engine.personal_prior import annotator_basis  # noqa: E402
 from hyre_engine.protocol import (  # noqa: E402
     PERSONAL_METHODS,
     calibrate_lambda,
+    calibrate_prior,
     evaluate_group,
 )
 
@@ -61,43 +60,17 @@ def _group_arrays(store, backbone_id, pool_id, logits, labels, name):
     return logits[idx], D[idx], y
 
 
-def _annotator_groups(labels, annotators, names, index, logits_of, xa, xb) -> list:
-    """(Z, D, y) of each named annotator's rows; ``logits_of(idx)`` gives Z on pool rows idx."""
-    groups = []
-    for name in names:
-        rows = labels[(annotators == name).to_numpy()]
-        idx = rows["pair_id"].map(index).to_numpy()
-        y = (rows["label"] == "a").to_numpy().astype(np.float64)
-        groups.append((logits_of(idx), embedding_differences(xa[idx], xb[idx]), y))
-    return groups
-
-
-def annotator_prior(groups, *, lam_fit: float = DEFAULT_LAMBDA) -> tuple[np.ndarray, np.ndarray]:
-    """How training annotators deviate from the population: directions U (dim, r) and
-    eigenvalues e (r,) of the second moment (1/A) sum_a v_a v_a^T of per-annotator heads,
-    each v_a fitted on all of one annotator's rows over the uniform ensemble's margin."""
-    V = np.stack([fit_logistic(D, y, lam=lam_fit, offsets=Z.astype(np.float64).mean(axis=1))  # noqa: N806
-                  for Z, D, y in groups])
-    _, sv, qt = np.linalg.svd(V, full_matrices=False)
-    return qt.T, sv**2 / len(V)
-
-
-def with_prior(D, prior, rho: float):  # noqa: N803
-    """D T with T = (I + rho U diag(e / e_max) U^T)^1/2: an isotropic head on D T is the head
-    with prior covariance (I + rho U diag(e / e_max) U^T) / lambda on D (exactly; v = T u)."""
-    if not rho:
-        return D
-    U, e = prior  # noqa: N806
-    s = np.sqrt(1.0 + rho * e / e.max())
-    D64 = np.asarray(D, dtype=np.float64)  # noqa: N806
-    return (D64 + ((D64 @ U) * (s - 1.0)) @ U.T).astype(np.float32)
-
-
 def calibrate(store, backbone, pool_id, config, *, beta, lambdas, train_groups=None, rhos=(0.0,)) -> dict:
     """Lambda (and the structured prior's rho) from held-out training annotators, with a
-    calibration ensemble trained without them and a prior from the other training annotators."""
-    from hyre_engine import ensemble as ens
-    from hyre_engine.pipeline import pair_embeddings, pair_rows, train_on_rows, training_rows
+    calibration ensemble trained without them and a prior from the other training annotators
+    (the engine's own ``protocol.calibrate_prior``, as a calibrated build runs it)."""
+    from hyre_engine.pipeline import (
+        annotator_groups,
+        pair_embeddings,
+        pair_rows,
+        train_on_rows,
+        training_rows,
+    )
     from hyre_engine.reweight import holdout_annotators
 
     pairs = store.pool_pairs(pool_id)
@@ -107,38 +80,18 @@ def calibrate(store, backbone, pool_id, config, *, beta, lambdas, train_groups=N
     model = train_on_rows(store, backbone.id, pairs, labels[~annotators.isin(held).to_numpy()], config)
     xa, xb = pair_embeddings(store, backbone.id, pairs)
     index = pair_rows(pairs)
-
-    def logits_of(idx):
-        return ens.predict_pairs(model, xa[idx], xb[idx])
-
-    groups = _annotator_groups(labels, annotators, held, index, logits_of, xa, xb)
+    groups = annotator_groups(labels, held, index, model, xa, xb)
     if rhos == (0.0,):
         out = calibrate_lambda(groups, beta=beta, lambdas=lambdas)
         out["holdout_annotators"] = held
         return out
     others = sorted(set(annotators) - set(held))
-    prior = annotator_prior(_annotator_groups(labels, annotators, others, index, logits_of, xa, xb))
-    by_rho = {}
-    for rho in rhos:
-        by_rho[f"{rho:g}"] = calibrate_lambda([(Z, with_prior(D, prior, rho), y) for Z, D, y in groups],
-                                              beta=beta, lambdas=lambdas)
-        _log(f"  rho {rho:g}: {by_rho[f'{rho:g}']['scores']}")
-    best = max(by_rho, key=lambda r: (max(by_rho[r]["scores"].values()), -float(r)))
-    return {"lam": by_rho[best]["lam"], "rho": float(best), "by_rho": by_rho, "holdout_annotators": held,
-            "prior_rank": int(prior[1].size)}
-
-
-def training_prior(store, backbone, pool_id, ensemble_id, *, train_groups=None):
-    """The structured prior from every training annotator, over the evaluated ensemble."""
-    from hyre_engine.pipeline import pair_embeddings, pair_rows, predict_pool, training_rows
-
-    pairs = store.pool_pairs(pool_id)
-    labels = training_rows(store, pool_id, train_groups)
-    annotators = labels["annotator"].astype(str)
-    xa, xb = pair_embeddings(store, backbone.id, pairs)
-    Z = predict_pool(store, ensemble_id, pool_id, backbone)  # noqa: N806
-    return annotator_prior(_annotator_groups(labels, annotators, sorted(set(annotators)), pair_rows(pairs),
-                                             lambda idx: Z[idx], xa, xb))
+    basis = annotator_basis(annotator_groups(labels, others, index, model, xa, xb))
+    out = calibrate_prior(groups, beta=beta, basis=basis, rhos=rhos, lambdas=lambdas)
+    for rho, result in out["by_rho"].items():
+        _log(f"  rho {rho}: {result['scores']}")
+    out["holdout_annotators"] = held
+    return out
 
 
 def _summary(groups: dict, n_values: list[int], started: float) -> dict:
@@ -188,7 +141,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     from hyre_engine.backbone import load_backbone
-    from hyre_engine.pipeline import BuildConfig, build_pool, predict_pool
+    from hyre_engine.pipeline import BuildConfig, build_pool, ensemble_prior, predict_pool
     from hyre_engine.store import Store
 
     if args.prior_scale is None:
@@ -240,7 +193,8 @@ def main() -> int:
     runs = [("", 0.0, isotropic_lam)] if isotropic_lam is not None else []
     if rho:  # the structured prior, with its own lambda
         runs.append(("+prior", rho, args.prior_lam if calibration is None and args.prior_lam else lam))
-    prior = training_prior(store, backbone, train_pool, report.ensemble_id, train_groups=train_groups) if rho else None
+    # the engine's prior from every training annotator over the evaluated ensemble (stored with it)
+    prior = ensemble_prior(store, report.ensemble_id, rho=rho) if rho else None
     logits = predict_pool(store, report.ensemble_id, target_pool, backbone)
     labels = store.pool_labels(target_pool)
     labels = labels[labels["label"].isin(["a", "b"])]
@@ -254,10 +208,10 @@ def main() -> int:
                 Z, D, y = _group_arrays(store, backbone.id, target_pool, logits, labels, name)  # noqa: N806
                 if len(y) < 4:
                     continue
-                D = with_prior(D, prior, run_rho)  # noqa: N806 - the structured prior, when chosen
                 groups[name] = evaluate_group(Z, y, diffs=D, n_values=n_values, seeds=args.seeds,
                                               strategy=strategy, beta=args.beta, lam=run_lam,
-                                              methods=PERSONAL_METHODS).to_json()
+                                              methods=PERSONAL_METHODS,
+                                              prior=prior.with_rho(run_rho) if run_rho else None).to_json()
             results[strategy + suffix] = _summary(groups, n_values, started)
             _print(results[strategy + suffix], f"{args.data}, strategy {strategy}: {len(groups)} targets, "
                    f"{args.seeds} seeds, beta {args.beta:g}, lambda {run_lam:g}, structured prior rho {run_rho:g}, "

@@ -38,6 +38,7 @@ _LAZY: dict[str, str] = {
     "LiveSession": "hyre_engine.live",
     "LiveSnapshot": "hyre_engine.live",
     "FunctionPCA": "hyre_engine.pca",
+    "PersonalPrior": "hyre_engine.personal_prior",
     "DEFAULT_BETA": "hyre_engine.reweight",
     "Posterior": "hyre_engine.reweight",
     "effective_heads": "hyre_engine.reweight",

@@ -316,6 +316,9 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beta", type=float, help="reweighting temperature (default: the ensemble's)")
     parser.add_argument("--lambda", dest="lam", type=_positive_float,
                         help="prior precision of the personal head (default: the ensemble's, else 0.1)")
+    parser.add_argument("--rho", type=_non_negative_float,
+                        help="strength of the personal head's structured prior, from how training annotators "
+                        "deviate (0: isotropic; default: the ensemble's calibrated one, else 0)")
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
     parser.add_argument("--jobs", type=_positive_int, default=1,
                         help="evaluate target groups on this many processes (same results; default 1)")
@@ -348,6 +351,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
     from hyre_engine.evaluate import evaluate_pools, import_file
     from hyre_engine.protocol import check_methods, format_table
@@ -362,14 +375,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         result = evaluate_pools(
             store, train_pool, target_pool, config=config_from_args(args), n_values=n_values,
             seeds=args.seeds, strategy=args.strategy, loss=args.loss, beta=args.beta, lam=args.lam,
-            methods=methods, progress=progress, jobs=args.jobs,
+            rho=args.rho, methods=methods, progress=progress, jobs=args.jobs,
             **({} if args.finetune_stride is None else {"finetune_stride": args.finetune_stride}),
         )
     finally:
         close()
     table = format_table(result, title=f"{len(result['groups'])} target groups, {args.seeds} seeds, "
                          f"strategy {args.strategy}, beta {result['beta']:g} ({result['beta_source']}), "
-                         f"lambda {result['lambda']:g} ({result['lambda_source']})")
+                         f"lambda {result['lambda']:g} ({result['lambda_source']}), "
+                         f"rho {result['rho']:g} ({result['rho_source']})")
     if str(args.json) == "-":  # stdout is the JSON alone
         if not args.quiet:
             print(table, file=sys.stderr)

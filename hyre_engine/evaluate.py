@@ -28,6 +28,7 @@ from hyre_engine.pipeline import (
     BUILD_STAGES,
     BuildConfig,
     build_pool,
+    ensemble_prior,
     load_model,
     pair_embeddings,
     pool_differences,
@@ -265,6 +266,7 @@ def evaluate_pools(
     loss: str = "zero-one",
     beta: float | None = None,
     lam: float | None = None,
+    rho: float | None = None,
     methods: Sequence[str] = ALL_METHODS,
     target_groups: Sequence[str] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -275,7 +277,8 @@ def evaluate_pools(
     """Train (or reuse) the ensemble on ``train_pool``, then evaluate every target group.
 
     ``beta=None`` uses the ensemble's stored beta (calibrated on held-out training
-    annotators when the build calibrated it); ``backbone`` defaults to ``config.backbone``.
+    annotators when the build calibrated it), ``lam=None`` and ``rho=None`` its personal
+    head's stored prior (``pipeline.ensemble_prior``; a given rho overrides it); ``backbone`` defaults to ``config.backbone``.
     ``jobs`` > 1 evaluates groups on that many processes (the same results).
     ``finetune_stride``: the fine-tuning baseline's Adam time grid (``training.coarse_adam``;
     1 runs its 100 steps one by one).
@@ -291,13 +294,17 @@ def evaluate_pools(
     meta = store.get_ensemble(report.ensemble_id, with_weights=False).meta
     beta, beta_source = _beta_of(meta, beta)
     lam, lam_source = _lam_of(meta, lam)
+    prior = ensemble_prior(store, report.ensemble_id, rho=rho)
+    rho_source = "given" if rho is not None else ("ensemble" if meta.rho is not None else "default")
     groups = _evaluate_groups(store, target_pool, target, target_groups, progress, jobs=jobs, stride=finetune_stride,
                               n_values=n_values, seeds=seeds, strategy=strategy, loss=loss, beta=beta, lam=lam,
-                              methods=methods)
+                              methods=methods, prior=prior)
     result = summarise(n_values, groups)
     result.update({
         "ensemble_id": report.ensemble_id, "backbone_id": backbone.id, "strategy": strategy, "loss": loss,
         "beta": beta, "beta_source": beta_source, "lambda": lam, "lambda_source": lam_source,
+        "rho": 0.0 if prior is None else prior.rho, "rho_source": rho_source,
+        "prior_rank": 0 if prior is None else prior.rank,
         "calibration": meta.calibration, "seeds": seeds, "config": settings,
         "finetune": {"steps": training.DEFAULT_FINETUNE_STEPS, "lr": training.DEFAULT_FINETUNE_LR,
                      "stride": finetune_stride} if "finetune" in methods else None,

@@ -39,6 +39,7 @@ from hyre_engine.numerics import (
 )
 from hyre_engine.pca import FunctionPCA, fit_pool_pca, project_function
 from hyre_engine.personal import DEFAULT_LAMBDA, PersonalModel
+from hyre_engine.personal_prior import PersonalPrior
 from hyre_engine.reweight import DEFAULT_BETA, Posterior, weight_entropy
 
 if TYPE_CHECKING:
@@ -134,7 +135,8 @@ class LiveSession:
     among the most informative ones, on pools scored whole (a pool above ``sample_above``
     draws its candidates at random, which already varies the prompts). ``diffs`` (the
     pool's D, (n_items, dim)) and ``lam`` add the personal model (pools scored whole
-    only); ``method`` chooses who personalises ("personal" needs diffs).
+    only), with the ensemble's structured ``prior`` when it has one (``pipeline.ensemble_prior``);
+    ``method`` chooses who personalises ("personal" needs diffs).
     """
 
     def __init__(
@@ -152,6 +154,7 @@ class LiveSession:
         diffs: np.ndarray | None = None,
         lam: float = DEFAULT_LAMBDA,
         method: str | None = None,
+        prior: PersonalPrior | None = None,
     ) -> None:
         if logits.ndim != 2:
             raise ValueError(f"logits must be (n_items, n_heads), got shape {logits.shape}")
@@ -160,7 +163,7 @@ class LiveSession:
         self.set_strategy(strategy)
         self.seed = seed
         self.beta = beta
-        self._set_models(diffs, beta, lam)
+        self._set_models(diffs, beta, lam, prior)
         self.set_method(method or (DEFAULT_METHOD if self.personal is not None else "hyre"))
         self.pca = pca if pca is not None else fit_pool_pca(self.logits, seed=seed)
         self.events: list[LabelEvent] = []
@@ -193,15 +196,16 @@ class LiveSession:
             self.logits = np.ascontiguousarray(logits, dtype=np.float32)
             self.scorer = PoolScorer(self.logits)
 
-    def _set_models(self, diffs: np.ndarray | None, beta: float, lam: float) -> None:
+    def _set_models(self, diffs: np.ndarray | None, beta: float, lam: float, prior: PersonalPrior | None) -> None:
         """HyRe's posterior, owned by the personal model when there are embedding differences."""
         # The personal model owns HyRe's posterior when there is one: one w for both methods.
         self.personal: PersonalModel | None = None
         self.diffs = diffs  # kept as given, so a replay (reopen_live) can rebuild the same session
+        self.prior = prior
         if diffs is not None:
             if self.sampler is not None:
                 raise ValueError("the personal head needs a pool scored whole, not a sampled one")
-            self.personal = PersonalModel(self.logits, diffs, beta=beta, lam=lam)
+            self.personal = PersonalModel(self.logits, diffs, beta=beta, lam=lam, prior=prior)
             self.posterior = self.personal.posterior
         else:
             self.posterior = Posterior(self.n_heads, beta=beta, loss="zero-one")
@@ -508,6 +512,7 @@ class LiveState:
     beta: float
     lam: float = DEFAULT_LAMBDA
     revision: int = 0  # the store's session_revision when this state last matched it
+    prior_key: str | None = None  # the structured prior's key (PersonalPrior.key); None: isotropic
     last_event: LabelEvent | None = None
     last_item: int | None = None
     last_label: str | None = None
@@ -523,11 +528,20 @@ class LiveState:
         """
         return self.matches(store.get_session(session_id), beta, lam)
 
-    def matches(self, session: SessionRecord, beta: float, lam: float | None = None) -> bool:
-        """`is_current` against a session record already read (the Label page reads it once per run)."""
+    def matches(self, session: SessionRecord, beta: float, lam: float | None = None,
+                prior: PersonalPrior | None | bool = False) -> bool:
+        """`is_current` against a session record already read (the Label page reads it once per run);
+        ``prior`` (unless False: not compared) must be the one the state's personal head uses,
+        when it has one."""
         return (self.session_id == session.session_id and self.beta == beta
                 and (lam is None or self.lam == lam)
+                and (prior is False or not self.live.has_personal or self.prior_key == prior_key(prior))
                 and self.n_rows == session.n_labels and self.revision == session.revision)
+
+
+def prior_key(prior: PersonalPrior | None) -> str | None:
+    """What tells two personal-head priors apart: None for the isotropic head (None or rho 0)."""
+    return None if prior is None or prior.isotropic else prior.key
 
 
 def ensemble_beta(meta: EnsembleMeta | None) -> float:
@@ -573,6 +587,12 @@ def settings_lambda(settings: dict[str, Any] | None, meta: EnsembleMeta | None) 
     return float(settings["lambda"]) if "lambda" in settings else ensemble_lambda(meta)
 
 
+def session_prior(store: Store, session_id: str) -> PersonalPrior | None:
+    """The structured prior a session's personal head uses on every page: its ensemble's
+    (calibrated with lambda), None for the isotropic head."""
+    return store.personal_prior(store.get_session(session_id).ensemble_id)
+
+
 def session_method(store: Store, session_id: str) -> str:
     """Who personalises the session: its setting ("personal" or "hyre"), else DEFAULT_METHOD."""
     return settings_method(store.get_session(session_id).settings)
@@ -602,16 +622,20 @@ def open_live(
     """A LiveSession with the session's stored labels replayed in order.
 
     ``options``: the LiveSession's other keywords (``truth``, ``pca``, ``prompts`` and
-    ``start`` for variety, ``diffs``, ``lam`` and ``method`` for the personal model);
-    without ``diffs`` the session personalises with HyRe whatever ``method`` says.
+    ``start`` for variety, ``diffs``, ``lam``, ``prior`` and ``method`` for the personal model);
+    without ``diffs`` the session personalises with HyRe whatever ``method`` says; with
+    them and no ``prior``, its personal head has its ensemble's (``session_prior``).
     """
     rows = store.session_labels(session_id)
     if options.get("diffs") is None:
         options["method"] = "hyre"
+    elif "prior" not in options:
+        options["prior"] = session_prior(store, session_id)
     live = LiveSession(logits, beta=beta, strategy=strategy, **options)
     live.replay(list(zip(rows["row_index"].astype(int).tolist(), rows["label"].tolist(), strict=True)))
     state = LiveState(session_id, live, np.asarray(pair_ids, dtype=object), len(rows), beta, live.lam,
-                      revision=store.session_revision(session_id))
+                      revision=store.session_revision(session_id),
+                      prior_key=prior_key(live.prior))
     if len(rows):
         state.last_item = int(rows["row_index"].iloc[-1])
         state.last_label = str(rows["label"].iloc[-1])
@@ -674,7 +698,7 @@ def reopen_live(store: Store, state: LiveState) -> LiveState:
     return open_live(
         store, state.session_id, old.logits, state.pair_ids, beta=state.beta, strategy=old.strategy,
         truth=old._truth, pca=old.pca, prompts=old._prompts, start=old.start,
-        diffs=old.diffs, lam=state.lam, method=old.method,
+        diffs=old.diffs, lam=state.lam, method=old.method, prior=old.prior,
     )
 
 

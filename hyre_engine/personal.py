@@ -24,6 +24,10 @@ differences D_L, v = D_L^T alpha. One label costs one pass over D (the new colum
 cross matrix C = D D_L^T, O(n_pairs dim)) plus O(n_pairs n^2) for the variances; no
 dim x dim matrix is ever formed.
 
+A structured prior v ~ N(0, (I + rho U diag(e / e_max) U^T) / lam), built from how training
+annotators deviate from the population (``personal_prior``), is the isotropic head on
+D T with v = T u: ``PersonalModel(prior=...)`` fits on D T and reports v on D.
+
 Pure numpy. Shapes follow docs/engine.md: labels y are 1 when A is preferred.
 """
 
@@ -32,6 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from operator import attrgetter
+from typing import Protocol
 
 import numpy as np
 
@@ -70,6 +75,22 @@ _MAX_HALVINGS = 40
 _INITIAL_CAPACITY = 16
 # The personal model's query criteria (registered in acquisition.SCORERS), by name.
 PERSONAL_SCORERS = {name: SCORERS[name] for name in SCORERS if name in GAUSSIAN_SCORERS}
+
+
+
+
+class StructuredPrior(Protocol):
+    """What the personal model needs of a structured prior (``personal_prior.PersonalPrior``,
+    which imports this module, hence a Protocol): v = T u for the isotropic head u on D T."""
+
+    rho: float
+
+    @property
+    def isotropic(self) -> bool: ...
+
+    def shared_transform(self, diffs) -> np.ndarray: ...
+
+    def to_v(self, u) -> np.ndarray: ...
 
 
 # --------------------------------------------------------------------------- checks
@@ -513,7 +534,7 @@ class PersonalModel:
     """
 
     def __init__(self, logits, diffs, *, beta: float = DEFAULT_BETA, lam: float = DEFAULT_LAMBDA,
-                 loss: str = "zero-one", reweight: bool = True) -> None:
+                 loss: str = "zero-one", reweight: bool = True, prior: StructuredPrior | None = None) -> None:
         Z = np.asarray(logits)
         if Z.ndim != 2:
             raise ValueError(f"logits must be 2-D (n_pairs, n_heads), got shape {Z.shape}")
@@ -535,7 +556,9 @@ class PersonalModel:
         self._var32 = np.empty(self.n_pairs, dtype=np.float32)
         self._mix32 = np.empty(self.n_pairs, dtype=np.float32)
         self.posterior = Posterior(self.n_heads, beta=beta, loss=loss)
-        self.head = PersonalHead(D, lam=lam)
+        # A structured prior: the isotropic head runs on D T (once per read-only D), v = T u.
+        self.prior = None if prior is None or prior.isotropic else prior
+        self.head = PersonalHead(D if self.prior is None else self.prior.shared_transform(D), lam=lam)
         self._cache: dict[str, np.ndarray] = {}
 
     # Read through to the two models the personal model is made of.
@@ -553,8 +576,14 @@ class PersonalModel:
 
     @property
     def v(self) -> np.ndarray:
-        """The personal direction (dim,), zero before any label."""
-        return self.head.v
+        """The personal direction on the embeddings (dim,), zero before any label: v = T u
+        under a structured prior (u is the head's own MAP on D T), the head's MAP otherwise."""
+        return self.head.v if self.prior is None else self.prior.to_v(self.head.v)
+
+    @property
+    def rho(self) -> float:
+        """The structured prior's strength; 0 for the isotropic head."""
+        return 0.0 if self.prior is None else self.prior.rho
 
     def add(self, row: int, y) -> PersonalModel:
         """Label pool row ``row`` (1 = A preferred, 0 = B); skips are never added."""
@@ -724,9 +753,9 @@ class PersonalModel:
 
     @classmethod
     def replay(cls, logits, diffs, rows, y, *, beta: float = DEFAULT_BETA, lam: float = DEFAULT_LAMBDA,
-               loss: str = "zero-one", reweight: bool = True) -> PersonalModel:
+               loss: str = "zero-one", reweight: bool = True, prior: StructuredPrior | None = None) -> PersonalModel:
         """Rebuild a model from its labels (rows, y) in order, e.g. from a stored session."""
-        model = cls(logits, diffs, beta=beta, lam=lam, loss=loss, reweight=reweight)
+        model = cls(logits, diffs, beta=beta, lam=lam, loss=loss, reweight=reweight, prior=prior)
         for r, label in zip(np.asarray(rows).reshape(-1), np.asarray(y).reshape(-1), strict=True):
             model.add(int(r), label)
         return model
@@ -734,7 +763,7 @@ class PersonalModel:
 
     @classmethod
     def fit(cls, logits, diffs, rows, y, *, beta: float = DEFAULT_BETA, lam: float = DEFAULT_LAMBDA,
-            loss: str = "zero-one", reweight: bool = True) -> PersonalModel:
+            loss: str = "zero-one", reweight: bool = True, prior: StructuredPrior | None = None) -> PersonalModel:
         """The model ``replay`` rebuilds, with one Newton solve instead of one per label.
 
         The posterior takes every label, then v is fitted once at the final offsets:
@@ -742,7 +771,7 @@ class PersonalModel:
         the two agree to Newton's tolerance. For scoring a fold (protocol); it keeps no
         undo history (``undo`` refuses).
         """
-        model = cls(logits, diffs, beta=beta, lam=lam, loss=loss, reweight=reweight)
+        model = cls(logits, diffs, beta=beta, lam=lam, loss=loss, reweight=reweight, prior=prior)
         rows = np.asarray(rows).reshape(-1)
         y = np.asarray(y).reshape(-1)
         if rows.shape != y.shape:

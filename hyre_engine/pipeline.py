@@ -24,7 +24,13 @@ from hyre_engine.diversity import DEFAULT_DISTINCT_THRESHOLD, distinct_heads
 from hyre_engine.joint_training import JointTrainingConfig
 from hyre_engine.numerics import PAIR_LABELS, label_targets
 from hyre_engine.personal import DEFAULT_LAMBDA, embedding_differences
-from hyre_engine.protocol import beta_scores, calibrate_lambda
+from hyre_engine.personal_prior import (
+    DEFAULT_CALIBRATION_RHOS,
+    PersonalPrior,
+    annotator_basis,
+    check_rho,
+)
+from hyre_engine.protocol import beta_scores, calibrate_prior
 from hyre_engine.reweight import DEFAULT_BETA
 from hyre_engine.stages import BUILD_STAGES, CALIBRATE, EMBED, FINETUNE, PREDICT, TRAIN  # noqa: F401 (the build's stages)
 from hyre_engine.store import EnsembleMeta, Store
@@ -138,6 +144,8 @@ class BuildReport:
     beta: float = DEFAULT_BETA  # the ensemble's reweighting temperature (calibrated or default)
     # The personal head's prior precision (calibrated with beta, or the default).
     lam: float = DEFAULT_LAMBDA
+    # The structured prior's strength (calibrated with lambda; 0: the isotropic head).
+    rho: float = 0.0
     calibration: dict | None = None
     # Distinct head functions on this pool: clusters of heads correlating > 0.98.
     distinct_heads: int = 0
@@ -304,10 +312,12 @@ def ensure_ensemble(store: Store, pool_id: str, pairs, config: BuildConfig, back
                 "lambda": (calibration or {}).get("lambda", DEFAULT_LAMBDA), "calibration": calibration,
             }),
         )
+        _store_training_prior(store, ensemble_id, backbone_id, pairs, labels, model, calibration, pool_id=pool_id)
         report.trained = True
     report.ensemble_id = ensemble_id
     stored = store.get_ensemble(ensemble_id, with_weights=False).meta
     report.beta, report.lam, report.calibration = stored.beta, stored.lam_or_default, stored.calibration
+    report.rho = stored.rho or 0.0
     report.seconds[TRAIN] = time.perf_counter() - start
 
 
@@ -340,7 +350,9 @@ def finish_calibration(store: Store, ensemble_id: str, *, progress: Progress | N
     if not calibration_pending(store.get_ensemble(ensemble_id, with_weights=False).meta):
         return store.get_ensemble(ensemble_id, with_weights=False).meta  # another process finished first
     store.set_ensemble_meta(ensemble_id, meta)
-    return meta
+    _store_training_prior(store, ensemble_id, record.backbone_id, store.pool_pairs(record.pool_id), labels,
+                          load_model(store, ensemble_id), calibration, pool_id=record.pool_id)
+    return store.get_ensemble(ensemble_id, with_weights=False).meta
 
 
 def _calibrate_now(store: Store, ensemble_id: str, report: BuildReport, progress: Progress | None) -> None:
@@ -511,31 +523,98 @@ def calibrate_beta(store: Store, backbone_id: str, pairs, labels, config: BuildC
     index = pair_rows(pairs)
     xa_all, xb_all = pair_embeddings(store, backbone_id, pairs)
     stored = _stored_differences(store, pool_id, backbone_id, len(pairs))
-    groups, diffs = [], []
-    for name in held:
-        rows = labels[(annotators == name).to_numpy()]
-        idx = rows["pair_id"].map(index).to_numpy()
-        groups.append((ens.predict_pairs(model, xa_all[idx], xb_all[idx]),
-                       label_targets(rows["label"].to_numpy())))
-        diffs.append(embedding_differences(xa_all[idx], xb_all[idx]) if stored is None else stored[idx])
-    scores, uniform = beta_scores(groups, betas, n_values=config.calibration_n,
+    held_groups = annotator_groups(labels, held, index, model, xa_all, xb_all, stored)
+    scores, uniform = beta_scores([(z, y) for z, _, y in held_groups], betas, n_values=config.calibration_n,
                                   seeds=config.calibration_seeds)
     beta = betas[reweight.choose_beta(betas, scores)]
-    # lambda at the chosen beta, on the same held-out training annotators.
-    lam_cal = calibrate_lambda([(z, d, y) for (z, y), d in zip(groups, diffs, strict=True)], beta=beta,
-                               n_values=config.calibration_n, seeds=config.calibration_seeds)
+    # lambda and the structured prior's rho at the chosen beta, on the same held-out training
+    # annotators, the prior's basis from the other training annotators (never a held-out one).
+    others = sorted(set(names) - set(held))
+    basis = _basis_or_none(annotator_groups(labels, others, index, model, xa_all, xb_all, stored))
+    lam_cal = calibrate_prior(held_groups, beta=beta, basis=basis, rhos=DEFAULT_CALIBRATION_RHOS,
+                              n_values=config.calibration_n, seeds=config.calibration_seeds)
     if progress:
         progress(CALIBRATE, len(held), len(held))
     mean = scores.mean(axis=0)
     out.update(
         beta=beta,
         **{"lambda": lam_cal["lam"], "lambda_scores": lam_cal["scores"]},
+        rho=lam_cal["rho"],
+        rho_scores={r: max(c["scores"].values()) for r, c in lam_cal["by_rho"].items()},
+        rho_lambdas={r: c["lam"] for r, c in lam_cal["by_rho"].items()},
+        prior_rank=lam_cal["prior_rank"],
         scores={f"{b:g}": round(float(v), 6) for b, v in zip(betas, mean, strict=True)},
         uniform=round(float(uniform.mean()), 6),
         holdout_annotators=held,
         n_train_annotators=len(names) - len(held),
     )
     return out
+
+
+def annotator_groups(labels, names, index: dict[str, int], model, xa, xb, stored=None) -> list:
+    """(Z (n, K), D (n, dim), y (n,)) of each named annotator's rows of ``labels``: Z from
+    ``model`` on the pairs' embeddings ``xa``, ``xb`` (n_pairs, dim); D the pool's ``stored``
+    differences where given, else computed. ``index`` maps pair_id -> pool row."""
+    annotators = labels["annotator"].astype(str).to_numpy()
+    groups = []
+    for name in names:
+        rows = labels[annotators == name]
+        idx = rows["pair_id"].map(index).to_numpy()
+        groups.append((ens.predict_pairs(model, xa[idx], xb[idx]),
+                       embedding_differences(xa[idx], xb[idx]) if stored is None else stored[idx],
+                       label_targets(rows["label"].to_numpy())))
+    return groups
+
+
+def _basis_or_none(groups: list) -> tuple[np.ndarray, np.ndarray] | None:
+    """The structured prior's basis of these annotators, None with fewer than two of them:
+    then only the isotropic head is calibrated."""
+    return None if len(groups) < 2 else annotator_basis(groups)
+
+
+def _store_training_prior(store: Store, ensemble_id: str, backbone_id: str, pairs, labels, model,
+                          calibration: dict | None, *, pool_id: str) -> None:
+    """When the calibration chose a structured prior (rho > 0), store the prior from *every*
+    training annotator over the stored ensemble, then rho in its meta (basis first, so a meta
+    with a rho always has its basis); an isotropic choice stores nothing."""
+    rho = float((calibration or {}).get("rho") or 0.0)
+    if rho == 0.0:
+        return
+    names = sorted(labels["annotator"].astype(str).unique())
+    xa, xb = pair_embeddings(store, backbone_id, pairs)
+    stored = _stored_differences(store, pool_id, backbone_id, len(pairs))
+    U, e = annotator_basis(annotator_groups(labels, names, pair_rows(pairs), model, xa, xb, stored))  # noqa: N806
+    store.put_prior_basis(ensemble_id, U, e)
+    meta = store.get_ensemble(ensemble_id, with_weights=False).meta
+    store.set_ensemble_meta(ensemble_id, replace(meta, rho=rho))
+
+
+def ensemble_prior(store: Store, ensemble_id: str, *, rho: float | None = None) -> PersonalPrior | None:
+    """The personal head's prior of an ensemble: None for the isotropic head.
+
+    ``rho=None``: the one stored with the ensemble (its calibrated rho and basis; an
+    ensemble without, e.g. from before structured priors, is isotropic). A given ``rho``
+    overrides it (0: isotropic); an ensemble with no stored basis then gets one from every
+    one of its training annotators (stored for next time; its meta's rho is left alone).
+    """
+    if rho is None:
+        return store.personal_prior(ensemble_id)
+    rho = check_rho(rho)
+    if rho == 0.0:
+        return None
+    basis = store.get_prior_basis(ensemble_id)
+    if basis is None:
+        record = store.get_ensemble(ensemble_id, with_weights=False)
+        groups = None if record.meta.train_groups is None else list(record.meta.train_groups)
+        labels = training_rows(store, record.pool_id, groups)
+        pairs = store.pool_pairs(record.pool_id)
+        xa, xb = pair_embeddings(store, record.backbone_id, pairs)
+        stored = _stored_differences(store, record.pool_id, record.backbone_id, len(pairs))
+        names = sorted(labels["annotator"].astype(str).unique())
+        basis = annotator_basis(annotator_groups(labels, names, pair_rows(pairs), load_model(store, ensemble_id),
+                                                 xa, xb, stored))
+        store.put_prior_basis(ensemble_id, *basis)
+    return PersonalPrior(basis[0], basis[1], rho)
 
 
 def _stored_differences(store: Store, pool_id: str | None, backbone_id: str, n_pairs: int) -> np.ndarray | None:
@@ -581,8 +660,12 @@ def same_content(store: Store, pool_id: str, frame) -> bool:
 def _describe_lambda(calibration: dict | None) -> str:
     if not calibration or "lambda_scores" not in calibration:
         return "default (not calibrated)"
-    return (f"calibrated at beta {calibration['beta']:g} (personal accuracy by lambda: "
+    text = (f"calibrated at beta {calibration['beta']:g} (personal accuracy by lambda: "
             f"{calibration['lambda_scores']})")
+    if "rho_scores" in calibration:
+        text += (f"; structured prior rho {calibration['rho']:g} (best accuracy by rho: "
+                 f"{calibration['rho_scores']})")
+    return text
 
 
 def pair_rows(pairs) -> dict[str, int]:

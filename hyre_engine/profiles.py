@@ -32,6 +32,7 @@ from hyre_engine.live import (
     session_beta,
     session_lambda,
     session_method,
+    session_prior,
 )
 from hyre_engine.numerics import accuracy, label_targets, sigmoid
 from hyre_engine.pca import FunctionPCA
@@ -136,7 +137,9 @@ class WeightSource:
 @dataclass(frozen=True)
 class Weights:
     """A source's weights (n_heads,) with the labels and beta they came from, and its personal
-    head v (dim,) with its lambda when it personalises with one (None: HyRe only)."""
+    head v (dim,) with its lambda when it personalises with one (None: HyRe only). v is the
+    direction on the backbone's embeddings (v = T u under a structured prior of strength
+    ``rho``), so D v scores the pool whatever prior fitted it."""
 
     source: WeightSource
     weights: np.ndarray  # (n_heads,), sums to 1
@@ -144,6 +147,7 @@ class Weights:
     beta: float
     v: np.ndarray | None = None
     lam: float | None = None
+    rho: float | None = None  # the structured prior v was fitted under; None or 0: isotropic
 
     @property
     def heaviest(self) -> int:
@@ -219,11 +223,12 @@ def source_weights(
     ``pair_ids`` (n_items,) name the pool's rows; ``truth(group)`` gives a persona's
     labels per row (default: read from the store). With the pool's ``diffs`` D, a session
     that personalises with the personal head (and a persona) also gets its v, fitted with
-    the beta and lambda the Label page used.
+    the beta, lambda and structured prior the Label page used.
     """
     n_items, n_heads = logits.shape
     kind, _, ident = source.key.partition(":")
     lam: float | None = None
+    prior = None
     if kind == UNIFORM_KEY:
         return Weights(source, np.full(n_heads, 1.0 / n_heads), [], DEFAULT_BETA)
     if kind == "session":
@@ -231,6 +236,7 @@ def source_weights(
         beta = session_beta(store, ident)
         if session_method(store, ident) == "personal":
             lam = session_lambda(store, ident)
+            prior = session_prior(store, ident)
         rows = store.session_labels(ident)
         rows = rows[rows["label"].isin(list(LABELS))]
         items, labels = rows["row_index"].to_numpy(dtype=np.int64), rows["label"].to_numpy(dtype=object)
@@ -238,6 +244,7 @@ def source_weights(
         # A persona's demo session on the Label page runs at the ensemble's beta and lambda: so does this.
         meta = store.get_ensemble(ensemble_id, with_weights=False).meta
         beta, lam = ensemble_beta(meta), ensemble_lambda(meta)
+        prior = store.personal_prior(ensemble_id)
         labels_of = truth(ident) if truth is not None else group_truth(store, pool_id, ident, n_items)
         items = np.flatnonzero(labels_of != None)[:PERSONA_LABELS]  # noqa: E711 (elementwise)
         labels = labels_of[items]
@@ -246,14 +253,16 @@ def source_weights(
     else:
         raise KeyError(f"unknown weight source {source.key!r}")
     w = weights_from_labels(logits, items, labels, beta=beta)
-    v = None
+    v = rho = None
     if lam is not None and diffs is not None:
-        v = PersonalModel.replay(logits, diffs, items, label_targets(labels), beta=beta, lam=lam).v
+        # with the ensemble's structured prior, as the Label page's personal head has it
+        model = PersonalModel.replay(logits, diffs, items, label_targets(labels), beta=beta, lam=lam, prior=prior)
+        v, rho = model.v, model.rho
     records = [
         {"pair_id": str(pair_ids[i]), "row_index": int(i), "label": str(lab)}
         for i, lab in zip(items.tolist(), labels.tolist(), strict=True)
     ]
-    return Weights(source, w, records, beta, v, lam if v is not None else None)
+    return Weights(source, w, records, beta, v, lam if v is not None else None, rho)
 
 
 def _saved_profile_weights(store: Store, source: WeightSource, user: str, ensemble_id: str) -> Weights:
@@ -263,7 +272,8 @@ def _saved_profile_weights(store: Store, source: WeightSource, user: str, ensemb
     w = np.asarray(profile.weights, dtype=np.float64)
     meta = profile.meta
     v = None if meta.v is None else np.asarray(meta.v, dtype=np.float64)
-    return Weights(source, w / w.sum(), list(profile.labels), meta.beta, v, meta.lam if v is not None else None)
+    return Weights(source, w / w.sum(), list(profile.labels), meta.beta, v, meta.lam if v is not None else None,
+                   meta.rho if v is not None else None)
 
 
 def source_coords(pca: FunctionPCA, chosen: Weights, logits: np.ndarray, diffs: np.ndarray | None = None) -> np.ndarray:
@@ -354,6 +364,7 @@ class Profile:
     created_at: str
     v: np.ndarray | None = None  # (dim,) the personal head; None: HyRe only
     lam: float | None = None
+    rho: float | None = None  # the structured prior v was fitted under; None: isotropic
 
     @property
     def effective_heads(self) -> float:
@@ -377,6 +388,8 @@ def profile_document(w: Weights, *, user: str, ensemble_id: str, ensemble_finger
         # the personal head: its direction on the backbone's embedding and its prior precision
         doc["v"] = [float(x) for x in w.v]
         doc["lambda"] = float(w.lam)
+        if w.rho:  # v is on the embeddings either way; rho says which prior fitted it
+            doc["rho"] = float(w.rho)
     if backbone_id is not None:
         # a fine-tuned backbone is a different feature space even for heads of the same shape
         doc["backbone_id"] = backbone_id
@@ -390,6 +403,8 @@ def stored_meta(source: Weights | Profile, origin: str, **extra: Any) -> dict[st
     if source.v is not None:
         meta["v"] = [float(x) for x in source.v]
         meta["lambda"] = float(source.lam)
+        if source.rho:
+            meta["rho"] = float(source.rho)
     return meta
 
 
@@ -426,10 +441,10 @@ def parse_profile(raw: bytes, *, n_heads: int, ensemble_fingerprint: str, backbo
     if not _finite_number(doc["beta"]) or not 0 <= doc["beta"] <= MAX_PROFILE_WEIGHT:
         raise ProfileError(f"'beta' must be a finite number from 0 to {MAX_PROFILE_WEIGHT:g}.")
     labels = _profile_labels(doc["labels"], pair_ids)
-    v, lam = _parse_personal_head(doc, dim)
+    v, lam, rho = _parse_personal_head(doc, dim)
     return Profile(
         clean_user(doc["user"]), doc["ensemble_id"], doc["fingerprint"], w, labels,
-        float(doc["beta"]), doc["created_at"], v, lam,
+        float(doc["beta"]), doc["created_at"], v, lam, rho,
     )
 
 
@@ -483,10 +498,11 @@ def _profile_labels(labels: Any, pair_ids) -> list[dict[str, Any]]:
     return labels
 
 
-def _parse_personal_head(doc: dict, dim: int | None) -> tuple[np.ndarray | None, float | None]:
-    """(v, lambda) of a profile document, (None, None) for a HyRe-only one; ProfileError if malformed."""
+def _parse_personal_head(doc: dict, dim: int | None) -> tuple[np.ndarray | None, float | None, float | None]:
+    """(v, lambda, rho) of a profile document, (None, None, None) for a HyRe-only one (rho None:
+    isotropic); ProfileError if malformed."""
     if doc.get("v") is None:
-        return None, None
+        return None, None, None
     v = doc["v"]
     if not isinstance(v, list) or not v or not all(_finite_number(x) for x in v):
         raise ProfileError("'v' (the personal head) must be a non-empty list of finite numbers.")
@@ -495,7 +511,10 @@ def _parse_personal_head(doc: dict, dim: int | None) -> tuple[np.ndarray | None,
     lam = doc.get("lambda")
     if not _finite_number(lam) or lam <= 0:
         raise ProfileError("'lambda' (the personal head's prior precision) must be a finite number > 0.")
-    return np.asarray(v, dtype=np.float64), float(lam)
+    rho = doc.get("rho")
+    if rho is not None and (not _finite_number(rho) or rho < 0):
+        raise ProfileError("'rho' (the personal head's structured prior strength) must be a finite number >= 0.")
+    return np.asarray(v, dtype=np.float64), float(lam), None if rho is None else float(rho)
 
 
 # ---------------------------------------------------------------- best-of-n ranking

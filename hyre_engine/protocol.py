@@ -5,7 +5,7 @@ chosen one by one with an acquisition strategy under the current weights, or by 
 personal model's own scorers under its posterior) and every method of ``METHODS`` is
 scored on the group's remaining rows. ``METHODS`` is the one definition of every
 evaluated method, the personal ones (personal, residual, probe, user_ceiling) included;
-``calibrate_lambda`` and ``beta_scores`` choose the personal head's prior and HyRe's
+``calibrate_lambda`` (with ``calibrate_prior``, the structured prior's rho) and ``beta_scores`` choose the personal head's prior and HyRe's
 temperature with it, on held-out training annotators.
 Everything here works on cached arrays (numpy and scipy only, never torch):
 the fine-tuning method receives its fine-tuned logits from a callable that the
@@ -36,6 +36,7 @@ from hyre_engine.personal import (
     PersonalModel,
     check_diffs,
 )
+from hyre_engine.personal_prior import DEFAULT_CALIBRATION_RHOS, PersonalPrior, check_rho
 from hyre_engine.reweight import (
     DEFAULT_BETA,
     PREFERENCE_LOSSES,
@@ -330,6 +331,7 @@ def evaluate_group(
     lam: float = DEFAULT_LAMBDA,
     methods: Sequence[str] = ALL_METHODS,
     progress: GroupProgress | None = None,
+    prior: PersonalPrior | None = None,
 ) -> GroupResult:
     """Accuracy of each method against n on one target group.
 
@@ -337,11 +339,14 @@ def evaluate_group(
     {0, 1}; single: (n_rows,) a one-head model's margins (method ``single``);
     finetune: the fine-tuned heads' logits for all of the group's adaptation sets
     at once (``Finetune``); diffs: (n_rows, dim) embedding differences
-    phi(a) - phi(b) (the personal methods, with prior precision ``lam``). Methods
+    phi(a) - phi(b) (the personal methods, with prior precision ``lam``; ``prior``, a
+    structured prior: every method on diffs then runs on D T, ``personal_prior``). Methods
     whose input is not given are left out. ``progress(seeds done, seeds)``.
     """
     logits, y, n_values = _check_group(logits, y, n_values, loss)
     diffs = _check_diffs(diffs, logits.shape[0])
+    if diffs is not None and prior is not None:
+        diffs = prior.transform(diffs)
     given = {"single": single, "tuned": finetune, "diffs": diffs}
     methods = check_methods(
         [m for m in methods if m not in METHOD_INPUTS or given[METHOD_INPUTS[m]] is not None]
@@ -486,3 +491,38 @@ def calibrate_lambda(groups, *, beta: float, lambdas: Sequence[float] = DEFAULT_
         "seeds": int(seeds),
         "beta": float(beta),
     }
+
+
+def calibrate_prior(groups, *, beta: float, basis: tuple[np.ndarray, np.ndarray] | None,
+                    rhos: Sequence[float] = DEFAULT_CALIBRATION_RHOS,
+                    lambdas: Sequence[float] = DEFAULT_CALIBRATION_LAMBDAS,
+                    n_values: Sequence[int] = (5, 10), seeds: int = 5) -> dict:
+    """Choose the structured prior's rho together with lambda on held-out *training* annotators.
+
+    ``groups`` as for ``calibrate_lambda``; ``basis`` (U, e) from the *other* training
+    annotators (``personal_prior.annotator_basis``), never the held-out ones nor a target;
+    None (no basis could be built) calibrates the isotropic head only. For each rho, lambda
+    is calibrated on the groups' D T; the rho whose best lambda scores highest wins (ties:
+    the smaller rho, i.e. the isotropic head at a tie). Returns a JSON-safe dict: ``lam``,
+    ``rho``, ``by_rho`` (each rho's ``calibrate_lambda`` result) and ``scores`` (the chosen
+    rho's scores per lambda).
+    """
+    rhos = sorted({check_rho(r) for r in rhos})
+    if not rhos or rhos[0] != 0.0:
+        rhos = [0.0, *rhos]  # the isotropic head is always a candidate
+    groups = [(z, check_diffs(d), y) for z, d, y in groups]
+    if basis is None:
+        rhos = [0.0]
+    by_rho: dict[str, dict] = {}
+    best_rho, best_score = 0.0, -np.inf
+    for rho in rhos:
+        prior = None if rho == 0.0 else PersonalPrior(basis[0], basis[1], rho)
+        result = calibrate_lambda([(z, d if prior is None else prior.transform(d), y) for z, d, y in groups],
+                                  beta=beta, lambdas=lambdas, n_values=n_values, seeds=seeds)
+        by_rho[f"{rho:g}"] = result
+        score = max(result["scores"].values())
+        if score > best_score + 1e-12:  # rhos ascend: a tie keeps the smaller
+            best_rho, best_score = rho, score
+    chosen = by_rho[f"{best_rho:g}"]
+    return {"lam": chosen["lam"], "rho": best_rho, "scores": chosen["scores"], "by_rho": by_rho,
+            "rhos": rhos, "prior_rank": 0 if basis is None else int(np.asarray(basis[1]).size)}

@@ -78,7 +78,7 @@ def _live_state(ctx: Context, session: SessionRecord, persona: str | None) -> Li
     """The session's LiveState, rebuilt from the store when missing, stale or re-configured."""
     strategy, beta, lam, method = _session_settings(ctx, session)
     state = st.session_state.get(LIVE_KEY)
-    if isinstance(state, LiveState) and state.matches(session, beta, lam):
+    if isinstance(state, LiveState) and state.matches(session, beta, lam, ctx.prior()):
         state.live.set_strategy(strategy)
         if state.live.has_personal:
             state.live.set_method(method)
@@ -89,6 +89,7 @@ def _live_state(ctx: Context, session: SessionRecord, persona: str | None) -> Li
         ctx.store, session.session_id, arrays.logits, ctx.pair_ids(), beta=beta, strategy=strategy,
         truth=None if persona is None else ctx.truth(persona), pca=arrays.pca,
         prompts=ctx.pairs()["prompt"].to_numpy(dtype=object), diffs=ctx.diffs(), lam=lam, method=method,
+        prior=ctx.prior(),
     )
     st.session_state[LIVE_KEY] = state
     return state
@@ -186,8 +187,10 @@ def _advanced(ctx: Context, session_id: str) -> None:
             "HyRe only (the paper's method)", key=HYRE_ONLY_KEY, disabled=no_diffs,
             on_change=actions.save_method, args=(ctx, session_id),
             help="Off (the default): HyRe's reweighted heads plus a personal head, a small linear "
-            f"correction on the text embeddings (prior precision λ = {ctx.lam:g}) that learns what no "
-            "head holds. On: the heads' weights alone, as in the HyRe paper. Both learn from every "
+            f"correction on the text embeddings (prior precision λ = {ctx.lam:g}"
+            + (f"; a prior shaped by how the training annotators differ, ρ = {ctx.ensemble.meta.rho:g}"
+               if ctx.ensemble.meta.rho else "")
+            + ") that learns what no head holds. On: the heads' weights alone, as in the HyRe paper. Both learn from every "
             "label, so switching is instant."
             + (" This pool has no stored embedding differences, so only HyRe is available." if no_diffs else ""),
         )

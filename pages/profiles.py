@@ -174,7 +174,8 @@ def _files_section(ctx: Context) -> None:
                 on_click=_save_profile, args=(ctx, user, chosen),
                 help="Keep these weights as a profile of this ensemble (overwrites one of the same name).",
             )
-            head = f"personal head (λ = {chosen.lam:g})" if chosen.v is not None else "HyRe only"
+            head = (f"personal head (λ = {chosen.lam:g}" + (f", structured prior ρ = {chosen.rho:g})" if chosen.rho else ")")
+                    if chosen.v is not None else "HyRe only")
             st.caption(f"{len(chosen.labels)} labels · {head} · ensemble fingerprint `{fp}`")
     with cols[1], st.container(border=True, key="profiles-import"):
         st.markdown("**Import a profile**")

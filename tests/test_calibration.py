@@ -126,14 +126,20 @@ def _xs(store, pairs):
             store.get_embeddings(encoder.id, pairs["hash_b"].tolist()))
 
 
-@pytest.mark.slow
-def test_calibration_uses_training_annotators_only(tmp_path):
-    config = BuildConfig(train_groups=["crowd"], annotator_fraction=0.25, **TINY)
+def plain_and_flipped_builds(tmp_path, config) -> tuple[list, list]:
+    """(reports, stores) of one build on the data and one with every target label flipped."""
     reports, stores = [], []
     for name, flip in (("plain", False), ("flipped", True)):
         store, pool = _store(tmp_path, name, flip_targets=flip)
         reports.append(build_pool(store, pool, config, backbone=HashEncoder()))
         stores.append(store)
+    return reports, stores
+
+
+@pytest.mark.slow
+def test_calibration_uses_training_annotators_only(tmp_path):
+    config = BuildConfig(train_groups=["crowd"], annotator_fraction=0.25, **TINY)
+    reports, stores = plain_and_flipped_builds(tmp_path, config)
     cal = reports[0].calibration
     assert set(cal["holdout_annotators"]) < set(TRAIN_ANNOTATORS)
     assert cal["n_train_annotators"] == len(TRAIN_ANNOTATORS) - len(cal["holdout_annotators"])

@@ -152,7 +152,7 @@ def test_evaluate_writes_the_json_contract_and_a_table(files, tmp_path, capsys):
     argv2 = [
         "evaluate", "--train", str(files["train"]), "--target", str(files["target"]),
         "--db", db, "--n", "0,2", "--seeds", "1", "--heads", "8", "--strategy", "entropy",
-        "--loss", "cross-entropy", "--methods", "uniform,hyre", "--json", str(out_json),
+        "--loss", "cross-entropy", "--methods", "uniform,hyre", "--rho", "0", "--json", str(out_json),
     ]
     assert main(argv2) == 0
     capsys.readouterr()
@@ -160,6 +160,9 @@ def test_evaluate_writes_the_json_contract_and_a_table(files, tmp_path, capsys):
     assert second["n"] == [0, 2] and set(second["summary"]) == {"uniform", "hyre"}
     assert (second["strategy"], second["loss"]) == ("entropy", "cross-entropy")
     assert second["ensemble_id"] == result["ensemble_id"]
+    # the personal head's structured prior: the ensemble's unless given
+    assert result["rho_source"] in ("ensemble", "default") and result["rho"] >= 0
+    assert (second["rho"], second["rho_source"], second["prior_rank"]) == (0.0, "given", 0)
 
 
 @pytest.mark.slow
@@ -206,7 +209,8 @@ def test_evaluate_unknown_method_exits_2_listing_valid_ones(files, tmp_path, cap
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("--strategy", "greedy"), ("--loss", "hinge"), ("--seeds", "many")]
+    ("option", "value"),
+    [("--strategy", "greedy"), ("--loss", "hinge"), ("--seeds", "many"), ("--rho", "-1"), ("--rho", "inf")],
 )
 def test_bad_option_values_are_argparse_errors(option, value, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -10,8 +10,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from safetensors.numpy import load as load_tensors
+from safetensors.numpy import save as save_tensors
 
 from hyre_engine.data import name_some
+from hyre_engine.personal_prior import PersonalPrior
 from hyre_engine.store.connection import (
     StoreBase,
     _check_name,
@@ -193,6 +196,36 @@ class ArtifactsMixin(StoreBase):
             self._require(cur, "ensembles", "ensemble_id", ensemble_id, "ensemble")
             cur.execute("UPDATE ensembles SET meta = ? WHERE ensemble_id = ?", [meta_json, ensemble_id])
 
+    def put_prior_basis(self, ensemble_id: str, U: np.ndarray, e: np.ndarray) -> None:  # noqa: N803
+        """Store an ensemble's structured-prior basis U (dim, r) and e (r,) as float32
+        safetensors (replacing any); its strength rho goes in the meta (``set_ensemble_meta``)."""
+        PersonalPrior(U, e)  # validates shapes, finiteness, orthonormality
+        blob = save_tensors({"U": np.ascontiguousarray(U, dtype=np.float32),
+                             "e": np.ascontiguousarray(e, dtype=np.float32)})
+        with self._transaction() as (cur, _):
+            self._require(cur, "ensembles", "ensemble_id", ensemble_id, "ensemble")
+            cur.execute("DELETE FROM prior_bases WHERE ensemble_id = ?", [ensemble_id])
+            cur.execute("INSERT INTO prior_bases VALUES (?, ?, ?)", [ensemble_id, blob, _now()])
+
+    def get_prior_basis(self, ensemble_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(U (dim, r), e (r,)) float32 of an ensemble's structured prior, None when it has none."""
+        row = _first(self._cursor().execute("SELECT basis FROM prior_bases WHERE ensemble_id = ?", [ensemble_id]))
+        if row is None:
+            return None
+        tensors = load_tensors(bytes(row[0]))
+        return tensors["U"], tensors["e"]
+
+    def personal_prior(self, ensemble_id: str) -> PersonalPrior | None:
+        """The ensemble's structured prior (its basis at the meta's rho); None for the isotropic
+        head (rho absent or 0, e.g. an ensemble stored before structured priors existed)."""
+        rho = self.get_ensemble(ensemble_id, with_weights=False).meta.rho
+        if not rho:
+            return None
+        basis = self.get_prior_basis(ensemble_id)
+        if basis is None:
+            raise ValueError(f"ensemble {ensemble_id} records prior strength rho {rho:g} but no prior basis")
+        return PersonalPrior(basis[0], basis[1], rho)
+
     def find_ensemble(
         self, pool_id: str, backbone_id: str, config: dict[str, Any], train_fingerprint: str
     ) -> str | None:
@@ -247,7 +280,7 @@ class ArtifactsMixin(StoreBase):
             "(SELECT session_id FROM sessions WHERE ensemble_id = ?)",
             [ensemble_id],
         )
-        for table in ("sessions", "profiles", "head_predictions", "prediction_sets", "ensembles"):
+        for table in ("sessions", "profiles", "head_predictions", "prediction_sets", "prior_bases", "ensembles"):
             cur.execute(f"DELETE FROM {table} WHERE ensemble_id = ?", [ensemble_id])
 
 

@@ -113,6 +113,11 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS pair_differences (
         backbone_id VARCHAR NOT NULL, pool_id VARCHAR NOT NULL, row_index INTEGER NOT NULL,
         d FLOAT[] NOT NULL, PRIMARY KEY (backbone_id, pool_id, row_index))""",
+    # The personal head's structured prior basis (U (dim, r), e (r,)) of an ensemble, as
+    # safetensors bytes; its strength rho is in the ensemble's meta beside lambda. A table
+    # added without a schema bump: an older file gains it empty on open (no prior: isotropic).
+    """CREATE TABLE IF NOT EXISTS prior_bases (
+        ensemble_id VARCHAR PRIMARY KEY, basis BLOB NOT NULL, created_at TIMESTAMP NOT NULL)""",
     # persona is '' (not NULL) when absent so that the UNIQUE key also covers human sessions.
     """CREATE TABLE IF NOT EXISTS sessions (
         session_id VARCHAR PRIMARY KEY, user_name VARCHAR NOT NULL, pool_id VARCHAR NOT NULL,

@@ -78,6 +78,8 @@ class EnsembleMeta(_JsonMeta):
     train_groups: tuple[str, ...] | None = None  # None: every labelled row trained it
     beta: float = DEFAULT_BETA  # the reweighting temperature (calibrated at build time, else the paper's)
     lam: float | None = None  # the personal head's prior precision; None: not calibrated with the ensemble
+    # The structured prior's strength (its basis U, e: Store.get_prior_basis); None or 0: isotropic.
+    rho: float | None = None
     calibration: dict[str, Any] | None = None  # the calibration's scores and choices
     backbone_path: str | None = None  # a fine-tuned build: the folder of its backbone
     base_backbone_id: str | None = None  # a fine-tuned build: the backbone it started from
@@ -90,6 +92,8 @@ class EnsembleMeta(_JsonMeta):
         object.__setattr__(self, "beta", float(self.beta))
         if self.lam is not None:
             object.__setattr__(self, "lam", float(self.lam))
+        if self.rho is not None:
+            object.__setattr__(self, "rho", float(self.rho))
         if self.train_groups is not None:
             object.__setattr__(self, "train_groups", tuple(str(g) for g in self.train_groups))
 
@@ -108,6 +112,7 @@ class ProfileMeta(_JsonMeta):
     created_at: str | None = None  # an imported profile: when its file was made (ISO 8601)
     v: tuple[float, ...] | None = None  # the personal head (dim,); None: HyRe only
     lam: float | None = None  # the personal head's prior precision; JSON "lambda"
+    rho: float | None = None  # the structured prior v was fitted under; None: isotropic
     extra: dict[str, Any] = field(default_factory=dict)
 
     _RENAMED: ClassVar[Mapping[str, str]] = {"from": "source", "lambda": "lam"}
@@ -118,6 +123,8 @@ class ProfileMeta(_JsonMeta):
             object.__setattr__(self, "v", tuple(float(x) for x in self.v))
         if self.lam is not None:
             object.__setattr__(self, "lam", float(self.lam))
+        if self.rho is not None:
+            object.__setattr__(self, "rho", float(self.rho))
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,14 @@ def calibration_note(ctx: Context) -> None:
                        "Rebuild with `python -m hyre_engine build` to calibrate it.", icon=":material/warning:")
     elif ctx.ensemble_id in seen:
         seen.discard(ctx.ensemble_id)
-        st.toast(f"β switched to the calibrated {ctx.beta:g} (λ {ctx.lam:g}).", icon=":material/tune:")
+        st.toast(f"β switched to the calibrated {ctx.beta:g} (λ {ctx.lam:g}{_rho_text(ctx)}).", icon=":material/tune:")
         st.session_state[SWITCHED_KEY] = ctx.ensemble_id
     if st.session_state.get(SWITCHED_KEY) == ctx.ensemble_id and not calibration_pending(ctx.ensemble.meta):
-        st.caption(f":material/tune: β = {ctx.beta:g}, λ = {ctx.lam:g}: calibrated in the background "
+        st.caption(f":material/tune: β = {ctx.beta:g}, λ = {ctx.lam:g}{_rho_text(ctx)}: calibrated in the background "
                    "after the page opened.")
+
+
+def _rho_text(ctx: Context) -> str:
+    """The personal head's structured prior, when the calibration chose one."""
+    rho = ctx.ensemble.meta.rho
+    return f", ρ {rho:g}" if rho else ""

@@ -35,6 +35,8 @@ from pages._shared.signin import USER_INPUT_KEY, USER_PARAM  # noqa: F401 (the p
 if TYPE_CHECKING:
     import numpy as np
 
+    from hyre_engine.personal_prior import PersonalPrior
+
 # st.session_state keys owned by this module.
 CONTEXT_KEY = "hyre_context"
 POOL_KEY = "hyre_pool_id"
@@ -102,6 +104,13 @@ def pool_diffs(path: str, backbone_id: str, pool_id: str, n_pairs: int) -> np.nd
         return None
     diffs.setflags(write=False)
     return diffs
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def personal_prior(path: str, ensemble_id: str, rho: float | None) -> PersonalPrior | None:
+    """The ensemble's structured prior for the personal head (None: isotropic), once per
+    (ensemble, rho): the same object every run, so its D T is computed once per pool."""
+    return get_store(path).personal_prior(ensemble_id)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -198,6 +207,10 @@ class Context:
     def lam(self) -> float:
         """The personal head's prior precision (calibrated with beta at build time, else the default)."""
         return live.ensemble_lambda(self.ensemble.meta)
+
+    def prior(self) -> PersonalPrior | None:
+        """The personal head's structured prior (calibrated with lambda; None: isotropic)."""
+        return personal_prior(self.db_path, self.ensemble_id, self.ensemble.meta.rho)
 
     @property
     def distinct_heads(self) -> int:
