@@ -30,6 +30,9 @@ from hyre_engine.store import Store
 
 assert "{repo}" not in str(Path(hyre_engine.__file__).resolve()), hyre_engine.__file__
 assert PAIRS_FILE.is_file(), PAIRS_FILE
+from hyre_engine import demo_embeddings
+# the shipped vectors travel in the wheel too, and read as the file the checkout holds
+assert len(demo_embeddings.read()[1]) == 324, demo_embeddings.EMBEDDINGS_FILE
 # The shipped file, cut to its first two prompts: what is tested is that the wheel
 # carries the data and builds from it, not how long 324 texts take to embed.
 rows = [json.loads(line) for line in PAIRS_FILE.read_text().splitlines()]
