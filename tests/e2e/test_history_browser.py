@@ -29,6 +29,11 @@ _WEIGHTS = """() => {
 def _open_label(page, url: str) -> None:
     page.goto(url)
     page.wait_for_function(f"() => ({_WEIGHTS})() !== null", timeout=LOAD_TIMEOUT_MS)
+    # the SVG bars arrive with the page's first elements, before its keys are bound (plotly
+    # drew later): a key pressed before the page has settled is lost
+    page.wait_for_function(f"() => ({METRIC})('Labels') !== null", timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                           timeout=LOAD_TIMEOUT_MS)
 
 
 def _wait_labels(page, text: str) -> None:
