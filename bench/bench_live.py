@@ -6,8 +6,8 @@ For each pool it times what the page does between a keypress and having the
 data of all three panels: the stored session's settings, row count and revision
 in one read (the page's staleness check), the store write plus the LiveSession update
 (hyre_engine.live.record_label) and LiveSession.snapshot() (weights, PCA map,
-next pair, accuracy curves). Building the three plotly figures
-(pages/_shared/live_figures.py) is timed apart. Nothing here imports streamlit.
+next pair, accuracy curves). Building the three SVG charts
+(pages/_shared/live_svg.py) is timed apart. Nothing here imports streamlit.
 
 Each pool is timed in three sessions, one label each in turn (so all three see the
 same machine load), as the Label page opens them:
@@ -49,7 +49,7 @@ from hyre_engine.data import read_preferences  # noqa: E402
 from hyre_engine.demo import DEMO_PRESENTER_PERSONA, PAIRS_FILE  # noqa: E402
 from hyre_engine.pca import fit_pool_pca  # noqa: E402
 from hyre_engine.store import Store  # noqa: E402
-from pages._shared import live_figures  # noqa: E402
+from pages._shared import live_svg  # noqa: E402
 
 # The targets, milliseconds from a label to the data of the three panels.
 TARGET_DEMO_MS = 150.0
@@ -121,8 +121,8 @@ def _label(store: Store, session: _Session, i: int) -> None:
     live.record_label(store, state, item, label or "skip")
     session.panels = state.live.snapshot()
     mid, cpu1 = time.perf_counter(), time.thread_time()
-    for build in (live_figures.weights_figure, live_figures.pca_figure, live_figures.accuracy_figure):
-        build(session.panels).to_json()
+    for build in (live_svg.weights_svg, live_svg.pca_svg, live_svg.accuracy_svg):
+        build(session.panels)
     end, cpu2 = time.perf_counter(), time.thread_time()
     session.server_ms.append((mid - start) * 1000)
     session.figure_ms.append((end - mid) * 1000)

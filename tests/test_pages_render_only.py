@@ -3,7 +3,7 @@
 The rule, checked on the source of every module under pages/ (an AST walk, no import):
 
 1. numpy is imported only as ``import numpy as np`` and only by the figure modules
-   pages/_shared/charts.py and pages/_shared/live_figures.py, which shape engine arrays for plotly (elsewhere only under ``if TYPE_CHECKING:``,
+   pages/_shared/charts.py, which shapes engine arrays for plotly (elsewhere only under ``if TYPE_CHECKING:``,
    for type hints). No ``from numpy import ...`` anywhere.
 2. Every ``np.<name>(...)`` call is one of PRESENTATION_CALLS: building, stacking or
    selecting arrays and scaling marker sizes and axis ranges. Math on data
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 PAGES = REPO / "pages"
 # The figure modules, the only ones that may hold numpy: figures need hover columns,
 # sizes, padded ranges.
-NUMPY_MODULES = {"pages/_shared/charts.py", "pages/_shared/live_figures.py"}
+NUMPY_MODULES = {"pages/_shared/charts.py"}
 PRESENTATION_CALLS = {
     "arange", "array", "asarray", "ascontiguousarray", "clip", "concatenate", "flatnonzero",
     "ptp", "rint", "sqrt", "stack", "where", "zeros_like",
@@ -122,7 +122,7 @@ def test_the_rule_catches_each_kind_of_breach(tmp_path, source, rule):
 def test_live_engine_and_charts_import_no_streamlit():
     # A fresh interpreter: other tests may have imported streamlit already.
     code = (
-        "import sys, hyre_engine.live, hyre_engine.profiles, hyre_engine.pca, pages._shared.charts; "
+        "import sys, hyre_engine.live, hyre_engine.profiles, hyre_engine.pca, pages._shared.charts, pages._shared.live_svg; "
         "print('streamlit' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)

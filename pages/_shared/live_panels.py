@@ -7,7 +7,7 @@ import streamlit as st
 
 from hyre_engine import live
 from hyre_engine.live import LiveSnapshot, LiveState
-from pages._shared import charts, live_figures
+from pages._shared import live_svg
 from pages._shared.context import Context
 from pages._shared.labels import LABEL_TEXT
 from pages._shared.widgets import data_text, escape_markdown
@@ -150,10 +150,8 @@ def live_strip(panels: LiveSnapshot, who: str, *, goal: int | None = None) -> No
         personal_readout(panels)
         title, text = accuracy_title(panels, who)
         st.markdown(title, help=text)
-        st.plotly_chart(
-            live_figures.accuracy_figure(panels, height=charts.STRIP_CHART_HEIGHT),
-            key="accuracy_chart", config=charts.PLOTLY_CONFIG,
-        )
+        with st.container(key="accuracy-chart"):
+            st.markdown(live_svg.as_markdown(live_svg.accuracy_svg(panels, who)), unsafe_allow_html=True)
 
 
 def live_charts(panels: LiveSnapshot, who: str) -> None:
@@ -162,11 +160,13 @@ def live_charts(panels: LiveSnapshot, who: str) -> None:
     with cols[0], st.container(key="weights-panel"):
         st.markdown("**Head weights**")
         st.caption(EXPLAIN["weights"] + " Amber: models that gained with the last label.")
-        st.plotly_chart(live_figures.weights_figure(panels), key="weights_chart", config=charts.PLOTLY_CONFIG)
+        with st.container(key="weights-chart"):
+            st.markdown(live_svg.as_markdown(live_svg.weights_svg(panels)), unsafe_allow_html=True)
     with cols[1], st.container(key="pca-panel"):
         st.markdown("**Heads in function space**")
         st.caption(EXPLAIN["function_space"] + " (PCA of the heads' predictions; size and colour: weight.)")
-        st.plotly_chart(live_figures.pca_figure(panels), key="pca_chart", config=charts.PLOTLY_CONFIG)
+        with st.container(key="pca-chart"):
+            st.markdown(live_svg.as_markdown(live_svg.pca_svg(panels, who)), unsafe_allow_html=True)
 
 
 def feedback(state: LiveState, who: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from hyre_engine.live import LiveSnapshot
-from pages._shared import charts, live_figures
+from pages._shared import live_svg
 from pages._shared.widgets import escape_markdown
 
 PRESENTER_KEY = "label_presenter"
@@ -52,4 +52,5 @@ def headline(panels: LiveSnapshot, who: str) -> None:
     """The presenter view: a one-line plain explanation and the large headline chart."""
     with st.container(key="presenter-view"):
         st.markdown(PLAIN.format(who=escape_markdown(who.split(',')[0])))
-        st.plotly_chart(live_figures.headline_figure(panels), key="headline_chart", config=charts.PLOTLY_CONFIG)
+        with st.container(key="headline-chart"):
+            st.markdown(live_svg.as_markdown(live_svg.headline_svg(panels, who.split(',')[0])), unsafe_allow_html=True)

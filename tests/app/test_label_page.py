@@ -205,14 +205,18 @@ def test_a_one_head_baseline_is_never_the_working_ensemble(app_db):
 
 
 def _pca_star(at: AppTest) -> tuple[float, float]:
-    """The person's star on the function-space map, read from the rendered figure."""
-    import json
+    """The person's star on the function-space map, read from the rendered SVG."""
+    import xml.etree.ElementTree as ET
 
-    for chart in at.get("plotly_chart"):
-        spec = json.loads(chart.proto.spec)
-        for trace in spec["data"]:
-            if (trace.get("marker") or {}).get("symbol") == "star":
-                return trace["x"][0], trace["y"][0]
+    for element in at.markdown:
+        if not element.value.startswith('<div class="hyre-live-chart">'):
+            continue
+        root = ET.fromstring(element.value)[0]
+        if root.get("data-chart") != "pca":
+            continue
+        for star in root.iter("svg"):
+            if star.get("class") == "person":
+                return float(star.get("data-x")), float(star.get("data-y"))
     raise AssertionError("no star on the function-space map")
 
 

@@ -25,7 +25,7 @@ def test_export_trl_jsonl_and_read_it_back_with_datasets(app_server, browser_pag
     page, url = browser_page, app_server["url"]
     page.goto(f"{url}/?user=exporter")
     # the keys work once the live strip is drawn: a key pressed before is lost (seen under load)
-    page.wait_for_selector(".st-key-live-strip [data-testid='stPlotlyChart'] .cartesianlayer", timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_selector(".st-key-live-strip svg[data-chart='accuracy']", timeout=LOAD_TIMEOUT_MS)
     page.wait_for_function(f"() => ({METRIC})('Labels') === '0 / 30'", timeout=LOAD_TIMEOUT_MS)
     for i, key in enumerate("abab", start=1):
         page.keyboard.press(key)

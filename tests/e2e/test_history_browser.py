@@ -1,6 +1,6 @@
 """History in Chromium: edit an old label, and the weights equal a fresh replay of the store.
 
-The weights are read from the Label page's weight chart (plotly's own data in the page):
+The weights are read from the Label page's weight chart (each bar's data-weight in the page):
 the tab that edited the label, and a new tab of the same person (a fresh replay on the
 server), must show the same K weights, and they must differ from those before the edit.
 """
@@ -15,16 +15,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 LOAD_TIMEOUT_MS = 90_000
 STEP_TIMEOUT_MS = 20_000
 EXCEPTION = "[data-testid='stException']"
-# head index -> weight, from the bars of the weight chart (customdata[i][0] is the head)
-# the chart settles with the metrics' rerun; a short pause lets plotly redraw
+# head index -> weight, from the bars of the weight chart (exact weights, as the server sent them)
+# the chart settles with the metrics' rerun; a short pause lets it arrive
 _WEIGHTS = """() => {
-  const gd = document.querySelector('.st-key-weights-panel .js-plotly-plot');
-  if (!gd || !gd._fullData) return null;
+  const bars = document.querySelectorAll('.st-key-weights-chart svg rect[data-head]');
+  if (!bars.length) return null;
   const out = {};
-  for (const t of gd._fullData) {  // plotly's decoded copy of the figure's arrays
-    if (t.type !== 'bar') continue;
-    for (let i = 0; i < t.y.length; i++) out[String(t.customdata[i][0])] = Number(t.y[i]);
-  }
+  for (const b of bars) out[b.dataset.head] = Number(b.dataset.weight);
   return out;
 }"""
 
@@ -32,6 +29,11 @@ _WEIGHTS = """() => {
 def _open_label(page, url: str) -> None:
     page.goto(url)
     page.wait_for_function(f"() => ({_WEIGHTS})() !== null", timeout=LOAD_TIMEOUT_MS)
+    # the SVG bars arrive with the page's first elements, before its keys are bound (plotly
+    # drew later): a key pressed before the page has settled is lost
+    page.wait_for_function(f"() => ({METRIC})('Labels') !== null", timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                           timeout=LOAD_TIMEOUT_MS)
 
 
 def _wait_labels(page, text: str) -> None:

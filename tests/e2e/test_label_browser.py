@@ -19,19 +19,19 @@ LIMIT_S = 3.0
 LOAD_TIMEOUT_MS = 90_000
 N_LABELS = 5
 
-WEIGHTS = ".st-key-weights-panel [data-testid='stPlotlyChart']"
+WEIGHTS = ".st-key-weights-chart svg[data-chart='weights']"
 EXCEPTION = "[data-testid='stException']"
 
-# innerHTML of the weights chart's plot area (bars), or "" while it is not drawn.
+# innerHTML of the weights chart (its bars), or "" while it is not drawn.
 _WEIGHTS_HTML = f"""() => {{
-  const el = document.querySelector("{WEIGHTS} .cartesianlayer");
+  const el = document.querySelector("{WEIGHTS}");
   return el ? el.innerHTML : "";
 }}"""
 
 
 def _open(page, url: str) -> None:
     page.goto(url)
-    page.wait_for_selector(f"{WEIGHTS} .cartesianlayer", timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_selector(WEIGHTS, timeout=LOAD_TIMEOUT_MS)
     page.wait_for_function(f"() => ({METRIC})('Labels') !== null", timeout=LOAD_TIMEOUT_MS)
 
 

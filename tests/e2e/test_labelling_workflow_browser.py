@@ -29,7 +29,7 @@ def _laptop_page(browser_page):
 
 def _open(page, url: str) -> None:
     page.goto(url)
-    page.wait_for_selector(f"{STRIP} [data-testid='stPlotlyChart'] .cartesianlayer", timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_selector(f"{STRIP} svg[data-chart='accuracy']", timeout=LOAD_TIMEOUT_MS)
     page.wait_for_function(f"() => ({METRIC})('Labels') !== null", timeout=LOAD_TIMEOUT_MS)
 
 
