@@ -360,23 +360,6 @@ def _markers(frame: _Frame, curve: _Curve, xs: list[float], n: list[int]) -> lis
     return out
 
 
-def _legend_box(curves: list[_Curve], frame: _Frame, *, font: int) -> list[str]:
-    """The legend in the plot's lower right corner, on a translucent white box."""
-    row = font + 5
-    width = 34 + GLYPH * font * max(len(c.name) for c in curves)
-    height = row * len(curves) + 6
-    out = [f'<svg x="{_pct(frame.right)}" y="{frame.bottom - 4 - height:.1f}" overflow="visible" class="legend">'
-           f'<rect x="{-width - 4:.0f}" y="0" width="{width:.0f}" height="{height}" fill="#FFFFFF" '
-           f'fill-opacity="0.8" stroke="{COLOR_GRID}"/>']
-    for i, curve in enumerate(curves):
-        y = 3 + row * i + row / 2
-        out.append(_legend_line(curve, -width + 2, y, 22))
-        out.append(f'<text x="{-width + 30:.0f}" y="{y:.1f}" dy="0.35em" font-size="{font}" '
-                   f'fill="#31333F">{_esc(curve.name)}</text>')
-    out.append("</svg>")
-    return out
-
-
 def _legend_line(curve: _Curve, x: float, y: float, length: float) -> str:
     dash = DASH[curve.dash]
     style = f' stroke-dasharray="{dash}"' if dash else ""
@@ -384,16 +367,16 @@ def _legend_line(curve: _Curve, x: float, y: float, length: float) -> str:
             f'stroke-width="{curve.width:.1f}"{style}/>')
 
 
-def _legend_rows(curves: list[_Curve], *, font: int) -> list[str]:
-    """The legend above the plot, two entries a row (the headline's: clear of the curves)."""
+def _legend_rows(curves: list[_Curve], *, font: int, line: float, gap: int) -> list[str]:
+    """The legend above the plot, two entries a row, clear of the curves."""
     out = []
-    row = font + 10
+    row = font + gap
     for i, curve in enumerate(curves):
-        column, line = i % 2, i // 2
-        y = 6 + row * line + row / 2
+        column, at = i % 2, i // 2
+        y = 6 + row * at + row / 2
         out.append(f'<svg x="{_pct(0.04 + 0.5 * column)}" y="0" overflow="visible" class="legend">'
-                   + _legend_line(curve, 0, y, 44)
-                   + f'<text x="52" y="{y:.1f}" dy="0.35em" font-size="{font}" fill="currentColor">'
+                   + _legend_line(curve, 0, y, line)
+                   + f'<text x="{line + 8:.0f}" y="{y:.1f}" dy="0.35em" font-size="{font}" fill="currentColor">'
                    f"{_esc(curve.name)}</text></svg>")
     return out
 
@@ -415,8 +398,9 @@ def accuracy_svg(snap: LiveSnapshot, who: str = "you", *, height: int = STRIP_CH
             curve.markers = 5.5 if curve.markers else 0.0
     x_range, tick_x, tick_text = _x_axis(n, log_x)
     xs = [math.log10(v + 1) for v in n] if log_x else [float(v) for v in n]
-    legend_rows = math.ceil(len(curves) / 2)
-    top = 10 + (font + 10) * legend_rows if headline else 8
+    # the legend above the plot (a box inside it covered the curves' latest labels)
+    line, gap = (44, 10) if headline else (20, 6)
+    top = 10 + (font + gap) * math.ceil(len(curves) / 2)
     frame = _Frame(left=0.1 if headline else 0.15, right=0.98, top=top, bottom=height - (2.6 * font + 8),
                    x_range=x_range, y_range=(0.0, 1.05))
     whose = "your" if who == "you" else f"{who}'s"
@@ -442,7 +426,7 @@ def accuracy_svg(snap: LiveSnapshot, who: str = "you", *, height: int = STRIP_CH
             parts += _markers(frame, curve, xs, n)
     xtitle = "labels given" + (" (log scale, 1 + labels)" if log_x else "")
     parts += _titles(frame, height, xtitle, ytitle, font=font)
-    parts += _legend_rows(curves, font=font) if headline else _legend_box(curves, frame, font=font)
+    parts += _legend_rows(curves, font=font, line=line, gap=gap)
     parts.append("</svg>")
     return "".join(parts)
 
