@@ -85,7 +85,7 @@ def _serve(path: Path, port: int, log: Path) -> subprocess.Popen:
 
 def _label(page, url: str, user: str, keys: str) -> None:
     page.goto(f"{url}/?user={user}")
-    page.wait_for_selector(".st-key-live-strip .cartesianlayer", timeout=LOAD_MS)
+    page.wait_for_selector(".st-key-live-strip svg[data-chart='accuracy']", timeout=LOAD_MS)
     for i, key in enumerate(keys, start=1):
         page.keyboard.press(key)
         page.wait_for_function(
@@ -105,7 +105,7 @@ _TO_TOP = "() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop >
 def _settle(page) -> None:
     page.wait_for_timeout(1000)
     page.wait_for_function(_SETTLED, timeout=LOAD_MS)
-    page.wait_for_timeout(2500)  # plotly draws after the elements arrive
+    page.wait_for_timeout(2500)  # the other pages' plotly charts draw after the elements arrive
     page.wait_for_function(_SETTLED, timeout=LOAD_MS)
 
 
