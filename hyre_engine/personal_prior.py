@@ -41,6 +41,11 @@ PRIOR_FIT_LAMBDA = DEFAULT_LAMBDA
 _ORTHONORMAL_TOL = 1e-4
 
 
+class NoPriorDirection(ValueError):
+    """The training annotators' heads do not deviate from the population in any direction
+    (e.g. their pairs' embedding differences are all zero): no structured prior exists."""
+
+
 def check_rho(rho) -> float:
     try:
         value = float(rho)
@@ -213,5 +218,5 @@ def annotator_basis(groups: Iterable, *, lam_fit: float = PRIOR_FIT_LAMBDA) -> t
     e = sv**2 / len(V)
     keep = e > e.max() * 1e-12 if e.max() > 0 else np.zeros(e.shape, dtype=bool)
     if not keep.any():
-        raise ValueError("the training annotators' heads are all zero: no direction to build a prior on")
+        raise NoPriorDirection("the training annotators' heads are all zero: no direction to build a prior on")
     return qt[keep].T.astype(np.float32), e[keep].astype(np.float32)

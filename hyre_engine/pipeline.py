@@ -26,6 +26,7 @@ from hyre_engine.numerics import PAIR_LABELS, label_targets
 from hyre_engine.personal import DEFAULT_LAMBDA, embedding_differences
 from hyre_engine.personal_prior import (
     DEFAULT_CALIBRATION_RHOS,
+    NoPriorDirection,
     PersonalPrior,
     annotator_basis,
     check_rho,
@@ -567,9 +568,14 @@ def annotator_groups(labels, names, index: dict[str, int], model, xa, xb, stored
 
 
 def _basis_or_none(groups: list) -> tuple[np.ndarray, np.ndarray] | None:
-    """The structured prior's basis of these annotators, None with fewer than two of them:
-    then only the isotropic head is calibrated."""
-    return None if len(groups) < 2 else annotator_basis(groups)
+    """The structured prior's basis of these annotators, None with fewer than two of them
+    or when their heads span no direction: then only the isotropic head is calibrated."""
+    if len(groups) < 2:
+        return None
+    try:
+        return annotator_basis(groups)
+    except NoPriorDirection:
+        return None
 
 
 def _store_training_prior(store: Store, ensemble_id: str, backbone_id: str, pairs, labels, model,

@@ -9,7 +9,12 @@ import pytest
 from scipy.optimize import minimize
 
 from hyre_engine.personal import PersonalHead, PersonalModel, fit_logistic, mixture_margins
-from hyre_engine.personal_prior import PersonalPrior, annotator_basis, transform_or_same
+from hyre_engine.personal_prior import (
+    NoPriorDirection,
+    PersonalPrior,
+    annotator_basis,
+    transform_or_same,
+)
 from hyre_engine.protocol import calibrate_prior, evaluate_group
 
 DIM = 6
@@ -142,6 +147,17 @@ def test_annotator_basis_finds_the_direction_annotators_differ_along():
     assert U.dtype == np.float32 and e.dtype == np.float32 and U.shape == (dim, e.size)
     assert np.all(np.diff(e) <= 0) and abs(float(U[:, 0] @ direction)) > 0.95
     np.testing.assert_allclose(U.T.astype(float) @ U, np.eye(e.size), atol=1e-5)
+
+
+def test_annotators_that_differ_in_no_direction_have_no_basis_and_the_build_calibrates_isotropic():
+    from hyre_engine.pipeline import _basis_or_none
+
+    # identical texts on both sides (a tiny model can embed every text alike): D = 0
+    groups = [(np.zeros((20, 3)), np.zeros((20, 6)), (np.arange(20) % 2).astype(float)) for _ in range(3)]
+    with pytest.raises(NoPriorDirection, match="no direction"):
+        annotator_basis(groups)
+    assert issubclass(NoPriorDirection, ValueError)
+    assert _basis_or_none(groups) is None  # the calibration then tries only rho = 0
 
 
 def test_calibration_ties_keep_the_isotropic_head_and_otherwise_take_the_best_rho():

@@ -34,7 +34,9 @@ USABLE_JS = """() => {
 
 def _job_view(page) -> tuple[dict, float]:
     """What the screen shows of the job, and when it was read (time.monotonic)."""
-    page.wait_for_function(f"(({JOB_JS})() || {{}}).started != null", timeout=LOAD_TIMEOUT_MS)
+    # the caption and the bar arrive as separate elements: wait until both are drawn
+    page.wait_for_function(f"(((j) => j && j.started != null && j.value != null)(({JOB_JS})()))",
+                           timeout=LOAD_TIMEOUT_MS)
     return page.evaluate(JOB_JS), time.monotonic()
 
 
