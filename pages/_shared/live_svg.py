@@ -8,20 +8,18 @@ string is built in well under a millisecond and the browser only swaps it in.
 
 Widths are fluid and heights fixed, as plotly's were: x positions are percentages of the
 chart's width, y positions pixels, so text and dots keep their size on any screen. Every text
-goes through `_esc` (names come from data: personas, users); nothing refers outside the SVG
+goes through `svg_plot.esc` (names come from data: personas, users); nothing refers outside the SVG
 (no links, no scripts, no foreign objects). Hover text is an SVG <title>, shown as a tooltip.
 """
 
 from __future__ import annotations
 
-import html
 import math
 
 from hyre_engine.live import AccuracyCurves, LiveSnapshot
 from pages._shared.charts import (
     CHART_HEIGHT,
     COLOR_GAIN,
-    COLOR_GRID,
     COLOR_HEAD,
     COLOR_HEAD_LIGHT,
     COLOR_ORACLE,
@@ -30,6 +28,18 @@ from pages._shared.charts import (
     HEADLINE_HEIGHT,
     INTEGER_TICKS_UP_TO,
     STRIP_CHART_HEIGHT,
+)
+from pages._shared.svg_plot import (  # noqa: F401 (as_markdown and nice_ticks: the panels' and tests' names)
+    Frame,
+    as_markdown,
+    axes_box,
+    esc,
+    grid_x,
+    grid_y,
+    nice_ticks,
+    open_svg,
+    pct,
+    titles,
 )
 
 # Font sizes in pixels: plotly's defaults for the panels; the headline is read from the back of a room.
@@ -47,107 +57,6 @@ NAME_CHARS = 24
 DASH = {"solid": "", "dash": "9,5", "dot": "2,3"}
 
 
-def as_markdown(svg: str) -> str:
-    """``svg`` as one raw-HTML block for st.markdown(unsafe_allow_html=True).
-
-    st.html sanitises with DOMPurify's HTML profile only, which drops every SVG element.
-    A line starting with <div is a raw HTML block up to the next blank line, passed through
-    whole (a chart has no newline), so no Markdown touches the chart's texts.
-    """
-    if "\n" in svg or not svg.startswith("<svg"):
-        raise ValueError("as_markdown takes one of this module's charts: one line starting with <svg")
-    return f'<div class="hyre-live-chart">{svg}</div>'
-
-
-def _esc(text: object) -> str:
-    """``text`` safe as SVG text or a quoted attribute value."""
-    return html.escape(str(text), quote=True)
-
-
-def _pct(fraction: float) -> str:
-    return f"{100.0 * fraction:.3f}%"
-
-
-class _Frame:
-    """A plot area: x as a fraction of the chart's width (left..right), y in pixels (top..bottom)."""
-
-    def __init__(self, *, left: float, right: float, top: float, bottom: float,
-                 x_range: tuple[float, float], y_range: tuple[float, float]):
-        self.left, self.right, self.top, self.bottom = left, right, top, bottom
-        self.x0, self.x1 = x_range
-        self.y0, self.y1 = y_range
-
-    def fx(self, x: float) -> float:
-        span = (self.x1 - self.x0) or 1.0
-        return self.left + (self.right - self.left) * (x - self.x0) / span
-
-    def py(self, y: float) -> float:
-        span = (self.y1 - self.y0) or 1.0
-        return self.bottom - (self.bottom - self.top) * (y - self.y0) / span
-
-
-def nice_ticks(lo: float, hi: float, *, count: int = 5) -> tuple[list[float], int]:
-    """About ``count`` round ticks (1, 2, 2.5 or 5 times a power of ten) in [lo, hi], and the
-    decimals that print them."""
-    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
-        raise ValueError(f"nice_ticks needs finite lo < hi, got lo={lo!r}, hi={hi!r}")
-    raw = (hi - lo) / count
-    power = 10.0 ** math.floor(math.log10(raw))
-    mantissa = next(m for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * power >= raw * (1 - 1e-9))
-    step = mantissa * power
-    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) + (1 if mantissa == 2.5 else 0)
-    first = math.ceil(lo / step - 1e-9)
-    ticks = []
-    k = first
-    while k * step <= hi + 1e-9 * step:
-        ticks.append(round(k * step, decimals + 2))
-        k += 1
-    return ticks, decimals
-
-
-def _open(height: int, label: str, kind: str) -> str:
-    return (f'<svg class="hyre-live-chart" data-chart="{kind}" width="100%" height="{height}" role="img" '
-            f'aria-label="{_esc(label)}" style="display:block;overflow:visible">'
-            f"<title>{_esc(label)}</title>")
-
-
-def _grid_y(frame: _Frame, ticks: list[float], text: list[str], *, font: int) -> list[str]:
-    out = []
-    for value, shown in zip(ticks, text, strict=True):
-        y = frame.py(value)
-        out.append(f'<line x1="{_pct(frame.left)}" x2="{_pct(frame.right)}" y1="{y:.1f}" y2="{y:.1f}" '
-                   f'stroke="{COLOR_GRID}" stroke-width="1"/>')
-        out.append(f'<text x="{_pct(frame.left)}" dx="-5" y="{y:.1f}" dy="0.35em" text-anchor="end" '
-                   f'font-size="{font}" fill="currentColor">{_esc(shown)}</text>')
-    return out
-
-
-def _grid_x(frame: _Frame, positions: list[float], text: list[str], *, font: int) -> list[str]:
-    out = []
-    for x, shown in zip(positions, text, strict=True):
-        out.append(f'<line x1="{_pct(frame.fx(x))}" x2="{_pct(frame.fx(x))}" y1="{frame.top:.1f}" '
-                   f'y2="{frame.bottom:.1f}" stroke="{COLOR_GRID}" stroke-width="1"/>')
-        out.append(f'<text x="{_pct(frame.fx(x))}" y="{frame.bottom + 4 + font:.1f}" text-anchor="middle" '
-                   f'font-size="{font}" fill="currentColor">{_esc(shown)}</text>')
-    return out
-
-
-def _titles(frame: _Frame, height: int, xtitle: str, ytitle: str, *, font: int) -> list[str]:
-    """The x title centred under the plot, the y title turned along the left edge."""
-    middle = (frame.top + frame.bottom) / 2
-    return [
-        f'<text x="{_pct((frame.left + frame.right) / 2)}" y="{height - 4}" text-anchor="middle" '
-        f'font-size="{font}" fill="currentColor">{_esc(xtitle)}</text>',
-        f'<text transform="translate({font + 1},{middle:.1f}) rotate(-90)" text-anchor="middle" '
-        f'font-size="{font}" fill="currentColor">{_esc(ytitle)}</text>',
-    ]
-
-
-def _axes_box(frame: _Frame) -> str:
-    return (f'<line x1="{_pct(frame.left)}" x2="{_pct(frame.right)}" y1="{frame.bottom:.1f}" '
-            f'y2="{frame.bottom:.1f}" stroke="#9CA3AF" stroke-width="1"/>')
-
-
 # ---------------------------------------------------------------- weights
 
 
@@ -160,11 +69,11 @@ def weights_svg(snap: LiveSnapshot, *, height: int = CHART_HEIGHT) -> str:
     n_heads = len(weights)
     top_weight = weights[order[0]]
     y_max = max(top_weight * 1.15, 1.5 / n_heads)
-    frame = _Frame(left=0.13, right=0.98, top=26, bottom=height - 34,
+    frame = Frame(left=0.13, right=0.98, top=26, bottom=height - 34,
                    x_range=(-0.6, n_heads - 0.4), y_range=(0.0, y_max))
     ticks, decimals = nice_ticks(0.0, y_max, count=4)
-    parts = [_open(height, f"Head weights: {n_heads} heads, heaviest first", "weights")]
-    parts += _grid_y(frame, ticks, [f"{t:.{decimals}f}" for t in ticks], font=SMALL_FONT)
+    parts = [open_svg(height, f"Head weights: {n_heads} heads, heaviest first", "weights")]
+    parts += grid_y(frame, ticks, [f"{t:.{decimals}f}" for t in ticks], font=SMALL_FONT)
     slot = (frame.right - frame.left) / (n_heads + 0.2)
     base = frame.py(0.0)
     for rank, head in enumerate(order):
@@ -172,23 +81,23 @@ def weights_svg(snap: LiveSnapshot, *, height: int = CHART_HEIGHT) -> str:
         y = frame.py(w)
         color = COLOR_GAIN if gained[head] else COLOR_HEAD
         parts.append(
-            f'<rect x="{_pct(frame.fx(rank) - 0.45 * slot)}" y="{y:.2f}" width="{_pct(0.9 * slot)}" '
+            f'<rect x="{pct(frame.fx(rank) - 0.45 * slot)}" y="{y:.2f}" width="{pct(0.9 * slot)}" '
             f'height="{max(base - y, 0.0):.2f}" fill="{color}" data-head="{head}" data-weight="{w!r}">'
             f"<title>head {head}&#10;weight {w:.4f}&#10;change {change[head]:+.4f}</title></rect>")
     uniform = frame.py(1.0 / n_heads)
-    parts.append(f'<line x1="{_pct(frame.left)}" x2="{_pct(frame.right)}" y1="{uniform:.1f}" y2="{uniform:.1f}" '
+    parts.append(f'<line x1="{pct(frame.left)}" x2="{pct(frame.right)}" y1="{uniform:.1f}" y2="{uniform:.1f}" '
                  f'stroke="{COLOR_UNIFORM}" stroke-width="2" stroke-dasharray="{DASH["dot"]}">'
                  f"<title>uniform weight 1/{n_heads} = {1.0 / n_heads:.4f}</title></line>")
-    parts.append(f'<text x="{_pct(frame.right)}" y="{uniform - 4:.1f}" text-anchor="end" font-size="{SMALL_FONT}" '
+    parts.append(f'<text x="{pct(frame.right)}" y="{uniform - 4:.1f}" text-anchor="end" font-size="{SMALL_FONT}" '
                  f'fill="currentColor">uniform</text>')
-    parts.append(_axes_box(frame))
+    parts.append(axes_box(frame))
     legend = [("head", COLOR_HEAD)] + ([("gained on last label", COLOR_GAIN)] if any(gained) else [])
     x = 4.0
     for name, color in legend:
         parts.append(f'<rect x="{x:.0f}" y="6" width="12" height="12" fill="{color}"/>'
-                     f'<text x="{x + 17:.0f}" y="16" font-size="{FONT}" fill="currentColor">{_esc(name)}</text>')
+                     f'<text x="{x + 17:.0f}" y="16" font-size="{FONT}" fill="currentColor">{esc(name)}</text>')
         x += 17 + GLYPH * FONT * len(name) + 16
-    parts += _titles(frame, height, f"{n_heads} heads, heaviest first", "weight", font=FONT)
+    parts += titles(frame, height, f"{n_heads} heads, heaviest first", "weight", font=FONT)
     parts.append("</svg>")
     return "".join(parts)
 
@@ -231,15 +140,15 @@ def pca_svg(snap: LiveSnapshot, who: str = "you", *, height: int = CHART_HEIGHT)
         xs, ys = xs + [person[0]], ys + [person[1]]
     pad_x = 0.08 * ((max(xs) - min(xs)) or 1.0)
     pad_y = 0.08 * ((max(ys) - min(ys)) or 1.0)
-    frame = _Frame(left=0.12, right=0.98, top=12, bottom=height - 34,
+    frame = Frame(left=0.12, right=0.98, top=12, bottom=height - 34,
                    x_range=(min(xs) - pad_x, max(xs) + pad_x), y_range=(min(ys) - pad_y, max(ys) + pad_y))
     pc1 = f"PC1 ({evr[0]:.0%} of disagreement)" if evr else "PC1"
     pc2 = f"PC2 ({evr[1]:.0%})" if len(evr) > 1 else "PC2"
-    parts = [_open(height, f"Heads in function space: {len(weights)} heads; the star is {who}", "pca")]
+    parts = [open_svg(height, f"Heads in function space: {len(weights)} heads; the star is {who}", "pca")]
     yt, yd = nice_ticks(frame.y0, frame.y1, count=4)
-    parts += _grid_y(frame, yt, [f"{t:.{yd}f}" for t in yt], font=SMALL_FONT)
+    parts += grid_y(frame, yt, [f"{t:.{yd}f}" for t in yt], font=SMALL_FONT)
     xt, xd = nice_ticks(frame.x0, frame.x1, count=5)
-    parts += _grid_x(frame, xt, [f"{t:.{xd}f}" for t in xt], font=SMALL_FONT)
+    parts += grid_x(frame, xt, [f"{t:.{xd}f}" for t in xt], font=SMALL_FONT)
     w_max = max(weights) or 1.0
     # light dots first: the heavy heads, the ones that matter, are drawn on top
     for head in sorted(range(len(weights)), key=weights.__getitem__):
@@ -248,7 +157,7 @@ def pca_svg(snap: LiveSnapshot, who: str = "you", *, height: int = CHART_HEIGHT)
         ring = (f'stroke="{COLOR_GAIN}" stroke-width="2"' if gained[head]
                 else 'stroke="#FFFFFF" stroke-width="0.5"')
         parts.append(
-            f'<circle cx="{_pct(frame.fx(coords[head][0]))}" cy="{frame.py(coords[head][1]):.2f}" '
+            f'<circle cx="{pct(frame.fx(coords[head][0]))}" cy="{frame.py(coords[head][1]):.2f}" '
             f'r="{(6 + 24 * math.sqrt(share)) / 2:.2f}" fill="{_blend(share)}" fill-opacity="0.9" {ring} '
             f'data-head="{head}"><title>head {head}&#10;weight {w:.4f}</title></circle>')
     if person is not None:
@@ -258,14 +167,14 @@ def pca_svg(snap: LiveSnapshot, who: str = "you", *, height: int = CHART_HEIGHT)
         # a nested SVG puts the star's own pixel coordinates at a percentage of the width
         anchor = "end" if x > 0.8 else "start"
         parts.append(
-            f'<svg class="person" x="{_pct(x)}" y="{y:.2f}" overflow="visible" '
+            f'<svg class="person" x="{pct(x)}" y="{y:.2f}" overflow="visible" '
             f'data-x="{person[0]!r}" data-y="{person[1]!r}">'
             f'<polygon points="{_star(11)}" fill="{COLOR_PERSONAL}" stroke="#FFFFFF" stroke-width="1.5">'
-            f"<title>{_esc(name)}</title></polygon>"
+            f"<title>{esc(name)}</title></polygon>"
             f'<text x="{-14 if anchor == "end" else 14}" y="4" text-anchor="{anchor}" font-size="{FONT}" '
             f'font-weight="600" fill="{COLOR_PERSONAL}" stroke="#FFFFFF" stroke-width="3" paint-order="stroke">'
-            f"{_esc(short)}</text></svg>")
-    parts += _titles(frame, height, pc1, pc2, font=FONT)
+            f"{esc(short)}</text></svg>")
+    parts += titles(frame, height, pc1, pc2, font=FONT)
     parts.append("</svg>")
     return "".join(parts)
 
@@ -323,7 +232,7 @@ def _x_axis(n: list[int], log_x: bool) -> tuple[tuple[float, float], list[float]
     return (-pad, last + pad), [float(t) for t in ticks], [str(t) for t in ticks]
 
 
-def _polylines(frame: _Frame, curve: _Curve, xs: list[float]) -> list[str]:
+def _polylines(frame: Frame, curve: _Curve, xs: list[float]) -> list[str]:
     """The curve's line, broken where a value is None; points in the plot's own 0..1000 x units."""
     runs, run = [], []
     for x, v in zip(xs, curve.values, strict=True):
@@ -343,10 +252,10 @@ def _polylines(frame: _Frame, curve: _Curve, xs: list[float]) -> list[str]:
     style = f' stroke-dasharray="{dash}"' if dash else ""
     return [f'<polyline points="{" ".join(r)}" fill="none" stroke="{curve.color}" '
             f'stroke-width="{curve.width:.1f}" stroke-linejoin="round" vector-effect="non-scaling-stroke"'
-            f"{style}><title>{_esc(curve.name)}</title></polyline>" for r in runs if len(r) > 1]
+            f"{style}><title>{esc(curve.name)}</title></polyline>" for r in runs if len(r) > 1]
 
 
-def _markers(frame: _Frame, curve: _Curve, xs: list[float], n: list[int]) -> list[str]:
+def _markers(frame: Frame, curve: _Curve, xs: list[float], n: list[int]) -> list[str]:
     if not curve.markers:
         return []
     # more dots than the width can show would only blur the line: at most about 60
@@ -355,8 +264,8 @@ def _markers(frame: _Frame, curve: _Curve, xs: list[float], n: list[int]) -> lis
     for i, (x, v) in enumerate(zip(xs, curve.values, strict=True)):
         if v is None or (i % every and i != len(xs) - 1):
             continue
-        out.append(f'<circle cx="{_pct(frame.fx(x))}" cy="{frame.py(v):.1f}" r="{curve.markers:.1f}" '
-                   f'fill="{curve.color}"><title>{_esc(curve.name)}: {v:.0%} after {n[i]} labels</title></circle>')
+        out.append(f'<circle cx="{pct(frame.fx(x))}" cy="{frame.py(v):.1f}" r="{curve.markers:.1f}" '
+                   f'fill="{curve.color}"><title>{esc(curve.name)}: {v:.0%} after {n[i]} labels</title></circle>')
     return out
 
 
@@ -374,10 +283,10 @@ def _legend_rows(curves: list[_Curve], *, font: int, line: float, gap: int) -> l
     for i, curve in enumerate(curves):
         column, at = i % 2, i // 2
         y = 6 + row * at + row / 2
-        out.append(f'<svg x="{_pct(0.04 + 0.5 * column)}" y="0" overflow="visible" class="legend">'
+        out.append(f'<svg x="{pct(0.04 + 0.5 * column)}" y="0" overflow="visible" class="legend">'
                    + _legend_line(curve, 0, y, line)
                    + f'<text x="{line + 8:.0f}" y="{y:.1f}" dy="0.35em" font-size="{font}" fill="currentColor">'
-                   f"{_esc(curve.name)}</text></svg>")
+                   f"{esc(curve.name)}</text></svg>")
     return out
 
 
@@ -401,22 +310,22 @@ def accuracy_svg(snap: LiveSnapshot, who: str = "you", *, height: int = STRIP_CH
     # the legend above the plot (a box inside it covered the curves' latest labels)
     line, gap = (44, 10) if headline else (20, 6)
     top = 10 + (font + gap) * math.ceil(len(curves) / 2)
-    frame = _Frame(left=0.1 if headline else 0.15, right=0.98, top=top, bottom=height - (2.6 * font + 8),
+    frame = Frame(left=0.1 if headline else 0.15, right=0.98, top=top, bottom=height - (2.6 * font + 8),
                    x_range=x_range, y_range=(0.0, 1.05))
     whose = "your" if who == "you" else f"{who}'s"
     title = (f"Accuracy on {whose} other pairs" if snap.held_out is not None
              else f"Did it guess {whose} choice? Running accuracy")
-    parts = [_open(height, f"{title}, {max(n) if n else 0} labels", "headline" if headline else "accuracy")]
+    parts = [open_svg(height, f"{title}, {max(n) if n else 0} labels", "headline" if headline else "accuracy")]
     y_ticks = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    parts += _grid_y(frame, y_ticks, [f"{t:.0%}" for t in y_ticks], font=tick_font)
-    parts += _grid_x(frame, tick_x, tick_text, font=tick_font)
-    parts.append(_axes_box(frame))
+    parts += grid_y(frame, y_ticks, [f"{t:.0%}" for t in y_ticks], font=tick_font)
+    parts += grid_x(frame, tick_x, tick_text, font=tick_font)
+    parts.append(axes_box(frame))
     if len(n) == 0 and snap.held_out is None:
-        parts.append(f'<text x="{_pct((frame.left + frame.right) / 2)}" y="{(frame.top + frame.bottom) / 2:.1f}" '
+        parts.append(f'<text x="{pct((frame.left + frame.right) / 2)}" y="{(frame.top + frame.bottom) / 2:.1f}" '
                      f'text-anchor="middle" font-size="{font + 1}" fill="#6B7280">Label a pair to start the curve</text>')
     else:
         # the lines in the plot's own units, stretched to its width (the strokes keep their pixels)
-        parts.append(f'<svg x="{_pct(frame.left)}" y="{frame.top:.1f}" width="{_pct(frame.right - frame.left)}" '
+        parts.append(f'<svg x="{pct(frame.left)}" y="{frame.top:.1f}" width="{pct(frame.right - frame.left)}" '
                      f'height="{frame.bottom - frame.top:.1f}" viewBox="0 0 1000 {frame.bottom - frame.top:.1f}" '
                      f'preserveAspectRatio="none" overflow="visible">')
         for curve in reversed(curves):  # references first, the person's curve on top
@@ -425,7 +334,7 @@ def accuracy_svg(snap: LiveSnapshot, who: str = "you", *, height: int = STRIP_CH
         for curve in reversed(curves):
             parts += _markers(frame, curve, xs, n)
     xtitle = "labels given" + (" (log scale, 1 + labels)" if log_x else "")
-    parts += _titles(frame, height, xtitle, ytitle, font=font)
+    parts += titles(frame, height, xtitle, ytitle, font=font)
     parts += _legend_rows(curves, font=font, line=line, gap=gap)
     parts.append("</svg>")
     return "".join(parts)
