@@ -544,6 +544,25 @@ def ensure_demo(store, *, config=None, backbone=None, pairs_path: Path | None = 
                       defer_calibration=defer_calibration)
 
 
+def needs_build(store) -> bool:
+    """Whether the demo still needs its first build: no ensemble HyRe can reweight has head
+    predictions cached for every pair of the demo pool (a fresh install, or an interrupted
+    first build). A store without a demo pool but with other built pools needs none."""
+    ensembles = store.reweightable_ensembles()
+    if ensembles.empty:
+        return True
+    pools = store.list_pools()
+    demo = pools[pools["name"] == DEMO_POOL_NAME]
+    if demo.empty:
+        return False
+    pool = store.get_pool(demo["pool_id"].iloc[0])
+    for ensemble_id in ensembles.loc[ensembles["pool_id"] == pool.pool_id, "ensemble_id"]:
+        logits = store.get_head_predictions(ensemble_id, pool.pool_id)
+        if logits is not None and logits.shape[0] == pool.n_pairs:
+            return False
+    return True
+
+
 def import_demo_pool(store, *, pairs_path: Path | None = None) -> str:
     """The demo pool's id, importing the shipped pairs file first if the store has no demo pool."""
     from hyre_engine.data import read_preferences

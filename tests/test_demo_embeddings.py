@@ -12,7 +12,7 @@ from safetensors.numpy import save_file
 
 from hyre_engine import demo_embeddings, first_launch
 from hyre_engine.backbone import DeferredBackbone, default_backbone_id, load_backbone
-from hyre_engine.demo import DEMO_TRAIN_GROUPS, ensure_demo, import_demo_pool
+from hyre_engine.demo import DEMO_TRAIN_GROUPS, ensure_demo, import_demo_pool, needs_build
 from hyre_engine.pipeline import BuildConfig
 from hyre_engine.store import Store
 
@@ -87,13 +87,16 @@ def test_a_damaged_file_is_refused_naming_the_problem(tmp_path, make, problem):
 
 
 def test_a_first_launch_with_them_never_loads_the_model(store):
+    assert needs_build(store)  # a fresh store
     pool_id = import_demo_pool(store)
+    assert needs_build(store)  # imported, not built (an interrupted first launch)
     model = first_launch._default_backbone(store, pool_id, None)
     assert isinstance(model, DeferredBackbone) and not model.is_loaded
     config = BuildConfig(n_heads=4, hidden=8, train_groups=DEMO_TRAIN_GROUPS, calibration_seeds=1)
     report = ensure_demo(store, config=config, backbone=model, defer_calibration=True)
     assert report.embedded == 0 and report.embeddings_reused == 324 and report.predicted
     assert not model.is_loaded
+    assert not needs_build(store)
 
 
 def test_a_damaged_shipped_file_leaves_the_first_launch_to_embed(store, monkeypatch, tmp_path):

@@ -16,6 +16,7 @@ import streamlit as st
 from hyre_engine import jobs, live, profiles
 from hyre_engine.candidates import DEFAULT_FULL_POOL_MAX
 from hyre_engine.demo import DEMO_POOL_NAME
+from hyre_engine.demo import needs_build as demo_needs_build
 from hyre_engine.device import describe_device
 from hyre_engine.ensemble import Ensemble, fingerprint
 from hyre_engine.pca import FunctionPCA, fit_pool_pca
@@ -301,7 +302,7 @@ def resolve_context() -> Context | None:
     ensembles = db.reweightable_ensembles()
     with_ensembles = [p for p in pools["pool_id"] if p in set(ensembles["pool_id"])]
     if not with_ensembles:
-        first_launch_screen(path, needs_build=lambda: _demo_needs_build(path, db))
+        first_launch_screen(path, needs_build=lambda: demo_needs_build(db))
         return None
     wanted_pool = st.session_state.get(POOL_KEY)
     if wanted_pool not in with_ensembles:
@@ -312,7 +313,7 @@ def resolve_context() -> Context | None:
     if ensemble is None:
         if pool.name == DEMO_POOL_NAME:
             # an interrupted first build: finish it (everything done is reused)
-            first_launch_screen(path, needs_build=lambda: _demo_needs_build(path, db))
+            first_launch_screen(path, needs_build=lambda: demo_needs_build(db))
         elif jobs.REGISTRY.running(path, pool.pool_id) is not None:
             st.info(f"Pool '{escape_markdown(pool.name)}' is being built on the server: it is ready when "
                     "the build ends (the Data page shows its progress).", icon=":material/hourglass_top:")
@@ -336,16 +337,3 @@ def get_context() -> Context | None:
 def forget_context() -> None:
     """Resolve the context again on the next run (after a switch or a deletion)."""
     st.session_state.pop(CONTEXT_KEY, None)
-
-
-def _demo_needs_build(path: str, db: Store) -> bool:
-    """Whether the demo pool lacks an ensemble with cached head predictions."""
-    ensembles = db.reweightable_ensembles()
-    if ensembles.empty:
-        return True
-    pools = db.list_pools()
-    demo = pools[pools["name"] == DEMO_POOL_NAME]
-    if demo.empty:
-        return not len(ensembles)
-    pool = db.get_pool(demo["pool_id"].iloc[0])
-    return _ready_ensemble(path, pool, ensembles, None) is None
