@@ -586,13 +586,17 @@ def _store_training_prior(store: Store, ensemble_id: str, backbone_id: str, pair
     rho = float((calibration or {}).get("rho") or 0.0)
     if rho == 0.0:
         return
+    store.put_prior_basis(ensemble_id, *_training_basis(store, backbone_id, pool_id, pairs, labels, model))
+    meta = store.get_ensemble(ensemble_id, with_weights=False).meta
+    store.set_ensemble_meta(ensemble_id, replace(meta, rho=rho))
+
+
+def _training_basis(store: Store, backbone_id: str, pool_id: str, pairs, labels, model):
+    """The structured prior's basis (U, e) from every training annotator in ``labels``, over ``model``."""
     names = sorted(labels["annotator"].astype(str).unique())
     xa, xb = pair_embeddings(store, backbone_id, pairs)
     stored = _stored_differences(store, pool_id, backbone_id, len(pairs))
-    U, e = annotator_basis(annotator_groups(labels, names, pair_rows(pairs), model, xa, xb, stored))  # noqa: N806
-    store.put_prior_basis(ensemble_id, U, e)
-    meta = store.get_ensemble(ensemble_id, with_weights=False).meta
-    store.set_ensemble_meta(ensemble_id, replace(meta, rho=rho))
+    return annotator_basis(annotator_groups(labels, names, pair_rows(pairs), model, xa, xb, stored))
 
 
 def ensemble_prior(store: Store, ensemble_id: str, *, rho: float | None = None) -> PersonalPrior | None:
@@ -612,13 +616,8 @@ def ensemble_prior(store: Store, ensemble_id: str, *, rho: float | None = None) 
     if basis is None:
         record = store.get_ensemble(ensemble_id, with_weights=False)
         groups = None if record.meta.train_groups is None else list(record.meta.train_groups)
-        labels = training_rows(store, record.pool_id, groups)
-        pairs = store.pool_pairs(record.pool_id)
-        xa, xb = pair_embeddings(store, record.backbone_id, pairs)
-        stored = _stored_differences(store, record.pool_id, record.backbone_id, len(pairs))
-        names = sorted(labels["annotator"].astype(str).unique())
-        basis = annotator_basis(annotator_groups(labels, names, pair_rows(pairs), load_model(store, ensemble_id),
-                                                 xa, xb, stored))
+        basis = _training_basis(store, record.backbone_id, record.pool_id, store.pool_pairs(record.pool_id),
+                                training_rows(store, record.pool_id, groups), load_model(store, ensemble_id))
         store.put_prior_basis(ensemble_id, *basis)
     return PersonalPrior(basis[0], basis[1], rho)
 
