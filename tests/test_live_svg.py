@@ -152,6 +152,11 @@ def test_accuracy_curves_per_state():
         assert set(_curve_names(held)) == {"HyRe + personal head", "HyRe only", "uniform ensemble",
                                            "best single head (oracle)"}
         assert "held-out accuracy" in _texts(_parse(held))
+    # before a persona's first label every curve has one point, and each is drawn (as a dot):
+    # the references (uniform, the oracle) show from the start of a demo
+    start = _parse(live_svg.accuracy_svg(_after(0, personal=True, persona=True)))
+    drawn = {t.split(":")[0] for t in _texts(start, "title") if t.endswith("after 0 labels")}
+    assert drawn == {"HyRe + personal head", "HyRe only", "uniform ensemble", "best single head (oracle)"}
     # each marker tells its value and count
     marks = [t for t in _texts(_parse(person), "title") if t.startswith("HyRe only: ")]
     assert len(marks) == 5 and marks[-1].endswith("after 5 labels")

@@ -256,8 +256,13 @@ def _polylines(frame: Frame, curve: _Curve, xs: list[float]) -> list[str]:
 
 
 def _markers(frame: Frame, curve: _Curve, xs: list[float], n: list[int]) -> list[str]:
+    scored = [v for v in curve.values if v is not None]
     if not curve.markers:
-        return []
+        if len(scored) != 1:
+            return []
+        # a line-only curve with one point (a persona before its first label) is no line at all:
+        # it is drawn as a dot, so the references show from the start
+        curve = _Curve(curve.name, curve.values, curve.color, markers=max(curve.width, 2.5))
     # more dots than the width can show would only blur the line: at most about 60
     every = max(1, math.ceil(len(xs) / 60))
     out = []
