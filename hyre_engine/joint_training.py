@@ -349,6 +349,17 @@ def _write_dir_atomically(target: Path, files: dict[str, bytes]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _recover_interrupted_swap(target: Path) -> None:
+    """Put back the folder an interrupted `_write_dir_atomically` had moved aside.
+
+    Between its two renames only ``<name>.old`` holds the previous (complete) folder; a
+    Ctrl-C or a closing app there would otherwise make a resumed run start from scratch.
+    """
+    old = target.with_name(target.name + ".old")
+    if not target.exists() and old.is_dir():
+        old.rename(target)
+
+
 def _optimizer_files(optimizer: torch.optim.Optimizer) -> dict[str, bytes]:
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict] = {}
@@ -596,6 +607,8 @@ def _start_run(backbone: Backbone, model: ens.SharedBaseEnsemble, data: Preferen
 def _read_checkpoint_state(run: _Run) -> dict | None:
     """The state of an earlier run's checkpoint in the folder (None: a fresh run); the model
     moves to the device and each row's head mask is set."""
+    for name in (CHECKPOINT_DIR, BEST_DIR):
+        _recover_interrupted_swap(run.out / name)
     state_path = run.out / CHECKPOINT_DIR / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.is_file() else None
     if state is not None and state.get("run_key") != run.key:

@@ -130,6 +130,39 @@ def test_save_load_and_resume_give_identical_predictions(tiny_model_dir, tmp_pat
     np.testing.assert_array_equal(ens.predict(resumed.ensemble, resumed.trained.embed_texts(texts)), z_trained)
 
 
+def test_an_interrupt_while_a_checkpoint_is_swapped_keeps_the_last_finished_epoch(tiny_model_dir, tmp_path,
+                                                                                   monkeypatch):
+    """Ctrl-C or a closing app can land between the two renames that swap a checkpoint folder
+    in: the previous epoch's folder is then only under its ``.old`` name, and is resumed from."""
+    from pathlib import Path
+
+    data = make_data(24)
+
+    def run(folder):
+        backbone = load_backbone(tiny_model_dir)
+        return jt.finetune_backbone(backbone, make_heads(backbone), data, folder, settings(epochs=2))
+
+    straight = run(tmp_path / "straight")
+    rename = Path.rename
+
+    def rename_then_interrupt(self, target):
+        moved = rename(self, target)
+        if self.name == jt.CHECKPOINT_DIR and Path(target).name.endswith(".old"):
+            raise KeyboardInterrupt  # epoch 1's checkpoint moved aside, epoch 2's not yet in place
+        return moved
+
+    part = tmp_path / "part"
+    monkeypatch.setattr(Path, "rename", rename_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run(part)
+    monkeypatch.setattr(Path, "rename", rename)
+    assert not (part / jt.CHECKPOINT_DIR).exists() and (part / (jt.CHECKPOINT_DIR + ".old")).is_dir()
+    resumed = run(part)
+    assert resumed.resumed_from == 1
+    assert resumed.backbone_id == straight.backbone_id
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in straight.history]
+
+
 def test_best_epoch_is_kept_and_every_epoch_is_scored(tiny_model_dir, tmp_path):
     result = jt.finetune_backbone(load_backbone(tiny_model_dir), make_heads(load_backbone(tiny_model_dir)),
                                   make_data(32), tmp_path / "ft", settings(epochs=3, backbone_lr=5e-2, head_lr=5e-2))
