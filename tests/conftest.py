@@ -84,7 +84,12 @@ def save_tiny_bert(folder, words: list[str]):
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(words)
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), model_max_length=32)
+    # ``vocab=``: transformers 5 ignores ``vocab_file=`` here and builds an empty vocabulary,
+    # which makes every word [UNK] and every text of the same length the same text.
+    tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"), model_max_length=32)
+    ids = tokenizer.convert_tokens_to_ids(list(words))
+    if tokenizer.unk_token_id in ids:
+        raise RuntimeError(f"the tiny tokenizer does not know {words[ids.index(tokenizer.unk_token_id)]!r}")
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64)
     torch.manual_seed(0)
