@@ -708,10 +708,15 @@ def _train_steps(run: _Run, epoch: int, batches: list[np.ndarray], epoch_start: 
     the epoch's mean training loss."""
     config, optimizer = run.config, run.optimizer
     running, count = 0.0, 0
+    update_rows = 0
     optimizer.zero_grad(set_to_none=True)
     for i, idx in enumerate(batches):
+        if i % config.grad_accum == 0:  # the micro-batches whose gradients add up to the next update
+            update_rows = sum(len(b) for b in batches[i : i + config.grad_accum])
         per_head = _batch_loss(run.backbone, run.model, run.data, idx, run.row_mask_all, run.dev, run.autocast)
-        (per_head.sum() / config.grad_accum).backward()
+        # Weighted by rows, not 1 / grad_accum: an update is then the mean over its rows, as one
+        # large batch would give, also for an epoch's last, shorter or smaller group.
+        (per_head.sum() * (len(idx) / update_rows)).backward()
         if (i + 1) % config.grad_accum == 0 or i + 1 == len(batches):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

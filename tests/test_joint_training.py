@@ -163,6 +163,40 @@ def test_an_interrupt_while_a_checkpoint_is_swapped_keeps_the_last_finished_epoc
     assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in straight.history]
 
 
+def _without_dropout(backbone):
+    for module in backbone.encoder.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return backbone
+
+
+def test_gradient_accumulation_trains_as_one_large_batch_would(tiny_model_dir, tmp_path):
+    """8 pairs a step, or 4 (or 2) pairs several times with their gradients added: the same
+    model, also through each epoch's last, shorter step (30 training pairs: 8 + 8 + 8 + 6).
+    Compared on predictions, not weights: weights with no effect on the output (a key bias)
+    get gradients of rounding noise, which Adam scales up to a full step either way."""
+    data = make_data(40)  # 10 validate, 30 train; three words a text, so no padding differs
+    probe = make_data(20, seed=7)
+
+    def run(batch_pairs, grad_accum):
+        backbone = _without_dropout(load_backbone(tiny_model_dir))
+        result = jt.finetune_backbone(backbone, make_heads(backbone), data, tmp_path / f"{batch_pairs}x{grad_accum}",
+                                      settings(epochs=2, batch_pairs=batch_pairs, grad_accum=grad_accum,
+                                               warm_start_heads=False))
+        z = ens.predict_pairs(result.ensemble, result.trained.embed_texts(probe.texts_a),
+                              result.trained.embed_texts(probe.texts_b))
+        return [h["val_loss"] for h in result.history], z
+
+    loss, z = run(8, 1)
+    assert np.abs(z).max() > 1  # the heads learnt something to compare
+    for batch_pairs, grad_accum in ((4, 2), (2, 4)):
+        other_loss, other_z = run(batch_pairs, grad_accum)
+        np.testing.assert_allclose(other_loss, loss, rtol=1e-4)
+        np.testing.assert_allclose(other_z, z, atol=2e-3)
+    _, small = run(4, 1)  # twice the updates: another model
+    assert np.abs(small - z).max() > 0.1
+
+
 def test_best_epoch_is_kept_and_every_epoch_is_scored(tiny_model_dir, tmp_path):
     result = jt.finetune_backbone(load_backbone(tiny_model_dir), make_heads(load_backbone(tiny_model_dir)),
                                   make_data(32), tmp_path / "ft", settings(epochs=3, backbone_lr=5e-2, head_lr=5e-2))
@@ -377,3 +411,4 @@ def test_cli_bad_finetune_settings_are_one_error_line(tiny_model_dir, tmp_path, 
     assert main(argv) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last
+
