@@ -412,3 +412,34 @@ def test_cli_bad_finetune_settings_are_one_error_line(tiny_model_dir, tmp_path, 
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last
 
+
+def test_cli_build_interrupted_by_ctrl_c_resumes_from_its_last_finished_epoch(tiny_model_dir, tmp_path, capsys,
+                                                                             monkeypatch):
+    from hyre_engine import cli
+
+    pool = _tiny_pool_file(tmp_path)
+
+    def argv(db):  # each store in its own folder, with its fine-tuned backbones beside it
+        (tmp_path / db).mkdir(exist_ok=True)
+        return ["build", "--pool", str(pool), "--db", str(tmp_path / db / "s.duckdb"), "--backbone", str(tiny_model_dir),
+                "--heads", "4", "--hidden", "8", "--no-calibrate", "--finetune-backbone", "--epochs", "2",
+                "--batch-pairs", "8", "--backbone-lr", "1e-3"]
+
+    assert cli.main(argv("straight")) == 0
+    straight = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    def ctrl_c_after_epoch_one(p) -> None:
+        if p.val_loss is not None:  # epoch 1 is scored and checkpointed
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_print_epoch", ctrl_c_after_epoch_one)
+    assert cli.main(argv("stopped")) == 130
+    assert "interrupted: the fine-tuning keeps its last finished epoch" in capsys.readouterr().err
+    [folder] = (tmp_path / "stopped" / "backbones").iterdir()
+    assert json.loads((folder / jt.CHECKPOINT_DIR / jt.STATE_FILE).read_text())["epochs_done"] == 1
+    monkeypatch.undo()
+    assert cli.main(argv("stopped")) == 0
+    captured = capsys.readouterr()
+    resumed = json.loads(captured.out.strip().splitlines()[-1])
+    assert "fine-tune epoch 2/2" in captured.err and "fine-tune epoch 1/2" not in captured.err
+    assert resumed["finetuned"] and resumed["backbone_id"] == straight["backbone_id"]
