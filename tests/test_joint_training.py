@@ -208,6 +208,30 @@ def test_best_epoch_is_kept_and_every_epoch_is_scored(tiny_model_dir, tmp_path):
     assert manifest["weights_sha256"] and manifest["base"]["id"] == load_backbone(tiny_model_dir).id
 
 
+def test_the_best_epoch_is_kept_when_it_is_neither_the_first_nor_the_last(tiny_model_dir, tmp_path):
+    """With 30% of the labels flipped the validation loss falls, then rises (0.84, 0.71, 0.73):
+    the folder holds epoch 2's weights, those of a run stopped after 2 epochs."""
+    base = make_data(32)
+    flip = np.random.default_rng(0).random(32) < 0.3
+    data = jt.PreferenceTexts(base.texts_a, base.texts_b, np.where(flip, 1 - base.y, base.y))
+
+    def run(folder, epochs):
+        backbone = load_backbone(tiny_model_dir)
+        return jt.finetune_backbone(backbone, make_heads(backbone), data, folder,
+                                    settings(epochs=epochs, backbone_lr=1e-3, head_lr=1e-2))
+
+    result = run(tmp_path / "three", 3)
+    losses = [h["val_loss"] for h in result.history]
+    assert result.best_epoch == 2 and losses[1] < min(losses[0], losses[2]), losses
+    two = run(tmp_path / "two", 2)
+    assert load_backbone(tmp_path / "three").id == two.backbone_id == result.backbone_id
+    np.testing.assert_array_equal(
+        ens.predict(jt.load_finetuned_heads(tmp_path / "three"), two.trained.embed_texts(base.texts_a)),
+        ens.predict(two.ensemble, two.trained.embed_texts(base.texts_a)))
+    last = json.loads((tmp_path / "three" / jt.CHECKPOINT_DIR / jt.STATE_FILE).read_text())
+    assert last["epochs_done"] == 3  # the checkpoint to resume from is still the last epoch
+
+
 def test_progress_reports_eta_per_step_and_validation_per_epoch(tiny_model_dir, tmp_path):
     seen: list[jt.EpochProgress] = []
     jt.finetune_backbone(load_backbone(tiny_model_dir), make_heads(load_backbone(tiny_model_dir)), make_data(32),
