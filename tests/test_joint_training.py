@@ -70,6 +70,22 @@ def test_one_epoch_changes_encoder_and_heads_but_never_the_priors(tiny_model_dir
     assert result.backbone_id.startswith(load_backbone(tiny_model_dir).id + "+ft-full-")
 
 
+def test_each_head_trains_jointly_on_its_own_annotators_rows_only(tiny_model_dir, tmp_path):
+    """Head 0 may learn from group 0 only, and no row is in group 0: the joint steps move the
+    other heads and the encoder, never head 0 (its gradient is exactly 0)."""
+    backbone = load_backbone(tiny_model_dir)
+    model = make_heads(backbone, groups=True)
+    ens.set_head_mask(model, np.array([[True, False, False]] + [[True, True, True]] * 3))
+    base = make_data(24)
+    data = jt.PreferenceTexts(base.texts_a, base.texts_b, base.y, row_groups=1 + np.arange(24) % 2)
+    before = {k: v.clone() for k, v in model.heads.state_dict().items()}
+    result = jt.finetune_backbone(backbone, model, data, tmp_path / "ft", settings(warm_start_heads=False))
+    after = result.ensemble.heads.state_dict()
+    for name, value in before.items():
+        assert torch.equal(after[name][0], value[0]), name
+    assert any(not torch.equal(after[k][1:], v[1:]) for k, v in before.items())
+
+
 def test_lora_leaves_base_weights_untouched_and_saves_only_the_adapter(tiny_model_dir, tmp_path):
     from safetensors.torch import load_file
 
@@ -234,12 +250,16 @@ def test_the_best_epoch_is_kept_when_it_is_neither_the_first_nor_the_last(tiny_m
 
 def test_progress_reports_eta_per_step_and_validation_per_epoch(tiny_model_dir, tmp_path):
     seen: list[jt.EpochProgress] = []
-    jt.finetune_backbone(load_backbone(tiny_model_dir), make_heads(load_backbone(tiny_model_dir)), make_data(32),
-                         tmp_path / "ft", settings(epochs=2), progress=seen.append)
+    result = jt.finetune_backbone(load_backbone(tiny_model_dir), make_heads(load_backbone(tiny_model_dir)),
+                                  make_data(32), tmp_path / "ft", settings(epochs=2), progress=seen.append)
     assert {p.epoch for p in seen} == {1, 2}
     assert all(p.eta >= 0 and p.steps == 3 for p in seen)
     ends = [p for p in seen if p.val_loss is not None]
     assert len(ends) == 2 and ends[-1].eta == 0.0 and 0 <= ends[-1].val_accuracy <= 1
+    # time is left until the last step: after epoch 1, one more epoch at epoch 1's speed
+    assert all(p.eta > 0 for p in seen if p.epoch == 1 or p.step < p.steps)
+    assert ends[0].eta == pytest.approx(result.history[0]["seconds"], abs=0.01)
+    assert [p.elapsed for p in seen] == sorted(p.elapsed for p in seen)
 
 
 def test_resuming_with_other_settings_is_refused(tiny_model_dir, tmp_path):
