@@ -299,6 +299,21 @@ def test_lora_on_a_model_without_the_target_modules_is_a_clear_error(tiny_model_
     assert not (tmp_path / "ft" / jt.CHECKPOINT_DIR).exists()
 
 
+def test_everything_written_is_safetensors_or_json_and_loads_without_pickle(tiny_model_dir, tmp_path, monkeypatch):
+    backbone = load_backbone(tiny_model_dir)
+    jt.finetune_backbone(backbone, make_heads(backbone), make_data(), tmp_path / "ft", settings(epochs=2))
+    written = sorted(p.relative_to(tmp_path / "ft") for p in (tmp_path / "ft").rglob("*") if p.is_file())
+    assert {str(p.parent) for p in written} == {".", jt.CHECKPOINT_DIR, jt.BEST_DIR}
+    assert all(p.suffix in (".safetensors", ".json") for p in written), written
+
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("torch.load (pickle) was called")
+
+    monkeypatch.setattr(torch, "load", no_pickle)
+    assert "+ft-full-" in load_backbone(tmp_path / "ft").id
+    assert jt.load_finetuned_heads(tmp_path / "ft").config.n_heads == 4
+
+
 def test_a_tampered_weights_file_is_refused(tiny_model_dir, tmp_path):
     backbone = load_backbone(tiny_model_dir)
     jt.finetune_backbone(backbone, make_heads(backbone), make_data(), tmp_path / "ft", settings())
