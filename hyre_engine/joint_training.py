@@ -105,6 +105,8 @@ _EPOCH_SEED_STRIDE = 1_000_003
 # The validation split is drawn from its own seed so that it does not move with the
 # ensemble seed's mask draws.
 _VAL_SEED_OFFSET = 104_729
+# The LoRA adapters' initialisation, likewise on a seed of its own.
+_LORA_SEED_OFFSET = 7_919
 
 
 @dataclass
@@ -595,7 +597,13 @@ def _start_run(backbone: Backbone, model: ens.SharedBaseEnsemble, data: Preferen
     if mode == "full":
         backbone.set_encoder(backbone.encoder.float())
         backbone.encoder.requires_grad_(True)
-    run.peft_model = _attach_lora(backbone, lora) if lora is not None else None
+    if lora is not None:
+        # The adapters' random init draws from torch's global generator: seed it from the run
+        # (forked, so the caller's stream is left alone), or two runs with the same settings in
+        # one process would start from different adapters.
+        with torch.random.fork_rng(devices=[run.dev] if run.dev.type == "cuda" else []):
+            torch.manual_seed(config.seed + _LORA_SEED_OFFSET)
+            run.peft_model = _attach_lora(backbone, lora)
     encoder = backbone.encoder
     if (run.dev.type == "cuda" and config.gradient_checkpointing
             and hasattr(encoder, "gradient_checkpointing_enable")):
