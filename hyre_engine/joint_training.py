@@ -130,9 +130,12 @@ class JointTrainingConfig(DictSettings):
     # random heads would push large, arbitrary gradients into the pretrained encoder
     # in the first steps (linear probing before fine-tuning, Kumar et al. 2022).
     warm_start_heads: bool = True
-    # CUDA only: bf16 autocast for the forward pass, activation checkpointing in the encoder.
-    bf16: bool = True
-    gradient_checkpointing: bool = True
+    # bf16 autocast for the forward passes, and activation checkpointing in the encoder (its
+    # layers' activations recomputed in the backward pass instead of kept). None: on for CUDA,
+    # off elsewhere, so CPU runs stay in float32 with every activation kept; True: on for any
+    # device (CPU autocast runs bf16 too); False: off.
+    bf16: bool | None = None
+    gradient_checkpointing: bool | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -158,6 +161,12 @@ class JointTrainingConfig(DictSettings):
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         if not math.isfinite(float(self.weight_decay)) or self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        for name in ("bf16", "gradient_checkpointing"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(
+                    f"{name} must be None (auto: on for CUDA only), True or False, got {value!r}"
+                )
         if self.lora_targets is not None:
             targets = [str(t) for t in self.lora_targets]
             if not targets:
@@ -327,6 +336,28 @@ def embed_with_grad(backbone: Backbone, texts: list[str]) -> torch.Tensor:
                              return_tensors="pt")
     enc = {k: v.to(backbone.device) for k, v in enc.items()}
     return pooled_hidden(backbone.model, enc, pooling=backbone.pooling, position_ids=backbone._position_ids)
+
+
+def setting_on(setting: bool | None, device: torch.device | str) -> bool:
+    """Whether a tri-state setting (``bf16``, ``gradient_checkpointing``) is on for ``device``:
+    None means on for CUDA only."""
+    return torch.device(device).type == "cuda" if setting is None else setting
+
+
+def _supports_gradient_checkpointing(encoder) -> bool:
+    return bool(getattr(encoder, "supports_gradient_checkpointing", False))
+
+
+def _enable_gradient_checkpointing(encoder) -> None:
+    """Activation checkpointing in a Hugging Face encoder (skipped where the architecture has none)."""
+    if not _supports_gradient_checkpointing(encoder):
+        return
+    # Non-reentrant checkpointing also works when only adapters (not the inputs) need gradients.
+    kwargs = {"use_reentrant": False}
+    if hasattr(encoder, "activation_checkpointing_enable"):  # newer transformers: the old name is its deprecated alias
+        encoder.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def _set_train_mode(backbone: Backbone, training: bool) -> None:
@@ -504,7 +535,7 @@ class _Run:
 
     @property
     def autocast(self) -> bool:
-        return self.dev.type == "cuda" and self.config.bf16
+        return setting_on(self.config.bf16, self.dev)
 
     def eta(self, epoch: int, steps_left: int, per_step: float, n_steps: int) -> float:
         """Seconds left for the run: this epoch's remaining steps, then the epochs to come."""
@@ -575,6 +606,11 @@ def _check_inputs(backbone: Backbone, model: ens.Ensemble, data: PreferenceTexts
         raise ValueError("data has row_groups but the ensemble has no head mask (set config.mask_groups)")
     if model.config.input_dim != backbone.dim:
         raise ValueError(f"ensemble input_dim {model.config.input_dim} != backbone dim {backbone.dim}")
+    if config.gradient_checkpointing is True and not _supports_gradient_checkpointing(backbone.encoder):
+        raise ValueError(
+            f"gradient_checkpointing=True, but {type(backbone.encoder).__name__} does not support "
+            "activation checkpointing; set it to None (auto) or False"
+        )
     if config.max_length is not None and config.max_length != backbone.max_length:
         raise ValueError(
             f"the backbone was loaded with a {backbone.max_length}-token window but max_length is "
@@ -604,11 +640,13 @@ def _start_run(backbone: Backbone, model: ens.SharedBaseEnsemble, data: Preferen
         with torch.random.fork_rng(devices=[run.dev] if run.dev.type == "cuda" else []):
             torch.manual_seed(config.seed + _LORA_SEED_OFFSET)
             run.peft_model = _attach_lora(backbone, lora)
-    encoder = backbone.encoder
-    if (run.dev.type == "cuda" and config.gradient_checkpointing
-            and hasattr(encoder, "gradient_checkpointing_enable")):
-        # Non-reentrant checkpointing also works when only adapters (not the inputs) need gradients.
-        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # peft casts adapters on a half-precision base to float32 by default; state it here so
+        # that another peft version cannot leave Adam updating bf16 adapters.
+        for param in backbone.encoder.parameters():
+            if param.requires_grad and param.dtype != torch.float32:
+                param.data = param.data.float()
+    if setting_on(config.gradient_checkpointing, run.dev):
+        _enable_gradient_checkpointing(backbone.encoder)
     return run
 
 

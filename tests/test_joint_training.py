@@ -525,3 +525,145 @@ def test_cli_build_interrupted_by_ctrl_c_resumes_from_its_last_finished_epoch(ti
     resumed = json.loads(captured.out.strip().splitlines()[-1])
     assert "fine-tune epoch 2/2" in captured.err and "fine-tune epoch 1/2" not in captured.err
     assert resumed["finetuned"] and resumed["backbone_id"] == straight["backbone_id"]
+
+
+# -- bf16 autocast and gradient checkpointing (tri-state: None = CUDA only) ---------------------
+
+
+def _watch_precision(backbone):
+    """Record, for every call of the first attention query projection with gradients on, its
+    output dtype: a checkpointed layer runs it twice per step (forward, then the recompute in
+    the backward pass), an autocast one outputs bf16."""
+    seen: list[torch.dtype] = []
+    query = backbone.encoder.encoder.layer[0].attention.self.query
+    query.register_forward_hook(lambda module, args, out: seen.append(out.dtype) if torch.is_grad_enabled() else None)
+    return seen
+
+
+def _record_first_gradients(backbone, model):
+    """The gradient each encoder and head parameter holds at the first optimiser step, by name."""
+    grads: dict[str, torch.Tensor] = {}
+    named = [(f"encoder.{n}", p) for n, p in backbone.encoder.named_parameters()]
+    named += [(f"heads.{n}", p) for n, p in model.named_parameters() if p.requires_grad]
+
+    def keep_first(param, name):
+        if name not in grads:
+            grads[name] = param.grad.detach().clone()
+
+    for name, param in named:
+        param.register_post_accumulate_grad_hook(lambda p, name=name: keep_first(p, name))
+    return grads
+
+
+def test_bf16_and_gradient_checkpointing_on_cpu_train_one_step(tiny_model_dir, tmp_path):
+    """True turns both on for a CPU: one step (16 training pairs, 16 a step) runs under bf16
+    autocast, through checkpointed layers, with float32 master weights, and moves encoder and
+    heads but never the priors."""
+    backbone = load_backbone(tiny_model_dir, device="cpu")
+    before = {k: v.clone() for k, v in backbone.encoder.state_dict().items()}
+    model = make_heads(backbone)
+    priors = {k: v.clone() for k, v in model.prior.state_dict().items()}
+    heads_before = {k: v.clone() for k, v in model.heads.state_dict().items()}
+    seen = _watch_precision(backbone)
+    checkpointing_during_training = []
+    result = jt.finetune_backbone(
+        backbone, model, make_data(24), tmp_path / "ft",
+        settings(bf16=True, gradient_checkpointing=True, batch_pairs=16, warm_start_heads=False),
+        progress=lambda p: checkpointing_during_training.append(backbone.encoder.is_activation_checkpointing))
+    assert seen == [torch.bfloat16, torch.bfloat16]  # one step: its forward and its recompute
+    assert checkpointing_during_training and all(checkpointing_during_training)
+    [epoch] = result.history
+    assert np.isfinite(epoch["train_loss"]) and np.isfinite(epoch["val_loss"])
+    after = result.trained.encoder.state_dict()
+    assert all(v.dtype == torch.float32 for v in after.values() if v.is_floating_point())
+    assert all(p.dtype == torch.float32 for p in result.ensemble.parameters())
+    changed = [k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])]
+    assert len(changed) > 0.5 * sum(v.is_floating_point() for v in before.values())
+    assert any(not torch.equal(heads_before[k], v) for k, v in result.ensemble.heads.state_dict().items())
+    for k, v in result.ensemble.prior.state_dict().items():
+        assert torch.equal(priors[k], v), k  # bit-identical
+    assert jt.read_manifest(tmp_path / "ft")["training"]["config"]["bf16"] is True
+
+
+def test_auto_precision_on_cpu_is_float32_without_checkpointing_and_equals_off(tiny_model_dir, tmp_path):
+    """None (the default) on a CPU is exactly False: float32, every activation kept (one query
+    call per step), the same weights bit for bit."""
+    data, probe = make_data(24), make_data(6, seed=5).texts_a
+
+    def run(folder, **precision):
+        backbone = load_backbone(tiny_model_dir, device="cpu")
+        seen = _watch_precision(backbone)
+        result = jt.finetune_backbone(backbone, make_heads(backbone), data, tmp_path / folder,
+                                      settings(batch_pairs=16, **precision))
+        assert not backbone.encoder.is_activation_checkpointing
+        return seen, result, ens.predict(result.ensemble, result.trained.embed_texts(probe))
+
+    assert jt.JointTrainingConfig().bf16 is None and jt.JointTrainingConfig().gradient_checkpointing is None
+    seen_auto, auto, z_auto = run("auto")
+    seen_off, off, z_off = run("off", bf16=False, gradient_checkpointing=False)
+    assert seen_auto == seen_off == [torch.float32]
+    assert auto.backbone_id.split("+")[1] == off.backbone_id.split("+")[1]  # the weights' hash
+    np.testing.assert_array_equal(z_auto, z_off)
+    assert not jt.setting_on(None, "cpu") and jt.setting_on(None, "cuda")
+    assert jt.setting_on(True, "cpu") and not jt.setting_on(False, "cuda")
+
+
+def test_a_checkpointed_step_has_the_gradients_of_a_plain_one(tiny_model_dir, tmp_path):
+    """In float32, recomputing the layers in the backward pass (dropout drawn again from the
+    saved generator state) gives the first step's gradients of a run that keeps them."""
+
+    def first_gradients(checkpointing):
+        backbone = load_backbone(tiny_model_dir, device="cpu")
+        model = make_heads(backbone)
+        grads = _record_first_gradients(backbone, model)
+        seen = _watch_precision(backbone)
+        jt.finetune_backbone(backbone, model, make_data(24), tmp_path / str(checkpointing),
+                             settings(bf16=False, gradient_checkpointing=checkpointing, batch_pairs=16,
+                                      warm_start_heads=False))
+        assert len(seen) == (2 if checkpointing else 1)
+        return grads
+
+    plain, checkpointed = first_gradients(False), first_gradients(True)
+    assert plain.keys() == checkpointed.keys() and len(plain) > 20
+    assert sum(float(g.abs().sum()) > 0 for g in plain.values()) > 0.5 * len(plain)
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-6, atol=1e-8, msg=name)
+
+
+def test_lora_under_bf16_keeps_a_bf16_base_untouched_and_float32_adapters(tiny_model_dir, tmp_path):
+    """A base loaded in bf16 (as a large reward model would be on a GPU) stays bf16 and bit for
+    bit; the adapters Adam updates are float32."""
+    backbone = load_backbone(tiny_model_dir, device="cpu")
+    backbone.set_encoder(backbone.encoder.to(torch.bfloat16))
+    base = {k: v.clone() for k, v in backbone.encoder.state_dict().items()}
+    result = jt.finetune_backbone(
+        backbone, make_heads(backbone), make_data(24), tmp_path / "lora",
+        settings(mode="lora", backbone_lr=1e-2, lora_dropout=0.0, bf16=True, gradient_checkpointing=True,
+                 batch_pairs=16))
+    assert np.isfinite(result.history[0]["train_loss"])
+    trained = dict(result.trained.encoder.named_parameters())
+    adapters = {k: v for k, v in trained.items() if "lora_" in k}
+    assert adapters and all(v.dtype == torch.float32 for v in adapters.values())
+    assert any(float(v.detach().abs().sum()) > 0 for k, v in adapters.items() if "lora_B" in k)
+    for name, value in trained.items():
+        if "lora_" not in name:
+            key = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert value.dtype == torch.bfloat16 and torch.equal(value.detach(), base[key]), name
+
+
+@pytest.mark.parametrize("name", ["bf16", "gradient_checkpointing"])
+@pytest.mark.parametrize("value", ["true", 1, 0.0])
+def test_precision_settings_of_the_wrong_type_are_clear_errors(name, value):
+    with pytest.raises(ValueError, match=f"{name} must be None \\(auto: on for CUDA only\\), True or False"):
+        jt.JointTrainingConfig.from_dict({name: value})
+    assert getattr(jt.JointTrainingConfig.from_dict(json.loads(json.dumps({name: None}))), name) is None
+
+
+def test_gradient_checkpointing_asked_of_an_architecture_without_it_is_refused(tiny_model_dir, tmp_path):
+    backbone = load_backbone(tiny_model_dir)
+    backbone.encoder.supports_gradient_checkpointing = False  # as such architectures declare it
+    with pytest.raises(ValueError, match="BertModel does not support activation checkpointing"):
+        jt.finetune_backbone(backbone, make_heads(backbone), make_data(), tmp_path / "ft",
+                             settings(gradient_checkpointing=True))
+    assert not (tmp_path / "ft").exists()  # refused before anything is written
+
