@@ -68,6 +68,12 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lora-r", type=int, default=jt.DEFAULT_LORA_R)
     group.add_argument("--lora-targets", default=None,
                        help="comma-separated module names LoRA adapts (default: by architecture)")
+    group.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                       help="bf16 autocast of the forward passes (default: on for CUDA only; --bf16 "
+                       "also on a CPU)")
+    group.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                       help="recompute the encoder's activations in the backward pass instead of keeping "
+                       "them (default: on for CUDA only)")
 
 
 def finetune_from_args(args: argparse.Namespace):
@@ -80,7 +86,8 @@ def finetune_from_args(args: argparse.Namespace):
         mode=args.finetune_mode, backbone_lr=args.backbone_lr, head_lr=args.head_lr, epochs=args.epochs,
         max_length=args.max_length, batch_pairs=args.batch_pairs, grad_accum=args.grad_accum,
         val_fraction=args.val_fraction, lora_r=args.lora_r,
-        lora_targets=args.lora_targets.split(",") if args.lora_targets else None, seed=args.seed,
+        lora_targets=args.lora_targets.split(",") if args.lora_targets else None,
+        bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing, seed=args.seed,
     )
 
 

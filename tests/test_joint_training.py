@@ -667,3 +667,16 @@ def test_gradient_checkpointing_asked_of_an_architecture_without_it_is_refused(t
                              settings(gradient_checkpointing=True))
     assert not (tmp_path / "ft").exists()  # refused before anything is written
 
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ([], (None, None)),
+    (["--bf16", "--gradient-checkpointing"], (True, True)),
+    (["--no-bf16", "--no-gradient-checkpointing"], (False, False)),
+    (["--bf16", "--no-gradient-checkpointing"], (True, False)),
+])
+def test_cli_precision_flags_are_tri_state(flags, expected):
+    from hyre_engine.cli import build_parser, finetune_from_args
+
+    args = build_parser(["build"]).parse_args(["build", "--pool", "p.jsonl", "--finetune-backbone", *flags])
+    config = finetune_from_args(args)
+    assert (config.bf16, config.gradient_checkpointing) == expected
