@@ -237,7 +237,8 @@ def _show(result: dict, *, cached: bool) -> None:
     )
 
     st.subheader("Per target group")
-    st.caption("Bands: ± one standard deviation over the seeds (the draws of the n labels).")
+    st.caption("Lines and colours as in the chart above (point at a line for its method). "
+               "Bands: ± one standard deviation over the seeds (the draws of the n labels).")
     names = list(result["groups"])
     for start in range(0, len(names), GRID_COLUMNS):
         for col, name in zip(st.columns(GRID_COLUMNS), names[start : start + GRID_COLUMNS], strict=False):
@@ -245,7 +246,7 @@ def _show(result: dict, *, cached: bool) -> None:
             with col:
                 st.plotly_chart(
                     charts.curves_figure(result["n"], group["methods"],
-                                     title=f"{name} · {group['n_examples']} labelled pairs"),
+                                         title=f"{name} · {group['n_examples']} labelled pairs", legend=False),
                     config=charts.PLOTLY_CONFIG, key=f"eval_chart_{name}",
                 )
 

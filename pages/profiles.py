@@ -82,14 +82,15 @@ def _users_section(ctx: Context) -> None:
             pairs = ctx.pairs()
             rows = chosen.labels[-SHOWN_LABELS:]
             index = dict(zip(pairs["pair_id"], pairs["row_index"], strict=True))
+            # the prompt, free text, last: a narrow screen cuts its end, never the judgement
             table = pd.DataFrame(
                 {
                     "pair": [int(index.get(r["pair_id"], -1)) + 1 for r in rows],
+                    "preferred": [LABEL_TEXT.get(r["label"], r["label"]) for r in rows],
                     "prompt": [
                         snippet(pairs.iloc[index[r["pair_id"]]]["prompt"]) if r["pair_id"] in index else "?"
                         for r in rows
                     ],
-                    "preferred": [LABEL_TEXT.get(r["label"], r["label"]) for r in rows],
                 }
             )
             st.markdown(f"**Labels** ({len(chosen.labels)})")
@@ -120,8 +121,9 @@ def _compare_section(ctx: Context) -> None:
                         config=charts.PLOTLY_CONFIG)
     with cols[1]:
         nearest, score = prof.most_alike(matrix)
+        # the score before the second name: at 1280 px the table's right end is cut
         table = pd.DataFrame(
-            {"who": names, "most alike": [names[j] for j in nearest.tolist()], "score": score}
+            {"who": names, "score": score, "most alike": [names[j] for j in nearest.tolist()]}
         ).sort_values("score", ascending=False, kind="stable")
         st.markdown("**Who is most alike**")
         st.dataframe(table, hide_index=True, key="profiles_alike_table",
@@ -258,15 +260,16 @@ def _ranking(ranked: Ranking, candidates: list[str], who: str) -> None:
     def moved(d: int) -> str:
         return "=" if d == 0 else (f"▲ {d}" if d > 0 else f"▼ {-d}")
 
+    # the response, free text, last: a narrow screen cuts its end, never "vs uniform"
     table = pd.DataFrame(
         {
             "rank": ranked.personalised_rank,
             "candidate": ranked.candidate,
-            "response": [snippet(candidates[c - 1]) for c in ranked.candidate.tolist()],
+            "vs uniform": [moved(d) for d in ranked.moved.tolist()],
             f"{who} reward": ranked.personalised,
             "uniform rank": ranked.uniform_rank,
             "uniform reward": ranked.uniform,
-            "vs uniform": [moved(d) for d in ranked.moved.tolist()],
+            "response": [snippet(candidates[c - 1]) for c in ranked.candidate.tolist()],
         }
     )
 

@@ -208,6 +208,17 @@ def test_curves_figure_has_a_band_and_a_line_per_method():
         charts.curves_figure([0, 1, 5], {"hyre": {"mean": [0.5, 0.6], "std": [0, 0]}})
 
 
+def test_a_grid_chart_has_its_title_and_no_legend_to_run_over_it():
+    # the Evaluate page's per-group charts: with every method a half-width legend wrapped to
+    # five rows over the title; the summary chart above carries the one legend
+    result = _result()
+    summary = charts.curves_figure(result["n"], result["summary"])
+    grid = charts.curves_figure(result["n"], result["groups"]["g1"]["methods"], title="g1 · 3 labelled pairs",
+                                legend=False)
+    assert summary.layout.showlegend is not False
+    assert grid.layout.showlegend is False and grid.layout.title.text == "g1 · 3 labelled pairs"
+
+
 def test_result_csv_and_summary_table():
     result = _result()
     frame = pd.read_csv(io.StringIO(evaluation.result_csv(result)))

@@ -201,8 +201,13 @@ def similarity_figure(names: list[str], matrix: np.ndarray, measure: str) -> go.
 
 
 def curves_figure(n_values: Sequence[int], methods: dict[str, dict[str, list[float]]], *,
-                  std_key: str = "std", title: str = "", height: int = CURVE_HEIGHT) -> go.Figure:
-    """Accuracy vs n labels: a mean line and a +-1 std band per method (fractions in [0, 1])."""
+                  std_key: str = "std", title: str = "", height: int = CURVE_HEIGHT,
+                  legend: bool = True) -> go.Figure:
+    """Accuracy vs n labels: a mean line and a +-1 std band per method (fractions in [0, 1]).
+
+    ``legend=False`` for the small charts of a grid under one chart that has it: with every
+    method, a half-width chart's legend wraps to five rows, pushes the plot down and runs
+    over the title."""
     x = np.asarray(n_values, dtype=float)
     fig = go.Figure()
     order = [m for m in METHOD_TEXT if m in methods] + [m for m in methods if m not in METHOD_TEXT]
@@ -233,6 +238,7 @@ def curves_figure(n_values: Sequence[int], methods: dict[str, dict[str, list[flo
         height=height,
         margin={"l": 10, "r": 10, "t": 40 if title else 30, "b": 10},
         title={"text": escape_plotly(title), "x": 0, "font": {"size": 14}} if title else None,
+        showlegend=legend,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
         xaxis_title="labels given (n)",
         yaxis_title="accuracy on the group's other pairs",

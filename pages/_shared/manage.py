@@ -48,6 +48,17 @@ def _forget(*, pool_id: str | None = None, ensemble_id: str | None = None) -> No
     forget_context()
 
 
+def _row(key: str):
+    """One listed pool or ensemble: (its four detail columns, the row its Delete goes in).
+
+    The Delete is beside the columns at its label's own width: as a fifth column it was cut
+    to "D…" on a 1280 px screen."""
+    row = st.container(horizontal=True, vertical_alignment="center", key=key)
+    with row.container():
+        cols = st.columns([3, 2, 2, 2], vertical_alignment="center")
+    return cols, row
+
+
 def manage_section(db) -> None:
     st.subheader("3 · Pools and ensembles")
     notice = st.session_state.pop(NOTICE_KEY, None)
@@ -64,13 +75,13 @@ def manage_section(db) -> None:
     per_pool = ensembles["pool_id"].value_counts().to_dict() if not ensembles.empty else {}
     for row in pools.itertuples():
         n_ens = int(per_pool.get(row.pool_id, 0))
-        cols = st.columns([3, 2, 2, 2, 1], vertical_alignment="center")
+        cols, line = _row(f"data_pool_row_{row.pool_id}")
         current = " · in use" if ctx is not None and ctx.pool_id == row.pool_id else ""
         cols[0].markdown(f"**{escape_markdown(str(row.name))}**{current}")
         cols[1].caption(f"{row.n_pairs:,} pairs · {row.n_labels:,} labels")
         cols[2].caption(f"{n_ens} ensemble{'s' if n_ens != 1 else ''}")
         cols[3].caption(f"added {pd.Timestamp(row.created_at):%Y-%m-%d %H:%M}")
-        with cols[4].popover("Delete", icon=":material/delete:", key=f"data_del_pool_{row.pool_id}"):
+        with line.popover("Delete", icon=":material/delete:", width="content", key=f"data_del_pool_{row.pool_id}"):
             st.markdown(f"Delete pool **{escape_markdown(str(row.name))}** with its "
                         f"{n_ens} ensemble(s), sessions and profiles? This cannot be undone.")
             st.button("Delete pool", type="primary", key=f"data_del_pool_ok_{row.pool_id}",
@@ -81,7 +92,7 @@ def manage_section(db) -> None:
         return
     for row in ensembles.itertuples():
         cfg, meta = row.config, row.meta
-        cols = st.columns([3, 2, 2, 2, 1], vertical_alignment="center")
+        cols, line = _row(f"data_ensemble_row_{row.ensemble_id}")
         current = " · in use" if ctx is not None and ctx.ensemble_id == row.ensemble_id else ""
         what = "single model (baseline)" if cfg.get("n_heads") == 1 else cfg.get("kind", "?")
         cols[0].markdown(f"**{what} · K = {cfg.get('n_heads')}**{current}  \n"
@@ -91,7 +102,7 @@ def manage_section(db) -> None:
         cols[2].caption(f"{backbone_label(row.backbone_id)} · "
                         f"trained on {', '.join(meta.get('train_groups') or ['all groups'])}")
         cols[3].caption(f"{row.n_bytes / 2**20:.1f} MB · {pd.Timestamp(row.created_at):%Y-%m-%d %H:%M}")
-        with cols[4].popover("Delete", icon=":material/delete:", key=f"data_del_ens_{row.ensemble_id}"):
+        with line.popover("Delete", icon=":material/delete:", width="content", key=f"data_del_ens_{row.ensemble_id}"):
             st.markdown(f"Delete ensemble `{row.ensemble_id}` with its cached predictions, sessions "
                         "and profiles? This cannot be undone.")
             st.button("Delete ensemble", type="primary", key=f"data_del_ens_ok_{row.ensemble_id}",

@@ -3,6 +3,8 @@ in the store (its helpers: tests/test_pages_shared.py)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from hyre_engine.store import Store
@@ -33,6 +35,9 @@ def test_run_evaluation_shows_curves_table_csv_and_caches(app_db, open_page):
     assert not at.error, [e.value for e in at.error]
     charts = at.get("plotly_chart")
     assert len(charts) == 1 + len(TARGETS)  # the mean over groups, then one per group
+    # one legend, on the summary: the per-group charts' own ran over their titles
+    layouts = [json.loads(c.proto.spec)["layout"] for c in charts]
+    assert layouts[0].get("showlegend", True) and not any(lay["showlegend"] for lay in layouts[1:])
     table = at.dataframe[0].value
     assert list(table.index) == ["HyRe", "Uniform ensemble", "Best head (oracle)"]
     # no labels yet: HyRe's weights are uniform, so it scores exactly as the uniform ensemble

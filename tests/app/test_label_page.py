@@ -153,6 +153,10 @@ def test_persona_mode_advances(app_db):
     assert persona and persona != "crowd"
     assert _metric(at, "Labels") == "0"
     held_out_start = _metric(at, "Held-out accuracy")
+    # before any label HyRe is the uniform ensemble: its "+0% vs uniform" is neither green nor an arrow
+    start = next(m for m in at.metric if m.label == "Held-out accuracy").proto
+    assert start.delta.startswith("+0%") and start.color == start.MetricColor.GRAY
+    assert start.direction == start.MetricDirection.NONE
 
     at.button(key="btn_step").click().run()
     at.button(key="btn_step").click().run()

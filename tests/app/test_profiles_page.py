@@ -75,6 +75,9 @@ def test_profiles_save_import_and_score(app_db):
     # the comparison now lists the profile next to the session and the personas
     names = at.dataframe[1].value["who"].tolist()
     assert "alice · session" in names and "alice · profile" in names
+    # the columns that explain a table come before its free text, whose end a 1280 px screen cuts
+    assert list(at.dataframe[0].value.columns) == ["pair", "preferred", "prompt"]
+    assert list(at.dataframe[1].value.columns) == ["who", "score", "most alike"]
 
     # a profile of another ensemble is refused, naming both fingerprints
     with Store(path) as store:
@@ -106,6 +109,7 @@ def test_profiles_save_import_and_score(app_db):
     table = at.dataframe[-1].value
     assert sorted(table["rank"].tolist()) == list(range(1, 4))
     assert (table["vs uniform"] == "=").all()
+    assert list(table.columns)[2] == "vs uniform" and list(table.columns)[-1] == "response"
     assert any("Both" in i.value for i in at.info)
     # carol's weights re-rank the same candidates (same cached rewards, no re-embedding)
     at.selectbox(key="profiles_score_source").set_value("profile:carol").run()
