@@ -144,9 +144,16 @@ def backbone_id(name: str, revision: str, max_length: int, template: str, poolin
     """The embeddings cache key of a backbone: what makes its vectors what they are."""
     # The backend is part of the key so vectors of two backends are never mixed;
     # torch keeps the bare id so caches written before the ONNX backend stay valid.
-    suffix = "" if backend == "torch" else f"/{backend}"
+    suffix = "" if backend == "torch" else f"/{backend}{_onnx_version_tag()}"
     base = f"{name}@{revision}/max{max_length}/tpl-{_template_hash(template)}/{pooling}{suffix}"
     return f"{base}+{variant}" if variant else base
+
+
+def _onnx_version_tag() -> str:
+    """The ONNX export recipe in the id: "" for version 1 (ids written then stay valid), "-vN" after."""
+    from hyre_engine.onnx_backend import EXPORT_VERSION
+
+    return "" if EXPORT_VERSION == 1 else f"-v{EXPORT_VERSION}"
 
 
 def _batched(n: int, size: int):

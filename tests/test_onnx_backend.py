@@ -56,7 +56,8 @@ def test_int8_is_close_and_backends_have_their_own_cache_key(cache, torch_vector
     fp32 = load_backbone(device="cpu", backend="onnx", cache_dir=cache)
     ids = {reference_backbone.id, fp32.id, int8.id}
     assert len(ids) == 3  # a vector of one backend is never served for another
-    assert int8.id.endswith("/onnx-int8") and fp32.id.endswith("/onnx")
+    # the export recipe's version is in the id (from 2 on): an old export's vectors are never reused
+    assert int8.id.endswith("/onnx-int8-v2") and fp32.id.endswith("/onnx-v2")
 
 
 @pytest.mark.slow
@@ -89,3 +90,17 @@ def test_bad_backend_and_variant_are_named(tmp_path):
         export_dir(tmp_path, "onnx-fp16")
     with pytest.raises(ValueError, match="no weight files"):
         weights_hash(tmp_path / "nowhere")
+
+
+@pytest.mark.slow
+def test_export_traces_eager_attention_without_the_sdpa_masking_ops(cache):
+    # The SDPA trace adds Where / IsNaN masking per layer (slower on onnxruntime); the
+    # eager trace is matmul, softmax, matmul: one Softmax per layer and no IsNaN.
+    import onnx
+
+    from hyre_engine.backbone import default_model_path
+
+    folder = ensure_export(default_model_path(), "onnx", cache_dir=cache)
+    ops = [node.op_type for node in onnx.load(str(folder / "model.onnx")).graph.node]
+    assert "IsNaN" not in ops
+    assert ops.count("Softmax") == 6  # MiniLM-L6: one attention per layer
