@@ -33,6 +33,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -147,6 +148,13 @@ def backbone_id(name: str, revision: str, max_length: int, template: str, poolin
     suffix = "" if backend == "torch" else f"/{backend}{_onnx_version_tag()}"
     base = f"{name}@{revision}/max{max_length}/tpl-{_template_hash(template)}/{pooling}{suffix}"
     return f"{base}+{variant}" if variant else base
+
+
+def backend_of_id(backbone_id: str) -> str:
+    """Which backend made the vectors of ``backbone_id`` (the inverse of backbone_id's suffix)."""
+    last = backbone_id.split("+", 1)[0].rsplit("/", 1)[-1]
+    match = re.fullmatch(r"(onnx(?:-int8)?)(?:-v\d+)?", last)
+    return match.group(1) if match else "torch"
 
 
 def _onnx_version_tag() -> str:

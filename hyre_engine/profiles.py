@@ -525,7 +525,7 @@ def load_scoring_backbone(backbone_id: str, path: str | None = None) -> Backbone
 
     ``path``: the folder of a fine-tuned backbone (its ensemble's meta names it).
     """
-    from hyre_engine.backbone import DEFAULT_ALIASES, load_backbone
+    from hyre_engine.backbone import DEFAULT_ALIASES, backend_of_id, load_backbone
 
     if path is not None:
         backbone = load_backbone(path)
@@ -539,7 +539,8 @@ def load_scoring_backbone(backbone_id: str, path: str | None = None) -> Backbone
             f"Scoring needs the backbone {name}, which was loaded from a local folder when the "
             "ensemble was built; only the embedded all-MiniLM-L6-v2 can be loaded here."
         )
-    backbone = load_backbone(None)
+    # The backend that embedded the ensemble's pool (torch, or ONNX Runtime: its id says which).
+    backbone = load_backbone(None, backend=backend_of_id(backbone_id))
     if backbone.id != backbone_id:
         raise ValueError(f"The ensemble was trained on backbone {backbone_id}, but this machine has {backbone.id}.")
     return backbone

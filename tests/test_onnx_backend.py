@@ -104,3 +104,24 @@ def test_export_traces_eager_attention_without_the_sdpa_masking_ops(cache):
     ops = [node.op_type for node in onnx.load(str(folder / "model.onnx")).graph.node]
     assert "IsNaN" not in ops
     assert ops.count("Softmax") == 6  # MiniLM-L6: one attention per layer
+
+
+@pytest.mark.slow
+def test_scoring_loads_the_backend_that_embedded_the_ensemble(cache, monkeypatch, tmp_path):
+    # An ensemble built with --embedding-backend onnx-int8 scores new texts (best-of-n) with
+    # the same backend; it used to load torch and refuse the ensemble as another backbone's.
+    import shutil
+
+    from hyre_engine.backbone import backend_of_id, default_model_path
+    from hyre_engine.profiles import load_scoring_backbone
+
+    int8 = load_backbone(device="cpu", backend="onnx-int8", cache_dir=cache)
+    built = export_dir(default_model_path(), "onnx-int8", cache)
+    shutil.copytree(built, tmp_path / "onnx" / built.name)  # the default cache, already exported
+    monkeypatch.setenv("HYRE_CACHE_DIR", str(tmp_path))
+    scoring = load_scoring_backbone(int8.id)
+    assert scoring.id == int8.id and scoring.backend == "onnx-int8"
+    assert np.array_equal(scoring.embed(PROMPTS, RESPONSES), int8.embed(PROMPTS, RESPONSES))
+    assert backend_of_id(int8.id) == "onnx-int8"
+    assert backend_of_id(load_backbone(device="cpu", backend="onnx", cache_dir=cache).id) == "onnx"
+    assert backend_of_id(load_backbone(device="cpu", backend="torch").id) == "torch"
