@@ -71,12 +71,17 @@ HASH_WHOLE_MAX_BYTES = 2_000_000
 # How a sentence-transformers backbone runs: "torch" (the model's own encode), or
 # ONNX Runtime on an export of the same weights ("onnx" float32, "onnx-int8").
 BACKENDS = ("torch", "onnx", "onnx-int8")
-# What "auto" picks on a CPU. Measured on this project's shared 2-core CPU: float32
-# ONNX was 0.84x torch at load ~2 and 1.64x at load ~10 (bench/bench_embedding.py),
-# so not reliably faster; int8 was 1.25-2.0x but its worst cosine to the float32
-# vectors (0.97-0.989) is below the 0.99 the heads were validated at. So torch stays
-# the default and ONNX is opt-in (`build --embedding-backend`).
+# What "auto" picks on a CPU for a few texts (load_backbone's backend="auto").
 DEFAULT_CPU_BACKEND = "torch"
+# ...and for many: a build or evaluation that embeds at least this many texts with the
+# embedded MiniLM on a CPU runs it on ONNX Runtime int8 (auto_backend). Measured on this
+# project's 2-core CPU (bench/onnx_variants.py, docs/results.md): int8 of the eager
+# export embeds the demo texts at 2.5x torch's rate with a worst cosine of 0.9907 to
+# torch's float32 vectors, but its first use exports and quantises the model (~15 s,
+# cached after), which a few hundred texts do not win back. $HYRE_ONNX_AUTO_MIN_TEXTS
+# overrides the threshold (0 turns the rule off).
+ONNX_AUTO_BACKEND = "onnx-int8"
+ONNX_AUTO_MIN_TEXTS = 2000
 
 Progress = Callable[[int, int], None]
 
@@ -148,6 +153,39 @@ def backbone_id(name: str, revision: str, max_length: int, template: str, poolin
     suffix = "" if backend == "torch" else f"/{backend}{_onnx_version_tag()}"
     base = f"{name}@{revision}/max{max_length}/tpl-{_template_hash(template)}/{pooling}{suffix}"
     return f"{base}+{variant}" if variant else base
+
+
+def onnx_auto_min_texts() -> int:
+    """ONNX_AUTO_MIN_TEXTS, or $HYRE_ONNX_AUTO_MIN_TEXTS (an integer >= 0; 0 turns the rule off)."""
+    raw = os.environ.get("HYRE_ONNX_AUTO_MIN_TEXTS")
+    if raw is None or raw.strip() == "":
+        return ONNX_AUTO_MIN_TEXTS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"HYRE_ONNX_AUTO_MIN_TEXTS must be an integer >= 0, got {raw!r}")
+    return value
+
+
+def auto_backend(n_texts: int, name_or_path: str | os.PathLike | None = None, device: str | None = None) -> str:
+    """The backend for embedding ``n_texts`` texts with ``name_or_path`` (None: the embedded MiniLM).
+
+    ONNX_AUTO_BACKEND for the embedded model on a CPU when ``n_texts`` reaches
+    onnx_auto_min_texts() and onnxruntime is installed; "auto" (load_backbone's own
+    choice: torch) otherwise, a model folder of the user's included.
+    """
+    threshold = onnx_auto_min_texts()
+    if name_or_path is not None and str(name_or_path) not in DEFAULT_ALIASES:
+        return "auto"
+    if threshold == 0 or n_texts < threshold or pick_device(device).type != "cpu":
+        return "auto"
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "auto"
+    return ONNX_AUTO_BACKEND
 
 
 def backend_of_id(backbone_id: str) -> str:

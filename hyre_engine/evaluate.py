@@ -21,7 +21,7 @@ import numpy as np
 
 from hyre_engine import ensemble as ens
 from hyre_engine import training
-from hyre_engine.backbone import Backbone, load_backbone
+from hyre_engine.backbone import Backbone, auto_backend, load_backbone
 from hyre_engine.numerics import PAIR_LABELS, label_targets
 from hyre_engine.personal import DEFAULT_LAMBDA
 from hyre_engine.pipeline import (
@@ -233,6 +233,12 @@ def _evaluate_groups(store: Store, target_pool: str, target: _Target, names: Seq
     return {group.name: results[group.name] for group in groups}
 
 
+def _default_backbone(store: Store, train_pool: str, target_pool: str, config: BuildConfig) -> Backbone:
+    """config.backbone, on the backend its build would pick for both pools' texts (auto_backend)."""
+    n_texts = store.pool_text_count(train_pool) + store.pool_text_count(target_pool)
+    return load_backbone(config.backbone, backend=auto_backend(n_texts, config.backbone))
+
+
 def _prepare(store: Store, train_pool: str, target_pool: str, config: BuildConfig, backbone: Backbone,
              methods: Sequence[str], progress):
     """Build (or reuse) the ensemble and cache what the groups need: (report, backbone, target)."""
@@ -290,7 +296,8 @@ def evaluate_pools(
     settings = config.ensemble_settings()
     started = time.perf_counter()
     report, backbone, target = _prepare(store, train_pool, target_pool, config,
-                                        backbone or load_backbone(config.backbone), methods, progress)
+                                        backbone or _default_backbone(store, train_pool, target_pool, config),
+                                        methods, progress)
     meta = store.get_ensemble(report.ensemble_id, with_weights=False).meta
     beta, beta_source = _beta_of(meta, beta)
     lam, lam_source = _lam_of(meta, lam)

@@ -19,7 +19,7 @@ import numpy as np
 
 from hyre_engine import ensemble as ens
 from hyre_engine import reweight, training
-from hyre_engine.backbone import Backbone, load_backbone
+from hyre_engine.backbone import Backbone, auto_backend, load_backbone
 from hyre_engine.diversity import DEFAULT_DISTINCT_THRESHOLD, distinct_heads
 from hyre_engine.joint_training import JointTrainingConfig
 from hyre_engine.numerics import PAIR_LABELS, label_targets
@@ -231,7 +231,9 @@ def build_pool(
     if config.finetune is not None:
         return _build_finetuned(store, pool_id, config, backbone, progress, finetune_progress,
                                 show_progress_bar)
-    backbone = backbone or load_backbone(config.backbone)
+    # Many texts with the embedded model on a CPU: ONNX Runtime int8 (backbone.auto_backend).
+    backbone = backbone or load_backbone(
+        config.backbone, backend=auto_backend(store.pool_text_count(pool_id), config.backbone))
     pairs = store.pool_pairs(pool_id)
     report = _new_report(store, pool_id, pairs, backbone.id)
     _embed_step(store, pool_id, backbone, report, progress)

@@ -336,3 +336,21 @@ def test_same_file_under_two_names_gets_two_ensembles_and_deletes_stay_apart(sub
             store.put_ensemble(ensemble_id=r1.ensemble_id, pool_id=third, backbone_id=record.backbone_id,
                                config=record.config, weights=record.weights,
                                train_fingerprint=record.train_fingerprint)
+
+
+@pytest.mark.slow
+def test_a_build_of_many_texts_embeds_on_onnx_int8_and_a_few_on_torch(tmp_path, subset_file, minilm, monkeypatch):
+    # backbone.auto_backend: a build with no backbone given embeds with ONNX Runtime int8 once
+    # the pool holds HYRE_ONNX_AUTO_MIN_TEXTS texts (18 here), with torch below that.
+    monkeypatch.setenv("HYRE_CACHE_DIR", str(tmp_path / "cache"))
+    store = Store(tmp_path / "auto.duckdb")
+    pool = store.add_pool("subset", read_preferences(subset_file), source=str(subset_file))
+    n_texts = store.pool_text_count(pool)
+    monkeypatch.setenv("HYRE_ONNX_AUTO_MIN_TEXTS", str(n_texts + 1))
+    few = build_pool(store, pool, small_config())
+    assert few.backbone_id == minilm.id
+    monkeypatch.setenv("HYRE_ONNX_AUTO_MIN_TEXTS", str(n_texts))
+    many = build_pool(store, pool, small_config())
+    assert many.backbone_id == load_backbone(backend="onnx-int8").id != minilm.id
+    assert many.embedded == n_texts and many.embeddings_reused == 0  # its own vectors, never torch's under another name
+    store.close()

@@ -276,6 +276,16 @@ class PoolsMixin(StoreBase):
             [pool_id],
         )
 
+    def pool_text_count(self, pool_id: str) -> int:
+        """How many unique texts the pool holds: len(pool_texts(pool_id)), without reading them."""
+        self._pool_exists(pool_id)
+        frame = self._fetch_df(
+            "SELECT count(DISTINCT h) AS n FROM ("
+            " SELECT hash_a AS h FROM pairs WHERE pool_id = ? UNION ALL SELECT hash_b FROM pairs WHERE pool_id = ?)",
+            [pool_id, pool_id],
+        )
+        return int(frame["n"].iloc[0])
+
     def pool_texts(self, pool_id: str) -> pd.DataFrame:
         """DataFrame(text_hash, prompt, response): the pool's unique texts, in order of first appearance."""
         self._pool_exists(pool_id)

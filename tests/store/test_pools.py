@@ -58,6 +58,7 @@ def test_pool_texts_are_unique_in_first_appearance_order(store):
     ]
     assert list(zip(texts["prompt"], texts["response"], strict=True)) == expected
     assert texts["text_hash"].tolist() == [text_hash(p, r) for p, r in expected]
+    assert store.pool_text_count(pool_id) == len(expected)  # counted without reading them
     assert store.stats.texts_added == 5
 
 
