@@ -76,13 +76,14 @@ def weights_svg(snap: LiveSnapshot, *, height: int = CHART_HEIGHT) -> str:
     parts += grid_y(frame, ticks, [f"{t:.{decimals}f}" for t in ticks], font=SMALL_FONT)
     slot = (frame.right - frame.left) / (n_heads + 0.2)
     base = frame.py(0.0)
+    bar = pct(0.9 * slot, 2)
     for rank, head in enumerate(order):
         w = weights[head]
         y = frame.py(w)
         color = COLOR_GAIN if gained[head] else COLOR_HEAD
         parts.append(
-            f'<rect x="{pct(frame.fx(rank) - 0.45 * slot)}" y="{y:.2f}" width="{pct(0.9 * slot)}" '
-            f'height="{max(base - y, 0.0):.2f}" fill="{color}" data-head="{head}" data-weight="{w!r}">'
+            f'<rect x="{pct(frame.fx(rank) - 0.45 * slot, 2)}" y="{y:.1f}" width="{bar}" '
+            f'height="{max(base - y, 0.0):.1f}" fill="{color}" data-head="{head}" data-weight="{w!r}">'
             f"<title>head {head}&#10;weight {w:.4f}&#10;change {change[head]:+.4f}</title></rect>")
     uniform = frame.py(1.0 / n_heads)
     parts.append(f'<line x1="{pct(frame.left)}" x2="{pct(frame.right)}" y1="{uniform:.1f}" y2="{uniform:.1f}" '
@@ -157,8 +158,8 @@ def pca_svg(snap: LiveSnapshot, who: str = "you", *, height: int = CHART_HEIGHT)
         ring = (f'stroke="{COLOR_GAIN}" stroke-width="2"' if gained[head]
                 else 'stroke="#FFFFFF" stroke-width="0.5"')
         parts.append(
-            f'<circle cx="{pct(frame.fx(coords[head][0]))}" cy="{frame.py(coords[head][1]):.2f}" '
-            f'r="{(6 + 24 * math.sqrt(share)) / 2:.2f}" fill="{_blend(share)}" fill-opacity="0.9" {ring} '
+            f'<circle cx="{pct(frame.fx(coords[head][0]), 2)}" cy="{frame.py(coords[head][1]):.1f}" '
+            f'r="{(6 + 24 * math.sqrt(share)) / 2:.1f}" fill="{_blend(share)}" fill-opacity="0.9" {ring} '
             f'data-head="{head}"><title>head {head}&#10;weight {w:.4f}</title></circle>')
     if person is not None:
         name = person_name(snap, who)
@@ -269,7 +270,7 @@ def _markers(frame: Frame, curve: _Curve, xs: list[float], n: list[int]) -> list
     for i, (x, v) in enumerate(zip(xs, curve.values, strict=True)):
         if v is None or (i % every and i != len(xs) - 1):
             continue
-        out.append(f'<circle cx="{pct(frame.fx(x))}" cy="{frame.py(v):.1f}" r="{curve.markers:.1f}" '
+        out.append(f'<circle cx="{pct(frame.fx(x), 2)}" cy="{frame.py(v):.1f}" r="{curve.markers:.1f}" '
                    f'fill="{curve.color}"><title>{esc(curve.name)}: {v:.0%} after {n[i]} labels</title></circle>')
     return out
 

@@ -8,6 +8,8 @@ from hyre_engine.store.annotations import MAX_COMMENT_CHARS, NoteRecord
 from pages._shared.context import Context
 
 SAVED_KEY = "notes_saved"
+# The Label page's Note popover: its open state (a widget key).
+POPOVER_KEY = "label_note_open"
 
 
 def _save(ctx: Context, session_id: str, row_index: int, pair_id: str, prefix: str) -> None:
@@ -16,6 +18,10 @@ def _save(ctx: Context, session_id: str, row_index: int, pair_id: str, prefix: s
     ctx.store.set_note(session_id, row_index=row_index, pair_id=pair_id, comment=comment, flagged=flagged,
                        actor=ctx.user)
     st.session_state[SAVED_KEY] = (session_id, row_index)
+    if prefix.startswith("label_note"):
+        # the button's mark (• a note, ⚑ flagged) may change, which makes it a new popover:
+        # it stays open on "Saved."
+        st.session_state[POPOVER_KEY] = True
 
 
 def note_form(ctx: Context, session_id: str, row_index: int, pair_id: str, *, prefix: str) -> None:
@@ -41,6 +47,12 @@ def note_popover(where, ctx: Context, session_id: str, row_index: int | None, pa
         return
     note = ctx.store.get_note(session_id, row_index)
     mark = " ⚑" if note and note.flagged else (" •" if note else "")
-    with where.popover(f"Note{mark}", icon=":material/edit_note:",
-                       help="An optional comment and a flag on this pair: stored, exported, shown in History."):
-        note_form(ctx, session_id, row_index, str(pair_id), prefix="label_note")
+    # The form is built only while the popover is open: the Label page's fragment reruns on
+    # every label for every labeller, and a closed form (a text area, a checkbox and a button
+    # keyed by the pair, so new widgets each label) cost each browser about a tenth of its
+    # CPU per label (bench/bench_load.py). Opening it reruns the fragment once.
+    popover = where.popover(f"Note{mark}", icon=":material/edit_note:", key=POPOVER_KEY, on_change="rerun",
+                            help="An optional comment and a flag on this pair: stored, exported, shown in History.")
+    if popover.open:
+        with popover:
+            note_form(ctx, session_id, row_index, str(pair_id), prefix="label_note")
