@@ -1,7 +1,7 @@
 """Load test on loopback: N headless Chromium sessions label on one app server for S seconds.
 
 Run: .venv/bin/python bench/bench_load.py [--browsers 10] [--seconds 60] [--port 8516] [--db FILE]
-     (a quick check: --browsers 3 --seconds 20)
+     (a quick check: --browsers 3 --seconds 20; --think-s T: a labeller's reading time)
 
 The server is the real app (`python app.py`, as `make run` starts it) on 127.0.0.1 with
 its own $HYRE_DB: by default a fresh file holding the demo pool's real texts
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -131,12 +132,16 @@ async def _open(browser, url: str, user: str):
     return page
 
 
-async def _session(page, start_event: asyncio.Event, deadline: list[float], out: list[float], index: int) -> None:
+async def _session(page, start_event: asyncio.Event, deadline: list[float], out: list[float], index: int,
+                   think_s: float = 0.0) -> None:
     await start_event.wait()
     k = index
+    rng = random.Random(index)
     while time.perf_counter() < deadline[0]:
         out.append(await _label(page, "ab"[k % 2]))
         k += 1
+        if think_s > 0:  # reading the next pair: think_s on average, uniform in [0.5, 1.5] x think_s
+            await asyncio.sleep(think_s * rng.uniform(0.5, 1.5))
 
 
 def start_profiler(profile: Path | None, pid: int, seconds: float) -> subprocess.Popen | None:
@@ -165,7 +170,8 @@ def print_profile(profile: Path, top: int = 25) -> None:
         print(f"  {100 * count / max(total, 1):5.1f}%  {frame}")
 
 
-async def run_browsers(url: str, n: int, seconds: float, server, profile: Path | None = None) -> dict:
+async def run_browsers(url: str, n: int, seconds: float, server, profile: Path | None = None,
+                       think_s: float = 0.0) -> dict:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -176,7 +182,8 @@ async def run_browsers(url: str, n: int, seconds: float, server, profile: Path |
                 pages.append(await _open(browser, url, f"load{i}"))
             latencies: list[list[float]] = [[] for _ in range(n)]
             go, deadline = asyncio.Event(), [0.0]
-            tasks = [asyncio.create_task(_session(p, go, deadline, latencies[i], i)) for i, p in enumerate(pages)]
+            tasks = [asyncio.create_task(_session(p, go, deadline, latencies[i], i, think_s))
+                     for i, p in enumerate(pages)]
             # what the server spends with every session open and nobody labelling
             idle0 = server.cpu_times()
             await asyncio.sleep(IDLE_WINDOW_S)
@@ -268,9 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", type=Path, help="a store to copy and serve (default: a synthetic demo store)")
     parser.add_argument("--server-log", type=Path, help="keep the server's output in this file")
     parser.add_argument("--profile", type=Path, help="py-spy the server over the labelling window into this file")
+    parser.add_argument("--think-s", type=float, default=0.0,
+                        help="mean seconds each session waits after a confirmed label before the next key "
+                        "(uniform in 0.5-1.5x; default 0: every session presses again at once, the worst case)")
     args = parser.parse_args(argv)
-    if not (1 <= args.browsers <= 50 and 1 <= args.seconds <= 600):
-        parser.error("--browsers must be 1..50 and --seconds 1..600")
+    if not (1 <= args.browsers <= 50 and 1 <= args.seconds <= 600 and 0 <= args.think_s <= 60):
+        parser.error("--browsers must be 1..50, --seconds 1..600 and --think-s 0..60")
     if not Path(CHROMIUM).exists():
         parser.error(f"this benchmark needs Chromium at {CHROMIUM}")
     import psutil
@@ -284,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         proc = start_server(db, args.port, log)
         try:
             result = asyncio.run(run_browsers(f"http://127.0.0.1:{args.port}", args.browsers, args.seconds,
-                                              psutil.Process(proc.pid), args.profile))
+                                              psutil.Process(proc.pid), args.profile, args.think_s))
         finally:
             proc.terminate()
             try:
