@@ -25,6 +25,7 @@ from pages._shared.evaluation import (
     BACKBONE_PATH_PREFIX,
     Options,
     is_embedded_backbone,
+    method_help,
     parse_n_values,
     result_csv,
     result_key,
@@ -223,7 +224,9 @@ def _show(result: dict, *, cached: bool) -> None:
     summary = summary_table(result)
     st.dataframe(
         summary * 100,
-        column_config={c: st.column_config.NumberColumn(c, format="%.1f%%") for c in summary.columns},
+        column_config={c: st.column_config.NumberColumn(c, format="%.1f%%") for c in summary.columns}
+        # short names (the long ones were cut at 1280 px); the column's help has the long forms
+        | {"_index": st.column_config.TextColumn("method", help=method_help(summary))},
     )
     eff = summary.attrs.get("effective_heads")
     if eff:

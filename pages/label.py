@@ -220,31 +220,30 @@ def main() -> None:
         st.session_state.setdefault(PERSONA_KEY, default_persona(personas).id)
         persona_id = strip.selectbox(
             "Persona", list(by_id), format_func=lambda pid: presenter.persona_label(by_id[pid].name, by_id[pid].held_out),
-            key=PERSONA_KEY, width=220, on_change=actions.stop_play,
+            key=PERSONA_KEY, width=200, on_change=actions.stop_play,
             help="“held out”: a persona kept out of the crowd the heads were trained on.",
         )
         persona = by_id[persona_id]
         strip.select_slider(
-            "Seconds per label", PACES, value=DEFAULT_PACE, key=PACE_KEY, width=180,
+            "Seconds per label", PACES, value=DEFAULT_PACE, key=PACE_KEY, width=150,
         )
         playing = st.session_state.get(PLAYING_KEY, False)
         strip.button(
             "Pause" if playing else "Play", key="btn_play", type="primary", shortcut=KEYS["play"],
             icon=":material/pause:" if playing else ":material/play_arrow:", on_click=actions.toggle_play,
         )
-        presenter.controls(st.container(horizontal=True, vertical_alignment="bottom", key="demo-row"))
+        # in the same row as the persona and Play: at 1280 x 720 the pair and the strip stay on screen
+        presenter.controls(strip)
+        # one box for who the persona is and how to drive it (a caption above it pushed the pair
+        # below a 720 px screen)
         st.info(f"**{escape_markdown(persona.name)}** — {escape_markdown(persona.description)}"
-                + (" *Held out: the heads never saw this persona's labels.*" if persona.held_out else ""),
+                + (" *Held out: the heads never saw this persona's labels.*" if persona.held_out else "")
+                + f" **Play** / **Pause** (**P**), **N**: one label; it reweights the {ctx.n_heads} heads as yours would.",
                 icon=":material/person:")
-    if persona is None:
+    else:
         header.caption(
             f"Pick the answer you prefer (**A** / **B**, **?** for every key): HyRe reweights its "
             f"{ctx.n_heads} reward heads and asks where they disagree most."
-        )
-    else:
-        header.caption(
-            "Watch a simulated user label: **Play** / **Pause** (key **P**), **N** for one label. "
-            f"Its choices reweight the {ctx.n_heads} reward heads exactly as yours would."
         )
     session_id = ctx.store.get_or_create_session(
         user=ctx.user, pool_id=ctx.pool_id, ensemble_id=ctx.ensemble_id,

@@ -232,6 +232,20 @@ def test_result_csv_and_summary_table():
     assert table.attrs["effective_heads"] == [20.0, 15.0, 5.0]
 
 
+def test_the_summary_table_names_methods_short_and_its_help_gives_the_long_form():
+    # "Probe (logistic regression on the embedding difference)" was cut at 1280 px
+    stats = {"mean": [0.5, 0.6, 0.7], "std": [0.0, 0.0, 0.0]}
+    result = {"n": [0, 1, 5], "groups": {}, "summary": {m: stats for m in ("hyre", "probe", "user_ceiling", "residual")}}
+    table = evaluation.summary_table(result)
+    assert list(table.index) == ["HyRe", "Uniform + personal head", "Probe", "Per-user fit (upper bound)"]
+    assert max(len(name) for name in table.index) <= 26
+    text = evaluation.method_help(table)
+    assert "Probe = Probe (logistic regression on the embedding difference)" in text
+    assert "Per-user fit (upper bound) = Per-user fit on half the rows (upper bound)" in text
+    assert "HyRe =" not in text  # a name shown whole needs no long form
+    assert "Short names" not in evaluation.method_help(evaluation.summary_table(_result()))
+
+
 def test_config_for_an_ensemble_finds_the_same_ensemble():
     # the page rebuilds a stored ensemble's config from its settings to find it again
     record = {"config": BuildConfig(n_heads=20, hidden=32, train_groups=["crowd"]).ensemble_settings()}

@@ -13,7 +13,7 @@ import pandas as pd
 from hyre_engine.backbone import DEFAULT_ALIASES
 from hyre_engine.pipeline import BuildConfig
 from hyre_engine.protocol import diagnostic_means
-from pages._shared.labels import METHOD_TEXT
+from pages._shared.labels import METHOD_SHORT, METHOD_TEXT
 
 # Bump when the cached result's shape changes, so old cache entries are not read.
 RESULT_VERSION = 1
@@ -81,7 +81,7 @@ def summary_table(result: dict) -> pd.DataFrame:
     """One row per method, one column per n: the mean over groups (fractions)."""
     columns = [f"n={n}" for n in result["n"]]
     rows = {
-        METHOD_TEXT.get(m, m): stats["mean"]
+        METHOD_SHORT.get(m, METHOD_TEXT.get(m, m)): stats["mean"]
         for m, stats in sorted(result["summary"].items(), key=lambda kv: _method_rank(kv[0]))
     }
     table = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
@@ -91,6 +91,14 @@ def summary_table(result: dict) -> pd.DataFrame:
         # effective heads are a count, not an accuracy: returned apart for its own format
         table.attrs["effective_heads"] = eff
     return table
+
+
+def method_help(table: pd.DataFrame) -> str:
+    """The method column's help: the long form of each short name the table shows."""
+    long = {METHOD_SHORT[m]: METHOD_TEXT[m] for m in METHOD_SHORT if METHOD_SHORT[m] in table.index}
+    if not long:
+        return "The method each row's accuracies are for."
+    return "Short names: " + "; ".join(f"{short} = {text}" for short, text in long.items()) + "."
 
 
 def _method_rank(method: str) -> int:

@@ -33,6 +33,13 @@ METHOD_TEXT = {
     "probe": "Probe (logistic regression on the embedding difference)",
     "user_ceiling": "Per-user fit on half the rows (upper bound)",
 }
+# The summary table's method column: the long names above cut at 1280 px, so the table shows
+# these and its column's help gives the long form of each.
+METHOD_SHORT = {
+    "residual": "Uniform + personal head",
+    "probe": "Probe",
+    "user_ceiling": "Per-user fit (upper bound)",
+}
 LOSS_TEXT = {"zero-one": "0-1 error (the paper's choice)", "cross-entropy": "cross-entropy"}
 # Build and evaluation stages: what a progress bar says.
 STAGE_TEXT = {

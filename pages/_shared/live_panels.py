@@ -79,10 +79,14 @@ def pair_cards(ctx: Context, item: int, *, chosen: str | None = None, who: str =
                 data_text(text)
 
 
-def live_metrics(snap: LiveSnapshot, *, goal: int | None = None, columns: int = 4) -> None:
-    """The four numbers of a session; ``goal``: show labels as "12 / 30"; ``columns``: 4 in a row, 2 as a grid."""
-    cells = st.columns(columns)
-    cols = [cells[i % columns] for i in range(4)]
+def live_metrics(snap: LiveSnapshot, *, goal: int | None = None) -> None:
+    """The strip's numbers: labels and effective heads side by side, the accuracy on a row of its own.
+
+    ``goal``: show labels as "12 / 30". The accuracy and its "+23% vs uniform" have the strip's
+    whole width: in half of it (about 120 px at 1280) both were cut to "Held-out accu…" and
+    "+23% vs unifo…"; the weight entropy is with the head weights below (``entropy_metric``).
+    """
+    cols = st.columns(2)
     cols[0].metric(
         "Labels", snap.n_labels if goal is None else f"{snap.n_labels} / {goal}",
         help="Pairs answered in this session (skips, ties and other non-choices excluded)"
@@ -93,28 +97,36 @@ def live_metrics(snap: LiveSnapshot, *, goal: int | None = None, columns: int = 
         f"{snap.effective_heads:.1f} / {snap.n_heads}",
         help=EXPLAIN["effective_heads"] + " (1 / sum(w²); K when uniform.)",
     )
-    cols[2].metric(
+    _accuracy_metric(snap, st.container(key="accuracy-metric"))
+
+
+def entropy_metric(snap: LiveSnapshot) -> None:
+    st.metric(
         "Weight entropy",
         f"{snap.entropy:.2f} nats",
         help=EXPLAIN["entropy"] + f" log K = {snap.max_entropy:.2f} when uniform.",
     )
+
+
+def _accuracy_metric(snap: LiveSnapshot, cell) -> None:
     if snap.held_out is not None:
         acc = _current_curve(snap.held_out, snap)[-1]
         base = snap.held_out.uniform[-1]
         delta = None if acc is None or base is None else acc - base
         # before any label HyRe is the uniform ensemble, and "+0%" is no gain: neither is coloured
         moved = bool(snap.n_labels) and delta is not None and round(abs(delta), 2) > 0
-        cols[3].metric(
+        cell.metric(
             "Held-out accuracy",
             "–" if acc is None else f"{acc:.0%}",
             delta=None if delta is None else f"{delta:+.0%} vs uniform",
             delta_color="normal" if moved else "off",
             delta_arrow="auto" if moved else "off",
-            help=f"{MODEL_NAME[snap.method]}: accuracy on the persona's pairs it has not labelled yet.",
+            help=f"{MODEL_NAME[snap.method]}: accuracy on the persona's pairs it has not labelled yet; "
+            "the change is against the uniform ensemble (every head weighted alike).",
         )
     else:
         pre = _current_curve(snap.running, snap)
-        cols[3].metric(
+        cell.metric(
             "Guessed right",
             f"{pre[-1]:.0%}" if pre else "–",
             help=f"Share of your labels {MODEL_NAME[snap.method]} predicted correctly before you gave them.",
@@ -144,9 +156,9 @@ def accuracy_title(panels: LiveSnapshot, who: str) -> tuple[str, str]:
 
 
 def live_strip(panels: LiveSnapshot, who: str, *, goal: int | None = None) -> None:
-    """The compact live strip beside the pair: the four numbers and the accuracy curve."""
+    """The compact live strip beside the pair: the numbers and the accuracy curve."""
     with st.container(key="live-strip"):
-        live_metrics(panels, goal=goal, columns=2)
+        live_metrics(panels, goal=goal)
         personal_readout(panels)
         title, text = accuracy_title(panels, who)
         st.markdown(title, help=text)
@@ -160,6 +172,7 @@ def live_charts(panels: LiveSnapshot, who: str) -> None:
     with cols[0], st.container(key="weights-panel"):
         st.markdown("**Head weights**")
         st.caption(EXPLAIN["weights"] + " Amber: models that gained with the last label.")
+        entropy_metric(panels)
         with st.container(key="weights-chart"):
             st.markdown(live_svg.as_markdown(live_svg.weights_svg(panels)), unsafe_allow_html=True)
     with cols[1], st.container(key="pca-panel"):

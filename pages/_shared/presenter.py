@@ -30,7 +30,7 @@ def controls(row) -> None:
     row.toggle("Presenter view", key=PRESENTER_KEY,
                help="One large chart for a projector: held-out accuracy as the persona labels.")
     row.number_input("Stop after (labels)", *STOP_AT_RANGE, value=DEFAULT_STOP_AT, step=5, key=STOP_AT_KEY,
-                     width=160, help="Play stops once the persona has given this many labels.")
+                     width=130, help="Play stops once the persona has given this many labels.")
 
 
 def stop_at() -> int:
