@@ -279,8 +279,7 @@ def _run_build(args: argparse.Namespace) -> int:
         print(f"{verb} {len(frame)} rows from {args.pool} as pool '{name}'")
         _print_cleaning(frame)
     backbone = None
-    # auto: the build's own rule (backbone.auto_backend); fine-tuning always runs on torch
-    if args.embedding_backend != "auto" and not (args.embedding_backend == "torch" and config.finetune):
+    if args.embedding_backend != "auto" and not (args.embedding_backend == "torch" and config.finetune):  # auto: auto_backend
         from hyre_engine.backbone import load_backbone
 
         db_path = Path(args.db or default_db_path())
